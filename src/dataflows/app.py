@@ -1,0 +1,256 @@
+"""The app: where workflows are registered, events sent, runs started and inspected, workers run."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from datetime import datetime
+from typing import Any
+
+from dataflows.blocking import BlockingClient
+from dataflows.clock import Clock, SystemClock
+from dataflows.durations import Duration, parse_duration
+from dataflows.errors import RunFailed, RunNotFound
+from dataflows.execution import START_EVENT
+from dataflows.intake import event_intake, new_id
+from dataflows.models import Run, SendResult
+from dataflows.records import NewEvent, NewRun
+from dataflows.retry import RetryPolicy
+from dataflows.serialization import DEFAULT_MAX_PAYLOAD, check_event_data
+from dataflows.store import Store, create_store
+from dataflows.worker import Worker, WorkerOptions
+from dataflows.workflow import Registry, Trigger, Workflow, WorkflowFn
+
+
+class Dataflows:
+    """A dataflows application.
+
+    ``database_url``: argument, else ``DATAFLOWS_DATABASE_URL``, else SQLite at
+    ``./.dataflows/dataflows.db``. The store opens (and migrates, unless ``auto_migrate=False``)
+    on first use.
+    """
+
+    def __init__(
+        self, database_url: str | None = None, *, schema: str = "dataflows",
+        auto_migrate: bool = True, clock: Clock | None = None,
+        retry: RetryPolicy | int | None = None, max_payload_bytes: int = DEFAULT_MAX_PAYLOAD,
+        store: Store | None = None,
+    ) -> None:
+        self.database_url = database_url
+        self.schema = schema
+        self.auto_migrate = auto_migrate
+        self.clock: Clock = clock or SystemClock()
+        self.default_retry = RetryPolicy.coerce(retry, RetryPolicy())
+        self.max_payload = max_payload_bytes
+        self.registry = Registry()
+        self._store = store
+        self._opened: asyncio.Task[None] | None = None
+        self._blocking: BlockingClient | None = None
+
+    # -- registration --------------------------------------------------------------------------------
+
+    def workflow(
+        self, id: str, *, trigger: Trigger | Sequence[Trigger] | None = None,
+        retries: RetryPolicy | int | None = None, timeout: Duration | None = None,
+    ) -> Callable[[WorkflowFn], WorkflowFn]:
+        """Register an ``async def (event, step)`` function as workflow ``id``.
+
+        ``retries`` is the default retry policy of its steps; ``timeout`` bounds a run's whole
+        life, suspensions included (the run fails with ``TimeoutError`` when it passes).
+        """
+        if not isinstance(id, str) or not id or len(id) > 200:
+            raise ValueError(f"invalid workflow id {id!r}")
+        triggers = () if trigger is None else (
+            (trigger,) if isinstance(trigger, Trigger) else tuple(trigger)
+        )
+        policy = RetryPolicy.coerce(retries, self.default_retry)
+        limit = None if timeout is None else parse_duration(timeout)
+
+        def register(fn: WorkflowFn) -> WorkflowFn:
+            if not asyncio.iscoroutinefunction(fn):
+                raise TypeError(f"workflow {id!r} must be an async function")
+            self.registry.add(Workflow(id, fn, triggers, policy, limit))
+            return fn
+
+        return register
+
+    # -- the store -------------------------------------------------------------------------------------
+
+    @property
+    def store(self) -> Store:
+        if self._store is None:
+            self._store = create_store(self.database_url, schema=self.schema)
+        return self._store
+
+    async def open(self) -> None:
+        """Open the store (and migrate it unless ``auto_migrate=False``). Safe to call again."""
+        if self._opened is None:
+            self._opened = asyncio.ensure_future(self.store.open(migrate=self.auto_migrate))
+        try:
+            await asyncio.shield(self._opened)
+        except BaseException:
+            self._opened = None
+            raise
+
+    async def close(self) -> None:
+        if self._opened is not None:
+            self._opened = None
+            await self.store.close()
+            self._store = None
+        if self._blocking is not None:
+            self._blocking.close()
+            self._blocking = None
+
+    async def __aenter__(self) -> Dataflows:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # -- client calls ------------------------------------------------------------------------------------
+
+    async def send(self, name: str, data: dict[str, Any], *, id: str | None = None) -> SendResult:
+        """Store an event durably and start the workflows it triggers."""
+        return (await self.send_many([(name, data, id)]))[0]
+
+    async def send_many(
+        self, events: Sequence[tuple[str, dict[str, Any], str | None]]
+    ) -> list[SendResult]:
+        """Store several events, and the runs they start, in one transaction."""
+        await self.open()
+        now = self.clock.now()
+        intakes = [
+            event_intake(self.registry, name, data, event_id=id, now=now, limit=self.max_payload)
+            for name, data, id in events
+        ]
+        results = await self.store.send_events(intakes, now)
+        return [SendResult(r.event_id, r.run_ids, r.duplicate) for r in results]
+
+    async def start(
+        self, workflow_id: str, data: dict[str, Any] | None = None, *,
+        idempotency_key: str | None = None,
+    ) -> str:
+        """Start a run of ``workflow_id`` with ``data``; the same ``idempotency_key`` starts it once."""
+        self.registry.get(workflow_id)
+        await self.open()
+        now = self.clock.now()
+        run_id = new_id()
+        event = NewEvent(
+            f"{run_id}:start", START_EVENT, check_event_data(data or {}, limit=self.max_payload),
+            now,
+        )
+        started, _ = await self.store.start_run(
+            NewRun(run_id, workflow_id, event, idempotency_key), now
+        )
+        return started
+
+    async def get_run(self, run_id: str) -> Run:
+        await self.open()
+        row = await self.store.get_run(run_id)
+        if row is None:
+            raise RunNotFound(run_id)
+        return Run.from_row(row)
+
+    async def wait_for_run(
+        self, run_id: str, timeout: Duration | None = None, *, raise_on_failure: bool = False
+    ) -> Run:
+        """Wait until the run has finished; ``TimeoutError`` after ``timeout``."""
+        limit = None if timeout is None else parse_duration(timeout)
+        loop = asyncio.get_running_loop()
+        deadline = None if limit is None else loop.time() + limit
+        delay = 0.005
+        while True:
+            run = await self.get_run(run_id)
+            if run.done:
+                if raise_on_failure and run.status != "completed":
+                    raise RunFailed(f"run {run_id} {run.status}: {run.error}")
+                return run
+            if deadline is not None and loop.time() >= deadline:
+                raise TimeoutError(f"run {run_id} did not finish within {limit}s")
+            pause = delay if deadline is None else min(delay, max(0.0, deadline - loop.time()))
+            await asyncio.sleep(pause)
+            delay = min(delay * 1.5, 0.5)
+
+    async def list_runs(
+        self, workflow_id: str | None = None, status: str | None = None, limit: int = 50,
+        *, before: tuple[datetime, str] | None = None,
+    ) -> list[Run]:
+        """Runs newest first, optionally filtered; page with ``before=(created_at, id)``."""
+        await self.open()
+        cursor = None if before is None else (before[0].timestamp(), before[1])
+        rows = await self.store.list_runs(workflow_id, status, limit, cursor)
+        return [Run.from_row(r) for r in rows]
+
+    async def cancel(self, run_id: str) -> str:
+        """Cancel the run: it starts no further step. Returns its status afterwards."""
+        await self.open()
+        return await self.store.cancel_run(run_id, self.clock.now())
+
+    async def retry(self, run_id: str) -> str:
+        """Run a failed or cancelled run again: recorded results stay, failed steps run again."""
+        await self.open()
+        return await self.store.retry_run(run_id, self.clock.now())
+
+    async def purge(self, older_than: Duration, batch: int = 500) -> int:
+        """Delete finished runs completed more than ``older_than`` ago, in batches."""
+        await self.open()
+        before = self.clock.now() - parse_duration(older_than)
+        total = 0
+        while (deleted := await self.store.purge_finished(before, batch)) > 0:
+            total += deleted
+        return total
+
+    # -- workers -----------------------------------------------------------------------------------------
+
+    @asynccontextmanager
+    async def worker(self, concurrency: int = 10, **options: Any) -> AsyncIterator[Worker]:
+        """Run a worker in the current event loop for the duration of the block."""
+        worker = Worker(self, WorkerOptions(concurrency=concurrency, **options))
+        await worker.start()
+        try:
+            yield worker
+        finally:
+            await worker.stop()
+
+    def run_worker(self, concurrency: int = 10, **options: Any) -> int:
+        """Run a worker until SIGTERM or SIGINT, then shut down gracefully.
+
+        A second signal exits at once. Returns 0, or 3 when the worker recycled itself
+        (``max_runs`` / ``max_rss_mb``) so a supervisor knows to start a fresh one.
+        """
+        return asyncio.run(self._serve_worker(WorkerOptions(concurrency=concurrency, **options)))
+
+    async def _serve_worker(self, options: WorkerOptions) -> int:
+        worker = Worker(self, options)
+        loop = asyncio.get_running_loop()
+        signals = 0
+
+        def on_signal() -> None:
+            nonlocal signals
+            signals += 1
+            if signals > 1:
+                os._exit(130)
+            worker.request_stop()
+
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, on_signal)
+        try:
+            await worker.start()
+            await worker.wait_stopped()
+            await worker.stop()
+        finally:
+            await self.close()
+        return 3 if worker.recycled else 0
+
+    # -- blocking twins ---------------------------------------------------------------------------------
+
+    @property
+    def blocking(self) -> BlockingClient:
+        """The client calls for synchronous code: ``app.blocking.start(...)`` and so on."""
+        if self._blocking is None:
+            self._blocking = BlockingClient(self)
+        return self._blocking

@@ -1,0 +1,30 @@
+"""``df.current_step()``: what a step function knows about the step it runs in."""
+
+from __future__ import annotations
+
+from contextvars import ContextVar
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class StepContext:
+    run_id: str
+    step_key: str
+    attempt: int
+    workflow_id: str
+
+    @property
+    def idempotency_key(self) -> str:
+        """``"{run_id}:{step_key}"``: stable across retries and replays of this step."""
+        return f"{self.run_id}:{self.step_key}"
+
+
+_current: ContextVar[StepContext | None] = ContextVar("dataflows_current_step", default=None)
+
+
+def current_step() -> StepContext:
+    """The step being executed; raises ``RuntimeError`` outside a step function."""
+    ctx = _current.get()
+    if ctx is None:
+        raise RuntimeError("df.current_step() is only available inside a step function")
+    return ctx

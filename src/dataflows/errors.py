@@ -1,0 +1,170 @@
+"""Every error dataflows raises, in one hierarchy.
+
+User-facing errors derive from :class:`DataflowsError`, except the two control errors a step
+function raises on purpose (:class:`NonRetriableError`, :class:`RetryAfterError`). The exception
+that suspends a run derives from ``BaseException`` so ``except Exception:`` in user code can never
+swallow it.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+
+class DataflowsError(Exception):
+    """Base class of the errors dataflows raises."""
+
+    code = "dataflows_error"
+
+
+class InvalidDuration(DataflowsError, ValueError):
+    """A duration that is not in the grammar ``500ms``, ``30s``, ``5m``, ``24h``, ``7d``, ``2w``."""
+
+    code = "invalid_duration"
+
+    def __init__(self, value: object) -> None:
+        super().__init__(
+            f"invalid duration {value!r}: use a number of seconds, a timedelta, or units "
+            "ms, s, m, h, d, w such as '500ms', '30s', '1h30m', '7d'"
+        )
+        self.value = value
+
+
+class InvalidStepName(DataflowsError, ValueError):
+    """A step name that is empty, too long, or contains control characters."""
+
+    code = "invalid_step_name"
+
+
+class PayloadError(DataflowsError, ValueError):
+    """A value that cannot be stored: not JSON-serializable, or over the size cap."""
+
+    code = "invalid_payload"
+
+
+class PayloadTooLarge(PayloadError):
+    """A step result or event payload larger than the configured cap."""
+
+    code = "payload_too_large"
+
+    def __init__(self, what: str, size: int, limit: int) -> None:
+        super().__init__(f"{what} is {size} bytes, over the {limit}-byte limit")
+        self.size = size
+        self.limit = limit
+
+
+class WorkflowError(DataflowsError):
+    """A problem with a workflow's registration or lookup."""
+
+    code = "workflow_error"
+
+
+class DuplicateWorkflow(WorkflowError, ValueError):
+    code = "duplicate_workflow"
+
+    def __init__(self, workflow_id: str) -> None:
+        super().__init__(f"a workflow with id {workflow_id!r} is already registered")
+        self.workflow_id = workflow_id
+
+
+class UnknownWorkflow(WorkflowError, LookupError):
+    code = "unknown_workflow"
+
+    def __init__(self, workflow_id: str) -> None:
+        super().__init__(f"no workflow with id {workflow_id!r} is registered")
+        self.workflow_id = workflow_id
+
+
+class RunNotFound(DataflowsError, LookupError):
+    code = "run_not_found"
+
+    def __init__(self, run_id: str) -> None:
+        super().__init__(f"no run with id {run_id!r}")
+        self.run_id = run_id
+
+
+class InvalidRunState(DataflowsError):
+    """An operation that does not apply to the run's current status."""
+
+    code = "invalid_run_state"
+
+    def __init__(self, run_id: str, status: str, operation: str) -> None:
+        super().__init__(f"cannot {operation} run {run_id!r}: it is {status}")
+        self.run_id = run_id
+        self.status = status
+
+
+class StepFailed(DataflowsError):
+    """A step exhausted its retries (or raised :class:`NonRetriableError`).
+
+    Raised into the workflow function, which may catch it and compensate. The cause is carried as
+    text because it may have been raised in another process, days ago.
+    """
+
+    code = "step_failed"
+
+    def __init__(
+        self, step_key: str, error_type: str, message: str, traceback: str = ""
+    ) -> None:
+        super().__init__(f"step {step_key!r} failed: {error_type}: {message}")
+        self.step_key = step_key
+        self.error_type = error_type
+        self.error_message = message
+        self.traceback = traceback
+
+
+class NonDeterminismError(DataflowsError):
+    """Replay asked for a step in a way that contradicts the run's recorded history."""
+
+    code = "non_determinism"
+
+    def __init__(self, run_id: str, step_key: str, detail: str) -> None:
+        super().__init__(f"run {run_id!r} diverged from its history at step {step_key!r}: {detail}")
+        self.run_id = run_id
+        self.step_key = step_key
+
+
+class RunFailed(DataflowsError):
+    """Raised by blocking helpers that expected a run to complete but it failed."""
+
+    code = "run_failed"
+
+
+class StoreError(DataflowsError):
+    """A problem talking to the store."""
+
+    code = "store_error"
+
+
+class StoreUnavailable(StoreError):
+    """The store cannot be reached right now; the operation may be retried."""
+
+    code = "store_unavailable"
+
+
+class LeaseLost(DataflowsError):
+    """This worker no longer holds the run: another worker took it over, or it was cancelled."""
+
+    code = "lease_lost"
+
+    def __init__(self, run_id: str) -> None:
+        super().__init__(f"this worker no longer holds run {run_id!r}")
+        self.run_id = run_id
+
+
+class NonRetriableError(Exception):
+    """Raise from a step function to fail the step at once, without retries."""
+
+
+class RetryAfterError(Exception):
+    """Raise from a step function to retry it no sooner than ``delay`` (e.g. HTTP 429)."""
+
+    def __init__(self, delay: float | str | timedelta, message: str = "") -> None:
+        from dataflows.durations import parse_duration
+
+        self.delay = parse_duration(delay)
+        super().__init__(message or f"retry after {self.delay:g}s")
+
+
+class Suspend(BaseException):  # noqa: N818 - a control signal, not an error
+    """Internal: unwinds the workflow function when a run must wait in the database."""

@@ -1,0 +1,356 @@
+"""One attempt at a run: replay the workflow function against its history, then write the outcome.
+
+Replay is the heart of durable execution. Each step call is keyed (``name``, ``name#2`` …); a key
+with a recorded outcome returns it without running anything, and the first unrecorded key runs for
+real and is committed before the workflow's next line runs. A step that must wait (sleep, event,
+long retry backoff) unwinds the workflow with :class:`Suspend`; steps already in flight on other
+branches finish and record first, then the run is written back as ``waiting``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import inspect
+import json
+import traceback
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any, NoReturn, TypeVar
+
+from dataflows import serialization
+from dataflows.clock import Clock
+from dataflows.context import StepContext, _current
+from dataflows.errors import (
+    NonDeterminismError,
+    NonRetriableError,
+    PayloadError,
+    RetryAfterError,
+    StepFailed,
+    StoreUnavailable,
+    Suspend,
+)
+from dataflows.intake import event_intake
+from dataflows.models import Event
+from dataflows.records import (
+    RUN_FINISHED_EVENT,
+    ClaimedRun,
+    NewEvent,
+    NewRun,
+    NewStep,
+    StepRow,
+    WaitMatch,
+    WaitOutcome,
+)
+from dataflows.retry import RetryPolicy
+from dataflows.store.base import Store
+from dataflows.workflow import Registry, Workflow
+
+T = TypeVar("T")
+
+#: Events whose names the engine uses for runs started directly and by ``step.invoke``.
+START_EVENT = "dataflows/start"
+_CHILD_IDS = uuid.UUID("6f1d6c1e-2b1a-4d8e-9a51-3c2f0b7d9e10")
+
+
+@dataclass(frozen=True, slots=True)
+class Runtime:
+    """What every execution needs from the app and the worker."""
+
+    store: Store
+    clock: Clock
+    registry: Registry
+    executor: Any  # concurrent.futures.Executor for sync step functions
+    max_payload: int
+    inline_retry_limit: float
+
+
+def error_json(exc: BaseException) -> str:
+    if isinstance(exc, StepFailed):
+        info = {"type": exc.error_type, "message": exc.error_message, "step": exc.step_key,
+                "traceback": exc.traceback}
+    else:
+        info = {
+            "type": type(exc).__name__,
+            "message": str(exc),
+            "traceback": "".join(traceback.format_exception(exc)),
+        }
+    return json.dumps(info)
+
+
+async def retry_unavailable(op: Callable[[], Awaitable[T]]) -> T:
+    """Call the store until it answers: workers wait out a database outage, never exit or spin.
+
+    Retrying a write is safe because every write is idempotent or fenced by the run's lease.
+    """
+    delay = 0.05
+    while True:
+        try:
+            return await op()
+        except StoreUnavailable:
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+
+def child_run_id(run_id: str, step_key: str) -> str:
+    return uuid.uuid5(_CHILD_IDS, f"{run_id}:{step_key}").hex
+
+
+class Execution:
+    def __init__(
+        self, rt: Runtime, claimed: ClaimedRun, workflow: Workflow, history: list[StepRow]
+    ) -> None:
+        self.rt = rt
+        self.run = claimed
+        self.workflow = workflow
+        self.history = {row.key: row for row in history}
+        self._uses: dict[str, int] = {}
+        self.suspensions: list[tuple[float | None, str]] = []
+        self.closing = False
+        self.abandoned = False
+        self.fatal: NonDeterminismError | None = None
+        self._inflight = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    # -- keys and replay checks --------------------------------------------------------------------
+
+    def next_key(self, name: str) -> str:
+        uses = self._uses.get(name, 0) + 1
+        self._uses[name] = uses
+        return name if uses == 1 else f"{name}#{uses}"
+
+    def recorded(self, key: str, kind: str) -> StepRow | None:
+        """The history row for ``key``, after checking it was recorded as the same kind."""
+        self.check_live()
+        row = self.history.get(key)
+        if row is not None and row.kind != kind and not (row.status == "retrying" and kind == "run"):
+            self.fatal = NonDeterminismError(
+                self.run.id, key, f"recorded as a {row.kind!r} step, now called as {kind!r}"
+            )
+            raise self.fatal
+        return row
+
+    def check_live(self) -> None:
+        """No new step starts once the run is unwinding, lost, or failed for divergence."""
+        if self.fatal is not None:
+            raise self.fatal
+        if self.closing or self.abandoned:
+            raise Suspend()
+
+    # -- suspension and store writes ------------------------------------------------------------------
+
+    def suspend(self, wake_at: float | None, reason: str) -> NoReturn:
+        self.suspensions.append((wake_at, reason))
+        raise Suspend()
+
+    def lost(self) -> NoReturn:
+        self.abandoned = True
+        raise Suspend()
+
+    @asynccontextmanager
+    async def tracking(self) -> AsyncIterator[None]:
+        self._inflight += 1
+        self._idle.clear()
+        try:
+            yield
+        finally:
+            self._inflight -= 1
+            if self._inflight == 0:
+                self._idle.set()
+
+    async def drain(self) -> None:
+        """Stop new steps and wait for those in flight to record their outcome."""
+        self.closing = True
+        await self._idle.wait()
+
+    async def write(self, op: Callable[[], Awaitable[bool]]) -> None:
+        if not await retry_unavailable(op):
+            self.lost()
+
+    # -- step.run --------------------------------------------------------------------------------------
+
+    async def run_step(
+        self, key: str, fn: Callable[..., Any], args: tuple[Any, ...], policy: RetryPolicy,
+        timeout: float | None,
+    ) -> Any:
+        row = self.recorded(key, "run")
+        attempt = 1
+        if row is not None:
+            if row.status == "completed":
+                return row.output
+            if row.status == "failed":
+                raise _step_failed(key, row.error)
+            attempt = row.attempts + 1
+            if row.wake_at is not None and row.wake_at > self.rt.clock.now():
+                self.suspend(row.wake_at, f"retry {key}")
+        async with self.tracking():
+            while True:
+                started = self.rt.clock.now()
+                try:
+                    value = await self._call(key, attempt, fn, args, timeout)
+                    output = serialization.dumps(
+                        value, what=f"the result of step {key!r}", limit=self.rt.max_payload
+                    )
+                except Exception as exc:
+                    delay = _retry_delay(exc, attempt, policy)
+                    if delay is None:
+                        await self._record(key, "run", "failed", None, error_json(exc), attempt,
+                                           started)
+                        raise _step_failed(key, json.loads(error_json(exc))) from exc
+                    retry_at = self.rt.clock.now() + delay
+                    await self.write(lambda: self.rt.store.record_attempt(
+                        self.run.id, self.run.lease_token, key, attempt, error_json(exc),
+                        started, retry_at, self.rt.clock.now(),
+                    ))
+                    if delay > self.rt.inline_retry_limit:
+                        self.suspend(retry_at, f"retry {key}")
+                    await self.rt.clock.sleep(delay)
+                    self.check_live()
+                    attempt += 1
+                    continue
+                await self._record(key, "run", "completed", output, None, attempt, started)
+                return json.loads(output)
+
+    async def _call(
+        self, key: str, attempt: int, fn: Callable[..., Any], args: tuple[Any, ...],
+        timeout: float | None,
+    ) -> Any:
+        token = _current.set(StepContext(self.run.id, key, attempt, self.workflow.id))
+        try:
+            if inspect.iscoroutinefunction(fn):
+                pending: Awaitable[Any] = fn(*args)
+            else:
+                loop = asyncio.get_running_loop()
+                ctx = contextvars.copy_context()
+                pending = loop.run_in_executor(self.rt.executor, ctx.run, fn, *args)
+            value = await _with_timeout(pending, timeout)
+            if inspect.isawaitable(value):  # a sync callable that returned a coroutine
+                value = await _with_timeout(value, timeout)
+            return value
+        finally:
+            _current.reset(token)
+
+    async def _record(
+        self, key: str, kind: str, status: str, output: str | None, error: str | None,
+        attempts: int, started: float, event_id: str | None = None,
+    ) -> None:
+        step = NewStep(key, kind, status, output, error, attempts, started, event_id)  # type: ignore[arg-type]
+        await self.write(lambda: self.rt.store.record_step(
+            self.run.id, self.run.lease_token, step, self.rt.clock.now()
+        ))
+
+    # -- sleeps and waits ------------------------------------------------------------------------------
+
+    async def sleep_step(self, key: str, wake_at: float) -> None:
+        row = self.recorded(key, "sleep")
+        if row is not None:
+            if row.status == "completed":
+                return
+            if row.wake_at is not None and row.wake_at > self.rt.clock.now():
+                self.suspend(row.wake_at, f"sleep {key}")
+        outcome = await self._begin_wait(key, "sleep", wake_at, None)
+        if outcome.state != "resolved":
+            self.suspend(outcome.wake_at, f"sleep {key}")
+
+    async def wait_step(
+        self, key: str, match: WaitMatch, deadline: float | None, kind: str = "wait"
+    ) -> dict[str, Any] | None:
+        """The matching event as stored (``id``, ``name``, ``data``, ``ts``), or ``None``."""
+        row = self.recorded(key, kind)
+        if row is not None and row.status == "completed":
+            output: dict[str, Any] | None = row.output
+            return output
+        outcome = await self._begin_wait(key, kind, deadline, match)
+        if outcome.state == "resolved":
+            if outcome.event is None:
+                return None
+            ev = outcome.event
+            return {"id": ev.id, "name": ev.name, "data": ev.data, "ts": ev.ts}
+        self.suspend(outcome.wake_at, f"event {match.event_name} ({key})")
+
+    async def _begin_wait(
+        self, key: str, kind: str, wake_at: float | None, match: WaitMatch | None
+    ) -> WaitOutcome:
+        async with self.tracking():
+            outcome = await retry_unavailable(lambda: self.rt.store.begin_wait(
+                self.run.id, self.run.lease_token, key, kind, wake_at, match,
+                self.run.created_at, self.run.event.id, self.rt.clock.now(),
+            ))
+        if outcome.state == "fenced":
+            self.lost()
+        return outcome
+
+    # -- events and child runs ---------------------------------------------------------------------------
+
+    async def send_step(self, key: str, name: str, data: Any, event_id: str | None) -> str:
+        row = self.recorded(key, "send")
+        if row is not None and row.status == "completed":
+            return str(row.output)
+        now = self.rt.clock.now()
+        intake = event_intake(
+            self.rt.registry, name, data, event_id=event_id or f"{self.run.id}:{key}",
+            now=now, limit=self.rt.max_payload,
+        )
+        step = NewStep(key, "send", "completed", json.dumps(intake.event.id), None, 1, now)
+        async with self.tracking():
+            await self.write(lambda: self.rt.store.record_step(
+                self.run.id, self.run.lease_token, step, self.rt.clock.now(), (intake,)
+            ))
+        return intake.event.id
+
+    async def invoke_step(
+        self, key: str, workflow_id: str, data: Any, timeout: float | None
+    ) -> Any:
+        row = self.recorded(key, "invoke")
+        child_id = child_run_id(self.run.id, key)
+        if row is None:
+            self.rt.registry.get(workflow_id)
+            now = self.rt.clock.now()
+            event = NewEvent(
+                f"{child_id}:start", START_EVENT,
+                serialization.check_event_data(data, limit=self.rt.max_payload), now,
+            )
+            child = NewRun(child_id, workflow_id, event, f"{self.run.id}:{key}", self.run.id, key)
+            async with self.tracking():
+                await retry_unavailable(lambda: self.rt.store.start_run(child, self.rt.clock.now()))
+        deadline = None if timeout is None else self.rt.clock.now() + timeout
+        if row is not None and row.status == "waiting":
+            deadline = row.wake_at
+        match = WaitMatch(RUN_FINISHED_EVENT, (("data.run_id", child_id),))
+        finished = await self.wait_step(key, match, deadline, kind="invoke")
+        if finished is None:
+            raise StepFailed(key, "TimeoutError", f"child run {child_id} did not finish in time")
+        info = finished["data"]
+        if info["status"] != "completed":
+            raise _step_failed(key, info.get("error"))
+        return info.get("result")
+
+
+def _step_failed(key: str, error: dict[str, Any] | None) -> StepFailed:
+    error = error or {}
+    return StepFailed(
+        key, str(error.get("type", "Error")), str(error.get("message", "")),
+        str(error.get("traceback", "")),
+    )
+
+
+def _retry_delay(exc: Exception, attempt: int, policy: RetryPolicy) -> float | None:
+    """Seconds until the next attempt, or ``None`` when the step has failed for good."""
+    if isinstance(exc, NonRetriableError | PayloadError) or attempt > policy.retries:
+        return None
+    if isinstance(exc, RetryAfterError):
+        return max(exc.delay, 0.0)
+    return policy.backoff(attempt)
+
+
+async def _with_timeout(pending: Awaitable[T], timeout: float | None) -> T:
+    if timeout is None:
+        return await pending
+    return await asyncio.wait_for(pending, timeout)
+
+
+def wait_event_value(stored: dict[str, Any] | None) -> Event | None:
+    return None if stored is None else Event.from_json(stored)

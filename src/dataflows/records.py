@@ -1,0 +1,167 @@
+"""Plain records that cross the store boundary.
+
+The store speaks in these; it knows nothing of workflows, steps objects or the worker. Times are
+seconds since the epoch (floats) handed in by the engine's clock. ``*_json`` fields are JSON text
+already validated by :mod:`dataflows.serialization`; fields without the suffix are decoded values.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+RunStatus = Literal["queued", "running", "waiting", "completed", "failed", "cancelled"]
+TERMINAL_STATUSES: frozenset[str] = frozenset({"completed", "failed", "cancelled"})
+RUN_STATUSES: tuple[str, ...] = ("queued", "running", "waiting", "completed", "failed", "cancelled")
+
+StepKind = Literal["run", "sleep", "wait", "send", "invoke"]
+
+#: Internal event a run emits when it finishes and has a parent; ``step.invoke`` waits on it.
+RUN_FINISHED_EVENT = "dataflows/run.finished"
+
+
+@dataclass(frozen=True, slots=True)
+class NewEvent:
+    id: str
+    name: str
+    data_json: str
+    ts: float
+
+
+@dataclass(frozen=True, slots=True)
+class NewRun:
+    id: str
+    workflow_id: str
+    event: NewEvent
+    idempotency_key: str | None = None
+    parent_run_id: str | None = None
+    parent_step_key: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class EventIntake:
+    """One event to store and the runs it starts (created only if the event id is new)."""
+
+    event: NewEvent
+    runs: tuple[NewRun, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class IntakeResult:
+    event_id: str
+    run_ids: tuple[str, ...]
+    duplicate: bool
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    id: str
+    name: str
+    data: dict[str, Any]
+    ts: float
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedRun:
+    id: str
+    workflow_id: str
+    event: StoredEvent
+    created_at: float
+    lease_token: int
+    recoveries: int
+    parent_run_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class NewStep:
+    """A step's final outcome. ``status`` is ``completed`` (with output) or ``failed`` (with error)."""
+
+    key: str
+    kind: StepKind
+    status: Literal["completed", "failed"]
+    output_json: str | None
+    error_json: str | None
+    attempts: int
+    started_at: float
+    event_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StepRow:
+    """A step in a run's history.
+
+    ``status`` is ``completed`` or ``failed`` for recorded outcomes, ``retrying`` for a step with
+    failed attempts and no outcome yet (``wake_at`` is when the next attempt may start), and
+    ``waiting`` for a sleep or wait that was reached but has not resolved (``wake_at`` is its
+    recorded deadline, ``None`` for a wait without timeout).
+    """
+
+    key: str
+    kind: str
+    status: str
+    output: Any = None
+    error: dict[str, Any] | None = None
+    attempts: int = 0
+    started_at: float | None = None
+    completed_at: float | None = None
+    wake_at: float | None = None
+    event_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class WaitMatch:
+    """Which events satisfy a wait: ``event_name`` and exact values at ``data.…`` paths."""
+
+    event_name: str
+    filters: tuple[tuple[str, Any], ...] = ()
+
+    def matches(self, name: str, data: dict[str, Any]) -> bool:
+        return name == self.event_name and all(
+            lookup(data, path) == (True, value) for path, value in self.filters
+        )
+
+
+def lookup(data: dict[str, Any], path: str) -> tuple[bool, Any]:
+    """Follow ``data.a.b`` inside an event's data: ``(found, value)``."""
+    parts = path.split(".")
+    if parts[0] != "data":
+        return (False, None)
+    node: Any = data
+    for part in parts[1:]:
+        if not isinstance(node, dict) or part not in node:
+            return (False, None)
+        node = node[part]
+    return (True, node)
+
+
+@dataclass(frozen=True, slots=True)
+class WaitOutcome:
+    """What :meth:`Store.begin_wait` found.
+
+    ``state`` is ``resolved`` (the step was recorded now, ``event`` set for an event wait or
+    ``None`` for an elapsed sleep or timed-out wait), ``pending`` (``wake_at`` is the recorded
+    deadline) or ``fenced`` (this worker no longer holds the run).
+    """
+
+    state: Literal["resolved", "pending", "fenced"]
+    event: StoredEvent | None = None
+    wake_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RunRow:
+    id: str
+    workflow_id: str
+    status: str
+    event: StoredEvent
+    result: Any
+    error: dict[str, Any] | None
+    created_at: float
+    updated_at: float
+    completed_at: float | None
+    wake_at: float | None
+    wait_reason: str | None
+    recoveries: int
+    parent_run_id: str | None
+    idempotency_key: str | None = None
+    steps: tuple[StepRow, ...] = field(default=())

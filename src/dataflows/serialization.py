@@ -1,0 +1,62 @@
+"""JSON in and out of the store. Nothing stored is ever pickled.
+
+Values are dumped with ``ensure_ascii`` so every stored text is plain ASCII: lone surrogates and
+NUL characters survive the round trip on both stores. NaN and infinities are rejected because they
+are not JSON.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from dataflows.errors import PayloadError, PayloadTooLarge
+
+DEFAULT_MAX_PAYLOAD = 4 * 1024 * 1024
+
+
+def dumps(value: Any, *, what: str, limit: int = DEFAULT_MAX_PAYLOAD) -> str:
+    """Serialize ``value`` for storage, or raise :class:`PayloadError` saying why not."""
+    try:
+        text = json.dumps(value, allow_nan=False, separators=(",", ":"))
+    except (TypeError, ValueError) as exc:
+        raise PayloadError(f"{what} is not JSON-serializable: {exc}") from None
+    except RecursionError:
+        raise PayloadError(f"{what} is nested too deeply to serialize") from None
+    if len(text) > limit:
+        raise PayloadTooLarge(what, len(text), limit)
+    return text
+
+
+def loads(text: str | None) -> Any:
+    return None if text is None else json.loads(text)
+
+
+def check_event_data(data: Any, *, limit: int = DEFAULT_MAX_PAYLOAD) -> str:
+    """Validate an event's ``data``: a JSON object without NUL characters or lone surrogates.
+
+    Events are matched inside the database (PostgreSQL ``jsonb``), which cannot hold those, so they
+    are refused up front on every store alike.
+    """
+    if not isinstance(data, dict):
+        raise PayloadError(f"event data must be a JSON object, got {type(data).__name__}")
+    text = dumps(data, what="event data", limit=limit)
+    _check_text(data)
+    return text
+
+
+def _check_text(value: Any) -> None:
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise PayloadError("event data must not contain NUL characters (\\u0000)")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise PayloadError("event data must not contain lone surrogate characters") from None
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _check_text(key)
+            _check_text(item)
+    elif isinstance(value, list):
+        for item in value:
+            _check_text(item)

@@ -1,0 +1,126 @@
+"""The ``step`` object a workflow function receives.
+
+Each method validates its arguments and takes its step key *when called*, before anything is
+awaited, so ``asyncio.gather(step.run("a", f), step.run("b", g))`` keys steps in argument order on
+every replay. The returned coroutine does the work.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from collections.abc import Callable, Coroutine, Mapping
+from datetime import datetime
+from typing import Any
+
+from dataflows.durations import Duration, parse_duration, to_timestamp
+from dataflows.errors import InvalidStepName
+from dataflows.execution import Execution, wait_event_value
+from dataflows.intake import validate_event_name
+from dataflows.models import Event
+from dataflows.records import WaitMatch, lookup
+from dataflows.retry import RetryPolicy
+
+MAX_STEP_NAME = 200
+
+
+def validate_step_name(name: object) -> str:
+    if not isinstance(name, str) or not name:
+        raise InvalidStepName(f"a step name must be a non-empty string, got {name!r}")
+    if len(name) > MAX_STEP_NAME:
+        raise InvalidStepName(f"step name is {len(name)} characters; the limit is {MAX_STEP_NAME}")
+    if any(unicodedata.category(ch) == "Cc" for ch in name):
+        raise InvalidStepName(f"step name {name!r} contains control characters")
+    return name
+
+
+class Step:
+    """Durable building blocks for a workflow: every call is recorded once and replayed after."""
+
+    def __init__(self, execution: Execution) -> None:
+        self._x = execution
+
+    @property
+    def run_id(self) -> str:
+        return self._x.run.id
+
+    @property
+    def workflow_id(self) -> str:
+        return self._x.workflow.id
+
+    def _key(self, name: object) -> str:
+        return self._x.next_key(validate_step_name(name))
+
+    def run(
+        self, name: str, fn: Callable[..., Any], *args: Any,
+        retry: RetryPolicy | int | None = None, timeout: Duration | None = None,
+    ) -> Coroutine[Any, Any, Any]:
+        """Call ``fn(*args)`` once and return its JSON result; replays return the stored result.
+
+        ``retry`` is a :class:`RetryPolicy` or a number of retries (default: the workflow's);
+        ``timeout`` bounds one attempt.
+        """
+        if not callable(fn):
+            raise TypeError(f"step.run needs a callable, got {fn!r}")
+        policy = RetryPolicy.coerce(retry, self._x.workflow.retry)
+        limit = None if timeout is None else parse_duration(timeout)
+        return self._x.run_step(self._key(name), fn, args, policy, limit)
+
+    def sleep(self, name: str, duration: Duration) -> Coroutine[Any, Any, None]:
+        """Suspend the run for ``duration`` (``"30s"``, ``"24h"``, seconds, a timedelta)."""
+        seconds = parse_duration(duration)
+        key = self._key(name)
+        return self._x.sleep_step(key, self._x.rt.clock.now() + seconds)
+
+    def sleep_until(self, name: str, when: datetime | float) -> Coroutine[Any, Any, None]:
+        """Suspend the run until ``when`` (an aware datetime or a timestamp)."""
+        at = to_timestamp(when)
+        return self._x.sleep_step(self._key(name), at)
+
+    def wait_for_event(
+        self, name: str, event: str, *, match: str | None = None,
+        where: Mapping[str, Any] | None = None, timeout: Duration | None,
+    ) -> Coroutine[Any, Any, Event | None]:
+        """Wait for an event named ``event``; ``None`` once ``timeout`` passes.
+
+        ``match="data.x"``: the event's ``data.x`` equals the triggering event's ``data.x``.
+        ``where={"data.x": value}``: exact values. ``timeout=None`` waits without limit.
+        """
+        validate_event_name(event)
+        filters = dict(_check_paths(where or {}))
+        if match is not None:
+            found, value = lookup(dict(self._x.run.event.data), _check_path(match))
+            if not found:
+                raise ValueError(f"match={match!r}: the triggering event has no such field")
+            filters[match] = value
+        seconds = None if timeout is None else parse_duration(timeout)
+        key = self._key(name)
+        deadline = None if seconds is None else self._x.rt.clock.now() + seconds
+        return self._wait(key, WaitMatch(event, tuple(sorted(filters.items()))), deadline)
+
+    async def _wait(self, key: str, match: WaitMatch, deadline: float | None) -> Event | None:
+        return wait_event_value(await self._x.wait_step(key, match, deadline))
+
+    def send_event(
+        self, name: str, event_name: str, data: Mapping[str, Any], *, id: str | None = None
+    ) -> Coroutine[Any, Any, str]:
+        """Send an event once, even on replay; returns its id (default ``"{run_id}:{step_key}"``)."""
+        return self._x.send_step(self._key(name), event_name, dict(data), id)
+
+    def invoke(
+        self, name: str, workflow_id: str, data: Mapping[str, Any], *,
+        timeout: Duration | None = None,
+    ) -> Coroutine[Any, Any, Any]:
+        """Start a child run of ``workflow_id`` and return its result (``StepFailed`` if it fails)."""
+        self._x.rt.registry.get(workflow_id)
+        seconds = None if timeout is None else parse_duration(timeout)
+        return self._x.invoke_step(self._key(name), workflow_id, dict(data), seconds)
+
+
+def _check_path(path: object) -> str:
+    if not isinstance(path, str) or not path.startswith("data.") or len(path) < 6:
+        raise ValueError(f"invalid event path {path!r}: use 'data.field' or 'data.a.b'")
+    return path
+
+
+def _check_paths(where: Mapping[str, Any]) -> list[tuple[str, Any]]:
+    return [(_check_path(path), value) for path, value in where.items()]

@@ -1,0 +1,208 @@
+"""The store interface: domain operations, one transaction each.
+
+Every write that a worker makes on behalf of a run is *fenced*: it names the ``lease_token`` the
+worker got when it claimed the run and takes effect only while the run is still ``running`` under
+that token. A worker that lost its lease (paused, partitioned, slow) therefore cannot record a
+result or finish the run (guarantee 3). Fenced operations return ``False`` (or a ``fenced``
+outcome) instead of raising when the fence rejects them.
+
+Backends translate their driver's connection errors into :class:`~dataflows.errors.StoreUnavailable`
+at this edge and nothing else above it sees a driver exception.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable, Sequence
+
+from dataflows.records import (
+    ClaimedRun,
+    EventIntake,
+    IntakeResult,
+    NewRun,
+    NewStep,
+    RunRow,
+    StepRow,
+    WaitMatch,
+    WaitOutcome,
+)
+
+Listener = Callable[[], None]
+
+
+class Store(abc.ABC):
+    """A place where runs, steps and events live. Backends: SQLite and PostgreSQL."""
+
+    dialect: str
+
+    def __init__(self) -> None:
+        self._listeners: list[Listener] = []
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def open(self, *, migrate: bool = True) -> None:
+        """Connect; with ``migrate``, create or upgrade the schema first."""
+
+    @abc.abstractmethod
+    async def close(self) -> None: ...
+
+    @abc.abstractmethod
+    async def migrate(self) -> list[str]:
+        """Apply pending migrations (serialised between processes); return the ones applied."""
+
+    @abc.abstractmethod
+    async def ping(self) -> None:
+        """Raise :class:`StoreUnavailable` unless the database answers."""
+
+    @abc.abstractmethod
+    async def database_time(self) -> float:
+        """The database server's clock, to align worker clocks with it."""
+
+    # -- wake-up hints -----------------------------------------------------------------------------
+
+    def add_listener(self, listener: Listener) -> None:
+        """Call ``listener`` (from the event loop) when new work may be runnable.
+
+        A hint for latency only: workers also poll.
+        """
+        self._listeners.append(listener)
+
+    def remove_listener(self, listener: Listener) -> None:
+        if listener in self._listeners:
+            self._listeners.remove(listener)
+
+    def _notify_local(self) -> None:
+        for listener in list(self._listeners):
+            listener()
+
+    # -- intake ------------------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def send_events(self, intakes: Sequence[EventIntake], now: float) -> list[IntakeResult]:
+        """Store events and create the runs they start, in one transaction.
+
+        An event whose id is already stored is a duplicate: nothing is written for it and the
+        result carries the ids of the runs it started the first time. Every stored event wakes
+        the runs with a wait that it matches (``queued`` if they were ``waiting``; flagged so a
+        run about to suspend re-queues instead).
+        """
+
+    @abc.abstractmethod
+    async def start_run(self, run: NewRun, now: float) -> tuple[str, bool]:
+        """Create a ``queued`` run; ``(run_id, created)``.
+
+        With an ``idempotency_key`` already used for the same workflow, nothing is created and the
+        existing run's id is returned with ``created=False``.
+        """
+
+    # -- the worker's side ---------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def claim_runs(
+        self, worker_id: str, limit: int, lease_seconds: float, now: float
+    ) -> list[ClaimedRun]:
+        """Lease up to ``limit`` runnable runs, oldest first, skipping rows other workers lock.
+
+        Runnable: ``queued``; ``waiting`` with ``wake_at <= now``; ``running`` with an expired
+        lease (a crashed worker: ``recoveries`` is incremented). Each claim increments the run's
+        ``lease_token`` and sets it ``running`` until ``now + lease_seconds``.
+        """
+
+    @abc.abstractmethod
+    async def heartbeat(self, worker_id: str, lease_seconds: float, now: float) -> set[str]:
+        """Extend the leases this worker still holds; return those runs' ids."""
+
+    @abc.abstractmethod
+    async def load_history(self, run_id: str) -> list[StepRow]:
+        """The run's steps, recorded and in progress, in one query, in recording order."""
+
+    @abc.abstractmethod
+    async def record_step(
+        self, run_id: str, lease_token: int, step: NewStep, now: float,
+        events: Sequence[EventIntake] = (),
+    ) -> bool:
+        """Record a step's outcome once (fenced), with the events it sends, in one transaction.
+
+        A step key already recorded is never overwritten. Any wait row of the step is removed.
+        """
+
+    @abc.abstractmethod
+    async def record_attempt(
+        self, run_id: str, lease_token: int, key: str, attempt: int, error_json: str,
+        started_at: float, retry_at: float, now: float,
+    ) -> bool:
+        """Record a failed attempt of a step that will be retried at ``retry_at`` (fenced)."""
+
+    @abc.abstractmethod
+    async def begin_wait(
+        self, run_id: str, lease_token: int, key: str, kind: str, wake_at: float | None,
+        match: WaitMatch | None, since: float, trigger_event_id: str, now: float,
+    ) -> WaitOutcome:
+        """Reach a sleep or an event wait, in one transaction (fenced).
+
+        The deadline is stored the first time the step is reached and never moved later. With a
+        ``match``, the oldest matching event received at or after ``since`` (the run's creation),
+        other than the run's own ``trigger_event_id``, that no earlier step of this run consumed,
+        resolves the step (recorded with the event as output
+        and ``event_id``). Otherwise, once ``now`` has reached the deadline, the step is recorded
+        with output ``null``. Otherwise the wait row stays and the outcome is ``pending``.
+        Matching and event intake are serialised so an event arriving meanwhile is never missed.
+        """
+
+    @abc.abstractmethod
+    async def suspend_run(
+        self, run_id: str, lease_token: int, wake_at: float | None, reason: str, now: float
+    ) -> bool:
+        """Release the run to ``waiting`` until ``wake_at`` (fenced).
+
+        If an event matched one of its waits since it was claimed, it goes back to ``queued``.
+        """
+
+    @abc.abstractmethod
+    async def complete_run(
+        self, run_id: str, lease_token: int, result_json: str, now: float
+    ) -> bool:
+        """Finish the run as ``completed`` (fenced); a child run tells its parent."""
+
+    @abc.abstractmethod
+    async def fail_run(self, run_id: str, lease_token: int, error_json: str, now: float) -> bool:
+        """Finish the run as ``failed`` (fenced); a child run tells its parent."""
+
+    @abc.abstractmethod
+    async def release_run(self, run_id: str, lease_token: int, now: float) -> bool:
+        """Give a held run back as ``queued`` (graceful shutdown) without counting a recovery."""
+
+    @abc.abstractmethod
+    async def next_wake_at(self) -> float | None:
+        """The earliest ``wake_at`` among waiting runs, for the worker's local timer."""
+
+    # -- the client's side ---------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def get_run(self, run_id: str) -> RunRow | None:
+        """The run with its steps, or ``None``."""
+
+    @abc.abstractmethod
+    async def list_runs(
+        self, workflow_id: str | None, status: str | None, limit: int,
+        before: tuple[float, str] | None = None,
+    ) -> list[RunRow]:
+        """Runs newest first (without steps); ``before`` is the ``(created_at, id)`` to page from."""
+
+    @abc.abstractmethod
+    async def cancel_run(self, run_id: str, now: float) -> str:
+        """Cancel a run that has not finished; return its status afterwards.
+
+        Raises :class:`RunNotFound`. A run already finished keeps its status.
+        """
+
+    @abc.abstractmethod
+    async def retry_run(self, run_id: str, now: float) -> str:
+        """Queue a ``failed`` or ``cancelled`` run again: recorded results stay, failed step
+        outcomes and their attempts are forgotten so those steps run again, and the recovery
+        count restarts. Raises :class:`RunNotFound` or :class:`InvalidRunState`."""
+
+    @abc.abstractmethod
+    async def purge_finished(self, before: float, batch: int) -> int:
+        """Delete up to ``batch`` finished runs (with their steps) completed before ``before``."""

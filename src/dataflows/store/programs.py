@@ -1,0 +1,438 @@
+"""The store's domain operations, written once for every SQL dialect.
+
+Each operation is a generator (a *program*) that yields ``Query`` values and receives their
+results; a backend runs the whole program inside one transaction. The logic lives here, the SQL
+in ``sql/<dialect>/queries.sql``, and the backends only move rows.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Generator, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from dataflows.errors import InvalidRunState, RunNotFound
+from dataflows.records import (
+    RUN_FINISHED_EVENT,
+    ClaimedRun,
+    EventIntake,
+    IntakeResult,
+    NewEvent,
+    NewRun,
+    NewStep,
+    RunRow,
+    StepRow,
+    StoredEvent,
+    WaitMatch,
+    WaitOutcome,
+    lookup,
+)
+
+Fetch = Literal["none", "one", "all", "rowcount"]
+
+
+@dataclass(frozen=True, slots=True)
+class Query:
+    name: str
+    params: dict[str, Any]
+    fetch: Fetch = "none"
+
+
+#: Yielded to ask the backend to wake workers once the transaction commits.
+NOTIFY = Query("notify_work", {})
+
+Program = Generator[Query, Any, Any]
+
+_EVENT_BATCH = 500
+
+
+def _json(value: Any) -> Any:
+    """Decode a JSON column: text on SQLite, already decoded for ``jsonb`` on PostgreSQL."""
+    return json.loads(value) if isinstance(value, str) else value
+
+
+def canonical(value: Any) -> str:
+    """A stable text for filter values, so ``1`` and ``1.0`` find each other."""
+    return json.dumps(_normalize(value), sort_keys=True, separators=(",", ":"))
+
+
+def _normalize(value: Any) -> Any:
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, list):
+        return [_normalize(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _normalize(v) for k, v in value.items()}
+    return value
+
+
+def _containment(match: WaitMatch) -> str:
+    """A ``jsonb`` containment document prefiltering candidate events on PostgreSQL."""
+    doc: dict[str, Any] = {}
+    for path, value in match.filters:
+        node = doc
+        parts = path.split(".")[1:]
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        if isinstance(value, dict | list):
+            continue  # containment is looser than equality for these; checked in Python
+        node[parts[-1]] = value
+    return json.dumps(doc)
+
+
+# -- intake -------------------------------------------------------------------------------------
+
+
+def send_events(intakes: Sequence[EventIntake], now: float) -> Program:
+    results = []
+    for intake in intakes:
+        results.append((yield from _intake(intake, now)))
+    return results
+
+
+def _intake(intake: EventIntake, now: float) -> Program:
+    event = intake.event
+    yield Query("lock_event_name", {"event_name": event.name})
+    inserted = yield Query(
+        "insert_event",
+        {"id": event.id, "name": event.name, "data": event.data_json, "ts": event.ts, "now": now},
+        "rowcount",
+    )
+    if not inserted:
+        rows = yield Query("runs_of_event", {"event_id": event.id}, "all")
+        return IntakeResult(event.id, tuple(r[0] for r in rows), duplicate=True)
+    for run in intake.runs:
+        yield _insert_run(run, now)
+    if intake.runs:
+        yield NOTIFY
+    yield from _wake_waiters(event.name, json.loads(event.data_json), now)
+    return IntakeResult(event.id, tuple(r.id for r in intake.runs), duplicate=False)
+
+
+def _insert_run(run: NewRun, now: float) -> Query:
+    ev = run.event
+    return Query(
+        "insert_run",
+        {
+            "id": run.id, "workflow_id": run.workflow_id, "event_id": ev.id,
+            "event_name": ev.name, "event_data": ev.data_json, "event_ts": ev.ts,
+            "idempotency_key": run.idempotency_key, "parent_run_id": run.parent_run_id,
+            "parent_step_key": run.parent_step_key, "now": now,
+        },
+        "rowcount",
+    )
+
+
+def _wake_waiters(event_name: str, data: dict[str, Any], now: float) -> Program:
+    shapes = yield Query("wait_shapes", {"event_name": event_name}, "all")
+    woke = 0
+    for (paths_json,) in shapes:
+        found = [lookup(data, path) for path in json.loads(paths_json)]
+        if not all(ok for ok, _ in found):
+            continue
+        key = canonical([value for _, value in found])
+        woke += yield Query(
+            "wake_waiters",
+            {"event_name": event_name, "filter_paths": paths_json, "filter_key": key, "now": now},
+            "rowcount",
+        )
+    if woke:
+        yield NOTIFY
+
+
+def start_run(run: NewRun, now: float) -> Program:
+    created = yield _insert_run(run, now)
+    if created:
+        yield NOTIFY
+        return (run.id, True)
+    row = yield Query(
+        "run_by_idempotency_key",
+        {"workflow_id": run.workflow_id, "idempotency_key": run.idempotency_key},
+        "one",
+    )
+    if row is None:  # a run id collision, not an idempotency hit: never expected with uuids
+        raise RuntimeError(f"run {run.id!r} could not be created")
+    return (row[0], False)
+
+
+# -- the worker's side --------------------------------------------------------------------------
+
+
+def claim_runs(worker_id: str, limit: int, lease_seconds: float, now: float) -> Program:
+    rows = yield Query(
+        "claim_runs",
+        {"worker_id": worker_id, "limit": limit, "lease_until": now + lease_seconds, "now": now},
+        "all",
+    )
+    return [
+        ClaimedRun(
+            id=r[0], workflow_id=r[1], event=StoredEvent(r[2], r[3], _json(r[4]), r[5]),
+            created_at=r[6], lease_token=r[7], recoveries=r[8], parent_run_id=r[9],
+        )
+        for r in rows
+    ]
+
+
+def heartbeat(worker_id: str, lease_seconds: float, now: float) -> Program:
+    rows = yield Query(
+        "heartbeat", {"worker_id": worker_id, "lease_until": now + lease_seconds}, "all"
+    )
+    return {r[0] for r in rows}
+
+
+def load_history(run_id: str) -> Program:
+    rows = yield Query("load_history", {"run_id": run_id}, "all")
+    return [
+        StepRow(
+            key=r[0], kind=r[1], status=r[2], output=_json(r[3]), error=_json(r[4]),
+            attempts=r[5], started_at=r[6], completed_at=r[7], wake_at=r[8], event_id=r[9],
+        )
+        for r in rows
+    ]
+
+
+def record_step(
+    run_id: str, lease_token: int, step: NewStep, now: float, events: Sequence[EventIntake] = ()
+) -> Program:
+    inserted = yield _record_step_query(run_id, lease_token, step, now)
+    if not inserted:
+        return False
+    if step.kind != "run":
+        yield Query("delete_wait", {"run_id": run_id, "key": step.key})
+    for intake in events:
+        yield from _intake(intake, now)
+    return True
+
+
+def _record_step_query(run_id: str, lease_token: int, step: NewStep, now: float) -> Query:
+    return Query(
+        "record_step",
+        {
+            "run_id": run_id, "lease_token": lease_token, "key": step.key, "kind": step.kind,
+            "status": step.status, "output": step.output_json, "error": step.error_json,
+            "attempts": step.attempts, "event_id": step.event_id,
+            "started_at": step.started_at, "now": now,
+        },
+        "rowcount",
+    )
+
+
+def record_attempt(
+    run_id: str, lease_token: int, key: str, attempt: int, error_json: str,
+    started_at: float, retry_at: float, now: float,
+) -> Program:
+    inserted = yield Query(
+        "record_attempt",
+        {
+            "run_id": run_id, "lease_token": lease_token, "key": key, "attempt": attempt,
+            "error": error_json, "started_at": started_at, "retry_at": retry_at, "now": now,
+        },
+        "rowcount",
+    )
+    return bool(inserted)
+
+
+def begin_wait(
+    run_id: str, lease_token: int, key: str, kind: str, wake_at: float | None,
+    match: WaitMatch | None, since: float, trigger_event_id: str, now: float,
+) -> Program:
+    if match is not None:
+        # Serialises with intake of this event name: whichever commits second sees the other.
+        yield Query("lock_event_name", {"event_name": match.event_name})
+    held = yield Query("holds_lease", {"run_id": run_id, "lease_token": lease_token}, "one")
+    if held is None:
+        return WaitOutcome("fenced")
+    row = yield Query("get_wait", {"run_id": run_id, "key": key}, "one")
+    if row is None:
+        yield from _insert_wait(run_id, key, kind, wake_at, match, now)
+        deadline = wake_at
+    else:
+        deadline = row[0]
+    started = now
+    if match is not None:
+        event = yield from _find_event(run_id, match, since, trigger_event_id)
+        if event is not None:
+            output = json.dumps(
+                {"id": event.id, "name": event.name, "data": event.data, "ts": event.ts}
+            )
+            step = NewStep(key, kind, "completed", output, None, 1, started, event.id)  # type: ignore[arg-type]
+            yield from record_step(run_id, lease_token, step, now)
+            return WaitOutcome("resolved", event=event)
+    if deadline is not None and now >= deadline:
+        step = NewStep(key, kind, "completed", "null", None, 1, started)  # type: ignore[arg-type]
+        yield from record_step(run_id, lease_token, step, now)
+        return WaitOutcome("resolved")
+    return WaitOutcome("pending", wake_at=deadline)
+
+
+def _insert_wait(
+    run_id: str, key: str, kind: str, wake_at: float | None, match: WaitMatch | None, now: float
+) -> Program:
+    paths = key_text = event_name = None
+    if match is not None:
+        filters = sorted(match.filters, key=lambda f: f[0])
+        paths = json.dumps([p for p, _ in filters])
+        key_text = canonical([v for _, v in filters])
+        event_name = match.event_name
+        yield Query("insert_wait_shape", {"event_name": event_name, "filter_paths": paths})
+    yield Query(
+        "insert_wait",
+        {
+            "run_id": run_id, "key": key, "kind": kind, "wake_at": wake_at,
+            "event_name": event_name, "filter_paths": paths, "filter_key": key_text, "now": now,
+        },
+    )
+
+
+def _find_event(
+    run_id: str, match: WaitMatch, since: float, trigger_event_id: str
+) -> Program:
+    after = 0
+    while True:
+        rows = yield Query(
+            "candidate_events",
+            {
+                "event_name": match.event_name, "since": since, "after_seq": after,
+                "own_event_id": trigger_event_id, "run_id": run_id,
+                "containment": _containment(match), "batch": _EVENT_BATCH,
+            },
+            "all",
+        )
+        for seq, event_id, name, data, ts in rows:
+            decoded = _json(data)
+            if match.matches(name, decoded):
+                return StoredEvent(event_id, name, decoded, ts)
+            after = seq
+        if len(rows) < _EVENT_BATCH:
+            return None
+
+
+def suspend_run(
+    run_id: str, lease_token: int, wake_at: float | None, reason: str, now: float
+) -> Program:
+    changed = yield Query(
+        "suspend_run",
+        {"run_id": run_id, "lease_token": lease_token, "wake_at": wake_at, "reason": reason,
+         "now": now},
+        "rowcount",
+    )
+    if changed:
+        yield NOTIFY  # the run may have gone straight back to queued, or needs a timer
+    return bool(changed)
+
+
+def finish_run(
+    run_id: str, lease_token: int, status: str, result_json: str | None,
+    error_json: str | None, now: float,
+) -> Program:
+    rows = yield Query(
+        "finish_run",
+        {"run_id": run_id, "lease_token": lease_token, "status": status, "result": result_json,
+         "error": error_json, "now": now},
+        "all",
+    )
+    if not rows:
+        return False
+    yield Query("delete_run_waits", {"run_id": run_id})
+    workflow_id, parent_run_id = rows[0]
+    if parent_run_id is not None:
+        yield from _tell_parent(run_id, workflow_id, status, result_json, error_json, now)
+    return True
+
+
+def _tell_parent(
+    run_id: str, workflow_id: str, status: str, result_json: str | None,
+    error_json: str | None, now: float,
+) -> Program:
+    data = {
+        "run_id": run_id, "workflow_id": workflow_id, "status": status,
+        "result": _json(result_json), "error": _json(error_json),
+    }
+    event = NewEvent(f"{run_id}:finished:{now!r}", RUN_FINISHED_EVENT, json.dumps(data), now)
+    yield from _intake(EventIntake(event), now)
+
+
+def release_run(run_id: str, lease_token: int, now: float) -> Program:
+    changed = yield Query(
+        "release_run", {"run_id": run_id, "lease_token": lease_token, "now": now}, "rowcount"
+    )
+    if changed:
+        yield NOTIFY
+    return bool(changed)
+
+
+def next_wake_at() -> Program:
+    row = yield Query("next_wake_at", {}, "one")
+    return None if row is None else row[0]
+
+
+# -- the client's side --------------------------------------------------------------------------
+
+
+def _run_row(r: Sequence[Any], steps: tuple[StepRow, ...] = ()) -> RunRow:
+    return RunRow(
+        id=r[0], workflow_id=r[1], status=r[2], event=StoredEvent(r[3], r[4], _json(r[5]), r[6]),
+        result=_json(r[7]), error=_json(r[8]), created_at=r[9], updated_at=r[10],
+        completed_at=r[11], wake_at=r[12], wait_reason=r[13], recoveries=r[14],
+        parent_run_id=r[15], idempotency_key=r[16], steps=steps,
+    )
+
+
+def get_run(run_id: str) -> Program:
+    row = yield Query("get_run", {"run_id": run_id}, "one")
+    if row is None:
+        return None
+    steps = yield from load_history(run_id)
+    return _run_row(row, tuple(steps))
+
+
+def list_runs(
+    workflow_id: str | None, status: str | None, limit: int, before: tuple[float, str] | None
+) -> Program:
+    rows = yield Query(
+        "list_runs",
+        {
+            "workflow_id": workflow_id, "status": status, "limit": limit,
+            "before_ts": before[0] if before else None, "before_id": before[1] if before else None,
+        },
+        "all",
+    )
+    return [_run_row(r) for r in rows]
+
+
+def cancel_run(run_id: str, now: float) -> Program:
+    error = json.dumps({"type": "Cancelled", "message": "the run was cancelled"})
+    rows = yield Query("cancel_run", {"run_id": run_id, "now": now, "error": error}, "all")
+    if not rows:
+        row = yield Query("run_status", {"run_id": run_id}, "one")
+        if row is None:
+            raise RunNotFound(run_id)
+        return str(row[0])
+    yield Query("delete_run_waits", {"run_id": run_id})
+    workflow_id, parent_run_id = rows[0]
+    if parent_run_id is not None:
+        yield from _tell_parent(run_id, workflow_id, "cancelled", None, error, now)
+    yield NOTIFY  # a worker holding it learns at its next heartbeat; this wakes waiters of it
+    return "cancelled"
+
+
+def retry_run(run_id: str, now: float) -> Program:
+    changed = yield Query("requeue_run", {"run_id": run_id, "now": now}, "rowcount")
+    if not changed:
+        row = yield Query("run_status", {"run_id": run_id}, "one")
+        if row is None:
+            raise RunNotFound(run_id)
+        raise InvalidRunState(run_id, row[0], "retry")
+    yield Query("forget_failed_steps", {"run_id": run_id})
+    yield Query("forget_attempts", {"run_id": run_id})
+    yield NOTIFY
+    return "queued"
+
+
+def purge_finished(before: float, batch: int) -> Program:
+    rows = yield Query("finished_runs_before", {"before": before, "batch": batch}, "all")
+    for (run_id,) in rows:
+        for name in ("purge_steps", "purge_attempts", "purge_waits", "purge_run"):
+            yield Query(name, {"run_id": run_id})
+    return len(rows)

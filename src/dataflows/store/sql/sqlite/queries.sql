@@ -1,0 +1,214 @@
+-- Runtime queries for the SQLite store, one named block each ("-- name: x").
+-- The PostgreSQL file defines the same names; a test keeps the two in step.
+
+-- name: insert_event
+INSERT INTO events (id, name, data, ts, received_at)
+VALUES (:id, :name, :data, :ts, :now)
+ON CONFLICT (id) DO NOTHING
+
+-- name: runs_of_event
+SELECT id FROM runs WHERE event_id = :event_id AND parent_run_id IS NULL ORDER BY created_at, id
+
+-- name: insert_run
+INSERT INTO runs (id, workflow_id, status, event_id, event_name, event_data, event_ts,
+                  idempotency_key, parent_run_id, parent_step_key, created_at, updated_at)
+VALUES (:id, :workflow_id, 'queued', :event_id, :event_name, :event_data, :event_ts,
+        :idempotency_key, :parent_run_id, :parent_step_key, :now, :now)
+ON CONFLICT DO NOTHING
+
+-- name: run_by_idempotency_key
+SELECT id FROM runs WHERE workflow_id = :workflow_id AND idempotency_key = :idempotency_key
+
+-- name: wait_shapes
+SELECT filter_paths FROM wait_shapes WHERE event_name = :event_name
+
+-- name: wake_waiters
+UPDATE runs
+SET status = CASE WHEN status = 'waiting' THEN 'queued' ELSE status END,
+    wake_at = CASE WHEN status = 'waiting' THEN NULL ELSE wake_at END,
+    signaled = CASE WHEN status = 'running' THEN 1 ELSE signaled END,
+    updated_at = :now
+WHERE id IN (SELECT run_id FROM waits
+             WHERE event_name = :event_name AND filter_paths = :filter_paths
+               AND filter_key = :filter_key)
+  AND status IN ('waiting', 'running')
+
+-- name: claim_runs
+UPDATE runs
+SET status = 'running',
+    recoveries = recoveries + (status = 'running'),
+    lease_owner = :worker_id,
+    lease_token = lease_token + 1,
+    lease_expires_at = :lease_until,
+    wake_at = NULL,
+    wait_reason = NULL,
+    signaled = 0,
+    updated_at = :now
+WHERE id IN (
+    SELECT id FROM (
+        SELECT id, created_at FROM runs WHERE status = 'queued'
+        UNION ALL
+        SELECT id, created_at FROM runs WHERE status = 'waiting' AND wake_at <= :now
+        UNION ALL
+        SELECT id, created_at FROM runs WHERE status = 'running' AND lease_expires_at < :now
+    ) ORDER BY created_at LIMIT :limit)
+RETURNING id, workflow_id, event_id, event_name, event_data, event_ts, created_at,
+          lease_token, recoveries, parent_run_id
+
+-- name: heartbeat
+UPDATE runs SET lease_expires_at = :lease_until
+WHERE lease_owner = :worker_id AND status = 'running'
+RETURNING id
+
+-- name: load_history
+SELECT step_key, kind, status, output, error, attempts, started_at, completed_at,
+       NULL AS wake_at, event_id
+FROM steps WHERE run_id = :run_id
+UNION ALL
+SELECT a.step_key, 'run', 'retrying', NULL, a.error, a.attempt, a.started_at, NULL,
+       a.retry_at, NULL
+FROM step_attempts a
+WHERE a.run_id = :run_id
+  AND a.attempt = (SELECT max(attempt) FROM step_attempts b
+                   WHERE b.run_id = a.run_id AND b.step_key = a.step_key)
+  AND NOT EXISTS (SELECT 1 FROM steps s WHERE s.run_id = a.run_id AND s.step_key = a.step_key)
+UNION ALL
+SELECT step_key, kind, 'waiting', NULL, NULL, 0, created_at, NULL, wake_at, NULL
+FROM waits WHERE run_id = :run_id
+ORDER BY 7
+
+-- name: record_step
+INSERT INTO steps (run_id, step_key, kind, status, output, error, attempts, event_id,
+                   started_at, completed_at)
+SELECT :run_id, :key, :kind, :status, :output, :error, :attempts, :event_id, :started_at, :now
+FROM runs WHERE id = :run_id AND lease_token = :lease_token AND status = 'running'
+ON CONFLICT DO NOTHING
+
+-- name: delete_wait
+DELETE FROM waits WHERE run_id = :run_id AND step_key = :key
+
+-- name: record_attempt
+INSERT INTO step_attempts (run_id, step_key, attempt, error, started_at, failed_at, retry_at)
+SELECT :run_id, :key, :attempt, :error, :started_at, :now, :retry_at
+FROM runs WHERE id = :run_id AND lease_token = :lease_token AND status = 'running'
+ON CONFLICT DO NOTHING
+
+-- name: holds_lease
+SELECT 1 FROM runs WHERE id = :run_id AND lease_token = :lease_token AND status = 'running'
+
+-- name: get_wait
+SELECT wake_at FROM waits WHERE run_id = :run_id AND step_key = :key
+
+-- name: insert_wait
+INSERT INTO waits (run_id, step_key, kind, wake_at, event_name, filter_paths, filter_key,
+                   created_at)
+VALUES (:run_id, :key, :kind, :wake_at, :event_name, :filter_paths, :filter_key, :now)
+ON CONFLICT DO NOTHING
+
+-- name: insert_wait_shape
+INSERT INTO wait_shapes (event_name, filter_paths) VALUES (:event_name, :filter_paths)
+ON CONFLICT DO NOTHING
+
+-- name: candidate_events
+SELECT seq, id, name, data, ts FROM events
+WHERE name = :event_name AND received_at >= :since AND seq > :after_seq
+  AND id <> :own_event_id
+  AND id NOT IN (SELECT event_id FROM steps WHERE run_id = :run_id AND event_id IS NOT NULL)
+ORDER BY seq
+LIMIT :batch
+
+-- name: suspend_run
+UPDATE runs
+SET status = CASE WHEN signaled = 1 THEN 'queued' ELSE 'waiting' END,
+    wake_at = CASE WHEN signaled = 1 THEN NULL ELSE :wake_at END,
+    wait_reason = :reason,
+    signaled = 0,
+    lease_owner = NULL,
+    lease_expires_at = NULL,
+    updated_at = :now
+WHERE id = :run_id AND lease_token = :lease_token AND status = 'running'
+
+-- name: finish_run
+UPDATE runs
+SET status = :status, result = :result, error = :error, completed_at = :now, updated_at = :now,
+    wake_at = NULL, wait_reason = NULL, signaled = 0, lease_owner = NULL, lease_expires_at = NULL
+WHERE id = :run_id AND lease_token = :lease_token AND status = 'running'
+RETURNING workflow_id, parent_run_id
+
+-- name: delete_run_waits
+DELETE FROM waits WHERE run_id = :run_id
+
+-- name: release_run
+UPDATE runs
+SET status = 'queued', lease_owner = NULL, lease_expires_at = NULL, updated_at = :now
+WHERE id = :run_id AND lease_token = :lease_token AND status = 'running'
+
+-- name: next_wake_at
+SELECT min(wake_at) FROM runs WHERE status = 'waiting'
+
+-- name: get_run
+SELECT id, workflow_id, status, event_id, event_name, event_data, event_ts, result, error,
+       created_at, updated_at, completed_at, wake_at, wait_reason, recoveries, parent_run_id,
+       idempotency_key
+FROM runs WHERE id = :run_id
+
+-- name: list_runs
+SELECT id, workflow_id, status, event_id, event_name, event_data, event_ts, result, error,
+       created_at, updated_at, completed_at, wake_at, wait_reason, recoveries, parent_run_id,
+       idempotency_key
+FROM runs
+WHERE (:workflow_id IS NULL OR workflow_id = :workflow_id)
+  AND (:status IS NULL OR status = :status)
+  AND (:before_ts IS NULL OR created_at < :before_ts
+       OR (created_at = :before_ts AND id < :before_id))
+ORDER BY created_at DESC, id DESC
+LIMIT :limit
+
+-- name: cancel_run
+UPDATE runs
+SET status = 'cancelled', completed_at = :now, updated_at = :now, wake_at = NULL,
+    wait_reason = NULL, signaled = 0, lease_owner = NULL, lease_expires_at = NULL,
+    error = :error
+WHERE id = :run_id AND status NOT IN ('completed', 'failed', 'cancelled')
+RETURNING workflow_id, parent_run_id
+
+-- name: run_status
+SELECT status FROM runs WHERE id = :run_id
+
+-- name: requeue_run
+UPDATE runs
+SET status = 'queued', error = NULL, result = NULL, completed_at = NULL, recoveries = 0,
+    wake_at = NULL, wait_reason = NULL, signaled = 0, updated_at = :now
+WHERE id = :run_id AND status IN ('failed', 'cancelled')
+
+-- name: forget_failed_steps
+DELETE FROM steps WHERE run_id = :run_id AND status = 'failed'
+
+-- name: forget_attempts
+DELETE FROM step_attempts WHERE run_id = :run_id
+
+-- name: finished_runs_before
+SELECT id FROM runs
+WHERE completed_at IS NOT NULL AND completed_at < :before
+  AND status IN ('completed', 'failed', 'cancelled')
+ORDER BY completed_at LIMIT :batch
+
+-- name: purge_steps
+DELETE FROM steps WHERE run_id = :run_id
+
+-- name: purge_attempts
+DELETE FROM step_attempts WHERE run_id = :run_id
+
+-- name: purge_waits
+DELETE FROM waits WHERE run_id = :run_id
+
+-- name: purge_run
+DELETE FROM runs WHERE id = :run_id
+
+-- name: lock_event_name
+-- SQLite serialises writers already (BEGIN IMMEDIATE): nothing more to lock.
+SELECT :event_name
+
+-- name: notify_work
+-- Other processes poll; this process's listeners are called after commit.
+SELECT 1

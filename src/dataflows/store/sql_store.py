@@ -1,0 +1,135 @@
+"""A :class:`Store` over SQL: every domain operation is a program run in one transaction."""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+from typing import Any
+
+from dataflows.records import (
+    ClaimedRun,
+    EventIntake,
+    IntakeResult,
+    NewRun,
+    NewStep,
+    RunRow,
+    StepRow,
+    WaitMatch,
+    WaitOutcome,
+)
+from dataflows.store import programs
+from dataflows.store.base import Store
+from dataflows.store.programs import Program
+
+
+class SqlStore(Store):
+    """Backends implement :meth:`_run`: execute a program's queries in one transaction."""
+
+    @abc.abstractmethod
+    async def _run(self, program: Program) -> Any:
+        """Run ``program`` in one transaction and return its result."""
+
+    async def send_events(self, intakes: Sequence[EventIntake], now: float) -> list[IntakeResult]:
+        result: list[IntakeResult] = await self._run(programs.send_events(intakes, now))
+        return result
+
+    async def start_run(self, run: NewRun, now: float) -> tuple[str, bool]:
+        result: tuple[str, bool] = await self._run(programs.start_run(run, now))
+        return result
+
+    async def claim_runs(
+        self, worker_id: str, limit: int, lease_seconds: float, now: float
+    ) -> list[ClaimedRun]:
+        result: list[ClaimedRun] = await self._run(
+            programs.claim_runs(worker_id, limit, lease_seconds, now)
+        )
+        return result
+
+    async def heartbeat(self, worker_id: str, lease_seconds: float, now: float) -> set[str]:
+        result: set[str] = await self._run(programs.heartbeat(worker_id, lease_seconds, now))
+        return result
+
+    async def load_history(self, run_id: str) -> list[StepRow]:
+        result: list[StepRow] = await self._run(programs.load_history(run_id))
+        return result
+
+    async def record_step(
+        self, run_id: str, lease_token: int, step: NewStep, now: float,
+        events: Sequence[EventIntake] = (),
+    ) -> bool:
+        return bool(await self._run(programs.record_step(run_id, lease_token, step, now, events)))
+
+    async def record_attempt(
+        self, run_id: str, lease_token: int, key: str, attempt: int, error_json: str,
+        started_at: float, retry_at: float, now: float,
+    ) -> bool:
+        return bool(
+            await self._run(
+                programs.record_attempt(
+                    run_id, lease_token, key, attempt, error_json, started_at, retry_at, now
+                )
+            )
+        )
+
+    async def begin_wait(
+        self, run_id: str, lease_token: int, key: str, kind: str, wake_at: float | None,
+        match: WaitMatch | None, since: float, trigger_event_id: str, now: float,
+    ) -> WaitOutcome:
+        result: WaitOutcome = await self._run(
+            programs.begin_wait(
+                run_id, lease_token, key, kind, wake_at, match, since, trigger_event_id, now
+            )
+        )
+        return result
+
+    async def suspend_run(
+        self, run_id: str, lease_token: int, wake_at: float | None, reason: str, now: float
+    ) -> bool:
+        return bool(
+            await self._run(programs.suspend_run(run_id, lease_token, wake_at, reason, now))
+        )
+
+    async def complete_run(
+        self, run_id: str, lease_token: int, result_json: str, now: float
+    ) -> bool:
+        return bool(
+            await self._run(
+                programs.finish_run(run_id, lease_token, "completed", result_json, None, now)
+            )
+        )
+
+    async def fail_run(self, run_id: str, lease_token: int, error_json: str, now: float) -> bool:
+        return bool(
+            await self._run(
+                programs.finish_run(run_id, lease_token, "failed", None, error_json, now)
+            )
+        )
+
+    async def release_run(self, run_id: str, lease_token: int, now: float) -> bool:
+        return bool(await self._run(programs.release_run(run_id, lease_token, now)))
+
+    async def next_wake_at(self) -> float | None:
+        result: float | None = await self._run(programs.next_wake_at())
+        return result
+
+    async def get_run(self, run_id: str) -> RunRow | None:
+        result: RunRow | None = await self._run(programs.get_run(run_id))
+        return result
+
+    async def list_runs(
+        self, workflow_id: str | None, status: str | None, limit: int,
+        before: tuple[float, str] | None = None,
+    ) -> list[RunRow]:
+        result: list[RunRow] = await self._run(
+            programs.list_runs(workflow_id, status, limit, before)
+        )
+        return result
+
+    async def cancel_run(self, run_id: str, now: float) -> str:
+        return str(await self._run(programs.cancel_run(run_id, now)))
+
+    async def retry_run(self, run_id: str, now: float) -> str:
+        return str(await self._run(programs.retry_run(run_id, now)))
+
+    async def purge_finished(self, before: float, batch: int) -> int:
+        return int(await self._run(programs.purge_finished(before, batch)))

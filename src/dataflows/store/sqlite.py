@@ -1,0 +1,159 @@
+"""The SQLite store: the embedded default, for one machine (several processes may share the file).
+
+One connection per store, used from one dedicated thread so the event loop never blocks on the
+file lock. Every program runs in a ``BEGIN IMMEDIATE`` transaction, which serialises writers across
+processes; WAL lets readers go on meanwhile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlparse
+
+from dataflows.errors import StoreError, StoreUnavailable
+from dataflows.store.programs import NOTIFY, Program, Query
+from dataflows.store.queries import load_migrations, load_queries
+from dataflows.store.sql_store import SqlStore
+
+DEFAULT_PATH = ".dataflows/dataflows.db"
+
+
+def sqlite_path(url: str) -> str:
+    """``sqlite:///relative.db``, ``sqlite:////abs/path.db`` or a bare path → a file path."""
+    if not url.startswith("sqlite:"):
+        return url
+    parsed = urlparse(url)
+    return unquote(parsed.netloc + parsed.path)[1:] or DEFAULT_PATH
+
+
+class SQLiteStore(SqlStore):
+    dialect = "sqlite"
+
+    def __init__(self, path: str = DEFAULT_PATH, *, busy_timeout: float = 30.0) -> None:
+        super().__init__()
+        self.path = path
+        self.busy_timeout = busy_timeout
+        self._queries = load_queries("sqlite")
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dataflows-sqlite")
+        self._conn: sqlite3.Connection | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+
+    async def open(self, *, migrate: bool = True) -> None:
+        await self._call(self._connect)
+        if migrate:
+            await self.migrate()
+
+    def _connect(self) -> None:
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(
+            self.path, timeout=self.busy_timeout, isolation_level=None, check_same_thread=False
+        )
+        conn.execute("PRAGMA journal_mode=WAL")
+        # FULL: a transaction that returned is on disk, even across a power cut (guarantee 4).
+        conn.execute("PRAGMA synchronous=FULL")
+        conn.execute(f"PRAGMA busy_timeout={int(self.busy_timeout * 1000)}")
+        self._conn = conn
+
+    async def close(self) -> None:
+        if self._conn is not None:
+            await self._call(self._conn.close)
+            self._conn = None
+        self._thread.shutdown(wait=True)
+
+    async def migrate(self) -> list[str]:
+        applied: list[str] = await self._call(self._migrate)
+        return applied
+
+    def _migrate(self) -> list[str]:
+        conn = self._connection()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS migrations "
+                "(version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at REAL NOT NULL)"
+            )
+            done = {row[0] for row in conn.execute("SELECT version FROM migrations")}
+            applied = []
+            for version, name, sql in load_migrations("sqlite"):
+                if version in done:
+                    continue
+                for statement in _statements(sql):
+                    conn.execute(statement)
+                conn.execute(
+                    "INSERT INTO migrations (version, name, applied_at) VALUES (?, ?, ?)",
+                    (version, name, time.time()),
+                )
+                applied.append(f"{version:04d}_{name}")
+            conn.execute("COMMIT")
+            return applied
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    async def ping(self) -> None:
+        await self._call(lambda: self._connection().execute("SELECT 1").fetchone())
+
+    async def database_time(self) -> float:
+        return time.time()
+
+    # -- running programs --------------------------------------------------------------------------
+
+    async def _run(self, program: Program) -> Any:
+        result, notify = await self._call(self._execute, program)
+        if notify:
+            self._notify_local()
+        return result
+
+    def _execute(self, program: Program) -> tuple[Any, bool]:
+        conn = self._connection()
+        conn.execute("BEGIN IMMEDIATE")
+        notify = False
+        try:
+            query = next(program)
+            while True:
+                if query is NOTIFY:
+                    notify = True
+                query = program.send(self._fetch(conn, query))
+        except StopIteration as stop:
+            conn.execute("COMMIT")
+            return stop.value, notify
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+
+    def _fetch(self, conn: sqlite3.Connection, query: Query) -> Any:
+        cursor = conn.execute(self._queries[query.name], query.params)
+        if query.fetch == "all":
+            return cursor.fetchall()
+        if query.fetch == "one":
+            return cursor.fetchone()
+        if query.fetch == "rowcount":
+            return cursor.rowcount
+        return None
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise StoreError("the SQLite store is not open")
+        return self._conn
+
+    async def _call(self, fn: Any, *args: Any) -> Any:
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self._thread, fn, *args)
+        except sqlite3.OperationalError as exc:
+            # Locked past the busy timeout, disk I/O errors, a vanished file: all transient.
+            raise StoreUnavailable(f"SQLite at {self.path}: {exc}") from exc
+
+
+def _statements(sql: str) -> list[str]:
+    """Split a migration file on semicolons that end a line (the files keep to that)."""
+    lines = [ln for ln in sql.splitlines() if not ln.strip().startswith("--")]
+    return [s.strip() for s in "\n".join(lines).split(";\n") if s.strip().strip(";")]

@@ -1,0 +1,316 @@
+"""The worker: claims runnable runs, executes them, keeps their leases alive, and shuts down cleanly.
+
+It never holds a transaction while user code runs: claiming, recording and suspending are each one
+short store operation. It wakes on store notifications, on a local timer for the earliest due
+sleep, and on a polling backstop; notifications are hints, the poll is the correctness path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import socket
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from dataflows import serialization
+from dataflows.errors import StoreUnavailable, Suspend, UnknownWorkflow
+from dataflows.execution import Execution, Runtime, error_json, retry_unavailable
+from dataflows.models import Event
+from dataflows.records import ClaimedRun
+from dataflows.step import Step
+
+if TYPE_CHECKING:
+    from dataflows.app import Dataflows
+
+log = logging.getLogger("dataflows.worker")
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerOptions:
+    concurrency: int = 10
+    lease_seconds: float = 30.0
+    poll_interval: float = 1.0
+    shutdown_grace: float = 30.0
+    max_recoveries: int = 3
+    #: Recycle (stop cleanly, for a supervisor to restart) after this many finished runs …
+    max_runs: int | None = None
+    #: … or once resident memory exceeds this many MiB.
+    max_rss_mb: float | None = None
+    inline_retry_limit: float = 2.0
+
+    def __post_init__(self) -> None:
+        if self.concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
+        if self.lease_seconds <= 0 or self.poll_interval <= 0:
+            raise ValueError("lease_seconds and poll_interval must be positive")
+
+
+class Worker:
+    def __init__(self, app: Dataflows, options: WorkerOptions) -> None:
+        self.app = app
+        self.options = options
+        self.id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._executor = ThreadPoolExecutor(
+            max_workers=max(4, options.concurrency), thread_name_prefix="dataflows-step"
+        )
+        self._active: dict[str, tuple[asyncio.Task[None], Execution | None]] = {}
+        self._wake = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self.finished_runs = 0
+        self.recycled = False
+
+    @property
+    def runtime(self) -> Runtime:
+        return Runtime(
+            store=self.app.store, clock=self.app.clock, registry=self.app.registry,
+            executor=self._executor, max_payload=self.app.max_payload,
+            inline_retry_limit=self.options.inline_retry_limit,
+        )
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        await self.app.open()
+        self.app.store.add_listener(self.wake)
+        add_clock_listener = getattr(self.app.clock, "add_listener", None)
+        if add_clock_listener is not None:
+            add_clock_listener(self.wake)
+        self._tasks = [
+            asyncio.create_task(self._claim_loop(), name=f"dataflows-claim-{self.id}"),
+            asyncio.create_task(self._heartbeat_loop(), name=f"dataflows-heartbeat-{self.id}"),
+        ]
+        log.info("worker %s started (concurrency %d)", self.id, self.options.concurrency)
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def request_stop(self) -> None:
+        self._stopping.set()
+        self._wake.set()
+
+    async def wait_stopped(self) -> None:
+        await self._stopping.wait()
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Stop claiming, let running steps finish within ``grace`` seconds, release the rest."""
+        self.request_stop()
+        grace = self.options.shutdown_grace if grace is None else grace
+        claim_loop = self._tasks[0] if self._tasks else None
+        if claim_loop is not None:
+            await asyncio.gather(claim_loop, return_exceptions=True)
+        pending = [task for task, _ in self._active.values()]
+        if pending:
+            _, still = await asyncio.wait(pending, timeout=grace)
+            for run_id, (task, execution) in list(self._active.items()):
+                if task in still:
+                    if execution is not None:
+                        execution.abandoned = True
+                    task.cancel()
+                    await self._release(run_id)
+            await asyncio.gather(*pending, return_exceptions=True)
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self.app.store.remove_listener(self.wake)
+        remove_clock_listener = getattr(self.app.clock, "remove_listener", None)
+        if remove_clock_listener is not None:
+            remove_clock_listener(self.wake)
+        self._executor.shutdown(wait=False, cancel_futures=True)
+        log.info("worker %s stopped", self.id)
+
+    async def _release(self, run_id: str) -> None:
+        token = self._tokens.get(run_id)
+        if token is None:
+            return
+        with contextlib.suppress(StoreUnavailable):
+            await self.app.store.release_run(run_id, token, self.app.clock.now())
+
+    # -- claiming ------------------------------------------------------------------------------------
+
+    _tokens: dict[str, int]
+
+    async def _claim_loop(self) -> None:
+        self._tokens = {}
+        backoff = 0.1
+        while not self._stopping.is_set():
+            self._wake.clear()
+            free = self.options.concurrency - len(self._active)
+            try:
+                claimed = await self._claim(free) if free > 0 else []
+                backoff = 0.1
+            except StoreUnavailable as exc:
+                log.warning("store unavailable, retrying in %.1fs: %s", backoff, exc)
+                await self._idle(backoff)
+                backoff = min(backoff * 2, 10.0)
+                continue
+            for run in claimed:
+                self._spawn(run)
+            if claimed and len(claimed) == free:
+                continue  # more may be waiting; slots free up as runs finish
+            await self._idle(await self._until_next_timer())
+
+    async def _claim(self, free: int) -> list[ClaimedRun]:
+        return await self.app.store.claim_runs(
+            self.id, free, self.options.lease_seconds, self.app.clock.now()
+        )
+
+    async def _until_next_timer(self) -> float:
+        timeout = self.options.poll_interval
+        try:
+            due = await self.app.store.next_wake_at()
+        except StoreUnavailable:
+            return timeout
+        if due is not None:
+            timeout = min(timeout, max(0.0, due - self.app.clock.now()))
+        return timeout
+
+    async def _idle(self, timeout: float) -> None:
+        if self._wake.is_set():
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), timeout)
+
+    def _spawn(self, run: ClaimedRun) -> None:
+        self._tokens[run.id] = run.lease_token
+        task = asyncio.create_task(self._execute(run), name=f"dataflows-run-{run.id}")
+        self._active[run.id] = (task, None)
+        task.add_done_callback(lambda _t, run_id=run.id: self._finished(run_id))
+
+    def _finished(self, run_id: str) -> None:
+        self._active.pop(run_id, None)
+        self._tokens.pop(run_id, None)
+        self.finished_runs += 1
+        if self._should_recycle():
+            self.recycled = True
+            self.request_stop()
+        self._wake.set()
+
+    def _should_recycle(self) -> bool:
+        opts = self.options
+        if opts.max_runs is not None and self.finished_runs >= opts.max_runs:
+            return True
+        return opts.max_rss_mb is not None and _rss_mb() > opts.max_rss_mb
+
+    # -- executing -----------------------------------------------------------------------------------
+
+    async def _execute(self, run: ClaimedRun) -> None:
+        store = self.app.store
+        try:
+            if run.recoveries > self.options.max_recoveries:
+                await self._fail(run, _poison_error(run))
+                return
+            try:
+                workflow = self.app.registry.get(run.workflow_id)
+            except UnknownWorkflow as exc:
+                await self._fail(run, error_json(exc))
+                return
+            history = await retry_unavailable(lambda: store.load_history(run.id))
+            execution = Execution(self.runtime, run, workflow, history)
+            self._active[run.id] = (self._active[run.id][0], execution)
+            await self._drive(execution)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # a bug in the engine: never let it kill the worker
+            log.exception("run %s: unexpected error; its lease will expire and it will retry", run.id)
+
+    async def _drive(self, x: Execution) -> None:
+        run, workflow, clock = x.run, x.workflow, self.app.clock
+        deadline = None if workflow.timeout is None else run.created_at + workflow.timeout
+        outcome: BaseException | None = None
+        result = None
+        try:
+            if deadline is not None and clock.now() >= deadline:
+                raise TimeoutError(f"workflow {workflow.id!r} timed out after {workflow.timeout}s")
+            body = workflow.fn(Event.from_stored(run.event), Step(x))
+            if deadline is None:
+                result = await body
+            else:
+                result = await asyncio.wait_for(body, max(0.0, deadline - clock.now()))
+        except Suspend:
+            pass
+        except Exception as exc:
+            outcome = exc
+        await x.drain()
+        if x.abandoned:
+            log.info("run %s: lease lost or run cancelled; dropping it", run.id)
+            return
+        if x.fatal is not None:
+            await self._fail(run, error_json(x.fatal))
+        elif x.suspensions:
+            wake_at, reason = _earliest(x.suspensions)
+            if deadline is not None and (wake_at is None or deadline < wake_at):
+                wake_at, reason = deadline, "workflow timeout"
+            await retry_unavailable(lambda: self.app.store.suspend_run(
+                run.id, run.lease_token, wake_at, reason, clock.now()
+            ))
+        elif outcome is not None:
+            await self._fail(run, error_json(outcome))
+        else:
+            await self._complete(run, result)
+
+    async def _complete(self, run: ClaimedRun, result: object) -> None:
+        try:
+            text = serialization.dumps(
+                result, what="the workflow's result", limit=self.app.max_payload
+            )
+        except serialization.PayloadError as exc:
+            await self._fail(run, error_json(exc))
+            return
+        await retry_unavailable(lambda: self.app.store.complete_run(
+            run.id, run.lease_token, text, self.app.clock.now()
+        ))
+
+    async def _fail(self, run: ClaimedRun, error: str) -> None:
+        await retry_unavailable(lambda: self.app.store.fail_run(
+            run.id, run.lease_token, error, self.app.clock.now()
+        ))
+
+    # -- leases ----------------------------------------------------------------------------------------
+
+    async def _heartbeat_loop(self) -> None:
+        interval = self.options.lease_seconds / 3
+        while True:
+            await asyncio.sleep(interval)
+            if not self._active:
+                continue
+            asked = set(self._active)
+            try:
+                held = await self.app.store.heartbeat(
+                    self.id, self.options.lease_seconds, self.app.clock.now()
+                )
+            except StoreUnavailable:
+                continue
+            for run_id in asked - held:
+                entry = self._active.get(run_id)
+                if entry is not None and entry[1] is not None:
+                    # Cancelled, or taken over after our lease expired: start no further step.
+                    entry[1].abandoned = True
+
+
+def _earliest(suspensions: list[tuple[float | None, str]]) -> tuple[float | None, str]:
+    timed = [s for s in suspensions if s[0] is not None]
+    return min(timed, key=lambda s: s[0]) if timed else suspensions[0]  # type: ignore[arg-type,return-value]
+
+
+def _poison_error(run: ClaimedRun) -> str:
+    message = (
+        f"the run's worker was lost {run.recoveries} times while running it (crash, OOM or "
+        "os._exit); quarantined instead of retried again"
+    )
+    return json.dumps({"type": "PoisonRun", "message": message, "recoveries": run.recoveries})
+
+
+def _rss_mb() -> float:
+    try:
+        with open("/proc/self/statm") as f:
+            pages = int(f.read().split()[1])
+        return pages * os.sysconf("SC_PAGE_SIZE") / (1024 * 1024)
+    except (OSError, ValueError):
+        return 0.0
