@@ -34,9 +34,14 @@ class Dataflows:
     """
 
     def __init__(
-        self, database_url: str | None = None, *, schema: str = "dataflows",
-        auto_migrate: bool = True, clock: Clock | None = None,
-        retry: RetryPolicy | int | None = None, max_payload_bytes: int = DEFAULT_MAX_PAYLOAD,
+        self,
+        database_url: str | None = None,
+        *,
+        schema: str = "dataflows",
+        auto_migrate: bool = True,
+        clock: Clock | None = None,
+        retry: RetryPolicy | int | None = None,
+        max_payload_bytes: int = DEFAULT_MAX_PAYLOAD,
         store: Store | None = None,
     ) -> None:
         self.database_url = database_url
@@ -53,8 +58,12 @@ class Dataflows:
     # -- registration --------------------------------------------------------------------------------
 
     def workflow(
-        self, id: str, *, trigger: Trigger | Sequence[Trigger] | None = None,
-        retries: RetryPolicy | int | None = None, timeout: Duration | None = None,
+        self,
+        id: str,
+        *,
+        trigger: Trigger | Sequence[Trigger] | None = None,
+        retries: RetryPolicy | int | None = None,
+        timeout: Duration | None = None,
     ) -> Callable[[WorkflowFn], WorkflowFn]:
         """Register an ``async def (event, step)`` function as workflow ``id``.
 
@@ -63,8 +72,10 @@ class Dataflows:
         """
         if not isinstance(id, str) or not id or len(id) > 200:
             raise ValueError(f"invalid workflow id {id!r}")
-        triggers = () if trigger is None else (
-            (trigger,) if isinstance(trigger, Trigger) else tuple(trigger)
+        triggers = (
+            ()
+            if trigger is None
+            else ((trigger,) if isinstance(trigger, Trigger) else tuple(trigger))
         )
         policy = RetryPolicy.coerce(retries, self.default_retry)
         limit = None if timeout is None else parse_duration(timeout)
@@ -131,7 +142,10 @@ class Dataflows:
         return [SendResult(r.event_id, r.run_ids, r.duplicate) for r in results]
 
     async def start(
-        self, workflow_id: str, data: dict[str, Any] | None = None, *,
+        self,
+        workflow_id: str,
+        data: dict[str, Any] | None = None,
+        *,
         idempotency_key: str | None = None,
     ) -> str:
         """Start a run of ``workflow_id`` with ``data``; the same ``idempotency_key`` starts it once."""
@@ -140,7 +154,9 @@ class Dataflows:
         now = self.clock.now()
         run_id = new_id()
         event = NewEvent(
-            f"{run_id}:start", START_EVENT, check_event_data(data or {}, limit=self.max_payload),
+            f"{run_id}:start",
+            START_EVENT,
+            check_event_data(data or {}, limit=self.max_payload),
             now,
         )
         started, _ = await self.store.start_run(
@@ -176,8 +192,12 @@ class Dataflows:
             delay = min(delay * 1.5, 0.5)
 
     async def list_runs(
-        self, workflow_id: str | None = None, status: str | None = None, limit: int = 50,
-        *, before: tuple[datetime, str] | None = None,
+        self,
+        workflow_id: str | None = None,
+        status: str | None = None,
+        limit: int = 50,
+        *,
+        before: tuple[datetime, str] | None = None,
     ) -> list[Run]:
         """Runs newest first, optionally filtered; page with ``before=(created_at, id)``."""
         await self.open()

@@ -44,8 +44,12 @@ class BlockingClient:
 
                 app = self._app
                 self._client = Dataflows(
-                    app.database_url, schema=app.schema, auto_migrate=app.auto_migrate,
-                    clock=app.clock, retry=app.default_retry, max_payload_bytes=app.max_payload,
+                    app.database_url,
+                    schema=app.schema,
+                    auto_migrate=app.auto_migrate,
+                    clock=app.clock,
+                    retry=app.default_retry,
+                    max_payload_bytes=app.max_payload,
                 )
                 self._client.registry = app.registry
                 self._loop = asyncio.new_event_loop()
@@ -78,7 +82,10 @@ class BlockingClient:
         return result
 
     def start(
-        self, workflow_id: str, data: dict[str, Any] | None = None, *,
+        self,
+        workflow_id: str,
+        data: dict[str, Any] | None = None,
+        *,
         idempotency_key: str | None = None,
     ) -> str:
         result: str = self._call(
@@ -95,8 +102,12 @@ class BlockingClient:
         return result
 
     def list_runs(
-        self, workflow_id: str | None = None, status: str | None = None, limit: int = 50,
-        *, before: tuple[datetime, str] | None = None,
+        self,
+        workflow_id: str | None = None,
+        status: str | None = None,
+        limit: int = 50,
+        *,
+        before: tuple[datetime, str] | None = None,
     ) -> list[Run]:
         result: list[Run] = self._call(
             lambda c: c.list_runs(workflow_id, status, limit, before=before)

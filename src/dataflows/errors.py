@@ -103,9 +103,7 @@ class StepFailed(DataflowsError):
 
     code = "step_failed"
 
-    def __init__(
-        self, step_key: str, error_type: str, message: str, traceback: str = ""
-    ) -> None:
+    def __init__(self, step_key: str, error_type: str, message: str, traceback: str = "") -> None:
         super().__init__(f"step {step_key!r} failed: {error_type}: {message}")
         self.step_key = step_key
         self.error_type = error_type

@@ -69,8 +69,12 @@ class Runtime:
 
 def error_json(exc: BaseException) -> str:
     if isinstance(exc, StepFailed):
-        info = {"type": exc.error_type, "message": exc.error_message, "step": exc.step_key,
-                "traceback": exc.traceback}
+        info = {
+            "type": exc.error_type,
+            "message": exc.error_message,
+            "step": exc.step_key,
+            "traceback": exc.traceback,
+        }
     else:
         info = {
             "type": type(exc).__name__,
@@ -126,7 +130,11 @@ class Execution:
         """The history row for ``key``, after checking it was recorded as the same kind."""
         self.check_live()
         row = self.history.get(key)
-        if row is not None and row.kind != kind and not (row.status == "retrying" and kind == "run"):
+        if (
+            row is not None
+            and row.kind != kind
+            and not (row.status == "retrying" and kind == "run")
+        ):
             self.fatal = NonDeterminismError(
                 self.run.id, key, f"recorded as a {row.kind!r} step, now called as {kind!r}"
             )
@@ -173,7 +181,11 @@ class Execution:
     # -- step.run --------------------------------------------------------------------------------------
 
     async def run_step(
-        self, key: str, fn: Callable[..., Any], args: tuple[Any, ...], policy: RetryPolicy,
+        self,
+        key: str,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        policy: RetryPolicy,
         timeout: float | None,
     ) -> Any:
         row = self.recorded(key, "run")
@@ -195,18 +207,7 @@ class Execution:
                         value, what=f"the result of step {key!r}", limit=self.rt.max_payload
                     )
                 except Exception as exc:
-                    delay = _retry_delay(exc, attempt, policy)
-                    if delay is None:
-                        await self._record(key, "run", "failed", None, error_json(exc), attempt,
-                                           started)
-                        raise _step_failed(key, json.loads(error_json(exc))) from exc
-                    retry_at = self.rt.clock.now() + delay
-                    await self.write(lambda: self.rt.store.record_attempt(
-                        self.run.id, self.run.lease_token, key, attempt, error_json(exc),
-                        started, retry_at, self.rt.clock.now(),
-                    ))
-                    if delay > self.rt.inline_retry_limit:
-                        self.suspend(retry_at, f"retry {key}")
+                    delay = await self._attempt_failed(key, exc, attempt, started, policy)
                     await self.rt.clock.sleep(delay)
                     self.check_live()
                     attempt += 1
@@ -214,8 +215,42 @@ class Execution:
                 await self._record(key, "run", "completed", output, None, attempt, started)
                 return json.loads(output)
 
+    async def _attempt_failed(
+        self, key: str, exc: Exception, attempt: int, started: float, policy: RetryPolicy
+    ) -> float:
+        """Record a failed attempt; return the delay before an in-memory retry.
+
+        Raises :class:`StepFailed` when the step has failed for good, and suspends the run when
+        the backoff is too long to wait in memory.
+        """
+        error = error_json(exc)
+        delay = _retry_delay(exc, attempt, policy)
+        if delay is None:
+            await self._record(key, "run", "failed", None, error, attempt, started)
+            raise _step_failed(key, json.loads(error)) from exc
+        retry_at = self.rt.clock.now() + delay
+        await self.write(
+            lambda: self.rt.store.record_attempt(
+                self.run.id,
+                self.run.lease_token,
+                key,
+                attempt,
+                error,
+                started,
+                retry_at,
+                self.rt.clock.now(),
+            )
+        )
+        if delay > self.rt.inline_retry_limit:
+            self.suspend(retry_at, f"retry {key}")
+        return delay
+
     async def _call(
-        self, key: str, attempt: int, fn: Callable[..., Any], args: tuple[Any, ...],
+        self,
+        key: str,
+        attempt: int,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
         timeout: float | None,
     ) -> Any:
         token = _current.set(StepContext(self.run.id, key, attempt, self.workflow.id))
@@ -234,13 +269,22 @@ class Execution:
             _current.reset(token)
 
     async def _record(
-        self, key: str, kind: str, status: str, output: str | None, error: str | None,
-        attempts: int, started: float, event_id: str | None = None,
+        self,
+        key: str,
+        kind: str,
+        status: str,
+        output: str | None,
+        error: str | None,
+        attempts: int,
+        started: float,
+        event_id: str | None = None,
     ) -> None:
         step = NewStep(key, kind, status, output, error, attempts, started, event_id)  # type: ignore[arg-type]
-        await self.write(lambda: self.rt.store.record_step(
-            self.run.id, self.run.lease_token, step, self.rt.clock.now()
-        ))
+        await self.write(
+            lambda: self.rt.store.record_step(
+                self.run.id, self.run.lease_token, step, self.rt.clock.now()
+            )
+        )
 
     # -- sleeps and waits ------------------------------------------------------------------------------
 
@@ -275,10 +319,19 @@ class Execution:
         self, key: str, kind: str, wake_at: float | None, match: WaitMatch | None
     ) -> WaitOutcome:
         async with self.tracking():
-            outcome = await retry_unavailable(lambda: self.rt.store.begin_wait(
-                self.run.id, self.run.lease_token, key, kind, wake_at, match,
-                self.run.created_at, self.run.event.id, self.rt.clock.now(),
-            ))
+            outcome = await retry_unavailable(
+                lambda: self.rt.store.begin_wait(
+                    self.run.id,
+                    self.run.lease_token,
+                    key,
+                    kind,
+                    wake_at,
+                    match,
+                    self.run.created_at,
+                    self.run.event.id,
+                    self.rt.clock.now(),
+                )
+            )
         if outcome.state == "fenced":
             self.lost()
         return outcome
@@ -291,14 +344,20 @@ class Execution:
             return str(row.output)
         now = self.rt.clock.now()
         intake = event_intake(
-            self.rt.registry, name, data, event_id=event_id or f"{self.run.id}:{key}",
-            now=now, limit=self.rt.max_payload,
+            self.rt.registry,
+            name,
+            data,
+            event_id=event_id or f"{self.run.id}:{key}",
+            now=now,
+            limit=self.rt.max_payload,
         )
         step = NewStep(key, "send", "completed", json.dumps(intake.event.id), None, 1, now)
         async with self.tracking():
-            await self.write(lambda: self.rt.store.record_step(
-                self.run.id, self.run.lease_token, step, self.rt.clock.now(), (intake,)
-            ))
+            await self.write(
+                lambda: self.rt.store.record_step(
+                    self.run.id, self.run.lease_token, step, self.rt.clock.now(), (intake,)
+                )
+            )
         return intake.event.id
 
     async def invoke_step(
@@ -310,8 +369,10 @@ class Execution:
             self.rt.registry.get(workflow_id)
             now = self.rt.clock.now()
             event = NewEvent(
-                f"{child_id}:start", START_EVENT,
-                serialization.check_event_data(data, limit=self.rt.max_payload), now,
+                f"{child_id}:start",
+                START_EVENT,
+                serialization.check_event_data(data, limit=self.rt.max_payload),
+                now,
             )
             child = NewRun(child_id, workflow_id, event, f"{self.run.id}:{key}", self.run.id, key)
             async with self.tracking():
@@ -332,7 +393,9 @@ class Execution:
 def _step_failed(key: str, error: dict[str, Any] | None) -> StepFailed:
     error = error or {}
     return StepFailed(
-        key, str(error.get("type", "Error")), str(error.get("message", "")),
+        key,
+        str(error.get("type", "Error")),
+        str(error.get("message", "")),
         str(error.get("traceback", "")),
     )
 

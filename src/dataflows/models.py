@@ -43,8 +43,8 @@ class _FrozenDict(dict[str, Any]):
     def _readonly(self, *args: Any, **kwargs: Any) -> Any:
         raise TypeError("event data is immutable")
 
-    __setitem__ = __delitem__ = clear = pop = popitem = setdefault = update = _readonly  # type: ignore[assignment]
-    __ior__ = _readonly  # type: ignore[assignment]
+    __setitem__ = __delitem__ = clear = pop = popitem = setdefault = update = _readonly
+    __ior__ = _readonly
 
 
 def _freeze(value: Any) -> Any:
@@ -76,8 +76,15 @@ class StepInfo:
     @classmethod
     def from_row(cls, row: StepRow) -> StepInfo:
         return cls(
-            row.key, row.kind, row.status, row.output, row.error, row.attempts,
-            _dt(row.started_at), _dt(row.completed_at), _dt(row.wake_at),
+            row.key,
+            row.kind,
+            row.status,
+            row.output,
+            row.error,
+            row.attempts,
+            _dt(row.started_at),
+            _dt(row.completed_at),
+            _dt(row.wake_at),
         )
 
 
@@ -108,12 +115,18 @@ class Run:
     @classmethod
     def from_row(cls, row: RunRow) -> Run:
         return cls(
-            id=row.id, workflow_id=row.workflow_id, status=row.status,
-            event=Event.from_stored(row.event), result=row.result, error=row.error,
+            id=row.id,
+            workflow_id=row.workflow_id,
+            status=row.status,
+            event=Event.from_stored(row.event),
+            result=row.result,
+            error=row.error,
             created_at=datetime.fromtimestamp(row.created_at, UTC),
             updated_at=datetime.fromtimestamp(row.updated_at, UTC),
-            completed_at=_dt(row.completed_at), wake_at=_dt(row.wake_at),
-            wait_reason=row.wait_reason, recoveries=row.recoveries,
+            completed_at=_dt(row.completed_at),
+            wake_at=_dt(row.wake_at),
+            wait_reason=row.wait_reason,
+            recoveries=row.recoveries,
             parent_run_id=row.parent_run_id,
             steps=tuple(StepInfo.from_row(s) for s in row.steps),
         )

@@ -26,7 +26,9 @@ class RetryPolicy:
         if self.retries < 0:
             raise ValueError("retries must be zero or more")
         if self.initial < 0 or self.maximum < 0 or self.factor < 1 or not 0 <= self.jitter < 1:
-            raise ValueError("backoff needs initial >= 0, maximum >= 0, factor >= 1, 0 <= jitter < 1")
+            raise ValueError(
+                "backoff needs initial >= 0, maximum >= 0, factor >= 1, 0 <= jitter < 1"
+            )
 
     def backoff(self, retry_number: int) -> float:
         """Seconds to wait before retry number ``retry_number`` (1 for the first retry)."""
@@ -42,8 +44,11 @@ class RetryPolicy:
             return value
         if isinstance(value, int) and not isinstance(value, bool):
             return RetryPolicy(
-                retries=value, initial=default.initial, factor=default.factor,
-                maximum=default.maximum, jitter=default.jitter,
+                retries=value,
+                initial=default.initial,
+                factor=default.factor,
+                maximum=default.maximum,
+                jitter=default.jitter,
             )
         raise TypeError(f"retry must be a RetryPolicy or a number of retries, got {value!r}")
 

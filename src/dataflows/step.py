@@ -51,8 +51,12 @@ class Step:
         return self._x.next_key(validate_step_name(name))
 
     def run(
-        self, name: str, fn: Callable[..., Any], *args: Any,
-        retry: RetryPolicy | int | None = None, timeout: Duration | None = None,
+        self,
+        name: str,
+        fn: Callable[..., Any],
+        *args: Any,
+        retry: RetryPolicy | int | None = None,
+        timeout: Duration | None = None,
     ) -> Coroutine[Any, Any, Any]:
         """Call ``fn(*args)`` once and return its JSON result; replays return the stored result.
 
@@ -77,8 +81,13 @@ class Step:
         return self._x.sleep_step(self._key(name), at)
 
     def wait_for_event(
-        self, name: str, event: str, *, match: str | None = None,
-        where: Mapping[str, Any] | None = None, timeout: Duration | None,
+        self,
+        name: str,
+        event: str,
+        *,
+        match: str | None = None,
+        where: Mapping[str, Any] | None = None,
+        timeout: Duration | None,
     ) -> Coroutine[Any, Any, Event | None]:
         """Wait for an event named ``event``; ``None`` once ``timeout`` passes.
 
@@ -107,7 +116,11 @@ class Step:
         return self._x.send_step(self._key(name), event_name, dict(data), id)
 
     def invoke(
-        self, name: str, workflow_id: str, data: Mapping[str, Any], *,
+        self,
+        name: str,
+        workflow_id: str,
+        data: Mapping[str, Any],
+        *,
         timeout: Duration | None = None,
     ) -> Coroutine[Any, Any, Any]:
         """Start a child run of ``workflow_id`` and return its result (``StepFailed`` if it fails)."""

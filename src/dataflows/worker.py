@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -19,7 +20,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from dataflows import serialization
-from dataflows.errors import StoreUnavailable, Suspend, UnknownWorkflow
+from dataflows.errors import PayloadError, StoreUnavailable, Suspend, UnknownWorkflow
 from dataflows.execution import Execution, Runtime, error_json, retry_unavailable
 from dataflows.models import Event
 from dataflows.records import ClaimedRun
@@ -63,14 +64,18 @@ class Worker:
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self._tokens: dict[str, int] = {}
         self.finished_runs = 0
         self.recycled = False
 
     @property
     def runtime(self) -> Runtime:
         return Runtime(
-            store=self.app.store, clock=self.app.clock, registry=self.app.registry,
-            executor=self._executor, max_payload=self.app.max_payload,
+            store=self.app.store,
+            clock=self.app.clock,
+            registry=self.app.registry,
+            executor=self._executor,
+            max_payload=self.app.max_payload,
             inline_retry_limit=self.options.inline_retry_limit,
         )
 
@@ -134,10 +139,7 @@ class Worker:
 
     # -- claiming ------------------------------------------------------------------------------------
 
-    _tokens: dict[str, int]
-
     async def _claim_loop(self) -> None:
-        self._tokens = {}
         backoff = 0.1
         while not self._stopping.is_set():
             self._wake.clear()
@@ -181,9 +183,9 @@ class Worker:
         self._tokens[run.id] = run.lease_token
         task = asyncio.create_task(self._execute(run), name=f"dataflows-run-{run.id}")
         self._active[run.id] = (task, None)
-        task.add_done_callback(lambda _t, run_id=run.id: self._finished(run_id))
+        task.add_done_callback(functools.partial(self._finished, run.id))
 
-    def _finished(self, run_id: str) -> None:
+    def _finished(self, run_id: str, _task: asyncio.Task[None]) -> None:
         self._active.pop(run_id, None)
         self._tokens.pop(run_id, None)
         self.finished_runs += 1
@@ -218,7 +220,9 @@ class Worker:
         except asyncio.CancelledError:
             raise
         except Exception:  # a bug in the engine: never let it kill the worker
-            log.exception("run %s: unexpected error; its lease will expire and it will retry", run.id)
+            log.exception(
+                "run %s: unexpected error; its lease will expire and it will retry", run.id
+            )
 
     async def _drive(self, x: Execution) -> None:
         run, workflow, clock = x.run, x.workflow, self.app.clock
@@ -247,9 +251,11 @@ class Worker:
             wake_at, reason = _earliest(x.suspensions)
             if deadline is not None and (wake_at is None or deadline < wake_at):
                 wake_at, reason = deadline, "workflow timeout"
-            await retry_unavailable(lambda: self.app.store.suspend_run(
-                run.id, run.lease_token, wake_at, reason, clock.now()
-            ))
+            await retry_unavailable(
+                lambda: self.app.store.suspend_run(
+                    run.id, run.lease_token, wake_at, reason, clock.now()
+                )
+            )
         elif outcome is not None:
             await self._fail(run, error_json(outcome))
         else:
@@ -260,17 +266,17 @@ class Worker:
             text = serialization.dumps(
                 result, what="the workflow's result", limit=self.app.max_payload
             )
-        except serialization.PayloadError as exc:
+        except PayloadError as exc:
             await self._fail(run, error_json(exc))
             return
-        await retry_unavailable(lambda: self.app.store.complete_run(
-            run.id, run.lease_token, text, self.app.clock.now()
-        ))
+        await retry_unavailable(
+            lambda: self.app.store.complete_run(run.id, run.lease_token, text, self.app.clock.now())
+        )
 
     async def _fail(self, run: ClaimedRun, error: str) -> None:
-        await retry_unavailable(lambda: self.app.store.fail_run(
-            run.id, run.lease_token, error, self.app.clock.now()
-        ))
+        await retry_unavailable(
+            lambda: self.app.store.fail_run(run.id, run.lease_token, error, self.app.clock.now())
+        )
 
     # -- leases ----------------------------------------------------------------------------------------
 

@@ -78,4 +78,6 @@ class Registry:
         return iter(self._workflows.values())
 
     def triggered_by(self, event_name: str) -> list[Workflow]:
-        return [w for w in self._workflows.values() if any(t.matches(event_name) for t in w.triggers)]
+        return [
+            w for w in self._workflows.values() if any(t.matches(event_name) for t in w.triggers)
+        ]

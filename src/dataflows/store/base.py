@@ -119,7 +119,11 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def record_step(
-        self, run_id: str, lease_token: int, step: NewStep, now: float,
+        self,
+        run_id: str,
+        lease_token: int,
+        step: NewStep,
+        now: float,
         events: Sequence[EventIntake] = (),
     ) -> bool:
         """Record a step's outcome once (fenced), with the events it sends, in one transaction.
@@ -129,15 +133,30 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def record_attempt(
-        self, run_id: str, lease_token: int, key: str, attempt: int, error_json: str,
-        started_at: float, retry_at: float, now: float,
+        self,
+        run_id: str,
+        lease_token: int,
+        key: str,
+        attempt: int,
+        error_json: str,
+        started_at: float,
+        retry_at: float,
+        now: float,
     ) -> bool:
         """Record a failed attempt of a step that will be retried at ``retry_at`` (fenced)."""
 
     @abc.abstractmethod
     async def begin_wait(
-        self, run_id: str, lease_token: int, key: str, kind: str, wake_at: float | None,
-        match: WaitMatch | None, since: float, trigger_event_id: str, now: float,
+        self,
+        run_id: str,
+        lease_token: int,
+        key: str,
+        kind: str,
+        wake_at: float | None,
+        match: WaitMatch | None,
+        since: float,
+        trigger_event_id: str,
+        now: float,
     ) -> WaitOutcome:
         """Reach a sleep or an event wait, in one transaction (fenced).
 
@@ -185,7 +204,10 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def list_runs(
-        self, workflow_id: str | None, status: str | None, limit: int,
+        self,
+        workflow_id: str | None,
+        status: str | None,
+        limit: int,
         before: tuple[float, str] | None = None,
     ) -> list[RunRow]:
         """Runs newest first (without steps); ``before`` is the ``(created_at, id)`` to page from."""

@@ -115,10 +115,16 @@ def _insert_run(run: NewRun, now: float) -> Query:
     return Query(
         "insert_run",
         {
-            "id": run.id, "workflow_id": run.workflow_id, "event_id": ev.id,
-            "event_name": ev.name, "event_data": ev.data_json, "event_ts": ev.ts,
-            "idempotency_key": run.idempotency_key, "parent_run_id": run.parent_run_id,
-            "parent_step_key": run.parent_step_key, "now": now,
+            "id": run.id,
+            "workflow_id": run.workflow_id,
+            "event_id": ev.id,
+            "event_name": ev.name,
+            "event_data": ev.data_json,
+            "event_ts": ev.ts,
+            "idempotency_key": run.idempotency_key,
+            "parent_run_id": run.parent_run_id,
+            "parent_step_key": run.parent_step_key,
+            "now": now,
         },
         "rowcount",
     )
@@ -167,8 +173,13 @@ def claim_runs(worker_id: str, limit: int, lease_seconds: float, now: float) -> 
     )
     return [
         ClaimedRun(
-            id=r[0], workflow_id=r[1], event=StoredEvent(r[2], r[3], _json(r[4]), r[5]),
-            created_at=r[6], lease_token=r[7], recoveries=r[8], parent_run_id=r[9],
+            id=r[0],
+            workflow_id=r[1],
+            event=StoredEvent(r[2], r[3], _json(r[4]), r[5]),
+            created_at=r[6],
+            lease_token=r[7],
+            recoveries=r[8],
+            parent_run_id=r[9],
         )
         for r in rows
     ]
@@ -185,8 +196,16 @@ def load_history(run_id: str) -> Program:
     rows = yield Query("load_history", {"run_id": run_id}, "all")
     return [
         StepRow(
-            key=r[0], kind=r[1], status=r[2], output=_json(r[3]), error=_json(r[4]),
-            attempts=r[5], started_at=r[6], completed_at=r[7], wake_at=r[8], event_id=r[9],
+            key=r[0],
+            kind=r[1],
+            status=r[2],
+            output=_json(r[3]),
+            error=_json(r[4]),
+            attempts=r[5],
+            started_at=r[6],
+            completed_at=r[7],
+            wake_at=r[8],
+            event_id=r[9],
         )
         for r in rows
     ]
@@ -209,24 +228,43 @@ def _record_step_query(run_id: str, lease_token: int, step: NewStep, now: float)
     return Query(
         "record_step",
         {
-            "run_id": run_id, "lease_token": lease_token, "key": step.key, "kind": step.kind,
-            "status": step.status, "output": step.output_json, "error": step.error_json,
-            "attempts": step.attempts, "event_id": step.event_id,
-            "started_at": step.started_at, "now": now,
+            "run_id": run_id,
+            "lease_token": lease_token,
+            "key": step.key,
+            "kind": step.kind,
+            "status": step.status,
+            "output": step.output_json,
+            "error": step.error_json,
+            "attempts": step.attempts,
+            "event_id": step.event_id,
+            "started_at": step.started_at,
+            "now": now,
         },
         "rowcount",
     )
 
 
 def record_attempt(
-    run_id: str, lease_token: int, key: str, attempt: int, error_json: str,
-    started_at: float, retry_at: float, now: float,
+    run_id: str,
+    lease_token: int,
+    key: str,
+    attempt: int,
+    error_json: str,
+    started_at: float,
+    retry_at: float,
+    now: float,
 ) -> Program:
     inserted = yield Query(
         "record_attempt",
         {
-            "run_id": run_id, "lease_token": lease_token, "key": key, "attempt": attempt,
-            "error": error_json, "started_at": started_at, "retry_at": retry_at, "now": now,
+            "run_id": run_id,
+            "lease_token": lease_token,
+            "key": key,
+            "attempt": attempt,
+            "error": error_json,
+            "started_at": started_at,
+            "retry_at": retry_at,
+            "now": now,
         },
         "rowcount",
     )
@@ -234,8 +272,15 @@ def record_attempt(
 
 
 def begin_wait(
-    run_id: str, lease_token: int, key: str, kind: str, wake_at: float | None,
-    match: WaitMatch | None, since: float, trigger_event_id: str, now: float,
+    run_id: str,
+    lease_token: int,
+    key: str,
+    kind: str,
+    wake_at: float | None,
+    match: WaitMatch | None,
+    since: float,
+    trigger_event_id: str,
+    now: float,
 ) -> Program:
     if match is not None:
         # Serialises with intake of this event name: whichever commits second sees the other.
@@ -279,23 +324,31 @@ def _insert_wait(
     yield Query(
         "insert_wait",
         {
-            "run_id": run_id, "key": key, "kind": kind, "wake_at": wake_at,
-            "event_name": event_name, "filter_paths": paths, "filter_key": key_text, "now": now,
+            "run_id": run_id,
+            "key": key,
+            "kind": kind,
+            "wake_at": wake_at,
+            "event_name": event_name,
+            "filter_paths": paths,
+            "filter_key": key_text,
+            "now": now,
         },
     )
 
 
-def _find_event(
-    run_id: str, match: WaitMatch, since: float, trigger_event_id: str
-) -> Program:
+def _find_event(run_id: str, match: WaitMatch, since: float, trigger_event_id: str) -> Program:
     after = 0
     while True:
         rows = yield Query(
             "candidate_events",
             {
-                "event_name": match.event_name, "since": since, "after_seq": after,
-                "own_event_id": trigger_event_id, "run_id": run_id,
-                "containment": _containment(match), "batch": _EVENT_BATCH,
+                "event_name": match.event_name,
+                "since": since,
+                "after_seq": after,
+                "own_event_id": trigger_event_id,
+                "run_id": run_id,
+                "containment": _containment(match),
+                "batch": _EVENT_BATCH,
             },
             "all",
         )
@@ -313,8 +366,13 @@ def suspend_run(
 ) -> Program:
     changed = yield Query(
         "suspend_run",
-        {"run_id": run_id, "lease_token": lease_token, "wake_at": wake_at, "reason": reason,
-         "now": now},
+        {
+            "run_id": run_id,
+            "lease_token": lease_token,
+            "wake_at": wake_at,
+            "reason": reason,
+            "now": now,
+        },
         "rowcount",
     )
     if changed:
@@ -323,13 +381,23 @@ def suspend_run(
 
 
 def finish_run(
-    run_id: str, lease_token: int, status: str, result_json: str | None,
-    error_json: str | None, now: float,
+    run_id: str,
+    lease_token: int,
+    status: str,
+    result_json: str | None,
+    error_json: str | None,
+    now: float,
 ) -> Program:
     rows = yield Query(
         "finish_run",
-        {"run_id": run_id, "lease_token": lease_token, "status": status, "result": result_json,
-         "error": error_json, "now": now},
+        {
+            "run_id": run_id,
+            "lease_token": lease_token,
+            "status": status,
+            "result": result_json,
+            "error": error_json,
+            "now": now,
+        },
         "all",
     )
     if not rows:
@@ -342,12 +410,19 @@ def finish_run(
 
 
 def _tell_parent(
-    run_id: str, workflow_id: str, status: str, result_json: str | None,
-    error_json: str | None, now: float,
+    run_id: str,
+    workflow_id: str,
+    status: str,
+    result_json: str | None,
+    error_json: str | None,
+    now: float,
 ) -> Program:
     data = {
-        "run_id": run_id, "workflow_id": workflow_id, "status": status,
-        "result": _json(result_json), "error": _json(error_json),
+        "run_id": run_id,
+        "workflow_id": workflow_id,
+        "status": status,
+        "result": _json(result_json),
+        "error": _json(error_json),
     }
     event = NewEvent(f"{run_id}:finished:{now!r}", RUN_FINISHED_EVENT, json.dumps(data), now)
     yield from _intake(EventIntake(event), now)
@@ -372,10 +447,21 @@ def next_wake_at() -> Program:
 
 def _run_row(r: Sequence[Any], steps: tuple[StepRow, ...] = ()) -> RunRow:
     return RunRow(
-        id=r[0], workflow_id=r[1], status=r[2], event=StoredEvent(r[3], r[4], _json(r[5]), r[6]),
-        result=_json(r[7]), error=_json(r[8]), created_at=r[9], updated_at=r[10],
-        completed_at=r[11], wake_at=r[12], wait_reason=r[13], recoveries=r[14],
-        parent_run_id=r[15], idempotency_key=r[16], steps=steps,
+        id=r[0],
+        workflow_id=r[1],
+        status=r[2],
+        event=StoredEvent(r[3], r[4], _json(r[5]), r[6]),
+        result=_json(r[7]),
+        error=_json(r[8]),
+        created_at=r[9],
+        updated_at=r[10],
+        completed_at=r[11],
+        wake_at=r[12],
+        wait_reason=r[13],
+        recoveries=r[14],
+        parent_run_id=r[15],
+        idempotency_key=r[16],
+        steps=steps,
     )
 
 
@@ -393,8 +479,11 @@ def list_runs(
     rows = yield Query(
         "list_runs",
         {
-            "workflow_id": workflow_id, "status": status, "limit": limit,
-            "before_ts": before[0] if before else None, "before_id": before[1] if before else None,
+            "workflow_id": workflow_id,
+            "status": status,
+            "limit": limit,
+            "before_ts": before[0] if before else None,
+            "before_id": before[1] if before else None,
         },
         "all",
     )

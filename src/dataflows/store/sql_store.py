@@ -54,14 +54,25 @@ class SqlStore(Store):
         return result
 
     async def record_step(
-        self, run_id: str, lease_token: int, step: NewStep, now: float,
+        self,
+        run_id: str,
+        lease_token: int,
+        step: NewStep,
+        now: float,
         events: Sequence[EventIntake] = (),
     ) -> bool:
         return bool(await self._run(programs.record_step(run_id, lease_token, step, now, events)))
 
     async def record_attempt(
-        self, run_id: str, lease_token: int, key: str, attempt: int, error_json: str,
-        started_at: float, retry_at: float, now: float,
+        self,
+        run_id: str,
+        lease_token: int,
+        key: str,
+        attempt: int,
+        error_json: str,
+        started_at: float,
+        retry_at: float,
+        now: float,
     ) -> bool:
         return bool(
             await self._run(
@@ -72,8 +83,16 @@ class SqlStore(Store):
         )
 
     async def begin_wait(
-        self, run_id: str, lease_token: int, key: str, kind: str, wake_at: float | None,
-        match: WaitMatch | None, since: float, trigger_event_id: str, now: float,
+        self,
+        run_id: str,
+        lease_token: int,
+        key: str,
+        kind: str,
+        wake_at: float | None,
+        match: WaitMatch | None,
+        since: float,
+        trigger_event_id: str,
+        now: float,
     ) -> WaitOutcome:
         result: WaitOutcome = await self._run(
             programs.begin_wait(
@@ -117,7 +136,10 @@ class SqlStore(Store):
         return result
 
     async def list_runs(
-        self, workflow_id: str | None, status: str | None, limit: int,
+        self,
+        workflow_id: str | None,
+        status: str | None,
+        limit: int,
         before: tuple[float, str] | None = None,
     ) -> list[RunRow]:
         result: list[RunRow] = await self._run(
