@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
@@ -30,7 +31,7 @@ class Dataflows:
 
     ``database_url``: argument, else ``DATAFLOWS_DATABASE_URL``, else SQLite at
     ``./.dataflows/dataflows.db``. The store opens (and migrates, unless ``auto_migrate=False``)
-    on first use.
+    on first use. Finished runs are deleted ``retention`` after they finish (``None`` keeps them).
     """
 
     def __init__(
@@ -42,6 +43,7 @@ class Dataflows:
         clock: Clock | None = None,
         retry: RetryPolicy | int | None = None,
         max_payload_bytes: int = DEFAULT_MAX_PAYLOAD,
+        retention: Duration | None = "7d",
         store: Store | None = None,
     ) -> None:
         self.database_url = database_url
@@ -50,6 +52,7 @@ class Dataflows:
         self.clock: Clock = clock or SystemClock()
         self.default_retry = RetryPolicy.coerce(retry, RetryPolicy())
         self.max_payload = max_payload_bytes
+        self.retention = None if retention is None else parse_duration(retention)
         self.registry = Registry()
         self._store = store
         self._opened: asyncio.Task[None] | None = None
@@ -99,12 +102,30 @@ class Dataflows:
     async def open(self) -> None:
         """Open the store (and migrate it unless ``auto_migrate=False``). Safe to call again."""
         if self._opened is None:
-            self._opened = asyncio.ensure_future(self.store.open(migrate=self.auto_migrate))
+            self._opened = asyncio.ensure_future(self._open())
         try:
             await asyncio.shield(self._opened)
         except BaseException:
             self._opened = None
             raise
+
+    async def _open(self) -> None:
+        await self.store.open(migrate=self.auto_migrate)
+        await self.sync_clock()
+
+    async def sync_clock(self) -> None:
+        """Align a :class:`SystemClock` with the database server's clock.
+
+        Timers are compared with the engine's clock; aligning every process to the database
+        means a timer never fires early because one machine's clock runs ahead (guarantee 6).
+        An injected clock (a test's :class:`ManualClock`) is left alone.
+        """
+        if not isinstance(self.clock, SystemClock):
+            return
+        before = time.time()
+        server = await self.store.database_time()
+        after = time.time()
+        self.clock.offset = server - (before + after) / 2
 
     async def close(self) -> None:
         if self._opened is not None:

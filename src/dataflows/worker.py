@@ -13,6 +13,7 @@ import functools
 import json
 import logging
 import os
+import random
 import socket
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -44,6 +45,8 @@ class WorkerOptions:
     #: … or once resident memory exceeds this many MiB.
     max_rss_mb: float | None = None
     inline_retry_limit: float = 2.0
+    #: Seconds (on average) between clock re-alignments and retention purges.
+    maintenance_interval: float = 60.0
 
     def __post_init__(self) -> None:
         if self.concurrency < 1:
@@ -90,6 +93,7 @@ class Worker:
         self._tasks = [
             asyncio.create_task(self._claim_loop(), name=f"dataflows-claim-{self.id}"),
             asyncio.create_task(self._heartbeat_loop(), name=f"dataflows-heartbeat-{self.id}"),
+            asyncio.create_task(self._maintenance_loop(), name=f"dataflows-maintenance-{self.id}"),
         ]
         log.info("worker %s started (concurrency %d)", self.id, self.options.concurrency)
 
@@ -298,6 +302,17 @@ class Worker:
                 if entry is not None and entry[1] is not None:
                     # Cancelled, or taken over after our lease expired: start no further step.
                     entry[1].abandoned = True
+
+    async def _maintenance_loop(self) -> None:
+        """Now and then: re-align the clock with the database and purge expired finished runs."""
+        while True:
+            await asyncio.sleep(self.options.maintenance_interval * (0.5 + random.random()))
+            try:
+                await self.app.sync_clock()
+                if self.app.retention is not None:
+                    await self.app.purge(self.app.retention, batch=500)
+            except StoreUnavailable:
+                continue
 
 
 def _earliest(suspensions: list[tuple[float | None, str]]) -> tuple[float | None, str]:

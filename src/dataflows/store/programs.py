@@ -8,7 +8,7 @@ in ``sql/<dialect>/queries.sql``, and the backends only move rows.
 from __future__ import annotations
 
 import json
-from collections.abc import Generator, Sequence
+from collections.abc import Generator, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -85,15 +85,25 @@ def _containment(match: WaitMatch) -> str:
 
 
 def send_events(intakes: Sequence[EventIntake], now: float) -> Program:
+    yield from _lock_event_names(intake.event.name for intake in intakes)
     results = []
     for intake in intakes:
         results.append((yield from _intake(intake, now)))
     return results
 
 
+def _lock_event_names(names: Iterable[str]) -> Program:
+    """Serialise intake with waits on these names (see begin_wait), before any row is touched.
+
+    Sorted, so that transactions taking several names cannot deadlock on each other.
+    """
+    for name in sorted(set(names)):
+        yield Query("lock_event_name", {"event_name": name})
+
+
 def _intake(intake: EventIntake, now: float) -> Program:
+    """Store one event; the caller holds the lock of its name (``_lock_event_names``)."""
     event = intake.event
-    yield Query("lock_event_name", {"event_name": event.name})
     inserted = yield Query(
         "insert_event",
         {"id": event.id, "name": event.name, "data": event.data_json, "ts": event.ts, "now": now},
@@ -214,6 +224,7 @@ def load_history(run_id: str) -> Program:
 def record_step(
     run_id: str, lease_token: int, step: NewStep, now: float, events: Sequence[EventIntake] = ()
 ) -> Program:
+    yield from _lock_event_names(intake.event.name for intake in events)
     inserted = yield _record_step_query(run_id, lease_token, step, now)
     if not inserted:
         return False
@@ -425,6 +436,7 @@ def _tell_parent(
         "error": _json(error_json),
     }
     event = NewEvent(f"{run_id}:finished:{now!r}", RUN_FINISHED_EVENT, json.dumps(data), now)
+    yield from _lock_event_names([event.name])
     yield from _intake(EventIntake(event), now)
 
 

@@ -1,0 +1,283 @@
+"""The PostgreSQL store: many workers on many machines share one database.
+
+Every program runs in one transaction on one pooled connection. All tables live in the store's
+schema, reached through each connection's ``search_path``, so the SQL files stay unqualified.
+Wake-ups travel by ``NOTIFY`` on a channel per schema; they are a latency hint only (workers
+also poll), so the listener reconnects quietly for as long as it takes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import re
+import secrets
+import time
+from typing import Any
+
+import psycopg
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict
+from psycopg.rows import TupleRow
+from psycopg_pool import AsyncConnectionPool
+
+from dataflows.errors import StoreError, StoreUnavailable
+from dataflows.store.programs import NOTIFY, Program, Query
+from dataflows.store.queries import load_migrations, load_queries
+from dataflows.store.sql_store import SqlStore
+
+__all__ = ["PostgresStore"]
+
+logger = logging.getLogger(__name__)
+
+Connection = psycopg.AsyncConnection[TupleRow]
+
+_SCHEMA = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
+#: Driver errors that mean "not now": connection lost or refused, pool exhausted, the server
+#: shutting down, lock or deadlock aborts. All are worth retrying, so all become StoreUnavailable.
+_UNAVAILABLE = (psycopg.OperationalError, psycopg.InterfaceError, OSError)
+#: Applied unless the URL says otherwise: give up connecting quickly, and notice a dead peer on
+#: an idle or busy socket within about half a minute instead of the kernel's 15+ minutes.
+_CONNECT_DEFAULTS = {
+    "connect_timeout": "5",
+    "keepalives": "1",
+    "keepalives_idle": "10",
+    "keepalives_interval": "5",
+    "keepalives_count": "3",
+    "tcp_user_timeout": "30000",
+    "application_name": "dataflows",
+}
+_LISTEN_CHECK_SECONDS = 30.0
+_MAX_BACKOFF_SECONDS = 10.0
+
+
+class PostgresStore(SqlStore):
+    dialect = "postgres"
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        schema: str = "dataflows",
+        min_size: int = 1,
+        max_size: int = 10,
+        timeout: float = 10.0,
+    ) -> None:
+        """``timeout`` bounds the wait for a pooled connection; past it, StoreUnavailable."""
+        super().__init__()
+        if not _SCHEMA.fullmatch(schema):
+            raise ValueError(f"invalid schema name {schema!r}: use letters, digits and _")
+        self.url = url
+        self.schema = schema
+        self.channel = _channel(schema)
+        self.min_size = min_size
+        self.max_size = max_size
+        self.timeout = timeout
+        self._queries = load_queries("postgres")
+        self._sender = secrets.token_hex(8)  # marks our own notifications
+        self._pool: AsyncConnectionPool[Connection] | None = None
+        self._listener: asyncio.Task[None] | None = None
+        self._sweeper: asyncio.Task[None] | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+
+    async def open(self, *, migrate: bool = True) -> None:
+        if self._pool is not None:
+            return
+        pool: AsyncConnectionPool[Connection] = AsyncConnectionPool(
+            self.url,
+            kwargs=self._connect_kwargs(),
+            min_size=self.min_size,
+            max_size=self.max_size,
+            timeout=self.timeout,
+            open=False,
+            name=f"dataflows:{self.schema}",
+        )
+        try:
+            async with self._translate("connecting"):
+                await pool.open(wait=True, timeout=self.timeout)
+        except StoreUnavailable:
+            await pool.close()
+            raise
+        self._pool = pool
+        if migrate:
+            await self.migrate()
+        self._listener = asyncio.create_task(self._listen_forever(), name="dataflows-listen")
+
+    async def close(self) -> None:
+        for task in (self._listener, self._sweeper):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+        self._listener = self._sweeper = None
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
+            await pool.close()
+
+    async def migrate(self) -> list[str]:
+        """Apply pending migrations under a session advisory lock, each in its own transaction."""
+        lock_key = f"dataflows-migrate/{self.schema}"
+        async with self._translate("migrating"):
+            conn = await Connection.connect(self.url, **self._connect_kwargs())
+            async with conn:
+                await conn.execute("SELECT pg_advisory_lock(hashtextextended(%s, 0))", [lock_key])
+                try:
+                    return await self._apply_migrations(conn)
+                finally:
+                    await conn.execute(
+                        "SELECT pg_advisory_unlock(hashtextextended(%s, 0))", [lock_key]
+                    )
+
+    async def _apply_migrations(self, conn: Connection) -> list[str]:
+        schema = sql.Identifier(self.schema)
+        await conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(schema))
+        await conn.execute(
+            sql.SQL(
+                "CREATE TABLE IF NOT EXISTS {}.migrations (version integer PRIMARY KEY,"
+                " name text NOT NULL, applied_at double precision NOT NULL)"
+            ).format(schema)
+        )
+        cursor = await conn.execute("SELECT version FROM migrations")
+        done = {row[0] for row in await cursor.fetchall()}
+        applied = []
+        for version, name, text in load_migrations("postgres"):
+            if version in done:
+                continue
+            async with conn.transaction():
+                await conn.execute(text.encode())  # several statements: simple query protocol
+                await conn.execute(
+                    "INSERT INTO migrations (version, name, applied_at) VALUES (%s, %s, %s)",
+                    [version, name, time.time()],
+                )
+            applied.append(f"{version:04d}_{name}")
+        return applied
+
+    async def ping(self) -> None:
+        async with self._translate("ping"), self._open_pool().connection() as conn:
+            await conn.execute("SELECT 1")
+
+    async def database_time(self) -> float:
+        async with self._translate("reading the clock"), self._open_pool().connection() as conn:
+            cursor = await conn.execute(
+                "SELECT extract(epoch FROM clock_timestamp())::double precision"
+            )
+            row = await cursor.fetchone()
+        assert row is not None
+        return float(row[0])
+
+    # -- running programs --------------------------------------------------------------------------
+
+    async def _run(self, program: Program) -> Any:
+        pool = self._open_pool()
+        async with self._translate("running a transaction"), pool.connection() as conn:
+            try:
+                async with conn.transaction():
+                    result, notify = await self._execute(conn, program)
+                    if notify:  # once per transaction, however often the program asked
+                        params = {"channel": self.channel, "sender": self._sender}
+                        await conn.execute(self._queries["notify_work"], params)
+            except _UNAVAILABLE:
+                if conn.broken:
+                    self._sweep()  # its siblings in the pool likely died with it
+                raise
+        if notify:
+            self._notify_local()
+        return result
+
+    async def _execute(self, conn: Connection, program: Program) -> tuple[Any, bool]:
+        notify = False
+        answer: Any = None
+        while True:
+            try:
+                query = program.send(answer)
+            except StopIteration as stop:
+                return stop.value, notify
+            if query is NOTIFY:
+                notify, answer = True, None
+            else:
+                answer = await self._fetch(conn, query)
+
+    async def _fetch(self, conn: Connection, query: Query) -> Any:
+        cursor = await conn.execute(self._queries[query.name], query.params)
+        if query.fetch == "all":
+            return await cursor.fetchall()
+        if query.fetch == "one":
+            return await cursor.fetchone()
+        if query.fetch == "rowcount":
+            return cursor.rowcount
+        return None
+
+    # -- connections -------------------------------------------------------------------------------
+
+    def _open_pool(self) -> AsyncConnectionPool[Connection]:
+        if self._pool is None:
+            raise StoreError("the PostgreSQL store is not open")
+        return self._pool
+
+    def _connect_kwargs(self) -> dict[str, Any]:
+        """Every connection: autocommit (transactions are explicit), our schema on the path."""
+        given = conninfo_to_dict(self.url)
+        kwargs: dict[str, Any] = {k: v for k, v in _CONNECT_DEFAULTS.items() if k not in given}
+        options = given.get("options", "")
+        kwargs["options"] = f'{options} -c search_path="{self.schema}"'.strip()
+        kwargs["autocommit"] = True
+        return kwargs
+
+    def _translate(self, doing: str) -> _Translate:
+        return _Translate(f"PostgreSQL ({self.schema}) unavailable while {doing}")
+
+    def _sweep(self) -> None:
+        """Check the idle pooled connections in the background, dropping dead ones at once."""
+        if self._pool is not None and (self._sweeper is None or self._sweeper.done()):
+            self._sweeper = asyncio.create_task(self._pool.check(), name="dataflows-pool-check")
+
+    # -- wake-ups from other processes ------------------------------------------------------------
+
+    async def _listen_forever(self) -> None:
+        delay = 0.1
+        while True:
+            try:
+                await self._listen()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # never let the hint channel take anything down
+                logger.info("dataflows listener on %s lost: %r; retrying", self.channel, exc)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, _MAX_BACKOFF_SECONDS)
+
+    async def _listen(self) -> None:
+        conn = await Connection.connect(self.url, **self._connect_kwargs())
+        async with conn:
+            await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self.channel)))
+            self._notify_local()  # whatever was sent while we were not listening
+            while True:
+                async for notify in conn.notifies(timeout=_LISTEN_CHECK_SECONDS):
+                    if notify.payload != self._sender:
+                        self._notify_local()
+                # Quiet for a while: make sure the connection is still alive.
+                await asyncio.wait_for(conn.execute("SELECT 1"), _LISTEN_CHECK_SECONDS)
+
+
+class _Translate:
+    """Turn driver connection errors into StoreUnavailable, keeping the cause."""
+
+    def __init__(self, message: str) -> None:
+        self.message = message
+
+    async def __aenter__(self) -> None:
+        return None
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: Any
+    ) -> None:
+        if isinstance(exc, _UNAVAILABLE):
+            raise StoreUnavailable(f"{self.message}: {exc}") from exc
+
+
+def _channel(schema: str) -> str:
+    """``dataflows_<schema>``; hashed if that would pass PostgreSQL's 63-byte name limit."""
+    channel = f"dataflows_{schema}"
+    if len(channel) > 63:
+        channel = "dataflows_" + hashlib.sha256(schema.encode()).hexdigest()[:32]
+    return channel

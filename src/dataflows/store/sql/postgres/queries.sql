@@ -1,0 +1,246 @@
+-- Runtime queries for the PostgreSQL store, one named block each ("-- name: x").
+-- The SQLite file defines the same names with the same result columns; a test keeps them in step.
+-- Tables are unqualified: every connection's search_path is the store's schema. Parameters that
+-- may be NULL, or whose type PostgreSQL cannot infer, carry an explicit cast.
+
+-- name: insert_event
+INSERT INTO events (id, name, data, ts, received_at)
+VALUES (%(id)s, %(name)s, %(data)s::jsonb, %(ts)s, %(now)s)
+ON CONFLICT (id) DO NOTHING
+
+-- name: runs_of_event
+SELECT id FROM runs
+WHERE event_id = %(event_id)s AND parent_run_id IS NULL
+ORDER BY created_at, id
+
+-- name: insert_run
+INSERT INTO runs (id, workflow_id, status, event_id, event_name, event_data, event_ts,
+                  idempotency_key, parent_run_id, parent_step_key, created_at, updated_at)
+VALUES (%(id)s, %(workflow_id)s, 'queued', %(event_id)s, %(event_name)s, %(event_data)s,
+        %(event_ts)s, %(idempotency_key)s::text, %(parent_run_id)s::text,
+        %(parent_step_key)s::text, %(now)s, %(now)s)
+ON CONFLICT DO NOTHING
+
+-- name: run_by_idempotency_key
+SELECT id FROM runs WHERE workflow_id = %(workflow_id)s AND idempotency_key = %(idempotency_key)s
+
+-- name: wait_shapes
+SELECT filter_paths FROM wait_shapes WHERE event_name = %(event_name)s
+
+-- name: wake_waiters
+UPDATE runs
+SET status = CASE WHEN status = 'waiting' THEN 'queued' ELSE status END,
+    wake_at = CASE WHEN status = 'waiting' THEN NULL ELSE wake_at END,
+    signaled = signaled OR status = 'running',
+    updated_at = %(now)s
+WHERE id IN (SELECT run_id FROM waits
+             WHERE event_name = %(event_name)s AND filter_paths = %(filter_paths)s
+               AND filter_key = %(filter_key)s)
+  AND status IN ('waiting', 'running')
+
+-- name: claim_runs
+-- One locking scan per partial index (FOR UPDATE is not allowed in a UNION); rows that other
+-- workers hold, or that a fenced write holds FOR SHARE, are skipped, never waited for. Rows
+-- locked here but not among the oldest `limit` are released at commit, a moment later.
+WITH queued AS (
+    SELECT id, created_at FROM runs WHERE status = 'queued'
+    ORDER BY created_at LIMIT %(limit)s FOR UPDATE SKIP LOCKED
+), due AS (
+    SELECT id, created_at FROM runs WHERE status = 'waiting' AND wake_at <= %(now)s
+    ORDER BY created_at LIMIT %(limit)s FOR UPDATE SKIP LOCKED
+), expired AS (
+    SELECT id, created_at FROM runs WHERE status = 'running' AND lease_expires_at < %(now)s
+    ORDER BY created_at LIMIT %(limit)s FOR UPDATE SKIP LOCKED
+), candidates AS (
+    SELECT id FROM (SELECT * FROM queued UNION ALL SELECT * FROM due
+                    UNION ALL SELECT * FROM expired) AS runnable
+    ORDER BY created_at LIMIT %(limit)s
+), claimed AS (
+    UPDATE runs
+    SET status = 'running',
+        recoveries = recoveries + (status = 'running')::int,
+        lease_owner = %(worker_id)s,
+        lease_token = lease_token + 1,
+        lease_expires_at = %(lease_until)s,
+        wake_at = NULL,
+        wait_reason = NULL,
+        signaled = false,
+        updated_at = %(now)s
+    FROM candidates
+    WHERE runs.id = candidates.id
+    RETURNING runs.id, workflow_id, event_id, event_name, event_data, event_ts, created_at,
+              lease_token, recoveries, parent_run_id
+)
+SELECT * FROM claimed ORDER BY created_at, id
+
+-- name: heartbeat
+UPDATE runs SET lease_expires_at = %(lease_until)s
+WHERE lease_owner = %(worker_id)s AND status = 'running'
+RETURNING id
+
+-- name: load_history
+SELECT step_key, kind, status, output, error, attempts, started_at, completed_at,
+       NULL::double precision AS wake_at, event_id
+FROM steps WHERE run_id = %(run_id)s
+UNION ALL
+SELECT a.step_key, 'run', 'retrying', NULL, a.error, a.attempt, a.started_at, NULL,
+       a.retry_at, NULL
+FROM step_attempts a
+WHERE a.run_id = %(run_id)s
+  AND a.attempt = (SELECT max(attempt) FROM step_attempts b
+                   WHERE b.run_id = a.run_id AND b.step_key = a.step_key)
+  AND NOT EXISTS (SELECT 1 FROM steps s WHERE s.run_id = a.run_id AND s.step_key = a.step_key)
+UNION ALL
+SELECT step_key, kind, 'waiting', NULL, NULL, 0, created_at, NULL, wake_at, NULL
+FROM waits WHERE run_id = %(run_id)s
+ORDER BY 7
+
+-- name: record_step
+-- FOR SHARE: a claim by another worker that is in flight makes this wait for it and then see
+-- the new lease_token, so a worker that lost its lease cannot slip a write in (guarantee 3).
+INSERT INTO steps (run_id, step_key, kind, status, output, error, attempts, event_id,
+                   started_at, completed_at)
+SELECT id, %(key)s, %(kind)s, %(status)s, %(output)s::text, %(error)s::text, %(attempts)s,
+       %(event_id)s::text, %(started_at)s, %(now)s
+FROM runs WHERE id = %(run_id)s AND lease_token = %(lease_token)s AND status = 'running'
+FOR SHARE
+ON CONFLICT DO NOTHING
+
+-- name: delete_wait
+DELETE FROM waits WHERE run_id = %(run_id)s AND step_key = %(key)s
+
+-- name: record_attempt
+INSERT INTO step_attempts (run_id, step_key, attempt, error, started_at, failed_at, retry_at)
+SELECT id, %(key)s, %(attempt)s, %(error)s, %(started_at)s, %(now)s, %(retry_at)s
+FROM runs WHERE id = %(run_id)s AND lease_token = %(lease_token)s AND status = 'running'
+FOR SHARE
+ON CONFLICT DO NOTHING
+
+-- name: holds_lease
+SELECT 1 FROM runs
+WHERE id = %(run_id)s AND lease_token = %(lease_token)s AND status = 'running'
+FOR SHARE
+
+-- name: get_wait
+SELECT wake_at FROM waits WHERE run_id = %(run_id)s AND step_key = %(key)s
+
+-- name: insert_wait
+INSERT INTO waits (run_id, step_key, kind, wake_at, event_name, filter_paths, filter_key,
+                   created_at)
+VALUES (%(run_id)s, %(key)s, %(kind)s, %(wake_at)s::double precision, %(event_name)s::text,
+        %(filter_paths)s::text, %(filter_key)s::text, %(now)s)
+ON CONFLICT DO NOTHING
+
+-- name: insert_wait_shape
+INSERT INTO wait_shapes (event_name, filter_paths) VALUES (%(event_name)s, %(filter_paths)s)
+ON CONFLICT DO NOTHING
+
+-- name: candidate_events
+SELECT seq, id, name, data, ts FROM events
+WHERE name = %(event_name)s AND received_at >= %(since)s AND seq > %(after_seq)s
+  AND id <> %(own_event_id)s
+  AND data @> %(containment)s::jsonb
+  AND id NOT IN (SELECT event_id FROM steps
+                 WHERE run_id = %(run_id)s AND event_id IS NOT NULL)
+ORDER BY seq
+LIMIT %(batch)s
+
+-- name: suspend_run
+UPDATE runs
+SET status = CASE WHEN signaled THEN 'queued' ELSE 'waiting' END,
+    wake_at = CASE WHEN signaled THEN NULL ELSE %(wake_at)s::double precision END,
+    wait_reason = %(reason)s,
+    signaled = false,
+    lease_owner = NULL,
+    lease_expires_at = NULL,
+    updated_at = %(now)s
+WHERE id = %(run_id)s AND lease_token = %(lease_token)s AND status = 'running'
+
+-- name: finish_run
+UPDATE runs
+SET status = %(status)s, result = %(result)s::text, error = %(error)s::text,
+    completed_at = %(now)s, updated_at = %(now)s, wake_at = NULL, wait_reason = NULL,
+    signaled = false, lease_owner = NULL, lease_expires_at = NULL
+WHERE id = %(run_id)s AND lease_token = %(lease_token)s AND status = 'running'
+RETURNING workflow_id, parent_run_id
+
+-- name: delete_run_waits
+DELETE FROM waits WHERE run_id = %(run_id)s
+
+-- name: release_run
+UPDATE runs
+SET status = 'queued', lease_owner = NULL, lease_expires_at = NULL, updated_at = %(now)s
+WHERE id = %(run_id)s AND lease_token = %(lease_token)s AND status = 'running'
+
+-- name: next_wake_at
+SELECT min(wake_at) FROM runs WHERE status = 'waiting'
+
+-- name: get_run
+SELECT id, workflow_id, status, event_id, event_name, event_data, event_ts, result, error,
+       created_at, updated_at, completed_at, wake_at, wait_reason, recoveries, parent_run_id,
+       idempotency_key
+FROM runs WHERE id = %(run_id)s
+
+-- name: list_runs
+SELECT id, workflow_id, status, event_id, event_name, event_data, event_ts, result, error,
+       created_at, updated_at, completed_at, wake_at, wait_reason, recoveries, parent_run_id,
+       idempotency_key
+FROM runs
+WHERE (%(workflow_id)s::text IS NULL OR workflow_id = %(workflow_id)s::text)
+  AND (%(status)s::text IS NULL OR status = %(status)s::text)
+  AND (%(before_ts)s::double precision IS NULL
+       OR created_at < %(before_ts)s::double precision
+       OR (created_at = %(before_ts)s::double precision AND id < %(before_id)s::text))
+ORDER BY created_at DESC, id DESC
+LIMIT %(limit)s
+
+-- name: cancel_run
+UPDATE runs
+SET status = 'cancelled', completed_at = %(now)s, updated_at = %(now)s, wake_at = NULL,
+    wait_reason = NULL, signaled = false, lease_owner = NULL, lease_expires_at = NULL,
+    error = %(error)s
+WHERE id = %(run_id)s AND status NOT IN ('completed', 'failed', 'cancelled')
+RETURNING workflow_id, parent_run_id
+
+-- name: run_status
+SELECT status FROM runs WHERE id = %(run_id)s
+
+-- name: requeue_run
+UPDATE runs
+SET status = 'queued', error = NULL, result = NULL, completed_at = NULL, recoveries = 0,
+    wake_at = NULL, wait_reason = NULL, signaled = false, updated_at = %(now)s
+WHERE id = %(run_id)s AND status IN ('failed', 'cancelled')
+
+-- name: forget_failed_steps
+DELETE FROM steps WHERE run_id = %(run_id)s AND status = 'failed'
+
+-- name: forget_attempts
+DELETE FROM step_attempts WHERE run_id = %(run_id)s
+
+-- name: finished_runs_before
+SELECT id FROM runs
+WHERE completed_at IS NOT NULL AND completed_at < %(before)s
+  AND status IN ('completed', 'failed', 'cancelled')
+ORDER BY completed_at LIMIT %(batch)s
+
+-- name: purge_steps
+DELETE FROM steps WHERE run_id = %(run_id)s
+
+-- name: purge_attempts
+DELETE FROM step_attempts WHERE run_id = %(run_id)s
+
+-- name: purge_waits
+DELETE FROM waits WHERE run_id = %(run_id)s
+
+-- name: purge_run
+DELETE FROM runs WHERE id = %(run_id)s
+
+-- name: lock_event_name
+-- Serialises event intake with waits on the same name until commit. The key includes the
+-- schema so stores sharing a database do not contend.
+SELECT pg_advisory_xact_lock(hashtextextended(current_schema() || '/' || %(event_name)s, 0))
+
+-- name: notify_work
+-- Sent once per transaction, by the backend, with its schema's channel and its own token (its
+-- listener skips notifications it sent itself: it has already woken its own workers).
+SELECT pg_notify(%(channel)s, %(sender)s)
