@@ -225,9 +225,9 @@ def record_step(
     run_id: str, lease_token: int, step: NewStep, now: float, events: Sequence[EventIntake] = ()
 ) -> Program:
     yield from _lock_event_names(intake.event.name for intake in events)
-    inserted = yield _record_step_query(run_id, lease_token, step, now)
-    if not inserted:
-        return False
+    inserted = yield record_step_query(run_id, lease_token, step, now)
+    if not inserted:  # fenced, or recorded already: by this holder, whose answer was lost
+        return (yield from _holds_lease(run_id, lease_token))
     if step.kind != "run":
         yield Query("delete_wait", {"run_id": run_id, "key": step.key})
     for intake in events:
@@ -235,7 +235,7 @@ def record_step(
     return True
 
 
-def _record_step_query(run_id: str, lease_token: int, step: NewStep, now: float) -> Query:
+def record_step_query(run_id: str, lease_token: int, step: NewStep, now: float) -> Query:
     return Query(
         "record_step",
         {
@@ -279,7 +279,14 @@ def record_attempt(
         },
         "rowcount",
     )
-    return bool(inserted)
+    if not inserted:  # fenced, or recorded already: by this holder, whose answer was lost
+        return (yield from _holds_lease(run_id, lease_token))
+    return True
+
+
+def _holds_lease(run_id: str, lease_token: int) -> Program:
+    held = yield Query("holds_lease", {"run_id": run_id, "lease_token": lease_token}, "one")
+    return held is not None
 
 
 def begin_wait(
@@ -296,10 +303,11 @@ def begin_wait(
     if match is not None:
         # Serialises with intake of this event name: whichever commits second sees the other.
         yield Query("lock_event_name", {"event_name": match.event_name})
-    held = yield Query("holds_lease", {"run_id": run_id, "lease_token": lease_token}, "one")
-    if held is None:
+    if not (yield from _holds_lease(run_id, lease_token)):
         return WaitOutcome("fenced")
     row = yield Query("get_wait", {"run_id": run_id, "key": key}, "one")
+    if row is not None and row[1]:
+        return (yield from _recorded_wait(run_id, key))
     if row is None:
         yield from _insert_wait(run_id, key, kind, wake_at, match, now)
         deadline = wake_at
@@ -320,6 +328,15 @@ def begin_wait(
         yield from record_step(run_id, lease_token, step, now)
         return WaitOutcome("resolved")
     return WaitOutcome("pending", wake_at=deadline)
+
+
+def _recorded_wait(run_id: str, key: str) -> Program:
+    """The outcome already recorded: a retry of a call whose commit went through unanswered."""
+    for row in (yield from load_history(run_id)):
+        if row.key == key and row.event_id is not None:
+            out = row.output
+            return WaitOutcome("resolved", StoredEvent(out["id"], out["name"], out["data"], out["ts"]))
+    return WaitOutcome("resolved")
 
 
 def _insert_wait(

@@ -19,7 +19,12 @@ from dataflows.records import (
 )
 from dataflows.store import programs
 from dataflows.store.base import Store
-from dataflows.store.programs import Program
+from dataflows.store.programs import Program, Query
+
+
+def _single(query: Query) -> Program:
+    result = yield query
+    return result
 
 
 class SqlStore(Store):
@@ -28,6 +33,10 @@ class SqlStore(Store):
     @abc.abstractmethod
     async def _run(self, program: Program) -> Any:
         """Run ``program`` in one transaction and return its result."""
+
+    async def _run_one(self, query: Query) -> Any:
+        """Run a single statement. Backends may send it alone, in autocommit: one round trip."""
+        return await self._run(_single(query))
 
     async def send_events(self, intakes: Sequence[EventIntake], now: float) -> list[IntakeResult]:
         result: list[IntakeResult] = await self._run(programs.send_events(intakes, now))
@@ -61,6 +70,10 @@ class SqlStore(Store):
         now: float,
         events: Sequence[EventIntake] = (),
     ) -> bool:
+        if step.kind == "run" and not events:
+            # The hot path: a new step result is one fenced INSERT, one round trip.
+            query = programs.record_step_query(run_id, lease_token, step, now)
+            return bool(await self._run_one(query))
         return bool(await self._run(programs.record_step(run_id, lease_token, step, now, events)))
 
     async def record_attempt(

@@ -122,7 +122,11 @@ WHERE id = %(run_id)s AND lease_token = %(lease_token)s AND status = 'running'
 FOR SHARE
 
 -- name: get_wait
-SELECT wake_at FROM waits WHERE run_id = %(run_id)s AND step_key = %(key)s
+-- The recorded deadline, or recorded = 1 if the step has been recorded (a retried call).
+SELECT wake_at, 0 AS recorded FROM waits WHERE run_id = %(run_id)s AND step_key = %(key)s
+UNION ALL
+SELECT NULL, 1 FROM steps WHERE run_id = %(run_id)s AND step_key = %(key)s
+ORDER BY 2 DESC
 
 -- name: insert_wait
 INSERT INTO waits (run_id, step_key, kind, wake_at, event_name, filter_paths, filter_key,

@@ -97,7 +97,11 @@ ON CONFLICT DO NOTHING
 SELECT 1 FROM runs WHERE id = :run_id AND lease_token = :lease_token AND status = 'running'
 
 -- name: get_wait
-SELECT wake_at FROM waits WHERE run_id = :run_id AND step_key = :key
+-- The recorded deadline, or recorded = 1 if the step has been recorded (a retried call).
+SELECT wake_at, 0 AS recorded FROM waits WHERE run_id = :run_id AND step_key = :key
+UNION ALL
+SELECT NULL, 1 FROM steps WHERE run_id = :run_id AND step_key = :key
+ORDER BY 2 DESC
 
 -- name: insert_wait
 INSERT INTO waits (run_id, step_key, kind, wake_at, event_name, filter_paths, filter_key,
