@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import signal
 import time
@@ -22,7 +23,7 @@ from dataflows.records import NewEvent, NewRun
 from dataflows.retry import RetryPolicy
 from dataflows.serialization import DEFAULT_MAX_PAYLOAD, check_event_data
 from dataflows.store import Store, create_store
-from dataflows.worker import Worker, WorkerOptions
+from dataflows.worker import Worker, WorkerOptions, step_threads_left
 from dataflows.workflow import Registry, Trigger, Workflow, WorkflowFn
 
 
@@ -57,6 +58,7 @@ class Dataflows:
         self._store = store
         self._opened: asyncio.Task[None] | None = None
         self._blocking: BlockingClient | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     # -- registration --------------------------------------------------------------------------------
 
@@ -110,6 +112,7 @@ class Dataflows:
             raise
 
     async def _open(self) -> None:
+        self._loop = asyncio.get_running_loop()
         await self.store.open(migrate=self.auto_migrate)
         await self.sync_clock()
 
@@ -126,6 +129,12 @@ class Dataflows:
         server = await self.store.database_time()
         after = time.time()
         self.clock.offset = server - (before + after) / 2
+
+    def notify_workers_threadsafe(self) -> None:
+        """Wake this app's workers from any thread: new work may be runnable."""
+        loop, store = self._loop, self._store
+        if loop is not None and store is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(store.notify_listeners)
 
     async def close(self) -> None:
         if self._opened is not None:
@@ -261,9 +270,15 @@ class Dataflows:
         """Run a worker until SIGTERM or SIGINT, then shut down gracefully.
 
         A second signal exits at once. Returns 0, or 3 when the worker recycled itself
-        (``max_runs`` / ``max_rss_mb``) so a supervisor knows to start a fresh one.
+        (``max_runs`` / ``max_rss_mb``) so a supervisor knows to start a fresh one. If a sync
+        step function is still running when the grace period ends, its run has been handed back
+        and the process exits with that code at once (``os._exit``) instead of waiting for it.
         """
-        return asyncio.run(self._serve_worker(WorkerOptions(concurrency=concurrency, **options)))
+        code = asyncio.run(self._serve_worker(WorkerOptions(concurrency=concurrency, **options)))
+        if step_threads_left(timeout=1.0):
+            logging.shutdown()
+            os._exit(code)
+        return code
 
     async def _serve_worker(self, options: WorkerOptions) -> int:
         worker = Worker(self, options)

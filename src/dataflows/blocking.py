@@ -52,6 +52,9 @@ class BlockingClient:
                     max_payload_bytes=app.max_payload,
                 )
                 self._client.registry = app.registry
+                # Tell the app's own workers about work started from here (SQLite has no
+                # cross-connection notifications; on PostgreSQL this only shortens the path).
+                self._client.store.add_listener(app.notify_workers_threadsafe)
                 self._loop = asyncio.new_event_loop()
                 self._thread = threading.Thread(
                     target=self._loop.run_forever, name="dataflows-blocking", daemon=True
@@ -97,8 +100,12 @@ class BlockingClient:
         result: Run = self._call(lambda c: c.get_run(run_id))
         return result
 
-    def wait_for_run(self, run_id: str, timeout: Duration | None = None) -> Run:
-        result: Run = self._call(lambda c: c.wait_for_run(run_id, timeout))
+    def wait_for_run(
+        self, run_id: str, timeout: Duration | None = None, *, raise_on_failure: bool = False
+    ) -> Run:
+        result: Run = self._call(
+            lambda c: c.wait_for_run(run_id, timeout, raise_on_failure=raise_on_failure)
+        )
         return result
 
     def list_runs(

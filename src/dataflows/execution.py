@@ -111,6 +111,7 @@ class Execution:
         self.workflow = workflow
         self.history = {row.key: row for row in history}
         self._uses: dict[str, int] = {}
+        self._keys: set[str] = set()
         self.suspensions: list[tuple[float | None, str]] = []
         self.closing = False
         self.abandoned = False
@@ -122,9 +123,17 @@ class Execution:
     # -- keys and replay checks --------------------------------------------------------------------
 
     def next_key(self, name: str) -> str:
-        uses = self._uses.get(name, 0) + 1
+        """``name`` on first use, then ``name#2``, ``name#3`` … skipping keys already taken in
+        this run (a step literally named ``"item#2"``), so two calls never share a key."""
+        uses = self._uses.get(name, 0)
+        while True:
+            uses += 1
+            key = name if uses == 1 else f"{name}#{uses}"
+            if key not in self._keys:
+                break
         self._uses[name] = uses
-        return name if uses == 1 else f"{name}#{uses}"
+        self._keys.add(key)
+        return key
 
     def recorded(self, key: str, kind: str) -> StepRow | None:
         """The history row for ``key``, after checking it was recorded as the same kind."""

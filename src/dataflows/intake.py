@@ -7,7 +7,7 @@ from typing import Any
 
 from dataflows.records import EventIntake, NewEvent, NewRun
 from dataflows.serialization import check_event_data
-from dataflows.workflow import Registry
+from dataflows.workflow import INTERNAL_PREFIX, Registry
 
 
 def new_id() -> str:
@@ -25,6 +25,9 @@ def event_intake(
 ) -> EventIntake:
     """Validate an event and pair it with a new run for every workflow it triggers."""
     validate_event_name(name)
+    if name.startswith(INTERNAL_PREFIX):
+        # Only the engine may speak for itself: a forged run.finished would resolve an invoke.
+        raise ValueError(f"event names starting with {INTERNAL_PREFIX!r} are reserved")
     if event_id is not None and (not isinstance(event_id, str) or not 0 < len(event_id) <= 200):
         raise ValueError(f"invalid event id {event_id!r}: a string of 1 to 200 characters")
     event = NewEvent(event_id or new_id(), name, check_event_data(data, limit=limit), now)

@@ -15,6 +15,8 @@ import logging
 import os
 import random
 import socket
+import threading
+import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -31,6 +33,9 @@ if TYPE_CHECKING:
     from dataflows.app import Dataflows
 
 log = logging.getLogger("dataflows.worker")
+
+#: Names the threads that run sync step functions (see :func:`step_threads_left`).
+STEP_THREAD_PREFIX = "dataflows-step"
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,7 +66,7 @@ class Worker:
         self.options = options
         self.id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._executor = ThreadPoolExecutor(
-            max_workers=max(4, options.concurrency), thread_name_prefix="dataflows-step"
+            max_workers=max(4, options.concurrency), thread_name_prefix=STEP_THREAD_PREFIX
         )
         self._active: dict[str, tuple[asyncio.Task[None], Execution | None]] = {}
         self._wake = asyncio.Event()
@@ -184,13 +189,21 @@ class Worker:
             await asyncio.wait_for(self._wake.wait(), timeout)
 
     def _spawn(self, run: ClaimedRun) -> None:
+        stale = self._active.get(run.id)
+        if stale is not None and stale[1] is not None:
+            # We claimed our own run again (its lease expired, e.g. during a database outage):
+            # the older execution's token is superseded, so it must start no further step.
+            stale[1].abandoned = True
         self._tokens[run.id] = run.lease_token
         task = asyncio.create_task(self._execute(run), name=f"dataflows-run-{run.id}")
         self._active[run.id] = (task, None)
         task.add_done_callback(functools.partial(self._finished, run.id))
 
-    def _finished(self, run_id: str, _task: asyncio.Task[None]) -> None:
-        self._active.pop(run_id, None)
+    def _finished(self, run_id: str, task: asyncio.Task[None]) -> None:
+        entry = self._active.get(run_id)
+        if entry is None or entry[0] is not task:
+            return  # a superseded execution: the newer one owns the run's bookkeeping
+        del self._active[run_id]
         self._tokens.pop(run_id, None)
         self.finished_runs += 1
         if self._should_recycle():
@@ -219,7 +232,9 @@ class Worker:
                 return
             history = await retry_unavailable(lambda: store.load_history(run.id))
             execution = Execution(self.runtime, run, workflow, history)
-            self._active[run.id] = (self._active[run.id][0], execution)
+            task, _ = self._active[run.id]
+            if task is asyncio.current_task():  # not superseded by a newer claim meanwhile
+                self._active[run.id] = (task, execution)
             await self._drive(execution)
         except asyncio.CancelledError:
             raise
@@ -326,6 +341,21 @@ def _poison_error(run: ClaimedRun) -> str:
         "os._exit); quarantined instead of retried again"
     )
     return json.dumps({"type": "PoisonRun", "message": message, "recoveries": run.recoveries})
+
+
+def step_threads_left(timeout: float) -> bool:
+    """Whether a sync step function is still running after ``timeout`` seconds.
+
+    Such a thread cannot be interrupted, and Python joins it at exit: a worker whose grace
+    period ran out would otherwise hang until the step returned.
+    """
+    deadline = time.monotonic() + timeout
+    for thread in threading.enumerate():
+        if thread.name.startswith(STEP_THREAD_PREFIX):
+            thread.join(max(0.0, deadline - time.monotonic()))
+            if thread.is_alive():
+                return True
+    return False
 
 
 def _rss_mb() -> float:

@@ -72,9 +72,11 @@ class Store(abc.ABC):
         if listener in self._listeners:
             self._listeners.remove(listener)
 
-    def _notify_local(self) -> None:
+    def notify_listeners(self) -> None:
         for listener in list(self._listeners):
             listener()
+
+    _notify_local = notify_listeners
 
     # -- intake ------------------------------------------------------------------------------------
 

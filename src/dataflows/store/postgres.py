@@ -97,23 +97,28 @@ class PostgresStore(SqlStore):
         try:
             async with self._translate("connecting"):
                 await pool.open(wait=True, timeout=self.timeout)
-        except StoreUnavailable:
-            await pool.close()
+            if migrate:
+                await self.migrate()
+        except BaseException:
+            await pool.close()  # so that open() can simply be called again
             raise
         self._pool = pool
-        if migrate:
-            await self.migrate()
         self._listener = asyncio.create_task(self._listen_forever(), name="dataflows-listen")
 
     async def close(self) -> None:
-        for task in (self._listener, self._sweeper):
-            if task is not None:
-                task.cancel()
-                await asyncio.gather(task, return_exceptions=True)
-        self._listener = self._sweeper = None
+        if self._listener is not None:
+            self._listener.cancel()
+            await asyncio.gather(self._listener, return_exceptions=True)
+            self._listener = None
         if self._pool is not None:
             pool, self._pool = self._pool, None
             await pool.close()
+        if self._sweeper is not None:
+            # Let a pool check in progress hand back (and so close) the connections it holds.
+            await asyncio.wait([self._sweeper], timeout=5)
+            self._sweeper.cancel()
+            await asyncio.gather(self._sweeper, return_exceptions=True)
+            self._sweeper = None
 
     async def migrate(self) -> list[str]:
         """Apply pending migrations under a session advisory lock, each in its own transaction."""
@@ -125,9 +130,10 @@ class PostgresStore(SqlStore):
                 try:
                     return await self._apply_migrations(conn)
                 finally:
-                    await conn.execute(
-                        "SELECT pg_advisory_unlock(hashtextextended(%s, 0))", [lock_key]
-                    )
+                    if not conn.broken:  # a lost session has released its locks already
+                        await conn.execute(
+                            "SELECT pg_advisory_unlock(hashtextextended(%s, 0))", [lock_key]
+                        )
 
     async def _apply_migrations(self, conn: Connection) -> list[str]:
         schema = sql.Identifier(self.schema)
@@ -184,6 +190,11 @@ class PostgresStore(SqlStore):
         if notify:
             self._notify_local()
         return result
+
+    async def _run_one(self, query: Query) -> Any:
+        """One statement in autocommit: no BEGIN and COMMIT, one round trip."""
+        async with self._translate("running a statement"), self._open_pool().connection() as conn:
+            return await self._fetch(conn, query)
 
     async def _execute(self, conn: Connection, program: Program) -> tuple[Any, bool]:
         notify = False

@@ -335,7 +335,9 @@ def _recorded_wait(run_id: str, key: str) -> Program:
     for row in (yield from load_history(run_id)):
         if row.key == key and row.event_id is not None:
             out = row.output
-            return WaitOutcome("resolved", StoredEvent(out["id"], out["name"], out["data"], out["ts"]))
+            return WaitOutcome(
+                "resolved", StoredEvent(out["id"], out["name"], out["data"], out["ts"])
+            )
     return WaitOutcome("resolved")
 
 

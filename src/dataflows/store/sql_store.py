@@ -73,7 +73,10 @@ class SqlStore(Store):
         if step.kind == "run" and not events:
             # The hot path: a new step result is one fenced INSERT, one round trip.
             query = programs.record_step_query(run_id, lease_token, step, now)
-            return bool(await self._run_one(query))
+            if await self._run_one(query):
+                return True
+            # Nothing inserted: fenced, or a retry of a record whose answer was lost. The
+            # program below tells the two apart (rare, so its extra round trips do not matter).
         return bool(await self._run(programs.record_step(run_id, lease_token, step, now, events)))
 
     async def record_attempt(

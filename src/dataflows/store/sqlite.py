@@ -108,7 +108,7 @@ class SQLiteStore(SqlStore):
     async def _run(self, program: Program) -> Any:
         result, notify = await self._call(self._execute, program)
         if notify:
-            self._notify_local()
+            self.notify_listeners()
         return result
 
     def _execute(self, program: Program) -> tuple[Any, bool]:

@@ -39,18 +39,19 @@ WHERE id IN (SELECT run_id FROM waits
   AND status IN ('waiting', 'running')
 
 -- name: claim_runs
--- One locking scan per partial index (FOR UPDATE is not allowed in a UNION); rows that other
--- workers hold, or that a fenced write holds FOR SHARE, are skipped, never waited for. Rows
--- locked here but not among the oldest `limit` are released at commit, a moment later.
+-- One locking scan per partial index, in that index's order so that a backlog of due timers
+-- or expired leases is never sorted whole (FOR UPDATE is not allowed in a UNION). Rows other
+-- workers hold, or that a fenced write holds FOR SHARE, are skipped, never waited for. Of the
+-- candidates the oldest runs win; the others are unlocked at commit, a moment later.
 WITH queued AS (
     SELECT id, created_at FROM runs WHERE status = 'queued'
     ORDER BY created_at LIMIT %(limit)s FOR UPDATE SKIP LOCKED
 ), due AS (
     SELECT id, created_at FROM runs WHERE status = 'waiting' AND wake_at <= %(now)s
-    ORDER BY created_at LIMIT %(limit)s FOR UPDATE SKIP LOCKED
+    ORDER BY wake_at LIMIT %(limit)s FOR UPDATE SKIP LOCKED
 ), expired AS (
     SELECT id, created_at FROM runs WHERE status = 'running' AND lease_expires_at < %(now)s
-    ORDER BY created_at LIMIT %(limit)s FOR UPDATE SKIP LOCKED
+    ORDER BY lease_expires_at LIMIT %(limit)s FOR UPDATE SKIP LOCKED
 ), candidates AS (
     SELECT id FROM (SELECT * FROM queued UNION ALL SELECT * FROM due
                     UNION ALL SELECT * FROM expired) AS runnable
