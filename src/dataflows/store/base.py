@@ -131,6 +131,8 @@ class Store(abc.ABC):
         """Record a step's outcome once (fenced), with the events it sends, in one transaction.
 
         A step key already recorded is never overwritten. Any wait row of the step is removed.
+        Returns ``False`` only when fenced: a key already recorded while the caller still holds
+        the lease is a retry whose first answer was lost, and returns ``True``.
         """
 
     @abc.abstractmethod
@@ -145,7 +147,10 @@ class Store(abc.ABC):
         retry_at: float,
         now: float,
     ) -> bool:
-        """Record a failed attempt of a step that will be retried at ``retry_at`` (fenced)."""
+        """Record a failed attempt of a step that will be retried at ``retry_at`` (fenced).
+
+        Like :meth:`record_step`, ``False`` means fenced and a repeated record returns ``True``.
+        """
 
     @abc.abstractmethod
     async def begin_wait(

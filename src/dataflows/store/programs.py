@@ -167,9 +167,12 @@ def start_run(run: NewRun, now: float) -> Program:
         {"workflow_id": run.workflow_id, "idempotency_key": run.idempotency_key},
         "one",
     )
-    if row is None:  # a run id collision, not an idempotency hit: never expected with uuids
-        raise RuntimeError(f"run {run.id!r} could not be created")
-    return (row[0], False)
+    if row is not None:
+        return (row[0], False)
+    # Not an idempotency hit: the run id exists, from a retry whose first answer was lost.
+    if (yield Query("run_status", {"run_id": run.id}, "one")) is not None:
+        return (run.id, False)
+    raise RuntimeError(f"run {run.id!r} could not be created")
 
 
 # -- the worker's side --------------------------------------------------------------------------

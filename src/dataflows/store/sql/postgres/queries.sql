@@ -94,7 +94,7 @@ WHERE a.run_id = %(run_id)s
 UNION ALL
 SELECT step_key, kind, 'waiting', NULL, NULL, 0, created_at, NULL, wake_at, NULL
 FROM waits WHERE run_id = %(run_id)s
-ORDER BY 7
+ORDER BY 7, 8, 1
 
 -- name: record_step
 -- FOR SHARE: a claim by another worker that is in flight makes this wait for it and then see

@@ -75,7 +75,7 @@ WHERE a.run_id = :run_id
 UNION ALL
 SELECT step_key, kind, 'waiting', NULL, NULL, 0, created_at, NULL, wake_at, NULL
 FROM waits WHERE run_id = :run_id
-ORDER BY 7
+ORDER BY 7, 8, 1
 
 -- name: record_step
 INSERT INTO steps (run_id, step_key, kind, status, output, error, attempts, event_id,

@@ -1,0 +1,216 @@
+"""What only the PostgreSQL store does: schemas, notifications, and surviving lost connections."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+import time
+from collections.abc import AsyncIterator
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from dataflows.errors import StoreError, StoreUnavailable
+from dataflows.records import NewEvent, NewRun, NewStep
+from dataflows.store.postgres import PostgresStore
+from tests.pg import DbTarget
+
+T0 = 1_000.0
+
+
+def new_run(run_id: str) -> NewRun:
+    return NewRun(run_id, "wf", NewEvent(f"{run_id}/trigger", "go", json.dumps({}), T0))
+
+
+@pytest.fixture
+async def store(pg_url: DbTarget) -> AsyncIterator[PostgresStore]:
+    assert pg_url.schema is not None
+    s = PostgresStore(pg_url.url, schema=pg_url.schema, min_size=2, max_size=4)
+    await s.open()
+    yield s
+    await s.close()
+
+
+def terminate_store_connections(url: str) -> int:
+    """Kill every dataflows session on the test database, as a failover or an admin would."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND application_name = 'dataflows'"
+            " AND pid <> pg_backend_pid()"
+        ).fetchall()
+    return len(rows)
+
+
+async def listening(store: PostgresStore, url: str) -> asyncio.Event:
+    """An event set on every wake-up, returned once the listener hears the database."""
+    woke = asyncio.Event()
+    store.add_listener(woke.set)
+    await until_heard(store, url, woke)
+    return woke
+
+
+async def until_heard(store: PostgresStore, url: str, woke: asyncio.Event) -> None:
+    """Notify from outside until the listener hears it (it may still be connecting)."""
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+        for _ in range(100):
+            woke.clear()
+            await conn.execute("SELECT pg_notify(%s, 'probe')", [store.channel])
+            try:
+                await asyncio.wait_for(woke.wait(), 0.1)
+            except TimeoutError:
+                continue
+            # Woken by a probe or by the listener's own call on connecting: listening now, so
+            # one last probe is heard, after any earlier one still on its way.
+            woke.clear()
+            await conn.execute("SELECT pg_notify(%s, 'last probe')", [store.channel])
+            await asyncio.wait_for(woke.wait(), 10)
+            woke.clear()
+            return
+    pytest.fail("the listener never heard a notification")
+
+
+def test_schema_names_are_identifiers() -> None:
+    for bad in ("", "a-b", "a;drop table x", '"x"', "1abc", "x" * 64):
+        with pytest.raises(ValueError):
+            PostgresStore("postgresql://localhost/x", schema=bad)
+
+
+async def test_open_creates_the_schema(pg_url: DbTarget) -> None:
+    schema = f"Fresh_{secrets.token_hex(4)}"  # mixed case: quoted everywhere
+    store = PostgresStore(pg_url.url, schema=schema)
+    try:
+        await store.open()
+        assert await store.start_run(new_run("r1"), T0) == ("r1", True)
+        assert await store.migrate() == []
+        with psycopg.connect(pg_url.url) as conn:
+            found = conn.execute(
+                sql.SQL("SELECT id FROM {}").format(sql.Identifier(schema, "runs"))
+            ).fetchall()
+        assert found == [("r1",)]
+        woke = await listening(store, pg_url.url)  # the channel works with this name too
+        other = PostgresStore(pg_url.url, schema=schema)
+        await other.open()
+        try:
+            await other.start_run(new_run("r2"), T0)
+        finally:
+            await other.close()
+        await asyncio.wait_for(woke.wait(), 10)
+    finally:
+        await store.close()
+        with psycopg.connect(pg_url.url, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
+
+
+async def test_database_time_and_ping(store: PostgresStore) -> None:
+    await store.ping()
+    assert abs(await store.database_time() - time.time()) < 5
+
+
+async def test_a_closed_store_says_so(pg_url: DbTarget) -> None:
+    store = PostgresStore(pg_url.url, schema=pg_url.schema or "dataflows")
+    with pytest.raises(StoreError):
+        await store.ping()
+    await store.close()  # closing an unopened store is harmless
+
+
+async def test_unreachable_database_is_unavailable() -> None:
+    store = PostgresStore("postgresql://postgres@127.0.0.1:1/test", timeout=1.0)
+    started = time.monotonic()
+    with pytest.raises(StoreUnavailable) as caught:
+        await store.open()
+    assert time.monotonic() - started < 5
+    assert isinstance(caught.value.__cause__, psycopg.Error)
+    with pytest.raises(StoreError):
+        await store.ping()
+    await store.close()
+
+
+async def test_exhausted_pool_is_unavailable_not_a_hang(pg_url: DbTarget) -> None:
+    store = PostgresStore(pg_url.url, schema=pg_url.schema or "x", max_size=1, timeout=0.5)
+    await store.open()
+    try:
+        assert store._pool is not None
+        async with store._pool.connection():  # the only connection, held elsewhere
+            with pytest.raises(StoreUnavailable):
+                await store.ping()
+        await store.ping()
+    finally:
+        await store.close()
+
+
+async def test_other_stores_are_woken_and_a_store_not_twice(
+    pg_url: DbTarget, store: PostgresStore
+) -> None:
+    woke = await listening(store, pg_url.url)
+    calls = 0
+
+    def count() -> None:
+        nonlocal calls
+        calls += 1
+
+    store.add_listener(count)
+    await store.start_run(new_run("mine"), T0)
+    await asyncio.sleep(0.3)  # time for our own notification to come back, and be skipped
+    assert calls == 1
+    woke.clear()
+
+    other = PostgresStore(pg_url.url, schema=pg_url.schema or "x")
+    await other.open()
+    try:
+        await other.start_run(new_run("theirs"), T0)
+        await asyncio.wait_for(woke.wait(), 10)
+    finally:
+        await other.close()
+
+
+async def test_terminated_connections_are_replaced(pg_url: DbTarget, store: PostgresStore) -> None:
+    woke = await listening(store, pg_url.url)
+    await asyncio.gather(*(store.ping() for _ in range(4)))  # fill the pool
+    assert terminate_store_connections(pg_url.url) >= 2
+
+    failures = 0
+    for _ in range(20):
+        try:
+            await store.start_run(new_run(f"r{failures}"), T0)
+            break
+        except StoreUnavailable as exc:
+            assert isinstance(exc.__cause__, psycopg.Error)
+            failures += 1
+            await asyncio.sleep(0.05)
+    else:
+        pytest.fail("the store did not recover")
+    assert failures <= 2  # the dead siblings are swept, not handed out one by one
+    await store.ping()
+
+    # The listener reconnects by itself and hears other stores again.
+    await until_heard(store, pg_url.url, woke)
+    other = PostgresStore(pg_url.url, schema=pg_url.schema or "x")
+    await other.open()
+    try:
+        await other.start_run(new_run("after"), T0)
+        await asyncio.wait_for(woke.wait(), 10)
+    finally:
+        await other.close()
+
+
+async def test_a_claim_in_flight_fences_the_old_holders_write(
+    pg_url: DbTarget, store: PostgresStore
+) -> None:
+    await store.start_run(new_run("r1"), T0)
+    [held] = await store.claim_runs("w1", 1, 10, T0)
+    step = NewStep("a", "run", "completed", "1", None, 1, T0)
+    runs = sql.Identifier(pg_url.schema or "x", "runs")
+    async with await psycopg.AsyncConnection.connect(pg_url.url) as thief:
+        # Another worker's claim of the expired lease, not yet committed.
+        await thief.execute(
+            sql.SQL("UPDATE {} SET lease_token = lease_token + 1 WHERE id = 'r1'").format(runs)
+        )
+        write = asyncio.create_task(store.record_step("r1", held.lease_token, step, T0 + 20))
+        await asyncio.sleep(0.3)
+        assert not write.done()  # waits for the claim to settle instead of slipping in
+        await thief.commit()
+    assert await write is False
+    assert await store.load_history("r1") == []

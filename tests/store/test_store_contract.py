@@ -1,0 +1,569 @@
+"""The Store interface's contract, run on SQLite and PostgreSQL alike.
+
+Times are handed in by the test (the engine's clock does it in production), so every deadline
+and lease expiry here is exact.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from dataflows.errors import InvalidRunState, RunNotFound
+from dataflows.records import (
+    RUN_FINISHED_EVENT,
+    ClaimedRun,
+    EventIntake,
+    NewEvent,
+    NewRun,
+    NewStep,
+    WaitMatch,
+)
+from dataflows.store import Store, create_store
+from tests.pg import DbTarget
+
+T0 = 1_000.0
+LEASE = 30.0
+
+
+def _store(target: DbTarget) -> Store:
+    return create_store(target.url, schema=target.schema or "dataflows")
+
+
+@pytest.fixture
+async def store(db: DbTarget) -> AsyncIterator[Store]:
+    s = _store(db)
+    await s.open()
+    yield s
+    await s.close()
+
+
+@pytest.fixture
+async def other(db: DbTarget, store: Store) -> AsyncIterator[Store]:
+    """A second store on the same database: another process, as far as the data goes."""
+    s = _store(db)
+    await s.open()
+    yield s
+    await s.close()
+
+
+def event(
+    event_id: str, name: str = "order/created", data: dict[str, Any] | None = None, ts: float = T0
+) -> NewEvent:
+    return NewEvent(event_id, name, json.dumps(data or {}), ts)
+
+
+def new_run(run_id: str, workflow_id: str = "wf", **kwargs: Any) -> NewRun:
+    return NewRun(run_id, workflow_id, event(f"{run_id}/trigger"), **kwargs)
+
+
+def step(
+    key: str,
+    output: Any = 1,
+    *,
+    status: str = "completed",
+    kind: str = "run",
+    started_at: float = T0,
+) -> NewStep:
+    output_json = json.dumps(output) if status == "completed" else None
+    error_json = json.dumps({"type": "Boom"}) if status == "failed" else None
+    return NewStep(key, kind, status, output_json, error_json, 1, started_at)  # type: ignore[arg-type]
+
+
+async def send(store: Store, event_id: str, name: str, data: dict[str, Any], now: float) -> None:
+    await store.send_events([EventIntake(event(event_id, name, data, ts=now))], now)
+
+
+async def running(store: Store, *run_ids: str, now: float = T0) -> list[ClaimedRun]:
+    """Start these runs and claim them (they must be the only runnable ones)."""
+    for run_id in run_ids:
+        await store.start_run(new_run(run_id), now)
+    claimed = await store.claim_runs("w1", len(run_ids), LEASE, now)
+    assert sorted(c.id for c in claimed) == sorted(run_ids)
+    return sorted(claimed, key=lambda c: run_ids.index(c.id))
+
+
+async def wait_for(
+    store: Store,
+    run: ClaimedRun,
+    key: str,
+    match: WaitMatch,
+    now: float,
+    wake_at: float | None = None,
+) -> Any:
+    return await store.begin_wait(
+        run.id, run.lease_token, key, "wait", wake_at, match, run.created_at, run.event.id, now
+    )
+
+
+async def status(store: Store, run_id: str) -> str:
+    run = await store.get_run(run_id)
+    assert run is not None
+    return run.status
+
+
+# -- migrations ------------------------------------------------------------------------------------
+
+
+async def test_migrations_apply_once(db: DbTarget) -> None:
+    first = _store(db)
+    await first.open(migrate=False)
+    try:
+        assert await first.migrate() == ["0001_initial"]
+        assert await first.migrate() == []
+    finally:
+        await first.close()
+    second = _store(db)
+    await second.open()  # migrates: nothing left to do, and the data is usable
+    try:
+        assert await second.migrate() == []
+        assert (await second.start_run(new_run("r1"), T0)) == ("r1", True)
+    finally:
+        await second.close()
+
+
+async def test_concurrent_migrations_apply_once(db: DbTarget) -> None:
+    stores = [_store(db) for _ in range(4)]
+    for s in stores:
+        await s.open(migrate=False)
+    try:
+        results = await asyncio.gather(*(s.migrate() for s in stores))
+    finally:
+        for s in stores:
+            await s.close()
+    assert sorted(name for applied in results for name in applied) == ["0001_initial"]
+
+
+# -- intake ----------------------------------------------------------------------------------------
+
+
+async def test_send_events_creates_runs_and_dedupes(store: Store) -> None:
+    e1 = event("e1", data={"order": 1})
+    intake = EventIntake(e1, (NewRun("a", "wf-a", e1), NewRun("b", "wf-b", e1)))
+    [first] = await store.send_events([intake], T0)
+    assert (first.event_id, first.run_ids, first.duplicate) == ("e1", ("a", "b"), False)
+
+    # The same event again, even with other run ids: nothing new, the first runs reported.
+    again = EventIntake(e1, (NewRun("c", "wf-a", e1),))
+    [second] = await store.send_events([again], T0 + 1)
+    assert (second.run_ids, second.duplicate) == (("a", "b"), True)
+    assert await store.get_run("c") is None
+
+    run = await store.get_run("a")
+    assert run is not None
+    assert (run.status, run.workflow_id, run.created_at) == ("queued", "wf-a", T0)
+    assert (run.event.id, run.event.data) == ("e1", {"order": 1})
+
+
+async def test_start_run_idempotency_key(store: Store) -> None:
+    assert await store.start_run(new_run("r1", idempotency_key="k"), T0) == ("r1", True)
+    assert await store.start_run(new_run("r2", idempotency_key="k"), T0) == ("r1", False)
+    # Keys are per workflow; runs without a key never collide.
+    assert await store.start_run(new_run("r3", "other", idempotency_key="k"), T0) == ("r3", True)
+    assert await store.start_run(new_run("r4"), T0) == ("r4", True)
+    assert await store.start_run(new_run("r5"), T0) == ("r5", True)
+    # The same run again (a retry whose first answer was lost): found, not created twice.
+    assert await store.start_run(new_run("r5"), T0 + 1) == ("r5", False)
+
+
+async def test_batches_in_opposite_orders_do_not_deadlock(store: Store, other: Store) -> None:
+    def batch(tag: str, names: list[str]) -> list[EventIntake]:
+        return [EventIntake(event(f"{tag}-{name}", name)) for name in names]
+
+    sends = []
+    for i in range(20):
+        sends.append(store.send_events(batch(f"x{i}", ["alpha", "beta", "gamma"]), T0))
+        sends.append(other.send_events(batch(f"y{i}", ["gamma", "beta", "alpha"]), T0))
+    results = await asyncio.gather(*sends)
+    assert all(not r.duplicate for batch_results in results for r in batch_results)
+
+
+# -- claiming and leases ---------------------------------------------------------------------------
+
+
+async def test_claim_leases_oldest_first(store: Store) -> None:
+    for i in range(3):
+        await store.start_run(new_run(f"r{i}"), T0 + i)
+    first = await store.claim_runs("w1", 2, LEASE, T0 + 10)
+    assert [c.id for c in first] == ["r0", "r1"]
+    assert all(c.lease_token == 1 and c.recoveries == 0 for c in first)
+    assert first[0].event.id == "r0/trigger" and first[0].created_at == T0
+    rest = await store.claim_runs("w2", 5, LEASE, T0 + 10)
+    assert [c.id for c in rest] == ["r2"]
+    assert await store.claim_runs("w3", 5, LEASE, T0 + 11) == []  # all leased
+    assert await status(store, "r0") == "running"
+
+    # Released and claimed again: a new lease token, and not a recovery.
+    assert await store.release_run("r0", 1, T0 + 12)
+    [again] = await store.claim_runs("w3", 5, LEASE, T0 + 13)
+    assert (again.id, again.lease_token, again.recoveries) == ("r0", 2, 0)
+
+
+async def test_concurrent_claims_never_share_a_run(store: Store, other: Store) -> None:
+    runs = [f"r{i:02d}" for i in range(40)]
+    for i, run_id in enumerate(runs):
+        await store.start_run(new_run(run_id), T0 + i)
+    claims = [
+        (store if i % 2 else other).claim_runs(f"w{i}", 3, LEASE, T0 + 100) for i in range(30)
+    ]
+    claimed = [c.id for batch in await asyncio.gather(*claims) for c in batch]
+    assert len(claimed) == len(set(claimed))
+    leftover = [c.id for c in await store.claim_runs("w-last", 100, LEASE, T0 + 100)]
+    assert sorted(claimed + leftover) == runs
+
+
+async def test_expired_lease_is_recovered_and_the_old_holder_fenced(store: Store) -> None:
+    [held] = await running(store, "r1")
+    assert await store.claim_runs("w2", 1, LEASE, T0 + LEASE - 1) == []
+    [taken] = await store.claim_runs("w2", 1, LEASE, T0 + LEASE + 1)
+    assert (taken.id, taken.lease_token, taken.recoveries) == ("r1", 2, 1)
+
+    stale = held.lease_token
+    assert not await store.record_step("r1", stale, step("a"), T0 + 40)
+    assert not await store.record_attempt("r1", stale, "b", 1, "{}", T0, T0 + 50, T0 + 40)
+    assert (await wait_for(store, held, "w", WaitMatch("x"), T0 + 40)).state == "fenced"
+    assert not await store.suspend_run("r1", stale, None, "sleep", T0 + 40)
+    assert not await store.complete_run("r1", stale, "1", T0 + 40)
+    assert not await store.fail_run("r1", stale, "{}", T0 + 40)
+    assert not await store.release_run("r1", stale, T0 + 40)
+    assert await store.heartbeat("w1", LEASE, T0 + 40) == set()
+    assert await store.load_history("r1") == []
+    assert await status(store, "r1") == "running"
+
+    assert await store.record_step("r1", taken.lease_token, step("a"), T0 + 41)
+    assert await store.complete_run("r1", taken.lease_token, '"ok"', T0 + 42)
+    run = await store.get_run("r1")
+    assert run is not None and (run.status, run.result, run.recoveries) == ("completed", "ok", 1)
+
+
+async def test_heartbeat_extends_the_leases_held(store: Store) -> None:
+    await running(store, "r1", "r2")
+    assert await store.heartbeat("w1", LEASE, T0 + 20) == {"r1", "r2"}
+    assert await store.heartbeat("nobody", LEASE, T0 + 20) == set()
+    assert await store.claim_runs("w2", 5, LEASE, T0 + LEASE + 5) == []
+    assert len(await store.claim_runs("w2", 5, LEASE, T0 + 20 + LEASE + 1)) == 2
+
+
+# -- steps -----------------------------------------------------------------------------------------
+
+
+async def test_record_step_never_overwrites(store: Store) -> None:
+    [run] = await running(store, "r1")
+    assert await store.record_step("r1", run.lease_token, step("a", {"v": 1}), T0 + 1)
+    # True: still the holder, so a retry (the first answer lost) is not taken for a lost lease.
+    assert await store.record_step("r1", run.lease_token, step("a", {"v": 2}), T0 + 2)
+    [row] = await store.load_history("r1")
+    assert (row.key, row.status, row.output, row.completed_at) == (
+        "a",
+        "completed",
+        {"v": 1},
+        T0 + 1,
+    )
+
+
+async def test_record_step_sends_its_events(store: Store) -> None:
+    [run] = await running(store, "r1")
+    child_event = event("sent-1", "order/shipped")
+    intake = EventIntake(child_event, (NewRun("r2", "shipper", child_event),))
+    assert await store.record_step("r1", run.lease_token, step("send", kind="send"), T0, [intake])
+    assert await status(store, "r2") == "queued"
+    # A fenced record sends nothing.
+    intake = EventIntake(event("sent-2"), (NewRun("r3", "x", event("sent-2")),))
+    assert not await store.record_step("r1", 99, step("send2", kind="send"), T0, [intake])
+    assert await store.get_run("r3") is None
+
+
+async def test_load_history_shows_recorded_retrying_and_waiting_steps(store: Store) -> None:
+    [run] = await running(store, "r1")
+    token = run.lease_token
+    assert await store.record_step("r1", token, step("done", 42, started_at=T0 + 1), T0 + 2)
+    assert await store.record_step(
+        "r1", token, step("bad", status="failed", started_at=T0 + 3), T0 + 4
+    )
+    assert await store.record_attempt("r1", token, "flaky", 1, '{"n": 1}', T0 + 5, T0 + 7, T0 + 6)
+    assert await store.record_attempt("r1", token, "flaky", 2, '{"n": 2}', T0 + 8, T0 + 20, T0 + 9)
+    assert await store.record_attempt("r1", token, "flaky", 2, '{"n": 9}', T0 + 8, T0, T0 + 9)
+    nap = await store.begin_wait("r1", token, "nap", "sleep", T0 + 99, None, T0, "", T0 + 10)
+    assert (nap.state, nap.wake_at) == ("pending", T0 + 99)
+
+    rows = {r.key: r for r in await store.load_history("r1")}
+    assert [r.key for r in await store.load_history("r1")] == ["done", "bad", "flaky", "nap"]
+    assert (rows["done"].status, rows["done"].output, rows["done"].attempts) == ("completed", 42, 1)
+    assert (rows["bad"].status, rows["bad"].error) == ("failed", {"type": "Boom"})
+    flaky = rows["flaky"]
+    assert (flaky.status, flaky.attempts, flaky.error, flaky.wake_at) == (
+        "retrying",
+        2,
+        {"n": 2},
+        T0 + 20,
+    )
+    assert (rows["nap"].status, rows["nap"].kind, rows["nap"].wake_at) == (
+        "waiting",
+        "sleep",
+        T0 + 99,
+    )
+
+    # Recording the retried step replaces its retrying row; resolving the sleep its waiting row.
+    assert await store.record_step("r1", token, step("flaky", "ok", started_at=T0 + 5), T0 + 21)
+    slept = await store.begin_wait("r1", token, "nap", "sleep", T0 + 99, None, T0, "", T0 + 99)
+    assert slept.state == "resolved" and slept.event is None
+    rows = {r.key: r for r in await store.load_history("r1")}
+    assert (rows["flaky"].status, rows["flaky"].output) == ("completed", "ok")
+    assert (rows["nap"].status, rows["nap"].output, rows["nap"].kind) == (
+        "completed",
+        None,
+        "sleep",
+    )
+
+
+# -- waits -----------------------------------------------------------------------------------------
+
+
+async def test_sleep_deadline_is_recorded_once(store: Store) -> None:
+    [run] = await running(store, "r1")
+    token = run.lease_token
+    first = await store.begin_wait("r1", token, "nap", "sleep", T0 + 100, None, T0, "", T0 + 1)
+    assert (first.state, first.wake_at) == ("pending", T0 + 100)
+    later = await store.begin_wait("r1", token, "nap", "sleep", T0 + 200, None, T0, "", T0 + 2)
+    assert (later.state, later.wake_at) == ("pending", T0 + 100)
+    early = await store.begin_wait("r1", token, "nap", "sleep", T0 + 200, None, T0, "", T0 + 99)
+    assert early.state == "pending"
+    done = await store.begin_wait("r1", token, "nap", "sleep", T0 + 200, None, T0, "", T0 + 100)
+    assert done.state == "resolved"
+    # Reached again (a retry whose first answer was lost): resolved, nothing new recorded.
+    again = await store.begin_wait("r1", token, "nap", "sleep", T0 + 500, None, T0, "", T0 + 1)
+    assert (again.state, again.event) == ("resolved", None)
+    [row] = await store.load_history("r1")
+    assert (row.status, row.completed_at) == ("completed", T0 + 100)
+
+
+async def test_timed_out_wait_resolves_without_event(store: Store) -> None:
+    [run] = await running(store, "r1")
+    match = WaitMatch("approval/decided")
+    pending = await wait_for(store, run, "ok", match, T0 + 5, wake_at=T0 + 10)
+    assert (pending.state, pending.wake_at) == ("pending", T0 + 10)
+    timed_out = await wait_for(store, run, "ok", match, T0 + 10, wake_at=T0 + 10)
+    assert (timed_out.state, timed_out.event) == ("resolved", None)
+    [row] = await store.load_history("r1")
+    assert (row.status, row.output, row.event_id) == ("completed", None, None)
+
+
+async def test_event_sent_before_the_wait_is_found(store: Store) -> None:
+    [run] = await running(store, "r1")
+    await send(store, "e1", "approval/decided", {"task": 7, "ok": True}, T0 + 1)
+    found = await wait_for(store, run, "ok", WaitMatch("approval/decided"), T0 + 2)
+    assert found.state == "resolved" and found.event is not None
+    assert (found.event.id, found.event.data, found.event.ts) == (
+        "e1",
+        {"task": 7, "ok": True},
+        T0 + 1,
+    )
+    [row] = await store.load_history("r1")
+    assert row.event_id == "e1"
+    assert row.output == {
+        "id": "e1",
+        "name": "approval/decided",
+        "data": {"task": 7, "ok": True},
+        "ts": T0 + 1,
+    }
+    # Reached again (a retry): the recorded event, not the next one.
+    await send(store, "e2", "approval/decided", {"task": 8}, T0 + 3)
+    again = await wait_for(store, run, "ok", WaitMatch("approval/decided"), T0 + 4)
+    assert again.event == found.event
+    assert len(await store.load_history("r1")) == 1
+
+
+async def test_event_sent_before_the_run_was_created_is_not_matched(store: Store) -> None:
+    await send(store, "early", "approval/decided", {}, T0 - 1)
+    [run] = await running(store, "r1")
+    assert (await wait_for(store, run, "ok", WaitMatch("approval/decided"), T0 + 1)).state == (
+        "pending"
+    )
+
+
+async def test_the_runs_own_trigger_event_is_not_matched(store: Store) -> None:
+    trigger = event("t1", "order/created", {"id": 1})
+    await store.send_events([EventIntake(trigger, (NewRun("r1", "wf", trigger),))], T0)
+    [run] = await store.claim_runs("w1", 1, LEASE, T0)
+    assert (await wait_for(store, run, "next", WaitMatch("order/created"), T0)).state == "pending"
+
+
+async def test_each_event_is_consumed_once_per_run_oldest_first(store: Store) -> None:
+    [run, other_run] = await running(store, "r1", "r2")
+    await send(store, "e1", "tick", {}, T0 + 1)
+    await send(store, "e2", "tick", {}, T0 + 2)
+    first = await wait_for(store, run, "a", WaitMatch("tick"), T0 + 3)
+    second = await wait_for(store, run, "b", WaitMatch("tick"), T0 + 3)
+    third = await wait_for(store, run, "c", WaitMatch("tick"), T0 + 3)
+    assert first.event is not None and first.event.id == "e1"
+    assert second.event is not None and second.event.id == "e2"
+    assert third.state == "pending"
+    # Another run consumes independently.
+    elsewhere = await wait_for(store, other_run, "a", WaitMatch("tick"), T0 + 3)
+    assert elsewhere.event is not None and elsewhere.event.id == "e1"
+
+
+async def test_wait_filters_on_data_paths(store: Store) -> None:
+    [run] = await running(store, "r1")
+    await send(store, "missing", "order/paid", {"other": 1}, T0 + 1)
+    await send(store, "wrong", "order/paid", {"order": {"id": 8}, "tag": "x"}, T0 + 2)
+    await send(store, "list", "order/paid", {"order": {"id": 7}, "tag": ["x"]}, T0 + 3)
+    await send(store, "right", "order/paid", {"order": {"id": 7}, "tag": "x"}, T0 + 4)
+    await send(store, "other-name", "order/refunded", {"order": {"id": 7}, "tag": "x"}, T0 + 5)
+    match = WaitMatch("order/paid", (("data.order.id", 7), ("data.tag", "x")))
+    found = await wait_for(store, run, "paid", match, T0 + 6)
+    assert found.event is not None and found.event.id == "right"
+    # Structured filter values match exactly, not by containment.
+    listed = WaitMatch("order/paid", (("data.tag", ["x"]),))
+    found = await wait_for(store, run, "listed", listed, T0 + 6)
+    assert found.event is not None and found.event.id == "list"
+
+
+async def test_event_during_a_pending_wait_requeues_the_suspending_run(store: Store) -> None:
+    [run] = await running(store, "r1")
+    match = WaitMatch("approval/decided", (("data.task", 7),))
+    assert (await wait_for(store, run, "ok", match, T0 + 1)).state == "pending"
+    await send(store, "e1", "approval/decided", {"task": 7}, T0 + 2)  # run still running
+    assert await status(store, "r1") == "running"
+    assert await store.suspend_run("r1", run.lease_token, None, "event", T0 + 3)
+    after = await store.get_run("r1")
+    assert after is not None and (after.status, after.wake_at) == ("queued", None)
+
+    [again] = await store.claim_runs("w1", 1, LEASE, T0 + 4)
+    assert (again.lease_token, again.recoveries) == (run.lease_token + 1, 0)
+    found = await wait_for(store, again, "ok", match, T0 + 5)
+    assert found.event is not None and found.event.id == "e1"
+
+
+async def test_matching_event_wakes_a_waiting_run(store: Store) -> None:
+    [run] = await running(store, "r1")
+    match = WaitMatch("approval/decided", (("data.task", 7),))
+    assert (await wait_for(store, run, "ok", match, T0 + 1, wake_at=T0 + 500)).state == "pending"
+    assert await store.suspend_run("r1", run.lease_token, T0 + 500, "event", T0 + 2)
+    waiting = await store.get_run("r1")
+    assert waiting is not None
+    assert (waiting.status, waiting.wake_at, waiting.wait_reason) == ("waiting", T0 + 500, "event")
+    assert await store.next_wake_at() == T0 + 500
+    assert await store.claim_runs("w1", 1, LEASE, T0 + 3) == []
+
+    await send(store, "no", "approval/decided", {"task": 8}, T0 + 4)
+    assert await status(store, "r1") == "waiting"
+    await send(store, "yes", "approval/decided", {"task": 7}, T0 + 5)
+    assert await status(store, "r1") == "queued"
+    assert await store.next_wake_at() is None
+    [again] = await store.claim_runs("w1", 1, LEASE, T0 + 6)
+    found = await wait_for(store, again, "ok", match, T0 + 7, wake_at=T0 + 500)
+    assert found.event is not None and found.event.id == "yes"
+
+
+async def test_sleeping_run_is_claimable_at_its_wake_time(store: Store) -> None:
+    [run] = await running(store, "r1")
+    assert await store.suspend_run("r1", run.lease_token, T0 + 10, "sleep", T0 + 1)
+    assert await store.claim_runs("w1", 1, LEASE, T0 + 9.999) == []
+    [again] = await store.claim_runs("w1", 1, LEASE, T0 + 10)
+    assert (again.id, again.recoveries) == ("r1", 0)
+    assert await status(store, "r1") == "running"
+
+
+async def test_finished_child_wakes_its_waiting_parent(store: Store) -> None:
+    [parent] = await running(store, "p")
+    await store.start_run(new_run("c", "child", parent_run_id="p", parent_step_key="call"), T0)
+    match = WaitMatch(RUN_FINISHED_EVENT, (("data.run_id", "c"),))
+    call = await store.begin_wait(
+        "p", parent.lease_token, "call", "invoke", None, match, T0, parent.event.id, T0 + 1
+    )
+    assert call.state == "pending"
+    assert await store.suspend_run("p", parent.lease_token, None, "invoke", T0 + 1)
+    [child] = await store.claim_runs("w1", 5, LEASE, T0 + 2)
+    assert (child.id, child.parent_run_id) == ("c", "p")
+    assert await store.complete_run("c", child.lease_token, '{"n": 3}', T0 + 3)
+    assert await status(store, "p") == "queued"
+
+    [parent] = await store.claim_runs("w1", 5, LEASE, T0 + 4)
+    done = await store.begin_wait(
+        "p", parent.lease_token, "call", "invoke", None, match, T0, parent.event.id, T0 + 5
+    )
+    assert done.event is not None
+    assert done.event.data["status"] == "completed" and done.event.data["result"] == {"n": 3}
+
+
+# -- the client's side -----------------------------------------------------------------------------
+
+
+async def test_cancel_run(store: Store) -> None:
+    await store.start_run(new_run("queued"), T0)
+    assert await store.cancel_run("queued", T0 + 1) == "cancelled"
+    run = await store.get_run("queued")
+    assert run is not None and run.status == "cancelled" and run.completed_at == T0 + 1
+    assert run.error is not None and run.error["type"] == "Cancelled"
+    assert await store.cancel_run("queued", T0 + 2) == "cancelled"
+
+    [held] = await running(store, "held", now=T0 + 3)
+    assert await store.cancel_run("held", T0 + 4) == "cancelled"
+    assert not await store.record_step("held", held.lease_token, step("a"), T0 + 5)
+    assert not await store.complete_run("held", held.lease_token, "1", T0 + 5)
+
+    [done] = await running(store, "done", now=T0 + 6)
+    assert await store.complete_run("done", done.lease_token, "1", T0 + 7)
+    assert await store.cancel_run("done", T0 + 8) == "completed"
+    with pytest.raises(RunNotFound):
+        await store.cancel_run("missing", T0)
+
+
+async def test_retry_run_keeps_results_and_forgets_failures(store: Store) -> None:
+    [run] = await running(store, "r1")
+    token = run.lease_token
+    assert await store.record_step("r1", token, step("good", "kept"), T0 + 1)
+    assert await store.record_step("r1", token, step("bad", status="failed"), T0 + 2)
+    assert await store.record_attempt("r1", token, "flaky", 1, "{}", T0, T0 + 9, T0 + 3)
+    assert await store.fail_run("r1", token, '{"type": "StepFailed"}', T0 + 4)
+    failed = await store.get_run("r1")
+    assert failed is not None and failed.error == {"type": "StepFailed"}
+
+    assert await store.retry_run("r1", T0 + 5) == "queued"
+    run_row = await store.get_run("r1")
+    assert run_row is not None
+    assert (run_row.status, run_row.error, run_row.completed_at, run_row.recoveries) == (
+        "queued",
+        None,
+        None,
+        0,
+    )
+    assert [(s.key, s.output) for s in run_row.steps] == [("good", "kept")]
+    with pytest.raises(InvalidRunState):
+        await store.retry_run("r1", T0 + 6)
+    with pytest.raises(RunNotFound):
+        await store.retry_run("missing", T0 + 6)
+
+
+async def test_purge_finished_deletes_old_runs_in_batches(store: Store) -> None:
+    old, newer, alive = await running(store, "old", "newer", "alive")
+    assert await store.record_step("old", old.lease_token, step("a"), T0 + 1)
+    assert await store.complete_run("old", old.lease_token, "1", T0 + 1)
+    assert await store.fail_run("newer", newer.lease_token, "{}", T0 + 2)
+    assert await store.purge_finished(T0 + 1, 10) == 0  # strictly before
+    assert await store.purge_finished(T0 + 10, 1) == 1
+    assert await store.get_run("old") is None and await store.load_history("old") == []
+    assert await store.purge_finished(T0 + 10, 10) == 1
+    assert await store.purge_finished(T0 + 10, 10) == 0
+    assert await status(store, "alive") == "running"
+
+
+async def test_list_runs_pages_newest_first(store: Store) -> None:
+    for i in range(5):
+        await store.start_run(new_run(f"r{i}", "even" if i % 2 == 0 else "odd"), T0 + i)
+    await store.start_run(new_run("r4b", "even"), T0 + 4)  # same created_at as r4
+    pages, before = [], None
+    while page := await store.list_runs(None, None, 2, before):
+        pages.append([r.id for r in page])
+        before = (page[-1].created_at, page[-1].id)
+    assert pages == [["r4b", "r4"], ["r3", "r2"], ["r1", "r0"]]
+    assert [r.id for r in await store.list_runs("even", None, 10)] == ["r4b", "r4", "r2", "r0"]
+    [claimed] = await store.claim_runs("w1", 1, LEASE, T0 + 10)
+    assert [r.id for r in await store.list_runs(None, "running", 10)] == [claimed.id]
+    assert [r.id for r in await store.list_runs("odd", "queued", 10)] == ["r3", "r1"]
+    assert (await store.list_runs(None, None, 1))[0].steps == ()
