@@ -1,0 +1,106 @@
+"""PostgreSQL stopped under a live worker, then started again (SPEC §4: survive, never exit or spin).
+
+Runs on a private server of its own (tests/faults/private_pg.py): the shared one is never stopped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+import dataflows as df
+from tests.faults.apps import crash_app
+from tests.faults.conftest import Faults, assert_steps_unique, eventually
+from tests.faults.private_pg import PrivatePostgres
+from tests.pg import DbTarget
+
+pytestmark = pytest.mark.crash
+
+OUTAGE = 3.0
+#: CPU seconds a worker may burn while the database is away for OUTAGE seconds.
+CPU_BUDGET = 1.0
+
+
+@pytest.fixture
+def private_pg() -> Iterator[PrivatePostgres]:
+    server = PrivatePostgres()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture
+async def outage_faults(private_pg: PrivatePostgres, scratch: Path) -> AsyncIterator[Faults]:
+    db = DbTarget(private_pg.url, "faults")
+    client = df.Dataflows(db.url, schema="faults")
+    crash_app.register(client)
+    await client.open()
+    harness = Faults(db, scratch, client)
+    try:
+        yield harness
+    finally:
+        harness.cleanup()
+        await client.close()
+
+
+async def finished(faults: Faults, run_id: str, timeout: float) -> df.Run:
+    """The finished run; the client's own pooled connections may need a few tries after the
+    restart (they died with the server)."""
+
+    async def check() -> df.Run | None:
+        try:
+            run = await faults.client.get_run(run_id)
+        except df.StoreUnavailable:
+            return None
+        return run if run.done else None
+
+    run: df.Run = await eventually(check, timeout, f"run {run_id} to finish", interval=0.1)
+    return run
+
+
+@pytest.mark.parametrize("mode", ["fast", "immediate"])
+async def test_worker_survives_postgres_restart(
+    outage_faults: Faults, private_pg: PrivatePostgres, mode: str
+) -> None:
+    faults = outage_faults
+    worker = faults.start_worker("w", FAULTS_BLOCK=1)
+    sleeping = await faults.client.start("sleeper", {"seconds": 1.0})
+    blocked = await faults.client.start("blocker", {})
+    await faults.wait_status(sleeping, "waiting")
+    await eventually(lambda: faults.pids("started", blocked), 15, "the blocking step to start")
+
+    private_pg.stop(mode)
+    # During the outage: the sleep comes due, and the blocked step finishes and must record.
+    (faults.scratch / f"release-{blocked}").touch()
+    before = worker.cpu_seconds()
+    await asyncio.sleep(OUTAGE)
+    burnt = worker.cpu_seconds() - before
+    assert worker.alive(), worker.log_text()
+    assert burnt < CPU_BUDGET, f"worker spun: {burnt:.2f}s CPU in {OUTAGE}s of outage"
+    assert faults.pids("finished", blocked) == [worker.pid]
+
+    private_pg.start()
+    for run_id in (sleeping, blocked):
+        run = await finished(faults, run_id, 30)
+        assert run.status == "completed", (run.error, worker.log_text())
+        assert_steps_unique(run)
+    assert faults.calls(sleeping) == {"a": 1, "c": 1}
+    # The outage outlived the in-flight run's lease, so once the database is back the worker may
+    # claim that run anew (a recovery) and run a step of it twice (at least once, §3.2), no more.
+    block_run = await finished(faults, blocked, 1)
+    block_calls = faults.calls(blocked)
+    assert block_run.recoveries <= 1
+    assert set(block_calls) == {"block", "c"} and max(block_calls.values()) <= 2, block_calls
+
+    fresh = await faults.client.start("crashy", {"n": 1})
+    run = await finished(faults, fresh, 15)
+    assert run.status == "completed", run.error
+    assert run.result["c"]["pid"] == worker.pid
+
+    worker.signal(signal.SIGTERM)
+    assert await worker.wait_exit(15) == 0, worker.log_text()
