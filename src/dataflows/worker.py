@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import json
 import logging
@@ -73,6 +74,7 @@ class Worker:
         self._stopping = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._tokens: dict[str, int] = {}
+        self._renewed_at = time.monotonic()
         self.finished_runs = 0
         self.recycled = False
 
@@ -154,6 +156,10 @@ class Worker:
             self._wake.clear()
             free = self.options.concurrency - len(self._active)
             try:
+                if time.monotonic() - self._renewed_at > self.options.lease_seconds / 2:
+                    # After an outage, renew our own leases before claiming, so we do not
+                    # re-claim (and run a second time) what we are still executing.
+                    await self._renew_leases()
                 claimed = await self._claim(free) if free > 0 else []
                 backoff = 0.1
             except StoreUnavailable as exc:
@@ -191,9 +197,15 @@ class Worker:
     def _spawn(self, run: ClaimedRun) -> None:
         stale = self._active.get(run.id)
         if stale is not None and stale[1] is not None:
-            # We claimed our own run again (its lease expired, e.g. during a database outage):
-            # the older execution's token is superseded, so it must start no further step.
-            stale[1].abandoned = True
+            execution = stale[1]
+            if run.lease_token == execution.run.lease_token + 1 and not execution.closing:
+                # We re-claimed our own run (its lease expired, e.g. in a database outage) and
+                # nobody held it in between: the execution goes on under the new token.
+                execution.run = dataclasses.replace(execution.run, lease_token=run.lease_token)
+                self._tokens[run.id] = run.lease_token
+                return
+            # Otherwise the older execution is superseded: it must start no further step.
+            execution.abandoned = True
         self._tokens[run.id] = run.lease_token
         task = asyncio.create_task(self._execute(run), name=f"dataflows-run-{run.id}")
         self._active[run.id] = (task, None)
@@ -261,6 +273,7 @@ class Worker:
         except Exception as exc:
             outcome = exc
         await x.drain()
+        run = x.run  # the lease token may have been renewed by a re-claim meanwhile
         if x.abandoned:
             log.info("run %s: lease lost or run cancelled; dropping it", run.id)
             return
@@ -300,23 +313,24 @@ class Worker:
     # -- leases ----------------------------------------------------------------------------------------
 
     async def _heartbeat_loop(self) -> None:
-        interval = self.options.lease_seconds / 3
         while True:
-            await asyncio.sleep(interval)
-            if not self._active:
-                continue
-            asked = set(self._active)
-            try:
-                held = await self.app.store.heartbeat(
-                    self.id, self.options.lease_seconds, self.app.clock.now()
-                )
-            except StoreUnavailable:
-                continue
-            for run_id in asked - held:
+            await asyncio.sleep(self.options.lease_seconds / 3)
+            with contextlib.suppress(StoreUnavailable):
+                await self._renew_leases()
+
+    async def _renew_leases(self) -> None:
+        """Extend the leases of the runs this worker executes; drop those it no longer holds."""
+        asked = list(self._active)
+        if asked:
+            held = await self.app.store.heartbeat(
+                self.id, asked, self.options.lease_seconds, self.app.clock.now()
+            )
+            for run_id in set(asked) - held:
                 entry = self._active.get(run_id)
                 if entry is not None and entry[1] is not None:
                     # Cancelled, or taken over after our lease expired: start no further step.
                     entry[1].abandoned = True
+        self._renewed_at = time.monotonic()
 
     async def _maintenance_loop(self) -> None:
         """Now and then: re-align the clock with the database and purge expired finished runs."""

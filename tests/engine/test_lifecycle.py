@@ -180,14 +180,14 @@ async def test_workflow_timeout_fails_a_run_that_waits_past_it(
 
 
 async def _crash_recoveries(app: df.Dataflows, clock: df.ManualClock, crashes: int) -> str:
-    """Start a run and let a ghost worker claim it and "die" (its lease expires) ``crashes``+1 times.
+    """Start a run and let ghost workers claim it and "die" (leases expire) ``crashes``+1 times.
 
     The first claim takes the queued run; each later one finds the lease expired and counts a
     crash recovery, as when the run kills every worker that picks it up.
     """
     run_id = await app.start("fragile")
     for n in range(crashes + 1):
-        claimed = await app.store.claim_runs("ghost", 1, lease_seconds=0.01, now=clock.now())
+        claimed = await app.store.claim_runs(f"ghost-{n}", 1, lease_seconds=0.01, now=clock.now())
         assert [(c.id, c.recoveries) for c in claimed] == [(run_id, n)]
         clock.advance(1)
     assert (await app.get_run(run_id)).status == "running"  # held by the dead ghost

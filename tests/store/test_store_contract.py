@@ -230,7 +230,7 @@ async def test_expired_lease_is_recovered_and_the_old_holder_fenced(store: Store
     assert not await store.complete_run("r1", stale, "1", T0 + 40)
     assert not await store.fail_run("r1", stale, "{}", T0 + 40)
     assert not await store.release_run("r1", stale, T0 + 40)
-    assert await store.heartbeat("w1", LEASE, T0 + 40) == set()
+    assert await store.heartbeat("w1", ["r1"], LEASE, T0 + 40) == set()
     assert await store.load_history("r1") == []
     assert await status(store, "r1") == "running"
 
@@ -242,8 +242,8 @@ async def test_expired_lease_is_recovered_and_the_old_holder_fenced(store: Store
 
 async def test_heartbeat_extends_the_leases_held(store: Store) -> None:
     await running(store, "r1", "r2")
-    assert await store.heartbeat("w1", LEASE, T0 + 20) == {"r1", "r2"}
-    assert await store.heartbeat("nobody", LEASE, T0 + 20) == set()
+    assert await store.heartbeat("w1", ["r1", "r2", "r3"], LEASE, T0 + 20) == {"r1", "r2"}
+    assert await store.heartbeat("nobody", ["r1", "r2"], LEASE, T0 + 20) == set()
     assert await store.claim_runs("w2", 5, LEASE, T0 + LEASE + 5) == []
     assert len(await store.claim_runs("w2", 5, LEASE, T0 + 20 + LEASE + 1)) == 2
 
@@ -567,3 +567,18 @@ async def test_list_runs_pages_newest_first(store: Store) -> None:
     assert [r.id for r in await store.list_runs(None, "running", 10)] == [claimed.id]
     assert [r.id for r in await store.list_runs("odd", "queued", 10)] == ["r3", "r1"]
     assert (await store.list_runs(None, None, 1))[0].steps == ()
+
+
+async def test_heartbeat_renews_only_the_runs_named(store: Store) -> None:
+    await running(store, "r1", "r2")
+    assert await store.heartbeat("w1", ["r1"], LEASE, T0 + 20) == {"r1"}
+    claimed = await store.claim_runs("w2", 5, LEASE, T0 + LEASE + 1)
+    assert [(c.id, c.recoveries) for c in claimed] == [("r2", 1)]
+
+
+async def test_reclaiming_its_own_expired_run_is_not_a_recovery(store: Store) -> None:
+    (first,) = await running(store, "r1")
+    again = await store.claim_runs("w1", 1, LEASE, T0 + LEASE + 1)
+    assert [(c.id, c.recoveries, c.lease_token) for c in again] == [
+        ("r1", 0, first.lease_token + 1)
+    ]

@@ -108,12 +108,19 @@ class Store(abc.ABC):
 
         Runnable: ``queued``; ``waiting`` with ``wake_at <= now``; ``running`` with an expired
         lease (a crashed worker: ``recoveries`` is incremented). Each claim increments the run's
-        ``lease_token`` and sets it ``running`` until ``now + lease_seconds``.
+        ``lease_token`` and sets it ``running`` until ``now + lease_seconds``. Re-claiming a
+        run whose expired lease the same worker held is not a recovery.
         """
 
     @abc.abstractmethod
-    async def heartbeat(self, worker_id: str, lease_seconds: float, now: float) -> set[str]:
-        """Extend the leases this worker still holds; return those runs' ids."""
+    async def heartbeat(
+        self, worker_id: str, run_ids: Sequence[str], lease_seconds: float, now: float
+    ) -> set[str]:
+        """Extend this worker's leases on ``run_ids`` (even expired ones nobody took over).
+
+        Returns the ids renewed; a run missing from the answer was cancelled or taken over.
+        Only runs the worker is executing are renewed, so a run it lost track of expires.
+        """
 
     @abc.abstractmethod
     async def load_history(self, run_id: str) -> list[StepRow]:

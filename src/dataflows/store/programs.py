@@ -198,9 +198,17 @@ def claim_runs(worker_id: str, limit: int, lease_seconds: float, now: float) -> 
     ]
 
 
-def heartbeat(worker_id: str, lease_seconds: float, now: float) -> Program:
+def heartbeat(
+    worker_id: str, run_ids: Sequence[str], lease_seconds: float, now: float
+) -> Program:
     rows = yield Query(
-        "heartbeat", {"worker_id": worker_id, "lease_until": now + lease_seconds}, "all"
+        "heartbeat",
+        {
+            "worker_id": worker_id,
+            "run_ids": json.dumps(list(run_ids)),
+            "lease_until": now + lease_seconds,
+        },
+        "all",
     )
     return {r[0] for r in rows}
 

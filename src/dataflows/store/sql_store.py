@@ -54,8 +54,12 @@ class SqlStore(Store):
         )
         return result
 
-    async def heartbeat(self, worker_id: str, lease_seconds: float, now: float) -> set[str]:
-        result: set[str] = await self._run(programs.heartbeat(worker_id, lease_seconds, now))
+    async def heartbeat(
+        self, worker_id: str, run_ids: Sequence[str], lease_seconds: float, now: float
+    ) -> set[str]:
+        result: set[str] = await self._run(
+            programs.heartbeat(worker_id, run_ids, lease_seconds, now)
+        )
         return result
 
     async def load_history(self, run_id: str) -> list[StepRow]:

@@ -59,7 +59,7 @@ WITH queued AS (
 ), claimed AS (
     UPDATE runs
     SET status = 'running',
-        recoveries = recoveries + (status = 'running')::int,
+        recoveries = recoveries + (status = 'running' AND lease_owner IS DISTINCT FROM %(worker_id)s)::int,
         lease_owner = %(worker_id)s,
         lease_token = lease_token + 1,
         lease_expires_at = %(lease_until)s,
@@ -77,6 +77,7 @@ SELECT * FROM claimed ORDER BY created_at, id
 -- name: heartbeat
 UPDATE runs SET lease_expires_at = %(lease_until)s
 WHERE lease_owner = %(worker_id)s AND status = 'running'
+  AND id IN (SELECT jsonb_array_elements_text(%(run_ids)s::jsonb))
 RETURNING id
 
 -- name: load_history

@@ -36,7 +36,7 @@ WHERE id IN (SELECT run_id FROM waits
 -- name: claim_runs
 UPDATE runs
 SET status = 'running',
-    recoveries = recoveries + (status = 'running'),
+    recoveries = recoveries + (status = 'running' AND lease_owner IS NOT :worker_id),
     lease_owner = :worker_id,
     lease_token = lease_token + 1,
     lease_expires_at = :lease_until,
@@ -58,6 +58,7 @@ RETURNING id, workflow_id, event_id, event_name, event_data, event_ts, created_a
 -- name: heartbeat
 UPDATE runs SET lease_expires_at = :lease_until
 WHERE lease_owner = :worker_id AND status = 'running'
+  AND id IN (SELECT value FROM json_each(:run_ids))
 RETURNING id
 
 -- name: load_history
