@@ -12,6 +12,7 @@ from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any
 
+from dataflows import metrics
 from dataflows.blocking import BlockingClient
 from dataflows.clock import Clock, SystemClock
 from dataflows.durations import Duration, parse_duration
@@ -22,6 +23,7 @@ from dataflows.models import Run, SendResult
 from dataflows.records import NewEvent, NewRun
 from dataflows.retry import RetryPolicy
 from dataflows.serialization import DEFAULT_MAX_PAYLOAD, check_event_data
+from dataflows.sources.base import Source
 from dataflows.store import Store, create_store
 from dataflows.worker import Worker, WorkerOptions, step_threads_left
 from dataflows.workflow import Registry, Trigger, Workflow, WorkflowFn
@@ -59,6 +61,7 @@ class Dataflows:
         self._opened: asyncio.Task[None] | None = None
         self._blocking: BlockingClient | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self.sources: dict[str, Source] = {}
 
     # -- registration --------------------------------------------------------------------------------
 
@@ -92,6 +95,15 @@ class Dataflows:
             return fn
 
         return register
+
+    def add_source(self, source: Source) -> Source:
+        """Enable a webhook source (``POST /hooks/{source.name}``) configured in code.
+
+        Sources can also be enabled from the environment (``DATAFLOWS_{SOURCE}_SECRET``); one
+        configured here wins over the environment.
+        """
+        self.sources[source.name] = source
+        return source
 
     # -- the store -------------------------------------------------------------------------------------
 
@@ -169,6 +181,9 @@ class Dataflows:
             for name, data, id in events
         ]
         results = await self.store.send_events(intakes, now)
+        for intake, result in zip(intakes, results, strict=True):
+            if not result.duplicate:
+                metrics.runs_started([run.workflow_id for run in intake.runs])
         return [SendResult(r.event_id, r.run_ids, r.duplicate) for r in results]
 
     async def start(
@@ -189,9 +204,11 @@ class Dataflows:
             check_event_data(data or {}, limit=self.max_payload),
             now,
         )
-        started, _ = await self.store.start_run(
+        started, created = await self.store.start_run(
             NewRun(run_id, workflow_id, event, idempotency_key), now
         )
+        if created:
+            metrics.runs_started([workflow_id])
         return started
 
     async def get_run(self, run_id: str) -> Run:

@@ -166,3 +166,21 @@ class RetryAfterError(Exception):
 
 class Suspend(BaseException):  # noqa: N818 - a control signal, not an error
     """Internal: unwinds the workflow function when a run must wait in the database."""
+
+
+class WebhookError(DataflowsError):
+    """A webhook request that cannot be accepted."""
+
+    code = "invalid_webhook"
+
+
+class WebhookUnauthorized(WebhookError):
+    """The request's signature or credentials did not verify (HTTP 401)."""
+
+    code = "invalid_signature"
+
+
+class WebhookInvalid(WebhookError):
+    """The request verified but is not a delivery the source understands (HTTP 422)."""
+
+    code = "invalid_webhook"

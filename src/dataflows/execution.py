@@ -20,7 +20,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, NoReturn, TypeVar
 
-from dataflows import serialization
+from dataflows import metrics, serialization
 from dataflows.clock import Clock
 from dataflows.context import StepContext, _current
 from dataflows.errors import (
@@ -294,6 +294,9 @@ class Execution:
                 self.run.id, self.run.lease_token, step, self.rt.clock.now()
             )
         )
+        metrics.STEPS.labels(self.workflow.id, kind, status).inc()
+        if status == "completed":
+            metrics.STEP_DURATION.labels(self.workflow.id).observe(self.rt.clock.now() - started)
 
     # -- sleeps and waits ------------------------------------------------------------------------------
 
@@ -367,6 +370,8 @@ class Execution:
                     self.run.id, self.run.lease_token, step, self.rt.clock.now(), (intake,)
                 )
             )
+        metrics.STEPS.labels(self.workflow.id, "send", "completed").inc()
+        metrics.runs_started([run.workflow_id for run in intake.runs])
         return intake.event.id
 
     async def invoke_step(
@@ -385,7 +390,11 @@ class Execution:
             )
             child = NewRun(child_id, workflow_id, event, f"{self.run.id}:{key}", self.run.id, key)
             async with self.tracking():
-                await retry_unavailable(lambda: self.rt.store.start_run(child, self.rt.clock.now()))
+                _, created = await retry_unavailable(
+                    lambda: self.rt.store.start_run(child, self.rt.clock.now())
+                )
+            if created:
+                metrics.runs_started([workflow_id])
         deadline = None if timeout is None else self.rt.clock.now() + timeout
         if row is not None and row.status == "waiting":
             deadline = row.wake_at

@@ -23,7 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from dataflows import serialization
+from dataflows import metrics, serialization
 from dataflows.errors import PayloadError, StoreUnavailable, Suspend, UnknownWorkflow
 from dataflows.execution import Execution, Runtime, error_json, retry_unavailable
 from dataflows.models import Event
@@ -301,14 +301,16 @@ class Worker:
         except PayloadError as exc:
             await self._fail(run, error_json(exc))
             return
-        await retry_unavailable(
+        if await retry_unavailable(
             lambda: self.app.store.complete_run(run.id, run.lease_token, text, self.app.clock.now())
-        )
+        ):
+            metrics.RUNS_FINISHED.labels(run.workflow_id, "completed").inc()
 
     async def _fail(self, run: ClaimedRun, error: str) -> None:
-        await retry_unavailable(
+        if await retry_unavailable(
             lambda: self.app.store.fail_run(run.id, run.lease_token, error, self.app.clock.now())
-        )
+        ):
+            metrics.RUNS_FINISHED.labels(run.workflow_id, "failed").inc()
 
     # -- leases ----------------------------------------------------------------------------------------
 

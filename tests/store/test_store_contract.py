@@ -582,3 +582,11 @@ async def test_reclaiming_its_own_expired_run_is_not_a_recovery(store: Store) ->
     assert [(c.id, c.recoveries, c.lease_token) for c in again] == [
         ("r1", 0, first.lease_token + 1)
     ]
+
+
+async def test_run_counts_are_the_queue_depth(store: Store) -> None:
+    await running(store, "r1")
+    await store.start_run(new_run("r2"), T0)
+    await store.start_run(new_run("r3"), T0)
+    counts = sorted(await store.run_counts())
+    assert [(status, n) for _, status, n in counts] == [("queued", 2), ("running", 1)]

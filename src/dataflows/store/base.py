@@ -240,5 +240,9 @@ class Store(abc.ABC):
         count restarts. Raises :class:`RunNotFound` or :class:`InvalidRunState`."""
 
     @abc.abstractmethod
+    async def run_counts(self) -> list[tuple[str, str, int]]:
+        """``(workflow_id, status, count)`` of unfinished runs: the queue depth."""
+
+    @abc.abstractmethod
     async def purge_finished(self, before: float, batch: int) -> int:
         """Delete up to ``batch`` finished runs (with their steps) completed before ``before``."""

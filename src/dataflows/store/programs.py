@@ -198,9 +198,7 @@ def claim_runs(worker_id: str, limit: int, lease_seconds: float, now: float) -> 
     ]
 
 
-def heartbeat(
-    worker_id: str, run_ids: Sequence[str], lease_seconds: float, now: float
-) -> Program:
+def heartbeat(worker_id: str, run_ids: Sequence[str], lease_seconds: float, now: float) -> Program:
     rows = yield Query(
         "heartbeat",
         {
@@ -321,10 +319,9 @@ def begin_wait(
         return (yield from _recorded_wait(run_id, key))
     if row is None:
         yield from _insert_wait(run_id, key, kind, wake_at, match, now)
-        deadline = wake_at
+        deadline, started = wake_at, now
     else:
-        deadline = row[0]
-    started = now
+        deadline, started = row[0], row[2]  # a sleep's duration runs from when it was reached
     if match is not None:
         event = yield from _find_event(run_id, match, since, trigger_event_id)
         if event is not None:
@@ -559,6 +556,11 @@ def retry_run(run_id: str, now: float) -> Program:
     yield Query("forget_attempts", {"run_id": run_id})
     yield NOTIFY
     return "queued"
+
+
+def run_counts() -> Program:
+    rows = yield Query("run_counts", {}, "all")
+    return [(r[0], r[1], int(r[2])) for r in rows]
 
 
 def purge_finished(before: float, batch: int) -> Program:

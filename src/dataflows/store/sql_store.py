@@ -173,5 +173,9 @@ class SqlStore(Store):
     async def retry_run(self, run_id: str, now: float) -> str:
         return str(await self._run(programs.retry_run(run_id, now)))
 
+    async def run_counts(self) -> list[tuple[str, str, int]]:
+        result: list[tuple[str, str, int]] = await self._run(programs.run_counts())
+        return result
+
     async def purge_finished(self, before: float, batch: int) -> int:
         return int(await self._run(programs.purge_finished(before, batch)))

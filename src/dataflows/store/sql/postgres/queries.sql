@@ -124,10 +124,11 @@ WHERE id = %(run_id)s AND lease_token = %(lease_token)s AND status = 'running'
 FOR SHARE
 
 -- name: get_wait
--- The recorded deadline, or recorded = 1 if the step has been recorded (a retried call).
-SELECT wake_at, 0 AS recorded FROM waits WHERE run_id = %(run_id)s AND step_key = %(key)s
+-- The recorded deadline and when the step was first reached, or recorded = 1 if the step
+-- has been recorded (a retried call).
+SELECT wake_at, 0 AS recorded, created_at FROM waits WHERE run_id = %(run_id)s AND step_key = %(key)s
 UNION ALL
-SELECT NULL, 1 FROM steps WHERE run_id = %(run_id)s AND step_key = %(key)s
+SELECT NULL, 1, NULL FROM steps WHERE run_id = %(run_id)s AND step_key = %(key)s
 ORDER BY 2 DESC
 
 -- name: insert_wait
@@ -250,3 +251,8 @@ SELECT pg_advisory_xact_lock(hashtextextended(current_schema() || '/' || %(event
 -- Sent once per transaction, by the backend, with its schema's channel and its own token (its
 -- listener skips notifications it sent itself: it has already woken its own workers).
 SELECT pg_notify(%(channel)s, %(sender)s)
+
+-- name: run_counts
+SELECT workflow_id, status, count(*) FROM runs
+WHERE status IN ('queued', 'running', 'waiting')
+GROUP BY workflow_id, status

@@ -98,10 +98,11 @@ ON CONFLICT DO NOTHING
 SELECT 1 FROM runs WHERE id = :run_id AND lease_token = :lease_token AND status = 'running'
 
 -- name: get_wait
--- The recorded deadline, or recorded = 1 if the step has been recorded (a retried call).
-SELECT wake_at, 0 AS recorded FROM waits WHERE run_id = :run_id AND step_key = :key
+-- The recorded deadline and when the step was first reached, or recorded = 1 if the step
+-- has been recorded (a retried call).
+SELECT wake_at, 0 AS recorded, created_at FROM waits WHERE run_id = :run_id AND step_key = :key
 UNION ALL
-SELECT NULL, 1 FROM steps WHERE run_id = :run_id AND step_key = :key
+SELECT NULL, 1, NULL FROM steps WHERE run_id = :run_id AND step_key = :key
 ORDER BY 2 DESC
 
 -- name: insert_wait
@@ -217,3 +218,8 @@ SELECT :event_name
 -- name: notify_work
 -- Other processes poll; this process's listeners are called after commit.
 SELECT 1
+
+-- name: run_counts
+SELECT workflow_id, status, count(*) FROM runs
+WHERE status IN ('queued', 'running', 'waiting')
+GROUP BY workflow_id, status

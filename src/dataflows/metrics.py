@@ -1,0 +1,35 @@
+"""Prometheus metrics the engine keeps (served by the HTTP API's ``/metrics``).
+
+Counters live in this process; queue depth is read from the database when scraped, so it is the
+same whichever process serves it.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Histogram
+
+RUNS_STARTED = Counter(
+    "dataflows_runs_started", "Runs created (by events, starts and invokes).", ["workflow"]
+)
+RUNS_FINISHED = Counter(
+    "dataflows_runs_finished", "Runs finished by this process's workers.", ["workflow", "status"]
+)
+STEPS = Counter(
+    "dataflows_steps", "Step outcomes recorded by this process.", ["workflow", "kind", "status"]
+)
+STEP_DURATION = Histogram(
+    "dataflows_step_duration_seconds",
+    "Wall time of step.run attempts that succeeded.",
+    ["workflow"],
+    buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
+)
+WEBHOOKS_REJECTED = Counter(
+    "dataflows_webhook_verifications_failed",
+    "Webhook requests whose signature or credentials did not verify.",
+    ["source"],
+)
+
+
+def runs_started(workflow_ids: list[str]) -> None:
+    for workflow_id in workflow_ids:
+        RUNS_STARTED.labels(workflow_id).inc()

@@ -1,0 +1,1 @@
+"""Webhook sources: verify a provider's request and turn it into an event."""
