@@ -55,3 +55,8 @@ class Source(abc.ABC):
     @abc.abstractmethod
     def parse(self, request: WebhookRequest) -> WebhookEvent:
         """The event of a verified request; :class:`~dataflows.errors.WebhookInvalid` if none."""
+
+    def handshake(self, request: WebhookRequest) -> dict[str, Any] | None:
+        """A verified request the provider sends to check the endpoint (Slack's URL
+        verification): the JSON to answer with (200), and no event is stored. Default: none."""
+        return None
