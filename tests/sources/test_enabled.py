@@ -1,0 +1,82 @@
+from __future__ import annotations
+
+import pytest
+
+from dataflows.sources import (
+    BUILTIN,
+    AzureDevOpsSource,
+    GenericSource,
+    GitHubSource,
+    ShopifySource,
+    SlackSource,
+    Source,
+    StripeSource,
+    enabled_sources,
+    secret_variable,
+)
+
+
+def test_the_builtin_sources() -> None:
+    builtin = {
+        "shopify": ShopifySource,
+        "github": GitHubSource,
+        "stripe": StripeSource,
+        "slack": SlackSource,
+        "azure_devops": AzureDevOpsSource,
+        "generic": GenericSource,
+    }
+    assert builtin == BUILTIN
+    assert secret_variable("azure_devops") == "DATAFLOWS_AZURE_DEVOPS_SECRET"
+
+
+def test_nothing_is_enabled_by_default() -> None:
+    assert enabled_sources({}, {}) == {}
+
+
+def test_every_builtin_is_enabled_by_its_secret_variable() -> None:
+    environ = {
+        "DATAFLOWS_SHOPIFY_SECRET": "shp",
+        "DATAFLOWS_GITHUB_SECRET": "old, new",
+        "DATAFLOWS_STRIPE_SECRET": "whsec_a,whsec_b",
+        "DATAFLOWS_SLACK_SECRET": "sl",
+        "DATAFLOWS_AZURE_DEVOPS_SECRET": "hook:pw1,hook:pw2",
+        "DATAFLOWS_GENERIC_SECRET": "gen",
+        "DATAFLOWS_GENERIC_HEADER": "X-Custom-Signature",
+        "DATAFLOWS_OTHER_SECRET": "ignored",
+    }
+    sources = enabled_sources({}, environ)
+    assert {name: type(s) for name, s in sources.items()} == BUILTIN
+    assert all(name == s.name for name, s in sources.items())
+    assert sources["github"].secrets == ["old", "new"]
+    assert sources["azure_devops"].secrets == ["hook:pw1", "hook:pw2"]
+    generic = sources["generic"]
+    assert isinstance(generic, GenericSource) and generic.header == "X-Custom-Signature"
+
+
+def test_code_configuration_wins() -> None:
+    github = GitHubSource("from-code")
+    acme = GenericSource("acme", "acme-secret")
+    configured: dict[str, Source] = {"github": github, "acme": acme}
+    environ = {"DATAFLOWS_GITHUB_SECRET": "from-env", "DATAFLOWS_SLACK_SECRET": "sl"}
+    sources = enabled_sources(configured, environ)
+    assert sources["github"] is github and sources["acme"] is acme
+    assert set(sources) == {"github", "acme", "slack"}
+
+
+@pytest.mark.parametrize("value", ["", "   ", "\t"])
+def test_blank_variables_enable_nothing(value: str) -> None:
+    assert enabled_sources({}, {"DATAFLOWS_GITHUB_SECRET": value}) == {}
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("DATAFLOWS_AZURE_DEVOPS_SECRET", "password-without-user"),
+        ("DATAFLOWS_GITHUB_SECRET", ",,"),
+        ("DATAFLOWS_GENERIC_SECRET", "s"),
+    ],
+)
+def test_unusable_variables_are_reported_by_name(variable: str, value: str) -> None:
+    environ = {variable: value, "DATAFLOWS_GENERIC_ALGORITHM": "md5"}
+    with pytest.raises(ValueError, match=variable):
+        enabled_sources({}, environ)
