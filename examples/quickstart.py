@@ -54,7 +54,7 @@ async def main() -> int:
         )
         run_id = sent.run_ids[0]
         print(f"event {sent.event_id} started run {run_id}")
-        while (await app.get_run(run_id)).status != "waiting":
+        while (await app.get_run(run_id)).status != "waiting":  # noqa: ASYNC110 - polls the store
             await asyncio.sleep(0.05)
         run = await app.get_run(run_id)
         print(f"run is {run.status}: {run.wait_reason}; sending the approval")

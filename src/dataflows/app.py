@@ -33,7 +33,8 @@ class Dataflows:
     """A dataflows application.
 
     ``database_url``: argument, else ``DATAFLOWS_DATABASE_URL``, else SQLite at
-    ``./.dataflows/dataflows.db``. The store opens (and migrates, unless ``auto_migrate=False``)
+    ``./.dataflows/dataflows.db``. ``schema`` (PostgreSQL): argument, else ``DATAFLOWS_SCHEMA``,
+    else ``dataflows``. The store opens (and migrates, unless ``auto_migrate=False``)
     on first use. Finished runs are deleted ``retention`` after they finish (``None`` keeps them).
     """
 
@@ -41,7 +42,7 @@ class Dataflows:
         self,
         database_url: str | None = None,
         *,
-        schema: str = "dataflows",
+        schema: str | None = None,
         auto_migrate: bool = True,
         clock: Clock | None = None,
         retry: RetryPolicy | int | None = None,
@@ -50,7 +51,7 @@ class Dataflows:
         store: Store | None = None,
     ) -> None:
         self.database_url = database_url
-        self.schema = schema
+        self.schema = schema or os.environ.get("DATAFLOWS_SCHEMA") or "dataflows"
         self.auto_migrate = auto_migrate
         self.clock: Clock = clock or SystemClock()
         self.default_retry = RetryPolicy.coerce(retry, RetryPolicy())

@@ -590,3 +590,13 @@ async def test_run_counts_are_the_queue_depth(store: Store) -> None:
     await store.start_run(new_run("r3"), T0)
     counts = sorted(await store.run_counts())
     assert [(status, n) for _, status, n in counts] == [("queued", 2), ("running", 1)]
+
+
+async def test_purge_finished_also_purges_old_events(store: Store) -> None:
+    await send(store, "old", "order/created", {}, T0)
+    await send(store, "new", "order/created", {}, T0 + 20)
+    assert await store.purge_finished(T0 + 10, 10) == 1
+    [again] = await store.send_events([EventIntake(event("old"))], T0 + 30)
+    assert not again.duplicate  # forgotten: a redelivery this late is new
+    [kept] = await store.send_events([EventIntake(event("new"))], T0 + 30)
+    assert kept.duplicate

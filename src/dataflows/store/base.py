@@ -245,4 +245,5 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def purge_finished(self, before: float, batch: int) -> int:
-        """Delete up to ``batch`` finished runs (with their steps) completed before ``before``."""
+        """Delete up to ``batch`` finished runs (with their steps) completed before ``before``,
+        and up to ``batch`` events received before it; return how many rows went."""

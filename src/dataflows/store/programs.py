@@ -568,4 +568,5 @@ def purge_finished(before: float, batch: int) -> Program:
     for (run_id,) in rows:
         for name in ("purge_steps", "purge_attempts", "purge_waits", "purge_run"):
             yield Query(name, {"run_id": run_id})
-    return len(rows)
+    events = yield Query("purge_events", {"before": before, "batch": batch}, "rowcount")
+    return len(rows) + events

@@ -151,6 +151,11 @@ class SQLiteStore(SqlStore):
         except sqlite3.OperationalError as exc:
             # Locked past the busy timeout, disk I/O errors, a vanished file: all transient.
             raise StoreUnavailable(f"SQLite at {self.path}: {exc}") from exc
+        except sqlite3.DatabaseError as exc:
+            if isinstance(exc, sqlite3.IntegrityError | sqlite3.ProgrammingError):
+                raise  # a bug in a query, not a problem with the database
+            # "file is not a database", corruption: retrying will not help.
+            raise StoreError(f"SQLite at {self.path}: {exc}") from exc
 
 
 def _statements(sql: str) -> list[str]:

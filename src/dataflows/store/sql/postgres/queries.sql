@@ -256,3 +256,7 @@ SELECT pg_notify(%(channel)s, %(sender)s)
 SELECT workflow_id, status, count(*) FROM runs
 WHERE status IN ('queued', 'running', 'waiting')
 GROUP BY workflow_id, status
+
+-- name: purge_events
+DELETE FROM events WHERE seq IN (
+    SELECT seq FROM events WHERE received_at < %(before)s ORDER BY seq LIMIT %(batch)s)

@@ -223,3 +223,7 @@ SELECT 1
 SELECT workflow_id, status, count(*) FROM runs
 WHERE status IN ('queued', 'running', 'waiting')
 GROUP BY workflow_id, status
+
+-- name: purge_events
+DELETE FROM events WHERE seq IN (
+    SELECT seq FROM events WHERE received_at < :before ORDER BY seq LIMIT :batch)

@@ -1,0 +1,1 @@
+"""Apps the harness runs in separate processes (workers, the webhook server)."""

@@ -1,0 +1,90 @@
+"""From one repetition's raw result to its figures, and from repetitions to a summary."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from bench.stats import latency_summary, spread
+
+Figures = dict[str, Any]
+
+
+def sequential(raw: dict[str, Any]) -> Figures:
+    ms_per_step = raw["seconds"] / raw["steps"] * 1000
+    insert_ms = raw["insert_seconds"] * 1000
+    return {
+        "steps_per_s": raw["steps"] / raw["seconds"],
+        "ms_per_step": ms_per_step,
+        "insert_ms": insert_ms,
+        "ratio_to_insert": ms_per_step / insert_ms,
+    }
+
+
+def throughput(raw: dict[str, Any]) -> Figures:
+    return {
+        "runs_per_s": raw["runs"] / raw["seconds"],
+        "steps_per_s": raw["runs"] * raw["steps_per_run"] / raw["seconds"],
+    }
+
+
+def event(raw: dict[str, Any]) -> Figures:
+    return latency_summary(raw["latencies"])
+
+
+def sleep(raw: dict[str, Any]) -> Figures:
+    return latency_summary(raw["lateness"])
+
+
+def memory(raw: dict[str, Any]) -> Figures:
+    keys = (
+        "count",
+        "rss_idle_mb",
+        "rss_suspended_mb",
+        "rss_peak_mb",
+        "rss_after_mb",
+        "suspend_s",
+        "resume_s",
+        "resumed",
+        "all_resumed",
+    )
+    return {k: raw[k] for k in keys}
+
+
+def webhook(raw: dict[str, Any]) -> Figures:
+    top, fixed = raw["max"], raw["fixed"]
+    return {
+        "max_accepted_rps": top["accepted_rps"],
+        "max_p50_ms": top["p50_ms"],
+        "max_p99_ms": top["p99_ms"],
+        "offered_rps": fixed["offered_rps"],
+        "fixed_accepted_rps": fixed["accepted_rps"],
+        "fixed_p50_ms": fixed["p50_ms"],
+        "fixed_p99_ms": fixed["p99_ms"],
+        "fixed_non_202": sum(n for s, n in fixed["statuses"].items() if s != "202"),
+        "all_accepted_stored": raw["all_accepted_stored"],
+    }
+
+
+EXTRACT = {
+    "sequential": sequential,
+    "throughput": throughput,
+    "event": event,
+    "sleep": sleep,
+    "memory": memory,
+    "webhook": webhook,
+}
+
+
+def summarize(measure: str, raws: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Each figure's median and min–max over the repetitions."""
+    per_rep = [EXTRACT[measure](raw) for raw in raws]
+    return {key: spread([figures[key] for figures in per_rep]) for key in per_rep[0]}
+
+
+def best_variant(
+    by_concurrency: dict[int, dict[str, dict[str, Any]]],
+) -> tuple[int, dict[str, dict[str, Any]]]:
+    """The concurrency whose median steps/s is highest, with its summary."""
+    best = max(by_concurrency, key=lambda c: by_concurrency[c]["steps_per_s"]["median"])
+    return best, by_concurrency[best]

@@ -1,0 +1,355 @@
+"""The benchmark run: which measures, on which systems and stores, how often, and the verdict.
+
+Every repetition of every measure runs in a fresh child process (``bench.child``). On PostgreSQL
+each system gets a database of its own, created for this run and dropped at its end; on SQLite
+each repetition gets a fresh file. Repetitions are interleaved across systems (rep 1 of each
+system, then rep 2 …) so slow drift of the machine does not favour one of them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from importlib.util import find_spec
+from pathlib import Path
+from typing import Any
+
+from bench import figures, machine
+from bench.dbs import DEFAULT_PG_URL, create_database, drop_database
+from bench.procs import ROOT
+from bench.report import print_report, write_json
+
+SYSTEMS = ("dataflows", "dbos", "absurd")
+MEASURES = ("sequential", "throughput", "event", "sleep", "memory", "webhook")
+BACKENDS = ("postgres", "sqlite")
+PACKAGES = {"dbos": "dbos", "absurd": "absurd_sdk"}
+
+#: Worker concurrencies tried for throughput (dataflows: worker concurrency; DBOS: the queue's
+#: worker_concurrency, 0 = unlimited, its default; Absurd: connections, one SDK worker loop each).
+CONCURRENCY = {"dataflows": [8, 32, 128], "dbos": [8, 32, 0], "absurd": [4, 8, 16]}
+
+#: Seconds a child may take before it is killed and recorded as failed.
+TIMEOUTS = {
+    "sequential": 300,
+    "throughput": 1800,
+    "event": 900,
+    "sleep": 300,
+    "memory": 5400,
+    "webhook": 600,
+}
+
+QUICK_MEASURES = "sequential,throughput,event,sleep"
+
+#: Quick (CI) mode fails when dataflows' ms/step exceeds this multiple of the INSERT round trip.
+QUICK_MAX_RATIO = 10.0
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="bench/run",
+        description="dataflows side by side with DBOS Transact and Absurd (docs/benchmarks.md).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="CI mode: dataflows only, small sizes, no memory/webhook (< 1 min); "
+        f"fails if ms/step > {QUICK_MAX_RATIO}× the INSERT round trip",
+    )
+    p.add_argument("--systems", help=f"comma-separated (default: {','.join(SYSTEMS)})")
+    p.add_argument("--measures", help=f"comma-separated (default: {','.join(MEASURES)})")
+    p.add_argument("--backends", default=",".join(BACKENDS), help="comma-separated")
+    p.add_argument("--repeat", type=int, default=3, help="repetitions of each measure")
+    p.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "latest.json")
+    p.add_argument(
+        "--pg-url",
+        default=DEFAULT_PG_URL,
+        help="a database on the server where the per-system databases are created",
+    )
+    p.add_argument("--steps", type=int, default=1000, help="steps of the sequential run")
+    p.add_argument("--runs", type=int, default=1000, help="runs in the throughput measure")
+    p.add_argument("--run-steps", type=int, default=10, help="steps per throughput run")
+    p.add_argument(
+        "--concurrency",
+        default=None,
+        help="throughput concurrencies for every system (default: per system)",
+    )
+    p.add_argument("--event-trials", type=int, default=200)
+    p.add_argument(
+        "--event-gap",
+        type=float,
+        default=0.15,
+        help="mean pause between event trials, s (uniformly random in 0..2×)",
+    )
+    p.add_argument("--sleep-trials", type=int, default=50)
+    p.add_argument(
+        "--suspended",
+        type=int,
+        default=100_000,
+        help="runs held suspended in the memory measure (dataflows)",
+    )
+    p.add_argument(
+        "--suspended-peers",
+        type=int,
+        default=5_000,
+        help="workflows held suspended by DBOS and Absurd in the memory measure",
+    )
+    p.add_argument("--webhook-seconds", type=float, default=10)
+    p.add_argument("--webhook-rate", type=float, default=1000, help="fixed offered load, req/s")
+    p.add_argument("--webhook-workers", type=int, default=2, help="dataflows serve --workers")
+    p.add_argument(
+        "--max-ratio",
+        type=float,
+        default=QUICK_MAX_RATIO,
+        help="the quick-mode regression threshold",
+    )
+    args = p.parse_args(argv)
+    args.systems = args.systems or ("dataflows" if args.quick else ",".join(SYSTEMS))
+    args.measures = args.measures or (QUICK_MEASURES if args.quick else ",".join(MEASURES))
+    if args.quick:  # small sizes; the INSERT baseline and the ratio are the same measure
+        args.steps, args.runs, args.concurrency = 200, 100, "16"
+        args.event_trials, args.event_gap, args.sleep_trials = 20, 0.02, 10
+    return args
+
+
+@dataclass
+class Plan:
+    systems: list[str]
+    measures: list[str]
+    backends: list[str]
+    repeat: int
+    params: dict[str, dict[str, Any]]
+    concurrency: dict[str, list[int]] = field(default_factory=dict)
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> Plan:
+        override = [int(c) for c in args.concurrency.split(",")] if args.concurrency else None
+        return cls(
+            systems=_choose(args.systems, SYSTEMS),
+            measures=_choose(args.measures, MEASURES),
+            backends=_choose(args.backends, BACKENDS),
+            repeat=args.repeat,
+            params={
+                "sequential": {"steps": args.steps},
+                "throughput": {"runs": args.runs, "steps": args.run_steps},
+                "event": {"trials": args.event_trials, "gap": args.event_gap},
+                "sleep": {"trials": args.sleep_trials, "gap": 0.02},
+                "memory": {"dataflows": args.suspended, "peers": args.suspended_peers},
+                "webhook": {
+                    "seconds": args.webhook_seconds,
+                    "rate": args.webhook_rate,
+                    "workers": args.webhook_workers,
+                },
+            },
+            concurrency={s: override or CONCURRENCY[s] for s in SYSTEMS},
+        )
+
+    def applies(self, backend: str, system: str, measure: str) -> bool:
+        if backend == "sqlite":  # the SQLite figures asked for; Absurd is PostgreSQL-only
+            return system in ("dataflows", "dbos") and measure in ("sequential", "throughput")
+        return measure != "webhook" or system == "dataflows"
+
+    def jobs(self) -> Iterator[tuple[str, str, str, int, dict[str, Any]]]:
+        """(backend, measure, system, repetition, params) in run order: the repetitions of a
+        measure interleaved across systems."""
+        for backend in self.backends:
+            for measure in self.measures:
+                for rep in range(self.repeat):
+                    for system in self.systems:
+                        if self.applies(backend, system, measure):
+                            for params in self.variants(system, measure):
+                                yield backend, measure, system, rep, params
+
+    def variants(self, system: str, measure: str) -> list[dict[str, Any]]:
+        """The parameter sets of one repetition (throughput: one per concurrency)."""
+        base = dict(self.params[measure])
+        if measure == "memory":
+            return [{"count": base["dataflows" if system == "dataflows" else "peers"]}]
+        if measure == "throughput":
+            return [{**base, "concurrency": c} for c in self.concurrency[system]]
+        return [base]
+
+
+def _choose(text: str, allowed: tuple[str, ...]) -> list[str]:
+    chosen = [x.strip() for x in text.split(",") if x.strip()]
+    unknown = sorted(set(chosen) - set(allowed))
+    if unknown:
+        raise SystemExit(f"unknown: {', '.join(unknown)} (choose from {', '.join(allowed)})")
+    return [x for x in allowed if x in chosen]
+
+
+class Stores:
+    """One PostgreSQL database per system (created on first use) and a SQLite directory."""
+
+    def __init__(self, server_url: str) -> None:
+        self.server_url = server_url
+        self.databases: dict[str, str] = {}
+        self.broken: dict[str, str] = {}  # system -> why its database could not be prepared
+        self.sqlite_dir = Path(tempfile.mkdtemp(prefix="bench_sqlite_"))
+        self.files = 0
+
+    def url(self, backend: str, system: str) -> str:
+        if backend == "sqlite":
+            self.files += 1
+            return f"sqlite:///{self.sqlite_dir / f'{system}_{self.files}.db'}"
+        if system in self.broken:
+            raise RuntimeError(self.broken[system])
+        if system not in self.databases:
+            url = create_database(self.server_url, f"bench_{system}")
+            self.databases[system] = url
+            if system == "absurd":
+                try:
+                    absurdctl_init(url)
+                except RuntimeError as exc:
+                    self.broken[system] = str(exc)
+                    raise
+        return self.databases[system]
+
+    def close(self) -> None:
+        for url in self.databases.values():
+            drop_database(self.server_url, url)
+        shutil.rmtree(self.sqlite_dir, ignore_errors=True)
+
+
+def absurdctl_init(url: str) -> None:
+    """Install Absurd's schema with its own tool, as its docs say (``absurdctl init``)."""
+    exe = Path(sys.executable).with_name("absurdctl")
+    done = subprocess.run([str(exe), "init", "--database", url], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"absurdctl init failed: {done.stdout}{done.stderr}".strip())
+
+
+@contextmanager
+def stores(server_url: str) -> Iterator[Stores]:
+    s = Stores(server_url)
+    try:
+        yield s
+    finally:
+        s.close()
+
+
+def run_child(system: str, measure: str, url: str, params: dict[str, Any]) -> dict[str, Any]:
+    with tempfile.NamedTemporaryFile(suffix=".json") as out:
+        spec = {"system": system, "measure": measure, "url": url, "params": params, "out": out.name}
+        try:
+            done = subprocess.run(
+                [sys.executable, "-m", "bench.child", json.dumps(spec)],
+                cwd=ROOT,
+                capture_output=True,
+                text=True,
+                timeout=TIMEOUTS[measure],
+            )
+        except subprocess.TimeoutExpired:
+            raise RuntimeError(f"timed out after {TIMEOUTS[measure]} s") from None
+        if done.returncode != 0:
+            tail = "\n".join(done.stderr.strip().splitlines()[-6:])
+            raise RuntimeError(f"exit {done.returncode}: {tail}")
+        result: dict[str, Any] = json.loads(Path(out.name).read_text())
+        return result
+
+
+def execute(plan: Plan, server_url: str, log: Any) -> tuple[dict[str, Any], list[dict[str, str]]]:
+    raws: dict[tuple[str, str, str, int], list[dict[str, Any]]] = {}
+    errors: list[dict[str, str]] = []
+    failed: set[tuple[str, str, str]] = set()  # a measure that failed once is not repeated
+    missing = {s for s in plan.systems if s in PACKAGES and find_spec(PACKAGES[s]) is None}
+    for system in sorted(missing):
+        errors.append(
+            error("*", system, "*", f"{PACKAGES[system]} is not installed in {sys.prefix}")
+        )
+    with stores(server_url) as where:
+        for backend, measure, system, rep, params in plan.jobs():
+            key = (backend, system, measure)
+            if system in missing or key in failed:
+                continue
+            log(f"{backend} {system} {measure} rep {rep + 1} {params}")
+            started = time.monotonic()
+            try:
+                raw = run_child(system, measure, where.url(backend, system), params)
+            except Exception as exc:  # a peer that breaks must not stop the rest
+                failed.add(key)
+                errors.append(error(backend, system, measure, str(exc)))
+                log(f"  FAILED: {exc}")
+                continue
+            log(f"  {time.monotonic() - started:.1f} s")
+            raws.setdefault((*key, params.get("concurrency", -1)), []).append(raw)
+    return collect(raws, failed), errors
+
+
+def error(backend: str, system: str, measure: str, message: str) -> dict[str, str]:
+    return {"backend": backend, "system": system, "measure": measure, "message": message}
+
+
+def collect(
+    raws: dict[tuple[str, str, str, int], list[dict[str, Any]]],
+    failed: set[tuple[str, str, str]],
+) -> dict[str, Any]:
+    results: dict[str, Any] = {}
+    for (backend, system, measure, concurrency), reps in raws.items():
+        if (backend, system, measure) in failed:
+            continue
+        entry = results.setdefault(backend, {}).setdefault(system, {}).setdefault(measure, {})
+        entry.setdefault("raw", {})[str(concurrency)] = reps
+        summary = figures.summarize(measure, reps)
+        if measure == "throughput":
+            entry.setdefault("by_concurrency", {})[concurrency] = summary
+        else:
+            entry["figures"] = summary
+    for systems in results.values():
+        for measures in systems.values():
+            if "by_concurrency" in measures.get("throughput", {}):
+                t = measures["throughput"]
+                t["best_concurrency"], t["figures"] = figures.best_variant(t["by_concurrency"])
+    return results
+
+
+def quick_verdict(document: dict[str, Any], max_ratio: float) -> tuple[bool, str]:
+    entry = document["results"].get("postgres", {}).get("dataflows", {}).get("sequential")
+    if not entry:
+        return False, "no sequential figure for dataflows on PostgreSQL"
+    ratio = entry["figures"]["ratio_to_insert"]["median"]
+    verdict = ratio <= max_ratio
+    word = "ok" if verdict else "GROSS REGRESSION"
+    return (
+        verdict,
+        f"{word}: dataflows ms/step is {ratio:.2f}× the INSERT round trip (limit {max_ratio}×)",
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    plan = Plan.from_args(args)
+    started = time.time()
+
+    def log(text: str) -> None:
+        print(f"[{time.time() - started:7.1f}s] {text}", file=sys.stderr, flush=True)
+
+    results, errors = execute(plan, args.pg_url, log)
+    document = {
+        "options": {
+            **{k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+            "systems": plan.systems,
+            "concurrency": plan.concurrency,
+        },
+        "machine": machine.describe(args.pg_url),
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
+        "duration_s": round(time.time() - started, 1),
+        "results": results,
+        "errors": errors,
+    }
+    write_json(document, args.out)
+    print_report(document)
+    print(f"JSON: {args.out}")
+    if args.quick:
+        ok, message = quick_verdict(document, args.max_ratio)
+        print(message)
+        return 0 if ok and not errors else 1
+    return 0

@@ -1,0 +1,257 @@
+"""dataflows under each measure: an in-process worker (``app.worker``) running trivial async steps.
+
+Every measure uses a fresh PostgreSQL schema (or the fresh SQLite file the harness passes) and
+times from inside the workflow code or from the moment the worker starts, never including schema
+creation. Each function returns a JSON-ready dict of raw figures.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import random
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import dataflows as df
+from bench.dbs import drop_schema, scalar
+from bench.procs import RssSampler, start_process, stop_process
+
+BATCH = 500  # events per send_many transaction when enqueueing
+
+
+async def noop(i: int) -> int:
+    return i
+
+
+def new_app(url: str) -> tuple[df.Dataflows, str | None]:
+    """An app on a fresh schema (PostgreSQL; returned, to be dropped) or on the given file."""
+    schema = None if url.startswith("sqlite:") else f"bench_{secrets.token_hex(4)}"
+    return df.Dataflows(url, schema=schema or "dataflows", retention=None), schema
+
+
+def _cleanup(url: str, schema: str | None) -> None:
+    if schema is not None:
+        drop_schema(url, schema)
+
+
+async def wait_until(
+    check: Callable[[], bool | Awaitable[bool]], timeout: float, every: float
+) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        done = check()
+        if inspect.isawaitable(done):
+            done = await done
+        if done:
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"condition not reached within {timeout}s")
+        await asyncio.sleep(every)
+
+
+def runs_reach(
+    app: df.Dataflows, workflow_id: str, status: str, count: int
+) -> Callable[[], Awaitable[bool]]:
+    """A check: at least ``count`` runs of ``workflow_id`` have ``status``."""
+
+    async def check() -> bool:
+        runs = await app.list_runs(workflow_id=workflow_id, status=status, limit=count)
+        return len(runs) >= count
+
+    return check
+
+
+async def enqueue(app: df.Dataflows, name: str, count: int) -> None:
+    for first in range(0, count, BATCH):
+        batch = range(first, min(first + BATCH, count))
+        await app.send_many([(name, {"i": i}, None) for i in batch])
+
+
+# -- sequential ---------------------------------------------------------------------------------
+
+
+def sequential(url: str, steps: int, schema: str | None = None) -> dict[str, Any]:
+    """One run of ``steps`` trivial steps, timed from before the first to after the last.
+
+    ``schema``: use this existing schema (and leave it) instead of a fresh one.
+    """
+    if schema is None:
+        app, schema = new_app(url)
+    else:
+        app, schema = df.Dataflows(url, schema=schema, retention=None), None
+    marks: dict[str, float] = {}
+
+    @app.workflow("sequential")
+    async def run_steps(event: df.Event, step: df.Step) -> int:
+        marks.setdefault("start", time.perf_counter())
+        for i in range(steps):
+            await step.run("step", noop, i)
+        marks["end"] = time.perf_counter()
+        return steps
+
+    async def main() -> None:
+        async with app, app.worker(concurrency=1):
+            run_id = await app.start("sequential", {})
+            await app.wait_for_run(run_id, timeout=600, raise_on_failure=True)
+
+    try:
+        asyncio.run(main())
+    finally:
+        _cleanup(url, schema)
+    return {"steps": steps, "seconds": marks["end"] - marks["start"]}
+
+
+# -- throughput ---------------------------------------------------------------------------------
+
+
+def throughput(url: str, runs: int, steps: int, concurrency: int) -> dict[str, Any]:
+    app, schema = new_app(url)
+    finished: set[int] = set()
+
+    @app.workflow("throughput", trigger=df.on_event("bench/throughput"))
+    async def run_steps(event: df.Event, step: df.Step) -> int:
+        for i in range(steps):
+            await step.run("step", noop, i)
+        finished.add(event.data["i"])
+        return steps
+
+    async def main() -> float:
+        async with app:
+            await enqueue(app, "bench/throughput", runs)  # all queued before the clock starts
+            start = time.perf_counter()
+            async with app.worker(concurrency=concurrency):
+                await wait_until(lambda: len(finished) >= runs, 3600, 0.005)
+                await wait_until(runs_reach(app, "throughput", "completed", runs), 600, 0.005)
+                return time.perf_counter() - start
+
+    try:
+        seconds = asyncio.run(main())
+    finally:
+        _cleanup(url, schema)
+    return {"runs": runs, "steps_per_run": steps, "concurrency": concurrency, "seconds": seconds}
+
+
+# -- event sent -> waiting run resumed ----------------------------------------------------------
+
+
+def event(url: str, trials: int, gap: float) -> dict[str, Any]:
+    app, schema = new_app(url)
+    resumed: dict[int, float] = {}
+    signals: dict[int, asyncio.Event] = {}
+
+    @app.workflow("event", trigger=df.on_event("bench/wait"))
+    async def wait(event: df.Event, step: df.Step) -> None:
+        await step.wait_for_event("go", "bench/go", match="data.i", timeout="1h")
+        i = event.data["i"]
+        resumed.setdefault(i, time.perf_counter())
+        signals[i].set()
+
+    async def main() -> list[float]:
+        for i in range(trials):
+            signals[i] = asyncio.Event()
+        async with app, app.worker():
+            await enqueue(app, "bench/wait", trials)
+            await wait_until(runs_reach(app, "event", "waiting", trials), 600, 0.05)
+            latencies = []
+            for i in range(trials):
+                sent = time.perf_counter()
+                await app.send("bench/go", {"i": i})
+                await asyncio.wait_for(signals[i].wait(), 30)
+                latencies.append(resumed[i] - sent)
+                await asyncio.sleep(random.uniform(0, 2 * gap))  # random phase against polling
+            return latencies
+
+    try:
+        latencies = asyncio.run(main())
+    finally:
+        _cleanup(url, schema)
+    return {"latencies": latencies}
+
+
+# -- lateness of 1 s sleeps ---------------------------------------------------------------------
+
+
+def sleep(url: str, trials: int, gap: float) -> dict[str, Any]:
+    app, schema = new_app(url)
+    intended: dict[int, float] = {}
+    resumed: dict[int, float] = {}
+
+    @app.workflow("sleep", trigger=df.on_event("bench/sleep"))
+    async def nap(event: df.Event, step: df.Step) -> None:
+        i = event.data["i"]
+        intended.setdefault(i, time.time() + 1.0)
+        await step.sleep("nap", 1.0)
+        resumed.setdefault(i, time.time())
+
+    async def main() -> None:
+        async with app, app.worker():
+            for i in range(trials):  # staggered, so wake-ups do not queue behind each other
+                await app.send("bench/sleep", {"i": i})
+                await asyncio.sleep(gap)
+            await wait_until(lambda: len(resumed) >= trials, 120, 0.05)
+
+    try:
+        asyncio.run(main())
+    finally:
+        _cleanup(url, schema)
+    return {"lateness": [resumed[i] - intended[i] for i in range(trials)]}
+
+
+# -- memory with many runs suspended on events ----------------------------------------------------
+
+#: Worker concurrency for the memory measure (runs executing at once, not runs held).
+HOLD_CONCURRENCY = 20
+
+
+def memory(url: str, count: int) -> dict[str, Any]:
+    """A separate worker process takes ``count`` runs into ``wait_for_event``; then all are released.
+
+    Its RSS is sampled throughout: idle, with every run suspended, and after all completed.
+    """
+    from bench.apps.hold_dataflows import make_app
+
+    schema = f"bench_{secrets.token_hex(4)}"
+    app = make_app(url, schema)
+    runs = f"{schema}.runs"
+
+    def status_count(status: str) -> int:
+        return scalar(url, f"SELECT count(*) FROM {runs} WHERE status = '{status}'")
+
+    async def main(sampler: RssSampler) -> dict[str, Any]:
+        async with app:
+            await asyncio.sleep(3)  # the worker has started and settled
+            figures: dict[str, Any] = {"rss_idle_mb": sampler.now()}
+            start = time.perf_counter()
+            await enqueue(app, "bench/hold", count)
+            await wait_until(lambda: status_count("waiting") >= count, 3600, 1.0)
+            figures["suspend_s"] = time.perf_counter() - start
+            await asyncio.sleep(3)
+            figures["rss_suspended_mb"] = sampler.now()
+            start = time.perf_counter()
+            await enqueue(app, "bench/release", count)
+            with contextlib.suppress(TimeoutError):  # counted below
+                await wait_until(lambda: status_count("completed") >= count, 3600, 1.0)
+            figures["resume_s"] = time.perf_counter() - start
+            figures["resumed"] = status_count("completed")
+            figures["rss_after_mb"] = sampler.now()
+            return figures
+
+    async def migrate() -> None:  # before the worker starts, so it finds its tables
+        async with app:
+            pass
+
+    asyncio.run(migrate())
+    worker = start_process(["-m", "bench.apps.hold_dataflows", url, schema, str(HOLD_CONCURRENCY)])
+    sampler = RssSampler(worker.pid)
+    try:
+        figures = asyncio.run(main(sampler))
+        figures["rss_peak_mb"] = sampler.peak
+    finally:
+        sampler.stop()
+        stop_process(worker)
+        _cleanup(url, schema)
+    return {"count": count, "all_resumed": figures["resumed"] == count, **figures}

@@ -1,0 +1,156 @@
+"""What the commands share: the APP argument, store options, running a client call, consoles."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import urlsplit, urlunsplit
+
+import click
+from rich.console import Console
+
+from dataflows.app import Dataflows
+from dataflows.cli.loading import load_app
+from dataflows.errors import DataflowsError, StoreError, StoreUnavailable
+from dataflows.store import DEFAULT_SQLITE_URL
+
+T = TypeVar("T")
+F = TypeVar("F", bound=Callable[..., Any])
+
+#: Default for APP arguments, and what ``dataflows serve`` hands its server processes.
+APP_ENV = "DATAFLOWS_APP"
+
+
+def app_argument(*, required: bool) -> Callable[[F], F]:
+    """``APP``: ``module:attribute`` or ``path/to/file.py``; defaults to ``$DATAFLOWS_APP``."""
+    metavar = "APP" if required else "[APP]"
+    return click.argument("app_spec", metavar=metavar, required=required, envvar=APP_ENV)
+
+
+def store_options(fn: F) -> F:
+    """``--database-url`` and ``--schema``, for the commands that only need the store."""
+    fn = click.option(
+        "--schema",
+        default=None,
+        help="PostgreSQL schema of dataflows' tables.  [default: the app's, else dataflows]",
+    )(fn)
+    return click.option(
+        "--database-url",
+        default=None,
+        metavar="URL",
+        help="postgresql://… or sqlite:///path.  [default: the app's, else "
+        "$DATAFLOWS_DATABASE_URL, else sqlite:///.dataflows/dataflows.db]",
+    )(fn)
+
+
+def json_option(fn: F) -> F:
+    return click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")(fn)
+
+
+def client_app(spec: str | None, database_url: str | None, schema: str | None) -> Dataflows:
+    """The app named by ``spec`` with the store options applied, or a bare client app."""
+    if spec is None:
+        return Dataflows(database_url, schema=schema or "dataflows")
+    app = load_app(spec)
+    if database_url is not None:
+        app.database_url = database_url
+    if schema is not None:
+        app.schema = schema
+    return app
+
+
+def store_url(app: Dataflows) -> str:
+    """The URL the app's store uses (the same precedence as :func:`~dataflows.store.create_store`)."""
+    return app.database_url or os.environ.get("DATAFLOWS_DATABASE_URL") or DEFAULT_SQLITE_URL
+
+
+def display_url(url: str) -> str:
+    """``url`` without its password; SQLite files with their absolute path."""
+    if url.startswith("sqlite:"):
+        from dataflows.store.sqlite import sqlite_path
+
+        path = sqlite_path(url)
+        return url if path == ":memory:" else f"sqlite:///{Path(path).resolve()}"
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def require_existing_sqlite(app: Dataflows) -> None:
+    """Refuse to create an empty SQLite file for a command that only reads runs."""
+    url = store_url(app)
+    if not url.startswith("sqlite:"):
+        return
+    from dataflows.store.sqlite import sqlite_path
+
+    path = sqlite_path(url)
+    if path != ":memory:" and not Path(path).exists():
+        raise click.ClickException(
+            f"no database at {path}: pass --database-url or APP, or set DATAFLOWS_DATABASE_URL"
+        )
+
+
+def run_client(app: Dataflows, call: Callable[[Dataflows], Awaitable[T]]) -> T:
+    """Run one client call on ``app`` and close it; store and input errors become one line."""
+
+    async def go() -> T:
+        try:
+            return await call(app)
+        finally:
+            await app.close()
+
+    with friendly_errors(), _quiet("psycopg.pool"):
+        return asyncio.run(go())
+
+
+@contextlib.contextmanager
+def _quiet(logger_name: str) -> Iterator[None]:
+    """Hide a logger's warnings for a one-shot command: the pool's warning about each failed
+    connection attempt would bury the one-line error that follows."""
+    logger = logging.getLogger(logger_name)
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+@contextlib.contextmanager
+def friendly_errors() -> Iterator[None]:
+    """Turn what a user can fix (an unknown run, a bad URL, no database) into one line, exit 1."""
+    try:
+        yield
+    except StoreUnavailable as exc:
+        raise click.ClickException(f"database unreachable: {exc}") from None
+    except StoreError as exc:  # e.g. "file is not a database"
+        raise click.ClickException(f"cannot use the database: {exc}") from None
+    except DataflowsError as exc:
+        raise click.ClickException(str(exc)) from None
+    except ValueError as exc:  # a malformed URL or schema name, an invalid event name …
+        raise click.ClickException(str(exc)) from None
+    except OSError as exc:  # e.g. a SQLite file in a folder that cannot be created
+        raise click.ClickException(f"cannot open the database: {exc}") from None
+
+
+def stdout() -> Console:
+    """A console on stdout; wide when it is not a terminal, so piped output is not cut."""
+    return _console(stderr=False)
+
+
+def stderr() -> Console:
+    return _console(stderr=True)
+
+
+def _console(*, stderr: bool) -> Console:
+    console = Console(stderr=stderr, highlight=False)
+    if not console.is_terminal:
+        console = Console(stderr=stderr, highlight=False, width=200)
+    return console

@@ -1,0 +1,149 @@
+"""``dataflows dev APP``: the HTTP API and a worker in one process, for local development."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import shlex
+import signal
+import socket
+
+import click
+import uvicorn
+from rich.console import Group
+from rich.text import Text
+
+from dataflows.app import Dataflows
+from dataflows.cli.banner import database_text, summary, trigger_names, workflows_text
+from dataflows.cli.common import app_argument, friendly_errors, stdout
+from dataflows.cli.loading import load_app
+from dataflows.cli.logs import log_level_option, setup_logging
+from dataflows.cli.progress import Progress
+from dataflows.cli.server import Server, api_keys, base_url, listen
+from dataflows.worker import Worker, WorkerOptions
+
+log = logging.getLogger("dataflows.cli")
+
+SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+@click.command()
+@app_argument(required=True)
+@click.option(
+    "--host", default="127.0.0.1", show_default=True, help="Interface the API listens on."
+)
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=8000,
+    show_default=True,
+    help="Port (0: any free port).",
+)
+@click.option(
+    "--concurrency",
+    type=click.IntRange(min=1),
+    default=10,
+    show_default=True,
+    help="Runs the worker executes at once.",
+)
+@log_level_option
+def dev(app_spec: str, host: str, port: int, concurrency: int, log_level: str) -> None:
+    """Run APP's HTTP API and a worker in one process (SQLite unless the app says otherwise).
+
+    Prints where the API listens, the webhook URL of every enabled source and a curl command
+    that sends an event. Ctrl-C or SIGTERM stops both gracefully.
+    """
+    setup_logging(log_level)
+    app = load_app(app_spec)
+    sock = listen(host, port)
+    try:
+        with friendly_errors():
+            asyncio.run(_run(app, app_spec, sock, concurrency))
+    finally:
+        sock.close()
+
+
+async def _run(app: Dataflows, spec: str, sock: socket.socket, concurrency: int) -> None:
+    from dataflows.http import create_api
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    def on_signal(sig: signal.Signals) -> None:
+        if stop.is_set():
+            log.warning("%s again: exiting now", sig.name)
+            logging.shutdown()
+            os._exit(130)
+        log.info("%s: stopping the worker, then the API (signal again to exit now)", sig.name)
+        stop.set()
+
+    for sig in SIGNALS:
+        loop.add_signal_handler(sig, on_signal, sig)
+    await app.open()
+    worker = Worker(app, WorkerOptions(concurrency=concurrency))
+    await worker.start()
+    config = uvicorn.Config(create_api(app), log_config=None, timeout_graceful_shutdown=10)
+    server = Server(config)
+    serving = asyncio.create_task(server.serve(sockets=[sock]))
+    progress = asyncio.create_task(Progress(worker, 5.0).run())
+    try:
+        while True:  # uvicorn has no "started" event to wait on
+            if server.started or serving.done():
+                break
+            await asyncio.sleep(0.02)
+        if server.started:
+            stdout().print(_banner(app, spec, base_url(sock), concurrency))
+        stopping = asyncio.create_task(stop.wait())
+        await asyncio.wait([serving, stopping], return_when=asyncio.FIRST_COMPLETED)
+        stopping.cancel()
+    finally:
+        progress.cancel()
+        await worker.stop()
+        server.should_exit = True
+        await asyncio.gather(serving, progress, return_exceptions=True)
+        for sig in SIGNALS:
+            loop.remove_signal_handler(sig)
+        await app.close()
+    serving.result()  # a server that failed on its own reports why
+
+
+def _banner(app: Dataflows, spec: str, url: str, concurrency: int) -> Group:
+    from dataflows.sources import enabled_sources
+
+    keys = api_keys()
+    hooks = Text()
+    for number, name in enumerate(sorted(enabled_sources(app.sources, os.environ))):
+        hooks.append(("\n" if number else "") + f"{url}/hooks/{name}")
+    if not hooks.plain:
+        hooks = Text(
+            "none enabled (set DATAFLOWS_GITHUB_SECRET=… or another source's secret)", "dim"
+        )
+    rows: list[tuple[str, str | Text]] = [
+        ("API", f"{url}   (OpenAPI document: {url}/openapi.json)"),
+        ("webhooks", hooks),
+        ("database", database_text(app)),
+        ("workflows", workflows_text(app)),
+        ("worker", f"in this process, concurrency {concurrency}"),
+        (
+            "API keys",
+            f"{len(keys)} configured" if keys else Text("none: the API is open", "yellow"),
+        ),
+    ]
+    return Group(
+        summary(f"dataflows dev  {spec}", rows),
+        Text(),
+        Text("Send an event:", style="bold"),
+        Text(_sample_curl(app, url, bool(keys))),
+        Text(),
+        Text("Ctrl-C stops the worker and the API.", style="dim"),
+    )
+
+
+def _sample_curl(app: Dataflows, url: str, with_key: bool) -> str:
+    names = trigger_names(app)
+    name = names[0].replace("*", "example") if names else "example/hello"
+    body = json.dumps({"name": name, "data": {"hello": "world"}})
+    auth = ' -H "Authorization: Bearer $DATAFLOWS_API_KEY"' if with_key else ""
+    return f"curl -X POST {url}/events -H 'Content-Type: application/json'{auth} -d {shlex.quote(body)}"

@@ -1,0 +1,114 @@
+"""``dataflows serve APP``: the HTTP API only, in one or several server processes."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import socket
+
+import click
+import uvicorn
+
+from dataflows.app import Dataflows
+from dataflows.cli.banner import database_text, summary
+from dataflows.cli.common import APP_ENV, app_argument, friendly_errors, stderr, stdout
+from dataflows.cli.loading import load_app
+from dataflows.cli.logs import log_level_option, setup_logging
+from dataflows.cli.server import Server, api_keys, base_url, listen
+
+log = logging.getLogger("dataflows.cli")
+
+SIGNALS = (signal.SIGTERM, signal.SIGINT)
+OPEN_API_WARNING = (
+    "WARNING: no API keys are configured (DATAFLOWS_API_KEYS is unset or empty): "
+    "the API is open to anyone who can reach it. Set DATAFLOWS_API_KEYS=key1,key2 to require "
+    "'Authorization: Bearer <key>'."
+)
+
+
+@click.command()
+@app_argument(required=True)
+@click.option(
+    "--host", default="127.0.0.1", show_default=True, help="Interface to listen on (0.0.0.0: all)."
+)
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=8000,
+    show_default=True,
+    help="Port (0: any free port).",
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Server processes sharing the port.",
+)
+@log_level_option
+def serve(app_spec: str, host: str, port: int, workers: int, log_level: str) -> None:
+    """Serve APP's HTTP API (no worker: run `dataflows worker` for that).
+
+    With --workers N, N server processes share the port; each loads APP from DATAFLOWS_APP.
+    Without DATAFLOWS_API_KEYS the API needs no credentials, and this says so at start.
+    """
+    setup_logging(log_level)
+    app = load_app(app_spec)  # fail here, once, if APP is wrong
+    if not api_keys():
+        stderr().print(OPEN_API_WARNING, style="bold red")
+    sock = listen(host, port)
+    os.environ[APP_ENV] = app_spec
+    try:
+        stdout().print(_banner(app, app_spec, base_url(sock), workers))
+        if workers == 1:
+            with friendly_errors():
+                asyncio.run(_serve_here(app, sock))
+        else:
+            _serve_processes(sock, workers, log_level)
+    finally:
+        sock.close()
+
+
+def _banner(app: Dataflows, spec: str, url: str, workers: int) -> object:
+    processes = "this process" if workers == 1 else f"{workers} processes"
+    keys = len(api_keys())
+    return summary(
+        f"dataflows serve  {spec}",
+        [
+            ("API", f"{url}   ({processes})"),
+            ("database", database_text(app)),
+            ("API keys", f"{keys} configured" if keys else "none: the API is open"),
+        ],
+    )
+
+
+async def _serve_here(app: Dataflows, sock: socket.socket) -> None:
+    from dataflows.http import create_api
+
+    server = Server(uvicorn.Config(create_api(app), log_config=None, timeout_graceful_shutdown=30))
+    loop = asyncio.get_running_loop()
+
+    def on_signal(sig: signal.Signals) -> None:
+        if server.should_exit:
+            server.force_exit = True
+        log.info("%s: stopping the API", sig.name)
+        server.should_exit = True
+
+    for sig in SIGNALS:
+        loop.add_signal_handler(sig, on_signal, sig)
+    try:
+        await server.serve(sockets=[sock])
+    finally:
+        await app.close()
+
+
+def _serve_processes(sock: socket.socket, workers: int, log_level: str) -> None:
+    config = uvicorn.Config(
+        "dataflows.http:app_from_env", factory=True, workers=workers, log_level=log_level
+    )
+    # uvicorn's supervisor: it restarts a server process that dies and stops them all on SIGTERM.
+    from uvicorn.supervisors import Multiprocess
+
+    Multiprocess(config, sockets=[sock]).run()

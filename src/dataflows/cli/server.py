@@ -1,0 +1,55 @@
+"""Running the HTTP API in this process: a listening socket, and uvicorn without its signal handling."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+from collections.abc import Iterator
+
+import click
+import uvicorn
+
+
+class Server(uvicorn.Server):
+    """A uvicorn server that leaves SIGINT/SIGTERM to the command.
+
+    uvicorn re-raises a signal it handled once it has shut down, which would end the process
+    with that signal; the commands stop the worker first, then the server, and exit 0.
+    """
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """A socket bound to ``host:port`` (port 0: any free port), or one clear error."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    # IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY on accepted connections only when the listening
+    # socket names TCP, and without it Nagle meets delayed ACKs (~40 ms per kept-alive request).
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(2048)  # connections wait in the backlog until the server accepts them
+    except OSError as exc:
+        sock.close()
+        raise click.ClickException(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    sock.set_inheritable(True)
+    return sock
+
+
+def base_url(sock: socket.socket) -> str:
+    host, port = sock.getsockname()[:2]
+    shown = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
+    if ":" in shown:
+        shown = f"[{shown}]"
+    return f"http://{shown}:{port}"
+
+
+def api_keys() -> list[str]:
+    """The API keys configured in ``DATAFLOWS_API_KEYS`` (comma-separated)."""
+    return [
+        key.strip() for key in os.environ.get("DATAFLOWS_API_KEYS", "").split(",") if key.strip()
+    ]

@@ -1,0 +1,468 @@
+"""The API's OpenAPI 3.1 document, written by hand to say exactly what the routes accept.
+
+Every rule of :mod:`shapes` and :mod:`strict_json` that a schema can express is here, so a
+client generated from this document (or a fuzzer such as schemathesis) sends what is accepted.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dataflows.http.shapes import (
+    CURSOR_PATTERN,
+    DEFAULT_LIMIT,
+    MAX_EVENTS,
+    MAX_ID_LENGTH,
+    MAX_LIMIT,
+    NAME_PATTERN,
+)
+from dataflows.records import RUN_STATUSES
+
+__all__ = ["openapi_document"]
+
+Schema = dict[str, Any]
+
+_NO_NUL = r"^[^\x00]*$"
+_ID_PATTERN = rf"^[^\x00]{{1,{MAX_ID_LENGTH}}}$"
+
+
+def _ref(name: str) -> Schema:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _nullable(schema: Schema) -> Schema:
+    return {"anyOf": [schema, {"type": "null"}]}
+
+
+_TIME = {"type": "string", "format": "date-time"}
+_OPTIONAL_TIME = {"type": ["string", "null"], "format": "date-time"}
+
+
+def _object(properties: dict[str, Schema], *, required: list[str] | None = None) -> Schema:
+    names = list(properties) if required is None else required
+    return {
+        "type": "object",
+        "properties": properties,
+        "required": names,
+        "additionalProperties": False,
+    }
+
+
+_SCHEMAS: dict[str, Schema] = {
+    "Error": _object(
+        {
+            "error": _object(
+                {
+                    "code": {"type": "string", "description": "Stable; see the error table."},
+                    "message": {"type": "string"},
+                }
+            )
+        }
+    ),
+    # Any JSON value a request may carry: no NUL in strings (nor lone surrogates, which a JSON
+    # Schema cannot say), no NaN or infinities, at most 64 levels of nesting.
+    "JsonValue": {
+        "anyOf": [
+            {"type": "null"},
+            {"type": "boolean"},
+            {"type": "number"},
+            {"type": "string", "pattern": _NO_NUL},
+            {"type": "array", "items": _ref("JsonValue")},
+            _ref("JsonObject"),
+        ]
+    },
+    "JsonObject": {
+        "type": "object",
+        "propertyNames": {"pattern": _NO_NUL},
+        "additionalProperties": _ref("JsonValue"),
+    },
+    "EventIn": _object(
+        {
+            "name": {
+                "type": "string",
+                "pattern": NAME_PATTERN,
+                "description": "1-200 printable ASCII characters, not starting with "
+                "'dataflows/' (reserved).",
+                "examples": ["approval/decided"],
+            },
+            "data": {**_ref("JsonObject"), "description": "Default {}."},
+            "id": {
+                "type": "string",
+                "pattern": _ID_PATTERN,
+                "description": "Deduplication key: an id already stored is not stored again.",
+            },
+        },
+        required=["name"],
+    ),
+    "EventsIn": {
+        "oneOf": [
+            _ref("EventIn"),
+            {"type": "array", "items": _ref("EventIn"), "minItems": 1, "maxItems": MAX_EVENTS},
+        ]
+    },
+    "EventSent": _object(
+        {
+            "id": {"type": "string"},
+            "run_ids": {"type": "array", "items": {"type": "string"}},
+            "duplicate": {"type": "boolean"},
+        }
+    ),
+    "EventsSent": _object(
+        {
+            "ids": {"type": "array", "items": {"type": "string"}},
+            "run_ids": {"type": "array", "items": {"type": "string"}},
+            "events": {"type": "array", "items": _ref("EventSent")},
+        }
+    ),
+    "WebhookAccepted": _object(
+        {
+            "event_id": {"type": "string"},
+            "run_ids": {"type": "array", "items": {"type": "string"}},
+            "duplicate": {"type": "boolean"},
+        }
+    ),
+    "RunStart": _object(
+        {
+            "data": {**_ref("JsonObject"), "description": "Default {}."},
+            "idempotency_key": {
+                "type": "string",
+                "pattern": _ID_PATTERN,
+                "description": "The same key for the same workflow starts one run only.",
+            },
+        },
+        required=[],
+    ),
+    "RunStarted": _object({"run_id": {"type": "string"}}),
+    "RunStateChanged": _object(
+        {"run_id": {"type": "string"}, "status": {"type": "string", "enum": list(RUN_STATUSES)}}
+    ),
+    "Trigger": {
+        "type": "object",
+        "properties": {"type": {"type": "string"}, "event": {"type": "string"}},
+        "required": ["type"],
+    },
+    "Workflow": _object(
+        {
+            "id": {"type": "string"},
+            "triggers": {"type": "array", "items": _ref("Trigger")},
+            "retries": _object(
+                {
+                    "retries": {"type": "integer"},
+                    "initial_seconds": {"type": "number"},
+                    "factor": {"type": "number"},
+                    "maximum_seconds": {"type": "number"},
+                    "jitter": {"type": "number"},
+                }
+            ),
+            "timeout_seconds": {"type": ["number", "null"]},
+        }
+    ),
+    "Workflows": _object({"workflows": {"type": "array", "items": _ref("Workflow")}}),
+    "RunEvent": {
+        "type": "object",
+        "properties": {
+            "id": {"type": "string"},
+            "name": {"type": "string"},
+            "ts": _TIME,
+            "data": {"type": "object"},
+        },
+        "required": ["id", "name", "ts"],
+        "additionalProperties": False,
+    },
+    "RunSummary": _object(
+        {
+            "id": {"type": "string"},
+            "workflow_id": {"type": "string"},
+            "status": {"type": "string", "enum": list(RUN_STATUSES)},
+            "wait_reason": {"type": ["string", "null"]},
+            "event": _ref("RunEvent"),
+            "error": {"type": ["object", "null"]},
+            "created_at": _TIME,
+            "updated_at": _TIME,
+            "completed_at": _OPTIONAL_TIME,
+            "wake_at": _OPTIONAL_TIME,
+            "recoveries": {"type": "integer"},
+            "parent_run_id": {"type": ["string", "null"]},
+        }
+    ),
+    "Step": _object(
+        {
+            "key": {"type": "string", "description": "Unique in the run: name, name#2, ..."},
+            "name": {"type": "string"},
+            "kind": {"type": "string", "enum": ["run", "sleep", "wait", "send", "invoke"]},
+            "status": {"type": "string", "enum": ["completed", "failed", "retrying", "waiting"]},
+            "attempts": {"type": "integer"},
+            "output": {},
+            "error": {"type": ["object", "null"]},
+            "started_at": _OPTIONAL_TIME,
+            "completed_at": _OPTIONAL_TIME,
+            "wake_at": _OPTIONAL_TIME,
+            "duration_seconds": {"type": ["number", "null"]},
+        }
+    ),
+    "Runs": _object(
+        {
+            "runs": {"type": "array", "items": _ref("RunSummary")},
+            "next_cursor": {"type": ["string", "null"]},
+        }
+    ),
+    "Status": _object({"status": {"type": "string"}}),
+}
+_SCHEMAS["RunDetail"] = {
+    **_SCHEMAS["RunSummary"],
+    "properties": {
+        **_SCHEMAS["RunSummary"]["properties"],
+        "result": {},
+        "steps": {"type": "array", "items": _ref("Step")},
+    },
+    "required": [*_SCHEMAS["RunSummary"]["required"], "result", "steps"],
+}
+
+_ERRORS: dict[int, str] = {
+    400: "Malformed JSON (invalid_json) or request (bad_request).",
+    401: "Missing or invalid credentials (unauthorized) or webhook signature (invalid_signature).",
+    404: "Unknown source, workflow, run or path.",
+    409: "The run is not in a state the operation applies to (invalid_run_state).",
+    413: "Body over the limit (body_too_large) or event data over the payload cap.",
+    415: "JSON routes need Content-Type: application/json (UTF-8).",
+    422: "Valid JSON of the wrong shape (invalid_request), or an unreadable delivery.",
+    503: "The database is unreachable (store_unavailable); retry after Retry-After seconds.",
+}
+
+
+def _error(status: int) -> Schema:
+    response: Schema = {
+        "description": _ERRORS[status],
+        "content": {"application/json": {"schema": _ref("Error")}},
+    }
+    if status == 503:
+        response["headers"] = {"Retry-After": {"schema": {"type": "string"}, "required": True}}
+    if status == 401:
+        response["headers"] = {
+            "WWW-Authenticate": {"schema": {"type": "string"}, "required": False}
+        }
+    return response
+
+
+def _ok(status: int, schema: str, description: str) -> dict[str, Schema]:
+    return {
+        str(status): {
+            "description": description,
+            "content": {"application/json": {"schema": _ref(schema)}},
+        }
+    }
+
+
+def _path_param(name: str, description: str) -> Schema:
+    return {
+        "name": name,
+        "in": "path",
+        "required": True,
+        "schema": {"type": "string"},
+        "description": description,
+    }
+
+
+def _json_body(schema: str, *, required: bool = True) -> Schema:
+    return {
+        "required": required,
+        "content": {"application/json": {"schema": _ref(schema)}},
+    }
+
+
+def _operation(
+    op_id: str,
+    summary: str,
+    responses: dict[str, Schema],
+    errors: tuple[int, ...],
+    **extra: Any,
+) -> Schema:
+    return {
+        "operationId": op_id,
+        "summary": summary,
+        "responses": {**responses, **{str(s): _error(s) for s in errors}},
+        **extra,
+    }
+
+
+_RUN_ID = _path_param("run_id", "The run's id.")
+_RUNS_QUERY = [
+    {
+        "name": "workflow_id",
+        "in": "query",
+        "schema": {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": MAX_ID_LENGTH,
+            "pattern": _NO_NUL,
+        },
+    },
+    {"name": "status", "in": "query", "schema": {"type": "string", "enum": list(RUN_STATUSES)}},
+    {
+        "name": "limit",
+        "in": "query",
+        "schema": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": DEFAULT_LIMIT},
+    },
+    {
+        "name": "cursor",
+        "in": "query",
+        "description": "The next_cursor of the previous page, unchanged.",
+        "schema": {"type": "string", "pattern": CURSOR_PATTERN},
+    },
+]
+_WEBHOOK_BODY = {
+    "required": False,
+    "description": "The provider's request exactly as sent; the source verifies the raw bytes.",
+    "content": {
+        "application/json": {"schema": {}},
+        "application/x-www-form-urlencoded": {"schema": {"type": "object"}},
+        "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+    },
+}
+_OPEN: dict[str, Any] = {"security": []}
+
+
+def _paths(auth: tuple[int, ...]) -> dict[str, Schema]:
+    store = (503,)
+    return {
+        "/hooks/{source}": {
+            "post": _operation(
+                "receiveWebhook",
+                "Verify a provider's webhook, store its event, start the workflows it triggers.",
+                {
+                    **_ok(202, "WebhookAccepted", "Stored (or already stored) and committed."),
+                    "200": {
+                        "description": "A verified handshake (e.g. Slack URL verification).",
+                        "content": {"application/json": {"schema": {"type": "object"}}},
+                    },
+                },
+                (401, 404, 413, 422, *store),
+                parameters=[_path_param("source", "An enabled source: shopify, github ...")],
+                requestBody=_WEBHOOK_BODY,
+                **_OPEN,
+            )
+        },
+        "/events": {
+            "post": _operation(
+                "sendEvents",
+                "Send one event or a list of them, in one transaction.",
+                _ok(202, "EventsSent", "The events and the runs they start are committed."),
+                (400, *auth, 413, 415, 422, *store),
+                requestBody=_json_body("EventsIn"),
+            )
+        },
+        "/workflows": {
+            "get": _operation(
+                "listWorkflows",
+                "Registered workflows and their triggers.",
+                _ok(200, "Workflows", "Every registered workflow."),
+                auth,
+            )
+        },
+        "/workflows/{workflow_id}/runs": {
+            "post": _operation(
+                "startRun",
+                "Start a run of a workflow.",
+                _ok(202, "RunStarted", "The run is committed."),
+                (400, *auth, 404, 413, 415, 422, *store),
+                parameters=[_path_param("workflow_id", "A registered workflow's id.")],
+                requestBody=_json_body("RunStart", required=False),
+            )
+        },
+        "/runs": {
+            "get": _operation(
+                "listRuns",
+                "Runs, newest first, with cursor pagination.",
+                _ok(200, "Runs", "A page of runs."),
+                (*auth, 422, *store),
+                parameters=_RUNS_QUERY,
+            )
+        },
+        "/runs/{run_id}": {
+            "get": _operation(
+                "getRun",
+                "A run with its steps.",
+                _ok(200, "RunDetail", "The run."),
+                (*auth, 404, *store),
+                parameters=[_RUN_ID],
+            )
+        },
+        "/runs/{run_id}/cancel": {
+            "post": _operation(
+                "cancelRun",
+                "Cancel a run: it starts no further step.",
+                _ok(202, "RunStateChanged", "The run is cancelled."),
+                (*auth, 404, 409, *store),
+                parameters=[_RUN_ID],
+            )
+        },
+        "/runs/{run_id}/retry": {
+            "post": _operation(
+                "retryRun",
+                "Run a failed or cancelled run again: recorded steps stay, failed steps rerun.",
+                _ok(202, "RunStateChanged", "The run is queued again."),
+                (*auth, 404, 409, *store),
+                parameters=[_RUN_ID],
+            )
+        },
+        "/healthz": {
+            "get": _operation(
+                "liveness", "Liveness.", _ok(200, "Status", "The process serves."), (), **_OPEN
+            )
+        },
+        "/readyz": {
+            "get": _operation(
+                "readiness",
+                "Readiness: the database answers.",
+                _ok(200, "Status", "Ready."),
+                store,
+                **_OPEN,
+            )
+        },
+        "/metrics": {
+            "get": _operation(
+                "metrics",
+                "Prometheus metrics.",
+                {
+                    "200": {
+                        "description": "Prometheus text exposition format.",
+                        "content": {"text/plain": {"schema": {"type": "string"}}},
+                    }
+                },
+                auth,
+            )
+        },
+        "/openapi.json": {
+            "get": _operation(
+                "openapi",
+                "This document.",
+                {
+                    "200": {
+                        "description": "OpenAPI 3.1.",
+                        "content": {"application/json": {"schema": {"type": "object"}}},
+                    }
+                },
+                auth,
+            )
+        },
+    }
+
+
+def openapi_document(*, secured: bool, version: str = "0.1.0") -> dict[str, Any]:
+    """The document; ``secured`` when API keys are configured (bearer auth, 401 answers)."""
+    document: dict[str, Any] = {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "dataflows",
+            "version": version,
+            "description": "Durable workflows: send events, start and inspect runs.",
+        },
+        "paths": _paths((401,) if secured else ()),
+        "components": {"schemas": _SCHEMAS},
+    }
+    if secured:
+        document["components"]["securitySchemes"] = {
+            "bearerAuth": {"type": "http", "scheme": "bearer"}
+        }
+        document["security"] = [{"bearerAuth": []}]
+    return document

@@ -1,0 +1,74 @@
+"""``GET /metrics``: the engine's counters, and the queue depth read from the database.
+
+The counters (:mod:`dataflows.metrics`) count what this process did. Queue depth — unfinished runs
+by workflow and status — is read from the store when scraped, so it is the same whichever process
+serves it. The store is async, so the counts are gathered in the route and rendered from a
+snapshot; while the database is unreachable the counters are still served, with
+``dataflows_store_up 0`` and no queue depth.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+
+from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.registry import Collector
+from starlette.requests import Request
+from starlette.responses import Response
+
+from dataflows.app import Dataflows
+from dataflows.errors import StoreUnavailable
+from dataflows.http.context import context
+
+__all__ = ["QUEUE_STATUSES", "metrics"]
+
+#: Unfinished statuses, always reported (as 0 when empty) so alerts see a series, not a gap.
+QUEUE_STATUSES = ("queued", "running", "waiting")
+
+Counts = list[tuple[str, str, int]]
+
+
+async def metrics(request: Request) -> Response:
+    app = context(request).app
+    counts = await _queue_counts(app)
+    snapshot = CollectorRegistry(auto_describe=False)
+    snapshot.register(_Snapshot(counts, [w.id for w in app.registry]))
+    body = generate_latest(REGISTRY) + generate_latest(snapshot)
+    return Response(body, media_type=CONTENT_TYPE_LATEST)
+
+
+async def _queue_counts(app: Dataflows) -> Counts | None:
+    try:
+        await app.open()
+        return await app.store.run_counts()
+    except StoreUnavailable:
+        return None
+
+
+class _Snapshot(Collector):
+    """Queue depth and store reachability as read for this scrape."""
+
+    def __init__(self, counts: Counts | None, workflow_ids: Iterable[str]) -> None:
+        self.counts = counts
+        self.workflow_ids = sorted(workflow_ids)
+
+    def collect(self) -> Iterator[Metric]:
+        up = GaugeMetricFamily("dataflows_store_up", "Whether the database answered this scrape.")
+        up.add_metric([], 0.0 if self.counts is None else 1.0)
+        yield up
+        if self.counts is not None:
+            yield self._depth(self.counts)
+
+    def _depth(self, counts: Counts) -> GaugeMetricFamily:
+        depth = {(w, s): 0 for w in self.workflow_ids for s in QUEUE_STATUSES}
+        depth.update({(w, s): n for w, s, n in counts})
+        gauge = GaugeMetricFamily(
+            "dataflows_queue_depth",
+            "Unfinished runs by workflow and status, read from the database.",
+            labels=["workflow", "status"],
+        )
+        for (workflow, status), count in sorted(depth.items()):
+            gauge.add_metric([workflow, status], float(count))
+        return gauge

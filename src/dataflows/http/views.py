@@ -1,0 +1,88 @@
+"""How runs, steps and workflows look in the API's JSON. Times are RFC 3339 strings in UTC."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from datetime import datetime
+from typing import Any
+
+from dataflows.models import Run, StepInfo
+from dataflows.workflow import EventTrigger, Trigger, Workflow
+
+__all__ = ["run_detail", "run_summary", "step_view", "workflow_view"]
+
+_REPEAT_SUFFIX = re.compile(r"#[0-9]+$")
+
+
+def _time(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat().replace("+00:00", "Z")
+
+
+def run_summary(run: Run) -> dict[str, Any]:
+    """A run as listed: everything but its data, result and steps."""
+    return {
+        "id": run.id,
+        "workflow_id": run.workflow_id,
+        "status": run.status,
+        "wait_reason": run.wait_reason,
+        "event": {"id": run.event.id, "name": run.event.name, "ts": _time(run.event.ts)},
+        "error": run.error,
+        "created_at": _time(run.created_at),
+        "updated_at": _time(run.updated_at),
+        "completed_at": _time(run.completed_at),
+        "wake_at": _time(run.wake_at),
+        "recoveries": run.recoveries,
+        "parent_run_id": run.parent_run_id,
+    }
+
+
+def run_detail(run: Run) -> dict[str, Any]:
+    """A run with its triggering event's data, its result and its steps in recording order."""
+    view = run_summary(run)
+    view["event"]["data"] = run.event.data
+    view["result"] = run.result
+    view["steps"] = [step_view(step) for step in run.steps]
+    return view
+
+
+def step_view(step: StepInfo) -> dict[str, Any]:
+    return {
+        "key": step.key,
+        # The name given in code: a repeated name is keyed "name#2", "name#3" ...
+        "name": _REPEAT_SUFFIX.sub("", step.key),
+        "kind": step.kind,
+        "status": step.status,
+        "attempts": step.attempts,
+        "output": step.output,
+        "error": step.error,
+        "started_at": _time(step.started_at),
+        "completed_at": _time(step.completed_at),
+        "wake_at": _time(step.wake_at),
+        "duration_seconds": step.duration,
+    }
+
+
+def workflow_view(workflow: Workflow) -> dict[str, Any]:
+    policy = workflow.retry
+    return {
+        "id": workflow.id,
+        "triggers": [trigger_view(t) for t in workflow.triggers],
+        "retries": {
+            "retries": policy.retries,
+            "initial_seconds": policy.initial,
+            "factor": policy.factor,
+            "maximum_seconds": policy.maximum,
+            "jitter": policy.jitter,
+        },
+        "timeout_seconds": workflow.timeout,
+    }
+
+
+def trigger_view(trigger: Trigger) -> dict[str, Any]:
+    if isinstance(trigger, EventTrigger):
+        return {"type": "event", "event": trigger.name}
+    # Trigger kinds added later (cron ...) show their fields under their class name.
+    kind = type(trigger).__name__.removesuffix("Trigger").lower()
+    fields = dataclasses.asdict(trigger) if dataclasses.is_dataclass(trigger) else {}
+    return {"type": kind, **fields}
