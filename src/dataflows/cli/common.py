@@ -32,6 +32,23 @@ def app_argument(*, required: bool) -> Callable[[F], F]:
     return click.argument("app_spec", metavar=metavar, required=required, envvar=APP_ENV)
 
 
+def listen_options(fn: F) -> F:
+    """``--host`` and ``--port`` for the commands that serve the API."""
+    fn = click.option(
+        "--port",
+        type=click.IntRange(0, 65535),
+        default=8000,
+        show_default=True,
+        help="Port (0: any free port).",
+    )(fn)
+    return click.option(
+        "--host",
+        default="127.0.0.1",
+        show_default=True,
+        help="Interface to listen on (0.0.0.0: all).",
+    )(fn)
+
+
 def store_options(fn: F) -> F:
     """``--database-url`` and ``--schema``, for the commands that only need the store."""
     fn = click.option(

@@ -17,7 +17,7 @@ from rich.text import Text
 
 from dataflows.app import Dataflows
 from dataflows.cli.banner import database_text, summary, trigger_names, workflows_text
-from dataflows.cli.common import app_argument, friendly_errors, stdout
+from dataflows.cli.common import app_argument, friendly_errors, listen_options, stdout
 from dataflows.cli.loading import load_app
 from dataflows.cli.logs import log_level_option, setup_logging
 from dataflows.cli.progress import Progress
@@ -31,16 +31,7 @@ SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 @click.command()
 @app_argument(required=True)
-@click.option(
-    "--host", default="127.0.0.1", show_default=True, help="Interface the API listens on."
-)
-@click.option(
-    "--port",
-    type=click.IntRange(0, 65535),
-    default=8000,
-    show_default=True,
-    help="Port (0: any free port).",
-)
+@listen_options
 @click.option(
     "--concurrency",
     type=click.IntRange(min=1),

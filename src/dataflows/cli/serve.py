@@ -13,7 +13,14 @@ import uvicorn
 
 from dataflows.app import Dataflows
 from dataflows.cli.banner import database_text, summary
-from dataflows.cli.common import APP_ENV, app_argument, friendly_errors, stderr, stdout
+from dataflows.cli.common import (
+    APP_ENV,
+    app_argument,
+    friendly_errors,
+    listen_options,
+    stderr,
+    stdout,
+)
 from dataflows.cli.loading import load_app
 from dataflows.cli.logs import log_level_option, setup_logging
 from dataflows.cli.server import Server, api_keys, base_url, listen
@@ -30,16 +37,7 @@ OPEN_API_WARNING = (
 
 @click.command()
 @app_argument(required=True)
-@click.option(
-    "--host", default="127.0.0.1", show_default=True, help="Interface to listen on (0.0.0.0: all)."
-)
-@click.option(
-    "--port",
-    type=click.IntRange(0, 65535),
-    default=8000,
-    show_default=True,
-    help="Port (0: any free port).",
-)
+@listen_options
 @click.option(
     "--workers",
     type=click.IntRange(min=1),
