@@ -600,3 +600,21 @@ async def test_purge_finished_also_purges_old_events(store: Store) -> None:
     assert not again.duplicate  # forgotten: a redelivery this late is new
     [kept] = await store.send_events([EventIntake(event("new"))], T0 + 30)
     assert kept.duplicate
+
+
+async def test_concurrent_steps_are_recorded_together_each_fenced(store: Store) -> None:
+    claimed = await running(store, "r1", "r2", "r3", "r4")
+    stale = claimed[2].lease_token - 1  # r3's write comes from a worker that lost its lease
+    tokens = [c.lease_token for c in claimed]
+    tokens[2] = stale
+    writes = [
+        store.record_step(c.id, token, step(key, output=c.id), T0 + 1)
+        for c, token in zip(claimed, tokens, strict=True)
+        for key in ("a", "b")
+    ]
+    results = await asyncio.gather(*writes)
+    assert results == [True, True, True, True, False, False, True, True]
+    for c in claimed:
+        history = await store.load_history(c.id)
+        expected = [] if c.id == "r3" else [("a", c.id), ("b", c.id)]
+        assert [(s.key, s.output) for s in history] == expected

@@ -264,6 +264,17 @@ def record_step_query(run_id: str, lease_token: int, step: NewStep, now: float) 
     )
 
 
+def record_steps_query(queries: Sequence[Query]) -> Query:
+    """Several ``record_step`` queries as one fenced multi-row insert (group commit)."""
+    return Query("record_steps", {"steps": json.dumps([q.params for q in queries])}, "all")
+
+
+def record_steps_counts(queries: Sequence[Query], inserted: Sequence[Sequence[Any]]) -> list[int]:
+    """Per query, 1 if the multi-row insert recorded its step (it returns run ids and keys)."""
+    done = {(row[0], row[1]) for row in inserted}
+    return [int((q.params["run_id"], q.params["key"]) in done) for q in queries]
+
+
 def record_attempt(
     run_id: str,
     lease_token: int,

@@ -19,6 +19,7 @@ from dataflows.records import (
 )
 from dataflows.store import programs
 from dataflows.store.base import Store
+from dataflows.store.batching import StepBatcher
 from dataflows.store.programs import Program, Query
 
 
@@ -30,9 +31,20 @@ def _single(query: Query) -> Program:
 class SqlStore(Store):
     """Backends implement :meth:`_run`: execute a program's queries in one transaction."""
 
+    def __init__(self) -> None:
+        super().__init__()
+        self._steps = StepBatcher(self._record_batch)
+
     @abc.abstractmethod
     async def _run(self, program: Program) -> Any:
         """Run ``program`` in one transaction and return its result."""
+
+    async def _record_batch(self, queries: Sequence[Query]) -> list[int]:
+        """Record several new steps (``record_step`` queries) in one transaction; row counts."""
+        if len(queries) == 1:
+            return [int(await self._run_one(queries[0]))]
+        rows = await self._run_one(programs.record_steps_query(queries))
+        return programs.record_steps_counts(queries, rows)
 
     async def _run_one(self, query: Query) -> Any:
         """Run a single statement. Backends may send it alone, in autocommit: one round trip."""
@@ -77,7 +89,7 @@ class SqlStore(Store):
         if step.kind == "run" and not events:
             # The hot path: a new step result is one fenced INSERT, one round trip.
             query = programs.record_step_query(run_id, lease_token, step, now)
-            if await self._run_one(query):
+            if await self._steps.submit(query):
                 return True
             # Nothing inserted: fenced, or a retry of a record whose answer was lost. The
             # program below tells the two apart (rare, so its extra round trips do not matter).

@@ -108,6 +108,21 @@ FROM runs WHERE id = %(run_id)s AND lease_token = %(lease_token)s AND status = '
 FOR SHARE
 ON CONFLICT DO NOTHING
 
+-- name: record_steps
+-- Group commit: the record_step rows of many runs at once, each fenced by its own lease.
+INSERT INTO steps (run_id, step_key, kind, status, output, error, attempts, event_id,
+                   started_at, completed_at)
+SELECT r.id, v.key, v.kind, v.status, v.output, v.error, v.attempts, v.event_id,
+       v.started_at, v.now
+FROM jsonb_to_recordset(%(steps)s::jsonb) AS v(
+         run_id text, lease_token bigint, key text, kind text, status text, output text,
+         error text, attempts int, event_id text, started_at double precision,
+         now double precision)
+JOIN runs r ON r.id = v.run_id AND r.lease_token = v.lease_token AND r.status = 'running'
+FOR SHARE OF r
+ON CONFLICT DO NOTHING
+RETURNING run_id, step_key
+
 -- name: delete_wait
 DELETE FROM waits WHERE run_id = %(run_id)s AND step_key = %(key)s
 

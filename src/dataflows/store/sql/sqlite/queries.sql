@@ -85,6 +85,20 @@ SELECT :run_id, :key, :kind, :status, :output, :error, :attempts, :event_id, :st
 FROM runs WHERE id = :run_id AND lease_token = :lease_token AND status = 'running'
 ON CONFLICT DO NOTHING
 
+-- name: record_steps
+-- Group commit: the record_step rows of many runs at once, each fenced by its own lease.
+INSERT INTO steps (run_id, step_key, kind, status, output, error, attempts, event_id,
+                   started_at, completed_at)
+SELECT r.id, v.value ->> '$.key', v.value ->> '$.kind', v.value ->> '$.status',
+       v.value ->> '$.output', v.value ->> '$.error', v.value ->> '$.attempts',
+       v.value ->> '$.event_id', v.value ->> '$.started_at', v.value ->> '$.now'
+FROM json_each(:steps) AS v
+JOIN runs r ON r.id = v.value ->> '$.run_id'
+           AND r.lease_token = v.value ->> '$.lease_token' AND r.status = 'running'
+WHERE true
+ON CONFLICT DO NOTHING
+RETURNING run_id, step_key
+
 -- name: delete_wait
 DELETE FROM waits WHERE run_id = :run_id AND step_key = :key
 
