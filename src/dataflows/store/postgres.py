@@ -62,7 +62,7 @@ class PostgresStore(SqlStore):
         url: str,
         *,
         schema: str = "dataflows",
-        min_size: int = 1,
+        min_size: int = 4,
         max_size: int = 10,
         timeout: float = 10.0,
     ) -> None:
@@ -73,7 +73,7 @@ class PostgresStore(SqlStore):
         self.url = url
         self.schema = schema
         self.channel = _channel(schema)
-        self.min_size = min_size
+        self.min_size = min(min_size, max_size)
         self.max_size = max_size
         self.timeout = timeout
         self._queries = load_queries("postgres")
@@ -157,7 +157,8 @@ class PostgresStore(SqlStore):
             if version in done:
                 continue
             async with conn.transaction():
-                await conn.execute(text.encode())  # several statements: simple query protocol
+                # Several statements: the simple query protocol, never prepared.
+                await conn.execute(text.encode(), prepare=False)
                 await conn.execute(
                     "INSERT INTO migrations (version, name, applied_at) VALUES (%s, %s, %s)",
                     [version, name, time.time()],
@@ -259,6 +260,9 @@ class PostgresStore(SqlStore):
         options = given.get("options", "")
         kwargs["options"] = f'{options} -c search_path="{self.schema}"'.strip()
         kwargs["autocommit"] = True
+        # Every statement the store sends is one of a fixed set: prepare each on first use, so
+        # a rarely sent one (a claim, a wait) is not planned again on every call.
+        kwargs["prepare_threshold"] = 0
         return kwargs
 
     def _translate(self, doing: str) -> _Translate:
