@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.faults.private_pg import PrivatePostgres
 from tests.pg import (
     DbTarget,
     PgServer,
@@ -89,3 +90,13 @@ def db(request: pytest.FixtureRequest) -> DbTarget:
     name = "pg_url" if request.param == "postgres" else "sqlite_target"
     target: DbTarget = request.getfixturevalue(name)
     return target
+
+
+@pytest.fixture
+def private_pg() -> Iterator[PrivatePostgres]:
+    """A PostgreSQL server of the test's own, which it may stop and start (never the shared one)."""
+    server = PrivatePostgres()
+    try:
+        yield server
+    finally:
+        server.close()

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -23,15 +23,6 @@ pytestmark = pytest.mark.crash
 OUTAGE = 3.0
 #: CPU seconds a worker may burn while the database is away for OUTAGE seconds.
 CPU_BUDGET = 1.0
-
-
-@pytest.fixture
-def private_pg() -> Iterator[PrivatePostgres]:
-    server = PrivatePostgres()
-    try:
-        yield server
-    finally:
-        server.close()
 
 
 @pytest.fixture

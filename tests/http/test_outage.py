@@ -8,11 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import httpx
-import pytest
 
 import dataflows as df
 from dataflows.http import create_api
@@ -22,15 +20,6 @@ from tests.http.conftest import SECRET, HmacSource, hook_headers, register_workf
 
 #: How long a request waits for a pooled connection before answering 503.
 POOL_TIMEOUT = 1.0
-
-
-@pytest.fixture
-def private_pg() -> Iterator[PrivatePostgres]:
-    server = PrivatePostgres()
-    try:
-        yield server
-    finally:
-        server.close()
 
 
 def outage_app(server: PrivatePostgres) -> df.Dataflows:

@@ -618,3 +618,18 @@ async def test_concurrent_steps_are_recorded_together_each_fenced(store: Store) 
         history = await store.load_history(c.id)
         expected = [] if c.id == "r3" else [("a", c.id), ("b", c.id)]
         assert [(s.key, s.output) for s in history] == expected
+
+
+async def test_concurrent_sends_share_a_transaction_and_still_dedupe(store: Store) -> None:
+    def intake(event_id: str, run_id: str) -> EventIntake:
+        e = event(event_id)
+        return EventIntake(e, (NewRun(run_id, "wf", e),))
+
+    sends = [store.send_events([intake(f"e{i % 5}", f"r{i}")], T0) for i in range(20)]
+    results = [r for [r] in await asyncio.gather(*sends)]
+    by_event: dict[str, set[tuple[str, ...]]] = {}
+    for result in results:
+        by_event.setdefault(result.event_id, set()).add(result.run_ids)
+    assert {e: len(ids) for e, ids in by_event.items()} == {f"e{i}": 1 for i in range(5)}
+    assert sum(not r.duplicate for r in results) == 5
+    assert len(await store.run_counts()) == 1 and (await store.run_counts())[0][2] == 5

@@ -1,35 +1,38 @@
-"""Group commit for new step results.
+"""Group commit: concurrent writes of the same kind share one transaction.
 
-Steps of concurrent runs that finish while a write is in flight are recorded together by the
-next write: one transaction, one round trip, however many steps. A step's result is still
-committed before its caller continues (each caller awaits its own outcome); a lone step is
-written at once, so sequential runs pay no extra latency.
+Whoever finds no write in flight becomes the writer and keeps writing until nobody waits; those
+who arrive meanwhile are written together by the next write. Each caller still awaits the commit
+of its own write before it goes on, so nothing is acknowledged early (a step's result is
+committed before the workflow's next line runs; an event before the API answers 202), and a lone
+caller is written at once, paying no extra latency.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
+from typing import Generic, TypeVar
 
 from dataflows.errors import StoreUnavailable
-from dataflows.store.programs import Query
 
-Flush = Callable[[Sequence[Query]], Awaitable[list[int]]]
+T = TypeVar("T")
+R = TypeVar("R")
+
+#: Writes a batch in one transaction; one result per item, in order.
+Flush = Callable[[Sequence[T]], Awaitable[Sequence[R]]]
 
 
-class StepBatcher:
-    """Whoever finds no write in flight becomes the writer, and keeps writing until none wait."""
-
-    def __init__(self, flush: Flush, max_batch: int = 500) -> None:
+class Batcher(Generic[T, R]):
+    def __init__(self, flush: Flush[T, R], max_batch: int = 500) -> None:
         self._flush = flush
         self._max_batch = max_batch
-        self._waiting: list[tuple[Query, asyncio.Future[int]]] = []
+        self._waiting: list[tuple[T, asyncio.Future[R]]] = []
         self._writing = False
 
-    async def submit(self, query: Query) -> int:
-        """Record one step (a ``record_step`` query); its row count once committed."""
-        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        self._waiting.append((query, future))
+    async def submit(self, item: T) -> R:
+        """Write ``item`` (with whatever else is waiting); its result once committed."""
+        future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
+        self._waiting.append((item, future))
         if not self._writing:
             self._writing = True
             try:
@@ -49,26 +52,26 @@ class StepBatcher:
         finally:
             self._writing = False
 
-    async def _write_all(self, own: asyncio.Future[int] | None) -> None:
+    async def _write_all(self, own: asyncio.Future[R] | None) -> None:
         while self._waiting:
             batch = self._waiting[: self._max_batch]
             del self._waiting[: self._max_batch]
             try:
-                counts = await self._flush([query for query, _ in batch])
+                results = await self._flush([item for item, _ in batch])
             except Exception as exc:  # each caller sees the failure of the write it was in
                 for _, future in batch:
                     if not future.done():
                         future.set_exception(exc)
                 continue
             except BaseException:
-                # The writer itself was cancelled: the others' steps may or may not be
+                # The writer itself was cancelled: the others' writes may or may not be
                 # committed, which is what "unavailable" tells them (their retry is safe).
                 for _, future in batch:
                     if future is own:
                         future.cancel()
                     elif not future.done():
-                        future.set_exception(StoreUnavailable("recording steps was interrupted"))
+                        future.set_exception(StoreUnavailable("the write was interrupted"))
                 raise
-            for (_, future), count in zip(batch, counts, strict=True):
+            for (_, future), result in zip(batch, results, strict=True):
                 if not future.done():
-                    future.set_result(count)
+                    future.set_result(result)

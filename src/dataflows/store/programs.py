@@ -85,9 +85,14 @@ def _containment(match: WaitMatch) -> str:
 
 
 def send_events(intakes: Sequence[EventIntake], now: float) -> Program:
-    yield from _lock_event_names(intake.event.name for intake in intakes)
+    return (yield from send_each([(intake, now) for intake in intakes]))
+
+
+def send_each(items: Sequence[tuple[EventIntake, float]]) -> Program:
+    """Events sent by several callers (each with its own time), in one transaction."""
+    yield from _lock_event_names(intake.event.name for intake, _ in items)
     results = []
-    for intake in intakes:
+    for intake, now in items:
         results.append((yield from _intake(intake, now)))
     return results
 

@@ -19,7 +19,7 @@ from dataflows.records import (
 )
 from dataflows.store import programs
 from dataflows.store.base import Store
-from dataflows.store.batching import StepBatcher
+from dataflows.store.batching import Batcher
 from dataflows.store.programs import Program, Query
 
 
@@ -33,7 +33,8 @@ class SqlStore(Store):
 
     def __init__(self) -> None:
         super().__init__()
-        self._steps = StepBatcher(self._record_batch)
+        self._steps: Batcher[Query, int] = Batcher(self._record_batch)
+        self._intake: Batcher[tuple[EventIntake, float], IntakeResult] = Batcher(self._intake_batch)
 
     @abc.abstractmethod
     async def _run(self, program: Program) -> Any:
@@ -62,7 +63,14 @@ class SqlStore(Store):
         return await self._run(_single(query))
 
     async def send_events(self, intakes: Sequence[EventIntake], now: float) -> list[IntakeResult]:
+        if len(intakes) == 1:
+            # Concurrent single events (webhooks, app.send) share one transaction.
+            return [await self._intake.submit((intakes[0], now))]
         result: list[IntakeResult] = await self._run(programs.send_events(intakes, now))
+        return result
+
+    async def _intake_batch(self, items: Sequence[tuple[EventIntake, float]]) -> list[IntakeResult]:
+        result: list[IntakeResult] = await self._run(programs.send_each(items))
         return result
 
     async def start_run(self, run: NewRun, now: float) -> tuple[str, bool]:
