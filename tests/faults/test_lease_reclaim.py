@@ -74,12 +74,14 @@ async def test_reclaimed_run_stays_tracked(db: DbTarget) -> None:
         async with app.worker(concurrency=2, lease_seconds=LEASE, poll_interval=0.05) as worker:
             run_id = await app.start("reclaimed", {})
             await eventually(lambda: len(calls) == 1, 10, "the first execution's step")
-            # Another worker takes the run over after the lease expires, then loses it too.
-            clock.advance(LEASE + 1)
-            assert [r.id for r in await app.store.claim_runs("ghost", 1, 1.0, clock.now())] == [
+            # Another worker, whose clock is ahead, takes the run over once the lease has
+            # expired by its clock (ours has not moved, so our worker cannot race it), then
+            # loses it too.
+            ghost_now = clock.now() + LEASE + 1
+            assert [r.id for r in await app.store.claim_runs("ghost", 1, 1.0, ghost_now)] == [
                 run_id
             ]
-            clock.advance(2)  # the ghost's lease expires; our worker claims the run back
+            clock.advance(LEASE + 3)  # the ghost's lease expires; our worker claims the run back
             await eventually(lambda: len(calls) == 2, 10, "the second execution's step")
             assert (await app.get_run(run_id)).recoveries == 2
 
