@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from types import MappingProxyType
 from typing import Any
 
 from dataflows.records import RunRow, StepRow, StoredEvent
@@ -139,7 +138,3 @@ class SendResult:
     event_id: str
     run_ids: tuple[str, ...]
     duplicate: bool = False
-
-
-def frozen_mapping(value: dict[str, Any]) -> MappingProxyType[str, Any]:
-    return MappingProxyType(value)

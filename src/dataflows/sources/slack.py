@@ -18,6 +18,7 @@ is signed anew, with a new timestamp); everything else uses ``{timestamp}:{signa
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from typing import Any
 
@@ -69,7 +70,8 @@ class SlackSource(Source):
         check_signature(expected, [presented], SIGNATURE_HEADER)
 
     def handshake(self, request: WebhookRequest) -> dict[str, Any] | None:
-        try:
+        # A body that does not parse is no handshake; parse() says what is wrong with it.
+        with contextlib.suppress(WebhookInvalid):
             if looks_like_json(request.body):
                 data = json_object(request.body)
                 if data.get("type") == "url_verification" and isinstance(
@@ -78,8 +80,6 @@ class SlackSource(Source):
                     return {"challenge": data["challenge"]}
             elif form_fields(request.body).get("ssl_check") == "1":
                 return {}
-        except WebhookInvalid:
-            pass  # not a handshake; parse() says what is wrong with it
         return None
 
     def parse(self, request: WebhookRequest) -> WebhookEvent:

@@ -76,8 +76,6 @@ class Store(abc.ABC):
         for listener in list(self._listeners):
             listener()
 
-    _notify_local = notify_listeners
-
     # -- intake ------------------------------------------------------------------------------------
 
     @abc.abstractmethod

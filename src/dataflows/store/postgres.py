@@ -195,7 +195,7 @@ class PostgresStore(SqlStore):
                     self._sweep()  # its siblings in the pool likely died with it
                 raise
         if notify:
-            self._notify_local()
+            self.notify_listeners()
         return result
 
     async def _record_batch(self, queries: Sequence[Query]) -> list[int]:
@@ -291,11 +291,11 @@ class PostgresStore(SqlStore):
         conn = await Connection.connect(self.url, **self._connect_kwargs())
         async with conn:
             await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self.channel)))
-            self._notify_local()  # whatever was sent while we were not listening
+            self.notify_listeners()  # whatever was sent while we were not listening
             while True:
                 async for notify in conn.notifies(timeout=_LISTEN_CHECK_SECONDS):
                     if notify.payload != self._sender:
-                        self._notify_local()
+                        self.notify_listeners()
                 # Quiet for a while: make sure the connection is still alive.
                 await asyncio.wait_for(conn.execute("SELECT 1"), _LISTEN_CHECK_SECONDS)
 
