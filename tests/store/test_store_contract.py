@@ -113,7 +113,7 @@ async def test_migrations_apply_once(db: DbTarget) -> None:
     first = _store(db)
     await first.open(migrate=False)
     try:
-        assert await first.migrate() == ["0001_initial"]
+        assert await first.migrate() == ["0001_initial", "0002_wait_after_seq"]
         assert await first.migrate() == []
     finally:
         await first.close()
@@ -135,7 +135,10 @@ async def test_concurrent_migrations_apply_once(db: DbTarget) -> None:
     finally:
         for s in stores:
             await s.close()
-    assert sorted(name for applied in results for name in applied) == ["0001_initial"]
+    assert sorted(name for applied in results for name in applied) == [
+        "0001_initial",
+        "0002_wait_after_seq",
+    ]
 
 
 # -- intake ----------------------------------------------------------------------------------------

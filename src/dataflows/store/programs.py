@@ -8,7 +8,7 @@ in ``sql/<dialect>/queries.sql``, and the backends only move rows.
 from __future__ import annotations
 
 import json
-from collections.abc import Generator, Iterable, Sequence
+from collections.abc import Generator, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -90,24 +90,63 @@ def send_events(intakes: Sequence[EventIntake], now: float) -> Program:
 
 def send_each(items: Sequence[tuple[EventIntake, float]]) -> Program:
     """Events sent by several callers (each with its own time), in one transaction."""
-    yield from _lock_event_names(intake.event.name for intake, _ in items)
+    wakes = yield from _lock_for_intake([intake.event for intake, _ in items])
     results = []
-    for intake, now in items:
-        results.append((yield from _intake(intake, now)))
+    for (intake, now), keys in zip(items, wakes, strict=True):
+        results.append((yield from _intake(intake, now, keys)))
     return results
 
 
-def _lock_event_names(names: Iterable[str]) -> Program:
-    """Serialise intake with waits on these names (see begin_wait), before any row is touched.
+#: The wait keys (filter paths, filter key) an event can resolve, as ``_lock_for_intake`` found.
+WaitKeys = list[tuple[str, str]]
 
-    Sorted, so that transactions taking several names cannot deadlock on each other.
+
+def _name_lock(event_name: str) -> str:
+    return json.dumps(["event", event_name])
+
+
+def _key_lock(event_name: str, paths: str, key: str) -> str:
+    return json.dumps(["wait", event_name, paths, key])
+
+
+def _lock_for_intake(events: Sequence[NewEvent]) -> Generator[Query, Any, list[WaitKeys]]:
+    """Serialise storing these events with the waits they can resolve; per event, its wait keys.
+
+    First every name's lock, shared: no wait registers a new filter shape for these names until
+    commit, so the shapes read next are all there are. Then, exclusive, the lock of every wait
+    key the events match (see ``lock_wait`` in begin_wait): a wait with one of those keys either
+    committed before (intake then sees and wakes it) or registers after this commits (its search
+    then sees the event). Waits on other keys of the same name go on in parallel. All locks are
+    taken before any row is touched, names before keys and each set sorted, so lockers cannot
+    deadlock on each other.
     """
-    for name in sorted(set(names)):
-        yield Query("lock_event_name", {"event_name": name})
+    if not events:
+        return []
+    names = sorted({event.name for event in events})
+    yield Query("lock_events_shared", {"locks": json.dumps([_name_lock(n) for n in names])})
+    shapes: dict[str, list[str]] = {}
+    for name in names:
+        rows = yield Query("wait_shapes", {"event_name": name}, "all")
+        shapes[name] = [row[0] for row in rows]
+    wakes: list[WaitKeys] = []
+    locks: set[str] = set()
+    for event in events:
+        keys: WaitKeys = []
+        if shapes[event.name]:
+            data = json.loads(event.data_json)
+            for paths in shapes[event.name]:
+                found = [lookup(data, path) for path in json.loads(paths)]
+                if all(ok for ok, _ in found):
+                    keys.append((paths, canonical([value for _, value in found])))
+            locks.update(_key_lock(event.name, paths, key) for paths, key in keys)
+        wakes.append(keys)
+    if locks:
+        yield Query("lock_wait_keys", {"locks": json.dumps(sorted(locks))})
+    return wakes
 
 
-def _intake(intake: EventIntake, now: float) -> Program:
-    """Store one event; the caller holds the lock of its name (``_lock_event_names``)."""
+def _intake(intake: EventIntake, now: float, keys: WaitKeys) -> Program:
+    """Store one event and wake the waits it resolves; the caller holds ``_lock_for_intake``."""
     event = intake.event
     inserted = yield Query(
         "insert_event",
@@ -119,9 +158,31 @@ def _intake(intake: EventIntake, now: float) -> Program:
         return IntakeResult(event.id, tuple(r[0] for r in rows), duplicate=True)
     for run in intake.runs:
         yield _insert_run(run, now)
-    if intake.runs:
+    woke = 0
+    if keys:
+        output = json.dumps(
+            {
+                "id": event.id,
+                "name": event.name,
+                "data": json.loads(event.data_json),
+                "ts": event.ts,
+            }
+        )
+    for paths, key in keys:
+        woke += yield Query(
+            "resolve_waits",
+            {
+                "event_name": event.name,
+                "filter_paths": paths,
+                "filter_key": key,
+                "event_id": event.id,
+                "output": output,
+                "now": now,
+            },
+            "rowcount",
+        )
+    if intake.runs or woke:
         yield NOTIFY
-    yield from _wake_waiters(event.name, json.loads(event.data_json), now)
     return IntakeResult(event.id, tuple(r.id for r in intake.runs), duplicate=False)
 
 
@@ -143,23 +204,6 @@ def _insert_run(run: NewRun, now: float) -> Query:
         },
         "rowcount",
     )
-
-
-def _wake_waiters(event_name: str, data: dict[str, Any], now: float) -> Program:
-    shapes = yield Query("wait_shapes", {"event_name": event_name}, "all")
-    woke = 0
-    for (paths_json,) in shapes:
-        found = [lookup(data, path) for path in json.loads(paths_json)]
-        if not all(ok for ok, _ in found):
-            continue
-        key = canonical([value for _, value in found])
-        woke += yield Query(
-            "wake_waiters",
-            {"event_name": event_name, "filter_paths": paths_json, "filter_key": key, "now": now},
-            "rowcount",
-        )
-    if woke:
-        yield NOTIFY
 
 
 def start_run(run: NewRun, now: float) -> Program:
@@ -238,14 +282,14 @@ def load_history(run_id: str) -> Program:
 def record_step(
     run_id: str, lease_token: int, step: NewStep, now: float, events: Sequence[EventIntake] = ()
 ) -> Program:
-    yield from _lock_event_names(intake.event.name for intake in events)
+    wakes = yield from _lock_for_intake([intake.event for intake in events])
     inserted = yield record_step_query(run_id, lease_token, step, now)
     if not inserted:  # fenced, or recorded already: by this holder, whose answer was lost
         return (yield from _holds_lease(run_id, lease_token))
     if step.kind != "run":
         yield Query("delete_wait", {"run_id": run_id, "key": step.key})
-    for intake in events:
-        yield from _intake(intake, now)
+    for intake, keys in zip(events, wakes, strict=True):
+        yield from _intake(intake, now, keys)
     return True
 
 
@@ -325,21 +369,40 @@ def begin_wait(
     trigger_event_id: str,
     now: float,
 ) -> Program:
-    if match is not None:
-        # Serialises with intake of this event name: whichever commits second sees the other.
-        yield Query("lock_event_name", {"event_name": match.event_name})
+    shape = None if match is None else _WaitShape.of(match)
+    shape_known = True
+    if shape is not None:
+        # Serialises with the intake of the events that can resolve this wait: whichever
+        # commits second sees the other (see _lock_for_intake).
+        row = yield Query(
+            "lock_wait",
+            {
+                "event_name": shape.event_name,
+                "filter_paths": shape.paths,
+                "key_lock": _key_lock(shape.event_name, shape.paths, shape.key),
+                "name_lock": _name_lock(shape.event_name),
+            },
+            "one",
+        )
+        shape_known = bool(row[0])
     if not (yield from _holds_lease(run_id, lease_token)):
         return WaitOutcome("fenced")
     row = yield Query("get_wait", {"run_id": run_id, "key": key}, "one")
     if row is not None and row[1]:
         return (yield from _recorded_wait(run_id, key))
     if row is None:
-        yield from _insert_wait(run_id, key, kind, wake_at, match, now)
-        deadline, started = wake_at, now
+        if shape is not None and not shape_known:
+            yield Query(
+                "insert_wait_shape", {"event_name": shape.event_name, "filter_paths": shape.paths}
+            )
+        yield _insert_wait(run_id, key, kind, wake_at, shape, now)
+        deadline, started, after = wake_at, now, 0
     else:
-        deadline, started = row[0], row[2]  # a sleep's duration runs from when it was reached
+        # A sleep's duration runs from when it was reached; events that can resolve the wait
+        # came after it was registered.
+        deadline, started, after = row[0], row[2], row[3]
     if match is not None:
-        event = yield from _find_event(run_id, match, since, trigger_event_id)
+        event = yield from _find_event(run_id, match, since, trigger_event_id, after)
         if event is not None:
             output = json.dumps(
                 {"id": event.id, "name": event.name, "data": event.data, "ts": event.ts}
@@ -354,6 +417,24 @@ def begin_wait(
     return WaitOutcome("pending", wake_at=deadline)
 
 
+@dataclass(frozen=True, slots=True)
+class _WaitShape:
+    """A wait's event name, filter paths (its shape) and filter values (its key), as stored."""
+
+    event_name: str
+    paths: str
+    key: str
+
+    @classmethod
+    def of(cls, match: WaitMatch) -> _WaitShape:
+        filters = sorted(match.filters, key=lambda f: f[0])
+        return cls(
+            match.event_name,
+            json.dumps([p for p, _ in filters]),
+            canonical([v for _, v in filters]),
+        )
+
+
 def _recorded_wait(run_id: str, key: str) -> Program:
     """The outcome already recorded: a retry of a call whose commit went through unanswered."""
     for row in (yield from load_history(run_id)):
@@ -366,32 +447,27 @@ def _recorded_wait(run_id: str, key: str) -> Program:
 
 
 def _insert_wait(
-    run_id: str, key: str, kind: str, wake_at: float | None, match: WaitMatch | None, now: float
-) -> Program:
-    paths = key_text = event_name = None
-    if match is not None:
-        filters = sorted(match.filters, key=lambda f: f[0])
-        paths = json.dumps([p for p, _ in filters])
-        key_text = canonical([v for _, v in filters])
-        event_name = match.event_name
-        yield Query("insert_wait_shape", {"event_name": event_name, "filter_paths": paths})
-    yield Query(
+    run_id: str, key: str, kind: str, wake_at: float | None, shape: _WaitShape | None, now: float
+) -> Query:
+    return Query(
         "insert_wait",
         {
             "run_id": run_id,
             "key": key,
             "kind": kind,
             "wake_at": wake_at,
-            "event_name": event_name,
-            "filter_paths": paths,
-            "filter_key": key_text,
+            "event_name": None if shape is None else shape.event_name,
+            "filter_paths": None if shape is None else shape.paths,
+            "filter_key": None if shape is None else shape.key,
             "now": now,
         },
     )
 
 
-def _find_event(run_id: str, match: WaitMatch, since: float, trigger_event_id: str) -> Program:
-    after = 0
+def _find_event(
+    run_id: str, match: WaitMatch, since: float, trigger_event_id: str, after: int
+) -> Program:
+    """The first stored event after sequence number ``after`` that resolves the wait, if any."""
     while True:
         rows = yield Query(
             "candidate_events",
@@ -479,8 +555,8 @@ def _tell_parent(
         "error": _json(error_json),
     }
     event = NewEvent(f"{run_id}:finished:{now!r}", RUN_FINISHED_EVENT, json.dumps(data), now)
-    yield from _lock_event_names([event.name])
-    yield from _intake(EventIntake(event), now)
+    wakes = yield from _lock_for_intake([event])
+    yield from _intake(EventIntake(event), now, wakes[0])
 
 
 def release_run(run_id: str, lease_token: int, now: float) -> Program:

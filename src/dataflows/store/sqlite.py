@@ -38,7 +38,11 @@ class SQLiteStore(SqlStore):
         super().__init__()
         self.path = path
         self.busy_timeout = busy_timeout
-        self._queries = load_queries("sqlite")
+        # A block may hold several statements, each ending a line with ";": run in order.
+        self._statements = {
+            name: [part.strip() for part in text.split(";\n") if part.strip()]
+            for name, text in load_queries("sqlite").items()
+        }
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dataflows-sqlite")
         self._conn: sqlite3.Connection | None = None
 
@@ -130,7 +134,8 @@ class SQLiteStore(SqlStore):
             raise
 
     def _fetch(self, conn: sqlite3.Connection, query: Query) -> Any:
-        cursor = conn.execute(self._queries[query.name], query.params)
+        for statement in self._statements[query.name]:
+            cursor = conn.execute(statement, query.params)
         if query.fetch == "all":
             return cursor.fetchall()
         if query.fetch == "one":

@@ -27,16 +27,33 @@ SELECT id FROM runs WHERE workflow_id = %(workflow_id)s AND idempotency_key = %(
 -- name: wait_shapes
 SELECT filter_paths FROM wait_shapes WHERE event_name = %(event_name)s
 
--- name: wake_waiters
+-- name: resolve_waits
+-- The waits this event resolves (by key; the caller holds the key's lock) get their step
+-- recorded now, so the woken run replays straight past them. A run with two waits of the same
+-- key takes the event once (steps_consumed): the earlier registered wait; the other stays.
+WITH due AS (
+    SELECT run_id, step_key, kind, created_at FROM waits
+    WHERE event_name = %(event_name)s AND filter_paths = %(filter_paths)s
+      AND filter_key = %(filter_key)s
+    ORDER BY run_id, created_at, step_key
+), recorded AS (
+    INSERT INTO steps (run_id, step_key, kind, status, output, error, attempts, event_id,
+                       started_at, completed_at)
+    SELECT run_id, step_key, kind, 'completed', %(output)s, NULL, 1, %(event_id)s,
+           created_at, %(now)s
+    FROM due
+    ON CONFLICT DO NOTHING
+    RETURNING run_id, step_key
+), cleared AS (
+    DELETE FROM waits USING recorded
+    WHERE waits.run_id = recorded.run_id AND waits.step_key = recorded.step_key
+)
 UPDATE runs
 SET status = CASE WHEN status = 'waiting' THEN 'queued' ELSE status END,
     wake_at = CASE WHEN status = 'waiting' THEN NULL ELSE wake_at END,
     signaled = signaled OR status = 'running',
     updated_at = %(now)s
-WHERE id IN (SELECT run_id FROM waits
-             WHERE event_name = %(event_name)s AND filter_paths = %(filter_paths)s
-               AND filter_key = %(filter_key)s)
-  AND status IN ('waiting', 'running')
+WHERE id IN (SELECT run_id FROM recorded) AND status IN ('waiting', 'running')
 
 -- name: claim_runs
 -- One locking scan per partial index, in that index's order so that a backlog of due timers
@@ -139,18 +156,21 @@ WHERE id = %(run_id)s AND lease_token = %(lease_token)s AND status = 'running'
 FOR SHARE
 
 -- name: get_wait
--- The recorded deadline and when the step was first reached, or recorded = 1 if the step
--- has been recorded (a retried call).
-SELECT wake_at, 0 AS recorded, created_at FROM waits WHERE run_id = %(run_id)s AND step_key = %(key)s
+-- The recorded deadline, when the step was first reached and where its event search resumes,
+-- or recorded = 1 if the step has been recorded (a retried call).
+SELECT wake_at, 0 AS recorded, created_at, after_seq
+FROM waits WHERE run_id = %(run_id)s AND step_key = %(key)s
 UNION ALL
-SELECT NULL, 1, NULL FROM steps WHERE run_id = %(run_id)s AND step_key = %(key)s
+SELECT NULL, 1, NULL, NULL FROM steps WHERE run_id = %(run_id)s AND step_key = %(key)s
 ORDER BY 2 DESC
 
 -- name: insert_wait
+-- after_seq: events stored from now on get higher numbers (the caller holds the wait's lock).
 INSERT INTO waits (run_id, step_key, kind, wake_at, event_name, filter_paths, filter_key,
-                   created_at)
+                   created_at, after_seq)
 VALUES (%(run_id)s, %(key)s, %(kind)s, %(wake_at)s::double precision, %(event_name)s::text,
-        %(filter_paths)s::text, %(filter_key)s::text, %(now)s)
+        %(filter_paths)s::text, %(filter_key)s::text, %(now)s,
+        (SELECT coalesce(max(seq), 0) FROM events))
 ON CONFLICT DO NOTHING
 
 -- name: insert_wait_shape
@@ -257,10 +277,31 @@ DELETE FROM waits WHERE run_id = %(run_id)s
 -- name: purge_run
 DELETE FROM runs WHERE id = %(run_id)s
 
--- name: lock_event_name
--- Serialises event intake with waits on the same name until commit. The key includes the
--- schema so stores sharing a database do not contend.
-SELECT pg_advisory_xact_lock(hashtextextended(current_schema() || '/' || %(event_name)s, 0))
+-- name: lock_events_shared
+-- Intake holds its event names' locks shared, so waits can register a new filter shape (which
+-- takes its name's lock exclusive) only between intakes: every intake sees every shape. Locks
+-- are keyed by text made in Python (sorted, so lockers of several keys cannot deadlock) with
+-- the schema, so stores sharing a database do not contend.
+SELECT count(pg_advisory_xact_lock_shared(hashtextextended(current_schema() || l.key, 0)))
+FROM jsonb_array_elements_text(%(locks)s::jsonb) WITH ORDINALITY AS l(key, n)
+
+-- name: lock_wait_keys
+-- Intake holds the lock of each wait key its event matches (sorted, like the shared locks
+-- before them) while it stores the event and wakes the waits that have that key.
+SELECT count(pg_advisory_xact_lock(hashtextextended(current_schema() || l.key, 0)))
+FROM jsonb_array_elements_text(%(locks)s::jsonb) WITH ORDINALITY AS l(key, n)
+
+-- name: lock_wait
+-- A wait serialises with the intakes of the events that can resolve it: by its key's lock if
+-- its filter shape is registered (every intake since has seen the shape and takes that key's
+-- lock), else by its name's lock, exclusive, while it registers the shape. One lock, never two,
+-- so waits cannot deadlock with intakes. Returns whether the shape was registered already.
+SELECT s.known, pg_advisory_xact_lock(hashtextextended(
+           current_schema() || CASE WHEN s.known THEN %(key_lock)s ELSE %(name_lock)s END, 0))
+FROM (SELECT EXISTS (SELECT 1 FROM wait_shapes
+                     WHERE event_name = %(event_name)s AND filter_paths = %(filter_paths)s)
+             AS known
+      OFFSET 0) AS s
 
 -- name: notify_work
 -- Sent once per transaction, by the backend, with its schema's channel and its own token (its

@@ -22,16 +22,33 @@ SELECT id FROM runs WHERE workflow_id = :workflow_id AND idempotency_key = :idem
 -- name: wait_shapes
 SELECT filter_paths FROM wait_shapes WHERE event_name = :event_name
 
--- name: wake_waiters
+-- name: resolve_waits
+-- As on PostgreSQL, in three statements (SQLite has no data-modifying WITH); the store runs
+-- them in order and answers with the last one's result: the number of waits resolved.
+INSERT INTO steps (run_id, step_key, kind, status, output, error, attempts, event_id,
+                   started_at, completed_at)
+SELECT run_id, step_key, kind, 'completed', :output, NULL, 1, :event_id, created_at, :now
+FROM waits
+WHERE event_name = :event_name AND filter_paths = :filter_paths AND filter_key = :filter_key
+ORDER BY run_id, created_at, step_key
+ON CONFLICT DO NOTHING;
+
 UPDATE runs
 SET status = CASE WHEN status = 'waiting' THEN 'queued' ELSE status END,
     wake_at = CASE WHEN status = 'waiting' THEN NULL ELSE wake_at END,
     signaled = CASE WHEN status = 'running' THEN 1 ELSE signaled END,
     updated_at = :now
-WHERE id IN (SELECT run_id FROM waits
-             WHERE event_name = :event_name AND filter_paths = :filter_paths
-               AND filter_key = :filter_key)
-  AND status IN ('waiting', 'running')
+WHERE id IN (SELECT w.run_id FROM waits w JOIN steps s
+               ON s.run_id = w.run_id AND s.step_key = w.step_key AND s.event_id = :event_id
+             WHERE w.event_name = :event_name AND w.filter_paths = :filter_paths
+               AND w.filter_key = :filter_key)
+  AND status IN ('waiting', 'running');
+
+DELETE FROM waits
+WHERE event_name = :event_name AND filter_paths = :filter_paths AND filter_key = :filter_key
+  AND EXISTS (SELECT 1 FROM steps s
+              WHERE s.run_id = waits.run_id AND s.step_key = waits.step_key
+                AND s.event_id = :event_id)
 
 -- name: claim_runs
 UPDATE runs
@@ -114,15 +131,18 @@ SELECT 1 FROM runs WHERE id = :run_id AND lease_token = :lease_token AND status 
 -- name: get_wait
 -- The recorded deadline and when the step was first reached, or recorded = 1 if the step
 -- has been recorded (a retried call).
-SELECT wake_at, 0 AS recorded, created_at FROM waits WHERE run_id = :run_id AND step_key = :key
+SELECT wake_at, 0 AS recorded, created_at, after_seq
+FROM waits WHERE run_id = :run_id AND step_key = :key
 UNION ALL
-SELECT NULL, 1, NULL FROM steps WHERE run_id = :run_id AND step_key = :key
+SELECT NULL, 1, NULL, NULL FROM steps WHERE run_id = :run_id AND step_key = :key
 ORDER BY 2 DESC
 
 -- name: insert_wait
+-- after_seq: events stored from now on get higher numbers (writers are serialised).
 INSERT INTO waits (run_id, step_key, kind, wake_at, event_name, filter_paths, filter_key,
-                   created_at)
-VALUES (:run_id, :key, :kind, :wake_at, :event_name, :filter_paths, :filter_key, :now)
+                   created_at, after_seq)
+VALUES (:run_id, :key, :kind, :wake_at, :event_name, :filter_paths, :filter_key, :now,
+        (SELECT coalesce(max(seq), 0) FROM events))
 ON CONFLICT DO NOTHING
 
 -- name: insert_wait_shape
@@ -225,9 +245,18 @@ DELETE FROM waits WHERE run_id = :run_id
 -- name: purge_run
 DELETE FROM runs WHERE id = :run_id
 
--- name: lock_event_name
+-- name: lock_events_shared
 -- SQLite serialises writers already (BEGIN IMMEDIATE): nothing more to lock.
-SELECT :event_name
+SELECT :locks
+
+-- name: lock_wait_keys
+SELECT :locks
+
+-- name: lock_wait
+-- Whether the wait's filter shape is registered (nothing to lock, as above).
+SELECT EXISTS (SELECT 1 FROM wait_shapes
+               WHERE event_name = :event_name AND filter_paths = :filter_paths), :key_lock,
+       :name_lock
 
 -- name: notify_work
 -- Other processes poll; this process's listeners are called after commit.
