@@ -68,6 +68,8 @@ class ClaimedRun:
     lease_token: int
     recoveries: int
     parent_run_id: str | None
+    #: What was recorded when it was claimed (sleeps found due were recorded by the claim).
+    history: tuple[StepRow, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

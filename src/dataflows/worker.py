@@ -232,7 +232,6 @@ class Worker:
     # -- executing -----------------------------------------------------------------------------------
 
     async def _execute(self, run: ClaimedRun) -> None:
-        store = self.app.store
         try:
             if run.recoveries > self.options.max_recoveries:
                 await self._fail(run, _poison_error(run))
@@ -242,8 +241,7 @@ class Worker:
             except UnknownWorkflow as exc:
                 await self._fail(run, error_json(exc))
                 return
-            history = await retry_unavailable(lambda: store.load_history(run.id))
-            execution = Execution(self.runtime, run, workflow, history)
+            execution = Execution(self.runtime, run, workflow, list(run.history))
             task, _ = self._active[run.id]
             if task is asyncio.current_task():  # not superseded by a newer claim meanwhile
                 self._active[run.id] = (task, execution)
@@ -302,13 +300,25 @@ class Worker:
             await self._fail(run, error_json(exc))
             return
         if await retry_unavailable(
-            lambda: self.app.store.complete_run(run.id, run.lease_token, text, self.app.clock.now())
+            lambda: self.app.store.complete_run(
+                run.id,
+                run.lease_token,
+                text,
+                self.app.clock.now(),
+                has_parent=run.parent_run_id is not None,
+            )
         ):
             metrics.RUNS_FINISHED.labels(run.workflow_id, "completed").inc()
 
     async def _fail(self, run: ClaimedRun, error: str) -> None:
         if await retry_unavailable(
-            lambda: self.app.store.fail_run(run.id, run.lease_token, error, self.app.clock.now())
+            lambda: self.app.store.fail_run(
+                run.id,
+                run.lease_token,
+                error,
+                self.app.clock.now(),
+                has_parent=run.parent_run_id is not None,
+            )
         ):
             metrics.RUNS_FINISHED.labels(run.workflow_id, "failed").inc()
 

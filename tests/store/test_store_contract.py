@@ -323,6 +323,41 @@ async def test_load_history_shows_recorded_retrying_and_waiting_steps(store: Sto
     )
 
 
+async def test_claim_returns_history_and_records_due_sleeps(store: Store) -> None:
+    [run] = await running(store, "r1")
+    token = run.lease_token
+    assert run.history == ()  # a first claim: nothing recorded yet
+    assert await store.record_step("r1", token, step("done", 42, started_at=T0 + 1), T0 + 2)
+    soon = await store.begin_wait("r1", token, "soon", "sleep", T0 + 50, None, T0, "", T0 + 3)
+    late = await store.begin_wait("r1", token, "late", "sleep", T0 + 90, None, T0, "", T0 + 4)
+    assert (soon.state, late.state) == ("pending", "pending")
+    assert await store.suspend_run("r1", token, T0 + 50, "sleep soon", T0 + 5)
+
+    assert await store.claim_runs("w1", 5, LEASE, T0 + 49.999) == []  # never early
+    [again] = await store.claim_runs("w1", 5, LEASE, T0 + 50)
+    assert again.lease_token == token + 1
+    rows = {r.key: r for r in again.history}
+    assert [r.key for r in again.history] == ["done", "soon", "late"]
+    assert (rows["done"].status, rows["done"].output) == ("completed", 42)
+    # The due sleep was recorded by the claim, from when it was reached; the other still waits.
+    assert (rows["soon"].status, rows["soon"].started_at, rows["soon"].completed_at) == (
+        "completed",
+        T0 + 3,
+        T0 + 50,
+    )
+    assert (rows["late"].status, rows["late"].wake_at) == ("waiting", T0 + 90)
+    assert [(r.key, r.status) for r in await store.load_history("r1")] == [
+        ("done", "completed"),
+        ("soon", "completed"),
+        ("late", "waiting"),
+    ]
+    # Replaying the elapsed sleep finds it recorded, as when begin_wait recorded it.
+    replay = await store.begin_wait(
+        "r1", again.lease_token, "soon", "sleep", T0 + 60, None, T0, "", T0 + 51
+    )
+    assert (replay.state, replay.event) == ("resolved", None)
+
+
 # -- waits -----------------------------------------------------------------------------------------
 
 

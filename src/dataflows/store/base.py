@@ -108,6 +108,10 @@ class Store(abc.ABC):
         lease (a crashed worker: ``recoveries`` is incremented). Each claim increments the run's
         ``lease_token`` and sets it ``running`` until ``now + lease_seconds``. Re-claiming a
         run whose expired lease the same worker held is not a recovery.
+
+        Each claimed run carries its history (as :meth:`load_history` would read it), and the
+        sleeps of claimed runs whose deadline is ``<= now`` are recorded as elapsed by the claim
+        itself (they appear in that history as completed).
         """
 
     @abc.abstractmethod
@@ -192,13 +196,25 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def complete_run(
-        self, run_id: str, lease_token: int, result_json: str, now: float
+        self,
+        run_id: str,
+        lease_token: int,
+        result_json: str,
+        now: float,
+        *,
+        has_parent: bool = True,
     ) -> bool:
-        """Finish the run as ``completed`` (fenced); a child run tells its parent."""
+        """Finish the run as ``completed`` (fenced); a child run tells its parent.
+
+        ``has_parent=False`` (the claim said the run has no parent) lets a store finish it in
+        fewer round trips.
+        """
 
     @abc.abstractmethod
-    async def fail_run(self, run_id: str, lease_token: int, error_json: str, now: float) -> bool:
-        """Finish the run as ``failed`` (fenced); a child run tells its parent."""
+    async def fail_run(
+        self, run_id: str, lease_token: int, error_json: str, now: float, *, has_parent: bool = True
+    ) -> bool:
+        """Finish the run as ``failed`` (fenced); a child run tells its parent (see complete_run)."""
 
     @abc.abstractmethod
     async def release_run(self, run_id: str, lease_token: int, now: float) -> bool:

@@ -9,6 +9,7 @@ also poll), so the listener reconnects quietly for as long as it takes.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import re
@@ -20,6 +21,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
+from psycopg.pq import TransactionStatus
 from psycopg.rows import TupleRow
 from psycopg_pool import AsyncConnectionPool
 
@@ -78,6 +80,9 @@ class PostgresStore(SqlStore):
         self.timeout = timeout
         self._queries = load_queries("postgres")
         self._sender = secrets.token_hex(8)  # marks our own notifications
+        self._commit_notify = sql.SQL(self._queries["notify_work"]).format(
+            channel=sql.Literal(self.channel), sender=sql.Literal(self._sender)
+        )
         self._pool: AsyncConnectionPool[Connection] | None = None
         self._step_conn: Connection | None = None
         self._listener: asyncio.Task[None] | None = None
@@ -185,14 +190,17 @@ class PostgresStore(SqlStore):
         pool = self._open_pool()
         async with self._translate("running a transaction"), pool.connection() as conn:
             try:
-                async with conn.transaction():
-                    result, notify = await self._execute(conn, program)
-                    if notify:  # once per transaction, however often the program asked
-                        params = {"channel": self.channel, "sender": self._sender}
-                        await conn.execute(self._queries["notify_work"], params)
-            except _UNAVAILABLE:
-                if conn.broken:
+                await conn.execute(b"BEGIN")
+                result, notify = await self._execute(conn, program)
+                # Once per transaction, however often the program asked, and in the round
+                # trip of the COMMIT.
+                await conn.execute(self._commit_notify if notify else b"COMMIT", prepare=False)
+            except BaseException as exc:
+                if isinstance(exc, _UNAVAILABLE) and conn.broken:
                     self._sweep()  # its siblings in the pool likely died with it
+                elif conn.info.transaction_status != TransactionStatus.IDLE and not conn.broken:
+                    with contextlib.suppress(Exception):
+                        await conn.execute(b"ROLLBACK")
                 raise
         if notify:
             self.notify_listeners()

@@ -123,11 +123,14 @@ def _lock_for_intake(events: Sequence[NewEvent]) -> Generator[Query, Any, list[W
     if not events:
         return []
     names = sorted({event.name for event in events})
-    yield Query("lock_events_shared", {"locks": json.dumps([_name_lock(n) for n in names])})
-    shapes: dict[str, list[str]] = {}
-    for name in names:
-        rows = yield Query("wait_shapes", {"event_name": name}, "all")
-        shapes[name] = [row[0] for row in rows]
+    rows = yield Query(
+        "lock_wait_shapes",
+        {"names": json.dumps(names), "locks": json.dumps([_name_lock(n) for n in names])},
+        "all",
+    )
+    shapes: dict[str, list[str]] = {name: [] for name in names}
+    for name, paths in rows:
+        shapes[name].append(paths)
     wakes: list[WaitKeys] = []
     locks: set[str] = set()
     for event in events:
@@ -228,11 +231,17 @@ def start_run(run: NewRun, now: float) -> Program:
 
 
 def claim_runs(worker_id: str, limit: int, lease_seconds: float, now: float) -> Program:
+    """Claim runs, recording their due sleeps as elapsed; each with its history."""
     rows = yield Query(
         "claim_runs",
         {"worker_id": worker_id, "limit": limit, "lease_until": now + lease_seconds, "now": now},
         "all",
     )
+    runs: dict[str, tuple[Sequence[Any], list[StepRow]]] = {}
+    for r in rows:
+        _, history = runs.setdefault(r[0], (r, []))
+        if r[10] is not None:
+            history.append(_step_row(r[10:]))
     return [
         ClaimedRun(
             id=r[0],
@@ -242,8 +251,9 @@ def claim_runs(worker_id: str, limit: int, lease_seconds: float, now: float) -> 
             lease_token=r[7],
             recoveries=r[8],
             parent_run_id=r[9],
+            history=tuple(history),
         )
-        for r in rows
+        for r, history in runs.values()
     ]
 
 
@@ -262,21 +272,22 @@ def heartbeat(worker_id: str, run_ids: Sequence[str], lease_seconds: float, now:
 
 def load_history(run_id: str) -> Program:
     rows = yield Query("load_history", {"run_id": run_id}, "all")
-    return [
-        StepRow(
-            key=r[0],
-            kind=r[1],
-            status=r[2],
-            output=_json(r[3]),
-            error=_json(r[4]),
-            attempts=r[5],
-            started_at=r[6],
-            completed_at=r[7],
-            wake_at=r[8],
-            event_id=r[9],
-        )
-        for r in rows
-    ]
+    return [_step_row(r) for r in rows]
+
+
+def _step_row(r: Sequence[Any]) -> StepRow:
+    return StepRow(
+        key=r[0],
+        kind=r[1],
+        status=r[2],
+        output=_json(r[3]),
+        error=_json(r[4]),
+        attempts=r[5],
+        started_at=r[6],
+        completed_at=r[7],
+        wake_at=r[8],
+        event_id=r[9],
+    )
 
 
 def record_step(
@@ -385,12 +396,14 @@ def begin_wait(
             "one",
         )
         shape_known = bool(row[0])
-    if not (yield from _holds_lease(run_id, lease_token)):
+    state = yield Query(
+        "wait_state", {"run_id": run_id, "lease_token": lease_token, "key": key}, "one"
+    )
+    if state is None:
         return WaitOutcome("fenced")
-    row = yield Query("get_wait", {"run_id": run_id, "key": key}, "one")
-    if row is not None and row[1]:
+    if state[1]:
         return (yield from _recorded_wait(run_id, key))
-    if row is None:
+    if state[2] is None:  # reached for the first time
         if shape is not None and not shape_known:
             yield Query(
                 "insert_wait_shape", {"event_name": shape.event_name, "filter_paths": shape.paths}
@@ -400,7 +413,7 @@ def begin_wait(
     else:
         # A sleep's duration runs from when it was reached; events that can resolve the wait
         # came after it was registered.
-        deadline, started, after = row[0], row[2], row[3]
+        deadline, started, after = state[0], state[2], state[3]
     if match is not None:
         event = yield from _find_event(run_id, match, since, trigger_event_id, after)
         if event is not None:
@@ -505,8 +518,8 @@ def suspend_run(
         },
         "rowcount",
     )
-    if changed:
-        yield NOTIFY  # the run may have gone straight back to queued, or needs a timer
+    # One statement, so it commits on its own. No cross-process wake-up: only this process's
+    # workers (woken by the store after it) need to see a run queued again or a new timer.
     return bool(changed)
 
 
@@ -532,7 +545,6 @@ def finish_run(
     )
     if not rows:
         return False
-    yield Query("delete_run_waits", {"run_id": run_id})
     workflow_id, parent_run_id = rows[0]
     if parent_run_id is not None:
         yield from _tell_parent(run_id, workflow_id, status, result_json, error_json, now)

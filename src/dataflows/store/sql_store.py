@@ -155,25 +155,37 @@ class SqlStore(Store):
     async def suspend_run(
         self, run_id: str, lease_token: int, wake_at: float | None, reason: str, now: float
     ) -> bool:
-        return bool(
-            await self._run(programs.suspend_run(run_id, lease_token, wake_at, reason, now))
+        changed = bool(
+            await self._run_single(programs.suspend_run(run_id, lease_token, wake_at, reason, now))
         )
+        if changed:
+            self.notify_listeners()  # the run may be queued again, or need a timer
+        return changed
 
     async def complete_run(
-        self, run_id: str, lease_token: int, result_json: str, now: float
+        self,
+        run_id: str,
+        lease_token: int,
+        result_json: str,
+        now: float,
+        *,
+        has_parent: bool = True,
     ) -> bool:
-        return bool(
-            await self._run(
-                programs.finish_run(run_id, lease_token, "completed", result_json, None, now)
-            )
+        return await self._finish(
+            programs.finish_run(run_id, lease_token, "completed", result_json, None, now),
+            has_parent,
         )
 
-    async def fail_run(self, run_id: str, lease_token: int, error_json: str, now: float) -> bool:
-        return bool(
-            await self._run(
-                programs.finish_run(run_id, lease_token, "failed", None, error_json, now)
-            )
+    async def fail_run(
+        self, run_id: str, lease_token: int, error_json: str, now: float, *, has_parent: bool = True
+    ) -> bool:
+        return await self._finish(
+            programs.finish_run(run_id, lease_token, "failed", None, error_json, now), has_parent
         )
+
+    async def _finish(self, program: Program, has_parent: bool) -> bool:
+        # Without a parent to tell, finishing is one statement: no transaction around it.
+        return bool(await (self._run(program) if has_parent else self._run_single(program)))
 
     async def release_run(self, run_id: str, lease_token: int, now: float) -> bool:
         return bool(await self._run(programs.release_run(run_id, lease_token, now)))

@@ -24,9 +24,6 @@ ON CONFLICT DO NOTHING
 -- name: run_by_idempotency_key
 SELECT id FROM runs WHERE workflow_id = %(workflow_id)s AND idempotency_key = %(idempotency_key)s
 
--- name: wait_shapes
-SELECT filter_paths FROM wait_shapes WHERE event_name = %(event_name)s
-
 -- name: resolve_waits
 -- The waits this event resolves (by key; the caller holds the key's lock) get their step
 -- recorded now, so the woken run replays straight past them. A run with two waits of the same
@@ -60,6 +57,11 @@ WHERE id IN (SELECT run_id FROM recorded) AND status IN ('waiting', 'running')
 -- or expired leases is never sorted whole (FOR UPDATE is not allowed in a UNION). Rows other
 -- workers hold, or that a fenced write holds FOR SHARE, are skipped, never waited for. Of the
 -- candidates the oldest runs win; the others are unlocked at commit, a moment later.
+-- The claimed runs' sleeps that are due are recorded as elapsed in the same statement, and each
+-- claimed run comes back with its history (one row per recorded step, retried step or pending
+-- wait; one row of NULLs if it has none), so a run resumes after one round trip. The history
+-- reads the statement's snapshot, which the sleeps recorded here are not part of: they are
+-- added from the INSERT's RETURNING, and their waits left out.
 WITH queued AS (
     SELECT id, created_at FROM runs WHERE status = 'queued'
     ORDER BY created_at LIMIT %(limit)s FOR UPDATE SKIP LOCKED
@@ -88,8 +90,48 @@ WITH queued AS (
     WHERE runs.id = candidates.id
     RETURNING runs.id, workflow_id, event_id, event_name, event_data, event_ts, created_at,
               lease_token, recoveries, parent_run_id
+), slept AS (
+    INSERT INTO steps (run_id, step_key, kind, status, output, error, attempts, event_id,
+                       started_at, completed_at)
+    SELECT w.run_id, w.step_key, w.kind, 'completed', 'null', NULL, 1, NULL, w.created_at,
+           %(now)s
+    FROM waits w JOIN claimed c ON c.id = w.run_id
+    WHERE w.kind = 'sleep' AND w.wake_at <= %(now)s
+    ON CONFLICT DO NOTHING
+    RETURNING run_id, step_key, kind, status, output, error, attempts, started_at,
+              completed_at, event_id
+), woke AS (
+    DELETE FROM waits USING slept
+    WHERE waits.run_id = slept.run_id AND waits.step_key = slept.step_key
 )
-SELECT * FROM claimed ORDER BY created_at, id
+SELECT c.id, c.workflow_id, c.event_id, c.event_name, c.event_data, c.event_ts, c.created_at,
+       c.lease_token, c.recoveries, c.parent_run_id,
+       h.step_key, h.kind, h.status, h.output, h.error, h.attempts, h.started_at,
+       h.completed_at, h.wake_at, h.event_id
+FROM claimed c
+LEFT JOIN LATERAL (
+    SELECT step_key, kind, status, output, error, attempts, started_at, completed_at,
+           NULL::double precision AS wake_at, event_id
+    FROM steps WHERE c.lease_token > 1 AND run_id = c.id
+    UNION ALL
+    SELECT step_key, kind, status, output, error, attempts, started_at, completed_at,
+           NULL, event_id
+    FROM slept WHERE run_id = c.id
+    UNION ALL
+    SELECT a.step_key, 'run', 'retrying', NULL, a.error, a.attempt, a.started_at, NULL,
+           a.retry_at, NULL
+    FROM step_attempts a
+    WHERE c.lease_token > 1 AND a.run_id = c.id
+      AND a.attempt = (SELECT max(attempt) FROM step_attempts b
+                       WHERE b.run_id = a.run_id AND b.step_key = a.step_key)
+      AND NOT EXISTS (SELECT 1 FROM steps s WHERE s.run_id = a.run_id AND s.step_key = a.step_key)
+    UNION ALL
+    SELECT w.step_key, w.kind, 'waiting', NULL, NULL, 0, w.created_at, NULL, w.wake_at, NULL
+    FROM waits w
+    WHERE c.lease_token > 1 AND w.run_id = c.id
+      AND NOT EXISTS (SELECT 1 FROM slept s WHERE s.run_id = w.run_id AND s.step_key = w.step_key)
+) AS h ON true
+ORDER BY c.created_at, c.id, h.started_at, h.completed_at, h.step_key
 
 -- name: heartbeat
 UPDATE runs SET lease_expires_at = %(lease_until)s
@@ -155,14 +197,16 @@ SELECT 1 FROM runs
 WHERE id = %(run_id)s AND lease_token = %(lease_token)s AND status = 'running'
 FOR SHARE
 
--- name: get_wait
--- The recorded deadline, when the step was first reached and where its event search resumes,
--- or recorded = 1 if the step has been recorded (a retried call).
-SELECT wake_at, 0 AS recorded, created_at, after_seq
-FROM waits WHERE run_id = %(run_id)s AND step_key = %(key)s
-UNION ALL
-SELECT NULL, 1, NULL, NULL FROM steps WHERE run_id = %(run_id)s AND step_key = %(key)s
-ORDER BY 2 DESC
+-- name: wait_state
+-- No row: this holder no longer holds the run (FOR SHARE, as in holds_lease). Else the wait's
+-- recorded deadline, when it was first reached and where its event search resumes (NULLs if
+-- not reached yet), or recorded = true if its step has been recorded (a retried call).
+SELECT w.wake_at, s.run_id IS NOT NULL AS recorded, w.created_at, w.after_seq
+FROM runs r
+LEFT JOIN waits w ON w.run_id = r.id AND w.step_key = %(key)s
+LEFT JOIN steps s ON s.run_id = r.id AND s.step_key = %(key)s
+WHERE r.id = %(run_id)s AND r.lease_token = %(lease_token)s AND r.status = 'running'
+FOR SHARE OF r
 
 -- name: insert_wait
 -- after_seq: events stored from now on get higher numbers (the caller holds the wait's lock).
@@ -199,12 +243,18 @@ SET status = CASE WHEN signaled THEN 'queued' ELSE 'waiting' END,
 WHERE id = %(run_id)s AND lease_token = %(lease_token)s AND status = 'running'
 
 -- name: finish_run
-UPDATE runs
-SET status = %(status)s, result = %(result)s::text, error = %(error)s::text,
-    completed_at = %(now)s, updated_at = %(now)s, wake_at = NULL, wait_reason = NULL,
-    signaled = false, lease_owner = NULL, lease_expires_at = NULL
-WHERE id = %(run_id)s AND lease_token = %(lease_token)s AND status = 'running'
-RETURNING workflow_id, parent_run_id
+-- One statement (autocommit for a run without a parent): the run's pending waits go with it.
+WITH finished AS (
+    UPDATE runs
+    SET status = %(status)s, result = %(result)s::text, error = %(error)s::text,
+        completed_at = %(now)s, updated_at = %(now)s, wake_at = NULL, wait_reason = NULL,
+        signaled = false, lease_owner = NULL, lease_expires_at = NULL
+    WHERE id = %(run_id)s AND lease_token = %(lease_token)s AND status = 'running'
+    RETURNING id, workflow_id, parent_run_id
+), cleared AS (
+    DELETE FROM waits WHERE run_id IN (SELECT id FROM finished)
+)
+SELECT workflow_id, parent_run_id FROM finished
 
 -- name: delete_run_waits
 DELETE FROM waits WHERE run_id = %(run_id)s
@@ -277,13 +327,13 @@ DELETE FROM waits WHERE run_id = %(run_id)s
 -- name: purge_run
 DELETE FROM runs WHERE id = %(run_id)s
 
--- name: lock_events_shared
+-- name: lock_wait_shapes
 -- Intake holds its event names' locks shared, so waits can register a new filter shape (which
 -- takes its name's lock exclusive) only between intakes: every intake sees every shape. Locks
 -- are keyed by text made in Python (sorted, so lockers of several keys cannot deadlock) with
--- the schema, so stores sharing a database do not contend.
-SELECT count(pg_advisory_xact_lock_shared(hashtextextended(current_schema() || l.key, 0)))
-FROM jsonb_array_elements_text(%(locks)s::jsonb) WITH ORDINALITY AS l(key, n)
+-- the schema, so stores sharing a database do not contend. The function (migration 0002) then
+-- reads the shapes of those names, in a snapshot taken after the locks were granted.
+SELECT event_name, filter_paths FROM lock_wait_shapes(%(names)s::jsonb, %(locks)s::jsonb)
 
 -- name: lock_wait_keys
 -- Intake holds the lock of each wait key its event matches (sorted, like the shared locks
@@ -304,9 +354,10 @@ FROM (SELECT EXISTS (SELECT 1 FROM wait_shapes
       OFFSET 0) AS s
 
 -- name: notify_work
--- Sent once per transaction, by the backend, with its schema's channel and its own token (its
--- listener skips notifications it sent itself: it has already woken its own workers).
-SELECT pg_notify(%(channel)s, %(sender)s)
+-- Sent once per transaction that asks for it, with the COMMIT in one round trip (the simple
+-- protocol: the backend fills in its schema's channel and its own token as literals; its
+-- listener skips notifications it sent itself, having woken its own workers already).
+SELECT pg_notify({channel}, {sender}); COMMIT
 
 -- name: run_counts
 SELECT workflow_id, status, count(*) FROM runs

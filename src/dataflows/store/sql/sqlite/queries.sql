@@ -19,9 +19,6 @@ ON CONFLICT DO NOTHING
 -- name: run_by_idempotency_key
 SELECT id FROM runs WHERE workflow_id = :workflow_id AND idempotency_key = :idempotency_key
 
--- name: wait_shapes
-SELECT filter_paths FROM wait_shapes WHERE event_name = :event_name
-
 -- name: resolve_waits
 -- As on PostgreSQL, in three statements (SQLite has no data-modifying WITH); the store runs
 -- them in order and answers with the last one's result: the number of waits resolved.
@@ -51,6 +48,22 @@ WHERE event_name = :event_name AND filter_paths = :filter_paths AND filter_key =
                 AND s.event_id = :event_id)
 
 -- name: claim_runs
+-- As on PostgreSQL: claim, record the claimed runs' due sleeps, answer with runs and history.
+-- In several statements (the store runs them in order in one transaction and answers with the
+-- last one's rows), the claimed ids kept in a temporary table of this connection.
+CREATE TEMP TABLE IF NOT EXISTS claimed (id TEXT PRIMARY KEY, created_at REAL NOT NULL);
+
+DELETE FROM temp.claimed;
+
+INSERT INTO temp.claimed (id, created_at)
+SELECT id, created_at FROM (
+    SELECT id, created_at FROM runs WHERE status = 'queued'
+    UNION ALL
+    SELECT id, created_at FROM runs WHERE status = 'waiting' AND wake_at <= :now
+    UNION ALL
+    SELECT id, created_at FROM runs WHERE status = 'running' AND lease_expires_at < :now
+) ORDER BY created_at LIMIT :limit;
+
 UPDATE runs
 SET status = 'running',
     recoveries = recoveries + (status = 'running' AND lease_owner IS NOT :worker_id),
@@ -61,16 +74,40 @@ SET status = 'running',
     wait_reason = NULL,
     signaled = 0,
     updated_at = :now
-WHERE id IN (
-    SELECT id FROM (
-        SELECT id, created_at FROM runs WHERE status = 'queued'
-        UNION ALL
-        SELECT id, created_at FROM runs WHERE status = 'waiting' AND wake_at <= :now
-        UNION ALL
-        SELECT id, created_at FROM runs WHERE status = 'running' AND lease_expires_at < :now
-    ) ORDER BY created_at LIMIT :limit)
-RETURNING id, workflow_id, event_id, event_name, event_data, event_ts, created_at,
-          lease_token, recoveries, parent_run_id
+WHERE id IN (SELECT id FROM temp.claimed);
+
+INSERT INTO steps (run_id, step_key, kind, status, output, error, attempts, event_id,
+                   started_at, completed_at)
+SELECT run_id, step_key, kind, 'completed', 'null', NULL, 1, NULL, created_at, :now
+FROM waits
+WHERE run_id IN (SELECT id FROM temp.claimed) AND kind = 'sleep' AND wake_at <= :now
+ON CONFLICT DO NOTHING;
+
+DELETE FROM waits
+WHERE run_id IN (SELECT id FROM temp.claimed) AND kind = 'sleep' AND wake_at <= :now;
+
+SELECT r.id, r.workflow_id, r.event_id, r.event_name, r.event_data, r.event_ts, r.created_at,
+       r.lease_token, r.recoveries, r.parent_run_id,
+       h.step_key, h.kind, h.status, h.output, h.error, h.attempts, h.started_at,
+       h.completed_at, h.wake_at, h.event_id
+FROM temp.claimed c JOIN runs r ON r.id = c.id
+LEFT JOIN (
+    SELECT run_id, step_key, kind, status, output, error, attempts, started_at, completed_at,
+           NULL AS wake_at, event_id
+    FROM steps WHERE run_id IN (SELECT id FROM temp.claimed)
+    UNION ALL
+    SELECT a.run_id, a.step_key, 'run', 'retrying', NULL, a.error, a.attempt, a.started_at,
+           NULL, a.retry_at, NULL
+    FROM step_attempts a
+    WHERE a.run_id IN (SELECT id FROM temp.claimed)
+      AND a.attempt = (SELECT max(attempt) FROM step_attempts b
+                       WHERE b.run_id = a.run_id AND b.step_key = a.step_key)
+      AND NOT EXISTS (SELECT 1 FROM steps s WHERE s.run_id = a.run_id AND s.step_key = a.step_key)
+    UNION ALL
+    SELECT run_id, step_key, kind, 'waiting', NULL, NULL, 0, created_at, NULL, wake_at, NULL
+    FROM waits WHERE run_id IN (SELECT id FROM temp.claimed)
+) AS h ON h.run_id = r.id
+ORDER BY r.created_at, r.id, h.started_at, h.completed_at, h.step_key
 
 -- name: heartbeat
 UPDATE runs SET lease_expires_at = :lease_until
@@ -128,14 +165,13 @@ ON CONFLICT DO NOTHING
 -- name: holds_lease
 SELECT 1 FROM runs WHERE id = :run_id AND lease_token = :lease_token AND status = 'running'
 
--- name: get_wait
--- The recorded deadline and when the step was first reached, or recorded = 1 if the step
--- has been recorded (a retried call).
-SELECT wake_at, 0 AS recorded, created_at, after_seq
-FROM waits WHERE run_id = :run_id AND step_key = :key
-UNION ALL
-SELECT NULL, 1, NULL, NULL FROM steps WHERE run_id = :run_id AND step_key = :key
-ORDER BY 2 DESC
+-- name: wait_state
+-- As on PostgreSQL (writers are serialised: nothing to lock).
+SELECT w.wake_at, s.run_id IS NOT NULL AS recorded, w.created_at, w.after_seq
+FROM runs r
+LEFT JOIN waits w ON w.run_id = r.id AND w.step_key = :key
+LEFT JOIN steps s ON s.run_id = r.id AND s.step_key = :key
+WHERE r.id = :run_id AND r.lease_token = :lease_token AND r.status = 'running'
 
 -- name: insert_wait
 -- after_seq: events stored from now on get higher numbers (writers are serialised).
@@ -169,6 +205,12 @@ SET status = CASE WHEN signaled = 1 THEN 'queued' ELSE 'waiting' END,
 WHERE id = :run_id AND lease_token = :lease_token AND status = 'running'
 
 -- name: finish_run
+-- The run's pending waits go with it (deleted first, while the fence can still be checked).
+DELETE FROM waits
+WHERE run_id = :run_id
+  AND EXISTS (SELECT 1 FROM runs
+              WHERE id = :run_id AND lease_token = :lease_token AND status = 'running');
+
 UPDATE runs
 SET status = :status, result = :result, error = :error, completed_at = :now, updated_at = :now,
     wake_at = NULL, wait_reason = NULL, signaled = 0, lease_owner = NULL, lease_expires_at = NULL
@@ -245,9 +287,10 @@ DELETE FROM waits WHERE run_id = :run_id
 -- name: purge_run
 DELETE FROM runs WHERE id = :run_id
 
--- name: lock_events_shared
--- SQLite serialises writers already (BEGIN IMMEDIATE): nothing more to lock.
-SELECT :locks
+-- name: lock_wait_shapes
+-- SQLite serialises writers already (BEGIN IMMEDIATE): nothing to lock, only the shapes to read.
+SELECT event_name, filter_paths FROM wait_shapes
+WHERE event_name IN (SELECT value FROM json_each(:names)) AND :locks IS NOT NULL
 
 -- name: lock_wait_keys
 SELECT :locks
