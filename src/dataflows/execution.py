@@ -294,9 +294,9 @@ class Execution:
                 self.run.id, self.run.lease_token, step, self.rt.clock.now()
             )
         )
-        metrics.STEPS.labels(self.workflow.id, kind, status).inc()
+        metrics.step_outcomes(self.workflow.id, kind, status).inc()
         if status == "completed":
-            metrics.STEP_DURATION.labels(self.workflow.id).observe(self.rt.clock.now() - started)
+            metrics.step_durations(self.workflow.id).observe(self.rt.clock.now() - started)
 
     # -- sleeps and waits ------------------------------------------------------------------------------
 
@@ -370,7 +370,7 @@ class Execution:
                     self.run.id, self.run.lease_token, step, self.rt.clock.now(), (intake,)
                 )
             )
-        metrics.STEPS.labels(self.workflow.id, "send", "completed").inc()
+        metrics.step_outcomes(self.workflow.id, "send", "completed").inc()
         metrics.runs_started([run.workflow_id for run in intake.runs])
         return intake.event.id
 

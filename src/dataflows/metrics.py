@@ -6,6 +6,8 @@ same whichever process serves it.
 
 from __future__ import annotations
 
+import functools
+
 from prometheus_client import Counter, Histogram
 
 RUNS_STARTED = Counter(
@@ -33,3 +35,15 @@ WEBHOOKS_REJECTED = Counter(
 def runs_started(workflow_ids: list[str]) -> None:
     for workflow_id in workflow_ids:
         RUNS_STARTED.labels(workflow_id).inc()
+
+
+@functools.cache
+def step_outcomes(workflow: str, kind: str, status: str) -> Counter:
+    """The ``dataflows_steps`` child for these labels (looked up once: a step is a hot path)."""
+    return STEPS.labels(workflow, kind, status)
+
+
+@functools.cache
+def step_durations(workflow: str) -> Histogram:
+    """The ``dataflows_step_duration_seconds`` child for this workflow."""
+    return STEP_DURATION.labels(workflow)

@@ -90,10 +90,10 @@ def send_events(intakes: Sequence[EventIntake], now: float) -> Program:
 
 def send_each(items: Sequence[tuple[EventIntake, float]]) -> Program:
     """Events sent by several callers (each with its own time), in one transaction."""
-    wakes = yield from _lock_for_intake([intake.event for intake, _ in items])
+    wakes, locks = yield from _lock_for_intake([intake.event for intake, _ in items])
     results = []
     for (intake, now), keys in zip(items, wakes, strict=True):
-        results.append((yield from _intake(intake, now, keys)))
+        results.append((yield from _intake(intake, now, keys, locks)))
     return results
 
 
@@ -109,7 +109,9 @@ def _key_lock(event_name: str, paths: str, key: str) -> str:
     return json.dumps(["wait", event_name, paths, key])
 
 
-def _lock_for_intake(events: Sequence[NewEvent]) -> Generator[Query, Any, list[WaitKeys]]:
+def _lock_for_intake(
+    events: Sequence[NewEvent],
+) -> Generator[Query, Any, tuple[list[WaitKeys], str]]:
     """Serialise storing these events with the waits they can resolve; per event, its wait keys.
 
     First every name's lock, shared: no wait registers a new filter shape for these names until
@@ -119,9 +121,12 @@ def _lock_for_intake(events: Sequence[NewEvent]) -> Generator[Query, Any, list[W
     then sees the event). Waits on other keys of the same name go on in parallel. All locks are
     taken before any row is touched, names before keys and each set sorted, so lockers cannot
     deadlock on each other.
+
+    Also returns the key locks (a JSON list) the insert of a lone event takes, in the same
+    statement, before it is numbered; a batch takes them here, all at once.
     """
     if not events:
-        return []
+        return [], "[]"
     names = sorted({event.name for event in events})
     rows = yield Query(
         "lock_wait_shapes",
@@ -143,17 +148,30 @@ def _lock_for_intake(events: Sequence[NewEvent]) -> Generator[Query, Any, list[W
                     keys.append((paths, canonical([value for _, value in found])))
             locks.update(_key_lock(event.name, paths, key) for paths, key in keys)
         wakes.append(keys)
+    if len(events) == 1:
+        return wakes, json.dumps(sorted(locks))
     if locks:
         yield Query("lock_wait_keys", {"locks": json.dumps(sorted(locks))})
-    return wakes
+        # Several events may resolve waits of the same runs: lock those runs in one order.
+        every = [[e.name, p, k] for e, ks in zip(events, wakes, strict=True) for p, k in ks]
+        yield Query("lock_waiting_runs", {"keys": json.dumps(every)})
+    return wakes, "[]"
 
 
-def _intake(intake: EventIntake, now: float, keys: WaitKeys) -> Program:
-    """Store one event and wake the waits it resolves; the caller holds ``_lock_for_intake``."""
+def _intake(intake: EventIntake, now: float, keys: WaitKeys, locks: str = "[]") -> Program:
+    """Store one event and wake the waits it resolves, under ``_lock_for_intake`` (``locks``:
+    the key locks it left to this insert)."""
     event = intake.event
     inserted = yield Query(
         "insert_event",
-        {"id": event.id, "name": event.name, "data": event.data_json, "ts": event.ts, "now": now},
+        {
+            "id": event.id,
+            "name": event.name,
+            "data": event.data_json,
+            "ts": event.ts,
+            "now": now,
+            "locks": locks,
+        },
         "rowcount",
     )
     if not inserted:
@@ -171,13 +189,11 @@ def _intake(intake: EventIntake, now: float, keys: WaitKeys) -> Program:
                 "ts": event.ts,
             }
         )
-    for paths, key in keys:
-        woke += yield Query(
+        woke = yield Query(
             "resolve_waits",
             {
                 "event_name": event.name,
-                "filter_paths": paths,
-                "filter_key": key,
+                "keys": json.dumps(keys),
                 "event_id": event.id,
                 "output": output,
                 "now": now,
@@ -293,14 +309,17 @@ def _step_row(r: Sequence[Any]) -> StepRow:
 def record_step(
     run_id: str, lease_token: int, step: NewStep, now: float, events: Sequence[EventIntake] = ()
 ) -> Program:
-    wakes = yield from _lock_for_intake([intake.event for intake in events])
+    wakes, locks = yield from _lock_for_intake([intake.event for intake in events])
+    if locks != "[]":  # all advisory locks before the run's row is locked by the step's insert
+        yield Query("lock_wait_keys", {"locks": locks})
+        locks = "[]"
     inserted = yield record_step_query(run_id, lease_token, step, now)
     if not inserted:  # fenced, or recorded already: by this holder, whose answer was lost
         return (yield from _holds_lease(run_id, lease_token))
     if step.kind != "run":
         yield Query("delete_wait", {"run_id": run_id, "key": step.key})
     for intake, keys in zip(events, wakes, strict=True):
-        yield from _intake(intake, now, keys)
+        yield from _intake(intake, now, keys, locks)
     return True
 
 
@@ -567,8 +586,8 @@ def _tell_parent(
         "error": _json(error_json),
     }
     event = NewEvent(f"{run_id}:finished:{now!r}", RUN_FINISHED_EVENT, json.dumps(data), now)
-    wakes = yield from _lock_for_intake([event])
-    yield from _intake(EventIntake(event), now, wakes[0])
+    wakes, locks = yield from _lock_for_intake([event])
+    yield from _intake(EventIntake(event), now, wakes[0], locks)
 
 
 def release_run(run_id: str, lease_token: int, now: float) -> Program:

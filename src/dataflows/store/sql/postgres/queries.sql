@@ -4,8 +4,13 @@
 -- may be NULL, or whose type PostgreSQL cannot infer, carry an explicit cast.
 
 -- name: insert_event
+-- A lone event takes its wait keys' locks here (see lock_wait_keys), before its row is numbered.
+WITH locked AS (
+    SELECT count(pg_advisory_xact_lock(hashtextextended(current_schema() || l.key, 0)))
+    FROM jsonb_array_elements_text(%(locks)s::jsonb) WITH ORDINALITY AS l(key, n)
+)
 INSERT INTO events (id, name, data, ts, received_at)
-VALUES (%(id)s, %(name)s, %(data)s::jsonb, %(ts)s, %(now)s)
+SELECT %(id)s, %(name)s, %(data)s::jsonb, %(ts)s, %(now)s FROM locked
 ON CONFLICT (id) DO NOTHING
 
 -- name: runs_of_event
@@ -25,20 +30,29 @@ ON CONFLICT DO NOTHING
 SELECT id FROM runs WHERE workflow_id = %(workflow_id)s AND idempotency_key = %(idempotency_key)s
 
 -- name: resolve_waits
--- The waits this event resolves (by key; the caller holds the key's lock) get their step
--- recorded now, so the woken run replays straight past them. A run with two waits of the same
--- key takes the event once (steps_consumed): the earlier registered wait; the other stays.
-WITH due AS (
-    SELECT run_id, step_key, kind, created_at FROM waits
-    WHERE event_name = %(event_name)s AND filter_paths = %(filter_paths)s
-      AND filter_key = %(filter_key)s
-    ORDER BY run_id, created_at, step_key
+-- The waits this event resolves (by its keys; the caller holds their locks) get their step
+-- recorded now, so the woken run replays straight past them. Each run takes the event once
+-- (steps_consumed): its wait reached first, whatever the keys. Runs are locked in id order
+-- first, so intakes resolving waits of the same runs cannot deadlock; a run finished meanwhile
+-- is left out.
+WITH matching AS (
+    SELECT w.run_id, w.step_key, w.kind, w.created_at
+    FROM waits w
+    JOIN jsonb_array_elements(%(keys)s::jsonb) AS k
+      ON w.filter_paths = k.value ->> 0 AND w.filter_key = k.value ->> 1
+    WHERE w.event_name = %(event_name)s
+), locked AS (
+    SELECT id FROM runs
+    WHERE id IN (SELECT run_id FROM matching) AND status IN ('waiting', 'running', 'queued')
+    ORDER BY id
+    FOR UPDATE
 ), recorded AS (
     INSERT INTO steps (run_id, step_key, kind, status, output, error, attempts, event_id,
                        started_at, completed_at)
     SELECT run_id, step_key, kind, 'completed', %(output)s, NULL, 1, %(event_id)s,
            created_at, %(now)s
-    FROM due
+    FROM matching WHERE run_id IN (SELECT id FROM locked)
+    ORDER BY run_id, created_at, step_key
     ON CONFLICT DO NOTHING
     RETURNING run_id, step_key
 ), cleared AS (
@@ -51,6 +65,19 @@ SET status = CASE WHEN status = 'waiting' THEN 'queued' ELSE status END,
     signaled = signaled OR status = 'running',
     updated_at = %(now)s
 WHERE id IN (SELECT run_id FROM recorded) AND status IN ('waiting', 'running')
+
+-- name: lock_waiting_runs
+-- Before several events resolve waits in one transaction: every run they may touch, locked in
+-- id order at once (each resolve_waits alone orders only its own runs).
+SELECT count(*) FROM (
+    SELECT id FROM runs
+    WHERE id IN (SELECT w.run_id FROM waits w
+                 JOIN jsonb_array_elements(%(keys)s::jsonb) AS k
+                   ON w.event_name = k.value ->> 0 AND w.filter_paths = k.value ->> 1
+                  AND w.filter_key = k.value ->> 2)
+    ORDER BY id
+    FOR UPDATE
+) AS locked
 
 -- name: claim_runs
 -- One locking scan per partial index, in that index's order so that a backlog of due timers
@@ -134,9 +161,13 @@ LEFT JOIN LATERAL (
 ORDER BY c.created_at, c.id, h.started_at, h.completed_at, h.step_key
 
 -- name: heartbeat
+-- Rows locked in id order, as every multi-row writer does, so writers cannot deadlock.
 UPDATE runs SET lease_expires_at = %(lease_until)s
-WHERE lease_owner = %(worker_id)s AND status = 'running'
-  AND id IN (SELECT jsonb_array_elements_text(%(run_ids)s::jsonb))
+WHERE id IN (SELECT id FROM runs
+             WHERE lease_owner = %(worker_id)s AND status = 'running'
+               AND id IN (SELECT jsonb_array_elements_text(%(run_ids)s::jsonb))
+             ORDER BY id
+             FOR UPDATE)
 RETURNING id
 
 -- name: load_history

@@ -20,14 +20,20 @@ ON CONFLICT DO NOTHING
 SELECT id FROM runs WHERE workflow_id = :workflow_id AND idempotency_key = :idempotency_key
 
 -- name: resolve_waits
--- As on PostgreSQL, in three statements (SQLite has no data-modifying WITH); the store runs
--- them in order and answers with the last one's result: the number of waits resolved.
+-- As on PostgreSQL, in three statements (SQLite has no data-modifying WITH; writers are
+-- serialised, so nothing to lock); the store runs them in order and answers with the last
+-- one's result: the number of waits resolved.
 INSERT INTO steps (run_id, step_key, kind, status, output, error, attempts, event_id,
                    started_at, completed_at)
-SELECT run_id, step_key, kind, 'completed', :output, NULL, 1, :event_id, created_at, :now
-FROM waits
-WHERE event_name = :event_name AND filter_paths = :filter_paths AND filter_key = :filter_key
-ORDER BY run_id, created_at, step_key
+SELECT w.run_id, w.step_key, w.kind, 'completed', :output, NULL, 1, :event_id, w.created_at,
+       :now
+FROM waits w
+JOIN json_each(:keys) AS k
+  ON w.filter_paths = json_extract(k.value, '$[0]')
+ AND w.filter_key = json_extract(k.value, '$[1]')
+JOIN runs r ON r.id = w.run_id AND r.status IN ('waiting', 'running', 'queued')
+WHERE w.event_name = :event_name
+ORDER BY w.run_id, w.created_at, w.step_key
 ON CONFLICT DO NOTHING;
 
 UPDATE runs
@@ -37,15 +43,18 @@ SET status = CASE WHEN status = 'waiting' THEN 'queued' ELSE status END,
     updated_at = :now
 WHERE id IN (SELECT w.run_id FROM waits w JOIN steps s
                ON s.run_id = w.run_id AND s.step_key = w.step_key AND s.event_id = :event_id
-             WHERE w.event_name = :event_name AND w.filter_paths = :filter_paths
-               AND w.filter_key = :filter_key)
+             WHERE w.event_name = :event_name)
   AND status IN ('waiting', 'running');
 
 DELETE FROM waits
-WHERE event_name = :event_name AND filter_paths = :filter_paths AND filter_key = :filter_key
+WHERE event_name = :event_name
   AND EXISTS (SELECT 1 FROM steps s
               WHERE s.run_id = waits.run_id AND s.step_key = waits.step_key
                 AND s.event_id = :event_id)
+
+-- name: lock_waiting_runs
+-- Writers are serialised: nothing to lock.
+SELECT :keys
 
 -- name: claim_runs
 -- As on PostgreSQL: claim, record the claimed runs' due sleeps, answer with runs and history.
