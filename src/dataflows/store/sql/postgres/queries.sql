@@ -36,14 +36,19 @@ SELECT id FROM runs WHERE workflow_id = %(workflow_id)s AND idempotency_key = %(
 -- first, so intakes resolving waits of the same runs cannot deadlock; a run finished meanwhile
 -- is left out.
 WITH matching AS (
+    -- LATERAL: one index lookup per key (waits_match), never a scan of all waits of the name
     SELECT w.run_id, w.step_key, w.kind, w.created_at
-    FROM waits w
-    JOIN jsonb_array_elements(%(keys)s::jsonb) AS k
-      ON w.filter_paths = k.value ->> 0 AND w.filter_key = k.value ->> 1
-    WHERE w.event_name = %(event_name)s
+    FROM jsonb_array_elements(%(keys)s::jsonb) AS k
+    CROSS JOIN LATERAL (
+        SELECT run_id, step_key, kind, created_at FROM waits
+        WHERE event_name = %(event_name)s AND filter_paths = k.value ->> 0
+          AND filter_key = k.value ->> 1
+        OFFSET 0  -- kept a subquery: pulled up, it would become a hash join over every wait
+    ) AS w
 ), locked AS (
     SELECT id FROM runs
-    WHERE id IN (SELECT run_id FROM matching) AND status IN ('waiting', 'running', 'queued')
+    WHERE id = ANY (ARRAY(SELECT run_id FROM matching))
+      AND status IN ('waiting', 'running', 'queued')
     ORDER BY id
     FOR UPDATE
 ), recorded AS (
@@ -51,30 +56,37 @@ WITH matching AS (
                        started_at, completed_at)
     SELECT run_id, step_key, kind, 'completed', %(output)s, NULL, 1, %(event_id)s,
            created_at, %(now)s
-    FROM matching WHERE run_id IN (SELECT id FROM locked)
+    FROM matching WHERE run_id = ANY (ARRAY(SELECT id FROM locked))
     ORDER BY run_id, created_at, step_key
     ON CONFLICT DO NOTHING
     RETURNING run_id, step_key
 ), cleared AS (
-    DELETE FROM waits USING recorded
-    WHERE waits.run_id = recorded.run_id AND waits.step_key = recorded.step_key
+    -- = ANY (ARRAY(...)): an index lookup per run, where a join would be planned as a scan
+    DELETE FROM waits
+    WHERE run_id = ANY (ARRAY(SELECT run_id FROM recorded))
+      AND (run_id, step_key) IN (SELECT run_id, step_key FROM recorded)
 )
 UPDATE runs
 SET status = CASE WHEN status = 'waiting' THEN 'queued' ELSE status END,
     wake_at = CASE WHEN status = 'waiting' THEN NULL ELSE wake_at END,
     signaled = signaled OR status = 'running',
     updated_at = %(now)s
-WHERE id IN (SELECT run_id FROM recorded) AND status IN ('waiting', 'running')
+WHERE id = ANY (ARRAY(SELECT run_id FROM recorded)) AND status IN ('waiting', 'running')
 
 -- name: lock_waiting_runs
 -- Before several events resolve waits in one transaction: every run they may touch, locked in
 -- id order at once (each resolve_waits alone orders only its own runs).
 SELECT count(*) FROM (
     SELECT id FROM runs
-    WHERE id IN (SELECT w.run_id FROM waits w
-                 JOIN jsonb_array_elements(%(keys)s::jsonb) AS k
-                   ON w.event_name = k.value ->> 0 AND w.filter_paths = k.value ->> 1
-                  AND w.filter_key = k.value ->> 2)
+    WHERE id = ANY (ARRAY(
+              SELECT w.run_id
+                 FROM jsonb_array_elements(%(keys)s::jsonb) AS k
+                 CROSS JOIN LATERAL (
+                     SELECT run_id FROM waits
+                     WHERE event_name = k.value ->> 0 AND filter_paths = k.value ->> 1
+                       AND filter_key = k.value ->> 2
+                     OFFSET 0  -- as in resolve_waits
+                 ) AS w))
     ORDER BY id
     FOR UPDATE
 ) AS locked

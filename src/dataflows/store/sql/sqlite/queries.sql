@@ -27,12 +27,12 @@ INSERT INTO steps (run_id, step_key, kind, status, output, error, attempts, even
                    started_at, completed_at)
 SELECT w.run_id, w.step_key, w.kind, 'completed', :output, NULL, 1, :event_id, w.created_at,
        :now
-FROM waits w
-JOIN json_each(:keys) AS k
-  ON w.filter_paths = json_extract(k.value, '$[0]')
+FROM json_each(:keys) AS k
+CROSS JOIN waits w  -- CROSS JOIN keeps this order: one index lookup per key
+  ON w.event_name = :event_name AND w.filter_paths = json_extract(k.value, '$[0]')
  AND w.filter_key = json_extract(k.value, '$[1]')
 JOIN runs r ON r.id = w.run_id AND r.status IN ('waiting', 'running', 'queued')
-WHERE w.event_name = :event_name
+WHERE true
 ORDER BY w.run_id, w.created_at, w.step_key
 ON CONFLICT DO NOTHING;
 
@@ -41,16 +41,24 @@ SET status = CASE WHEN status = 'waiting' THEN 'queued' ELSE status END,
     wake_at = CASE WHEN status = 'waiting' THEN NULL ELSE wake_at END,
     signaled = CASE WHEN status = 'running' THEN 1 ELSE signaled END,
     updated_at = :now
-WHERE id IN (SELECT w.run_id FROM waits w JOIN steps s
-               ON s.run_id = w.run_id AND s.step_key = w.step_key AND s.event_id = :event_id
-             WHERE w.event_name = :event_name)
+WHERE id IN (SELECT w.run_id
+             FROM json_each(:keys) AS k
+             CROSS JOIN waits w
+               ON w.event_name = :event_name AND w.filter_paths = json_extract(k.value, '$[0]')
+              AND w.filter_key = json_extract(k.value, '$[1]')
+             JOIN steps s
+               ON s.run_id = w.run_id AND s.step_key = w.step_key AND s.event_id = :event_id)
   AND status IN ('waiting', 'running');
 
 DELETE FROM waits
-WHERE event_name = :event_name
-  AND EXISTS (SELECT 1 FROM steps s
-              WHERE s.run_id = waits.run_id AND s.step_key = waits.step_key
-                AND s.event_id = :event_id)
+WHERE (run_id, step_key) IN (
+    SELECT w.run_id, w.step_key
+    FROM json_each(:keys) AS k
+    CROSS JOIN waits w
+      ON w.event_name = :event_name AND w.filter_paths = json_extract(k.value, '$[0]')
+     AND w.filter_key = json_extract(k.value, '$[1]')
+    JOIN steps s
+      ON s.run_id = w.run_id AND s.step_key = w.step_key AND s.event_id = :event_id)
 
 -- name: lock_waiting_runs
 -- Writers are serialised: nothing to lock.
