@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -23,32 +22,12 @@ from dataflows.records import (
     NewStep,
     WaitMatch,
 )
-from dataflows.store import Store, create_store
+from dataflows.store import Store
 from tests.pg import DbTarget
+from tests.store.conftest import new_store
 
 T0 = 1_000.0
 LEASE = 30.0
-
-
-def _store(target: DbTarget) -> Store:
-    return create_store(target.url, schema=target.schema or "dataflows")
-
-
-@pytest.fixture
-async def store(db: DbTarget) -> AsyncIterator[Store]:
-    s = _store(db)
-    await s.open()
-    yield s
-    await s.close()
-
-
-@pytest.fixture
-async def other(db: DbTarget, store: Store) -> AsyncIterator[Store]:
-    """A second store on the same database: another process, as far as the data goes."""
-    s = _store(db)
-    await s.open()
-    yield s
-    await s.close()
 
 
 def event(
@@ -110,14 +89,14 @@ async def status(store: Store, run_id: str) -> str:
 
 
 async def test_migrations_apply_once(db: DbTarget) -> None:
-    first = _store(db)
+    first = new_store(db)
     await first.open(migrate=False)
     try:
         assert await first.migrate() == ["0001_initial", "0002_wait_after_seq"]
         assert await first.migrate() == []
     finally:
         await first.close()
-    second = _store(db)
+    second = new_store(db)
     await second.open()  # migrates: nothing left to do, and the data is usable
     try:
         assert await second.migrate() == []
@@ -127,7 +106,7 @@ async def test_migrations_apply_once(db: DbTarget) -> None:
 
 
 async def test_concurrent_migrations_apply_once(db: DbTarget) -> None:
-    stores = [_store(db) for _ in range(4)]
+    stores = [new_store(db) for _ in range(4)]
     for s in stores:
         await s.open(migrate=False)
     try:

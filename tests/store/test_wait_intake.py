@@ -30,10 +30,11 @@ from dataflows.records import (
     StoredEvent,
     WaitMatch,
 )
-from dataflows.store import Store, create_store
+from dataflows.store import Store
 from dataflows.store.queries import load_migrations
 from dataflows.store.sqlite import sqlite_path
 from tests.pg import DbTarget
+from tests.store.conftest import new_store
 from tests.store.test_store_contract import (
     LEASE,
     T0,
@@ -46,27 +47,6 @@ from tests.store.test_store_contract import (
 )
 
 T = TypeVar("T")
-
-
-def _store(target: DbTarget) -> Store:
-    return create_store(target.url, schema=target.schema or "dataflows")
-
-
-@pytest.fixture
-async def store(db: DbTarget) -> AsyncIterator[Store]:
-    s = _store(db)
-    await s.open()
-    yield s
-    await s.close()
-
-
-@pytest.fixture
-async def other(db: DbTarget, store: Store) -> AsyncIterator[Store]:
-    """A second store on the same database: another process, as far as the data goes."""
-    s = _store(db)
-    await s.open()
-    yield s
-    await s.close()
 
 
 async def suspended(store: Store, run: ClaimedRun, key: str, match: WaitMatch, now: float) -> None:
@@ -203,7 +183,7 @@ async def test_event_with_another_key_leaves_the_wait_pending(store: Store) -> N
 @pytest.fixture
 async def pg_stores(pg_url: DbTarget) -> AsyncIterator[list[Store]]:
     """Three stores (three pools: three processes, as far as locks go) on one schema."""
-    stores = [_store(pg_url) for _ in range(3)]
+    stores = [new_store(pg_url) for _ in range(3)]
     for s in stores:
         await s.open()
     try:
@@ -581,7 +561,7 @@ def _install_version_1(target: DbTarget) -> None:
 
 async def test_waits_pending_at_the_upgrade_are_resolved(db: DbTarget) -> None:
     _install_version_1(db)
-    s = _store(db)
+    s = new_store(db)
     await s.open(migrate=False)
     try:
         assert await s.migrate() == ["0002_wait_after_seq"]
