@@ -19,6 +19,7 @@ import socket
 import threading
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -299,28 +300,25 @@ class Worker:
         except PayloadError as exc:
             await self._fail(run, error_json(exc))
             return
-        if await retry_unavailable(
-            lambda: self.app.store.complete_run(
-                run.id,
-                run.lease_token,
-                text,
-                self.app.clock.now(),
-                has_parent=run.parent_run_id is not None,
-            )
-        ):
-            metrics.RUNS_FINISHED.labels(run.workflow_id, "completed").inc()
+        await self._finish(run, "completed", self.app.store.complete_run, text)
 
     async def _fail(self, run: ClaimedRun, error: str) -> None:
+        await self._finish(run, "failed", self.app.store.fail_run, error)
+
+    async def _finish(
+        self, run: ClaimedRun, status: str, finish: Callable[..., Awaitable[bool]], payload: str
+    ) -> None:
+        """Write the run's outcome (its result or error) with ``finish``; count it if it landed."""
         if await retry_unavailable(
-            lambda: self.app.store.fail_run(
+            lambda: finish(
                 run.id,
                 run.lease_token,
-                error,
+                payload,
                 self.app.clock.now(),
                 has_parent=run.parent_run_id is not None,
             )
         ):
-            metrics.RUNS_FINISHED.labels(run.workflow_id, "failed").inc()
+            metrics.RUNS_FINISHED.labels(run.workflow_id, status).inc()
 
     # -- leases ----------------------------------------------------------------------------------------
 
