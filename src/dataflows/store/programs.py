@@ -101,6 +101,14 @@ def send_each(items: Sequence[tuple[EventIntake, float]]) -> Program:
 WaitKeys = list[tuple[str, str]]
 
 
+def _wait_output(event_id: str, name: str, data_json: str, ts: float) -> str:
+    """What a wait step records: the event that resolved it (``data_json`` as stored)."""
+    return (
+        f'{{"id": {json.dumps(event_id)}, "name": {json.dumps(name)}, '
+        f'"data": {data_json}, "ts": {json.dumps(ts)}}}'
+    )
+
+
 def _name_lock(event_name: str) -> str:
     return json.dumps(["event", event_name])
 
@@ -110,7 +118,7 @@ def _key_lock(event_name: str, paths: str, key: str) -> str:
 
 
 def _lock_for_intake(
-    events: Sequence[NewEvent],
+    events: Sequence[NewEvent], *, defer: bool = True
 ) -> Generator[Query, Any, tuple[list[WaitKeys], str]]:
     """Serialise storing these events with the waits they can resolve; per event, its wait keys.
 
@@ -123,7 +131,8 @@ def _lock_for_intake(
     deadlock on each other.
 
     Also returns the key locks (a JSON list) the insert of a lone event takes, in the same
-    statement, before it is numbered; a batch takes them here, all at once.
+    statement, before it is numbered (``defer``, a round trip saved); a batch takes them here,
+    all at once.
     """
     if not events:
         return [], "[]"
@@ -148,10 +157,11 @@ def _lock_for_intake(
                     keys.append((paths, canonical([value for _, value in found])))
             locks.update(_key_lock(event.name, paths, key) for paths, key in keys)
         wakes.append(keys)
-    if len(events) == 1:
+    if defer and len(events) == 1:
         return wakes, json.dumps(sorted(locks))
     if locks:
         yield Query("lock_wait_keys", {"locks": json.dumps(sorted(locks))})
+    if locks and len(events) > 1:
         # Several events may resolve waits of the same runs: lock those runs in one order.
         every = [[e.name, p, k] for e, ks in zip(events, wakes, strict=True) for p, k in ks]
         yield Query("lock_waiting_runs", {"keys": json.dumps(every)})
@@ -181,21 +191,13 @@ def _intake(intake: EventIntake, now: float, keys: WaitKeys, locks: str = "[]") 
         yield _insert_run(run, now)
     woke = 0
     if keys:
-        output = json.dumps(
-            {
-                "id": event.id,
-                "name": event.name,
-                "data": json.loads(event.data_json),
-                "ts": event.ts,
-            }
-        )
         woke = yield Query(
             "resolve_waits",
             {
                 "event_name": event.name,
                 "keys": json.dumps(keys),
                 "event_id": event.id,
-                "output": output,
+                "output": _wait_output(event.id, event.name, event.data_json, event.ts),
                 "now": now,
             },
             "rowcount",
@@ -309,10 +311,8 @@ def _step_row(r: Sequence[Any]) -> StepRow:
 def record_step(
     run_id: str, lease_token: int, step: NewStep, now: float, events: Sequence[EventIntake] = ()
 ) -> Program:
-    wakes, locks = yield from _lock_for_intake([intake.event for intake in events])
-    if locks != "[]":  # all advisory locks before the run's row is locked by the step's insert
-        yield Query("lock_wait_keys", {"locks": locks})
-        locks = "[]"
+    # Every advisory lock before the step's insert locks the run's row: none deferred.
+    wakes, locks = yield from _lock_for_intake([intake.event for intake in events], defer=False)
     inserted = yield record_step_query(run_id, lease_token, step, now)
     if not inserted:  # fenced, or recorded already: by this holder, whose answer was lost
         return (yield from _holds_lease(run_id, lease_token))
@@ -436,9 +436,7 @@ def begin_wait(
     if match is not None:
         event = yield from _find_event(run_id, match, since, trigger_event_id, after)
         if event is not None:
-            output = json.dumps(
-                {"id": event.id, "name": event.name, "data": event.data, "ts": event.ts}
-            )
+            output = _wait_output(event.id, event.name, json.dumps(event.data), event.ts)
             step = NewStep(key, kind, "completed", output, None, 1, started, event.id)  # type: ignore[arg-type]
             yield from record_step(run_id, lease_token, step, now)
             return WaitOutcome("resolved", event=event)
