@@ -15,7 +15,7 @@ import inspect
 import json
 import traceback
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, NoReturn, TypeVar
@@ -65,6 +65,7 @@ class Runtime:
     executor: Any  # concurrent.futures.Executor for sync step functions
     max_payload: int
     inline_retry_limit: float
+    inline_sleep_limit: float = 0.0
 
 
 def error_json(exc: BaseException) -> str:
@@ -114,11 +115,28 @@ class Execution:
         self._keys: set[str] = set()
         self.suspensions: list[tuple[float | None, str]] = []
         self.closing = False
-        self.abandoned = False
+        self._abandoned = False
         self.fatal: NonDeterminismError | None = None
         self._inflight = 0
         self._idle = asyncio.Event()
         self._idle.set()
+        self._interrupted = asyncio.Event()  # sleeps held in memory give up at once
+        self._background: set[asyncio.Task[None]] = set()
+
+    @property
+    def abandoned(self) -> bool:
+        """The run is no longer ours (lease lost, cancelled, superseded): no further step."""
+        return self._abandoned
+
+    @abandoned.setter
+    def abandoned(self, value: bool) -> None:
+        self._abandoned = value
+        if value:
+            self._interrupted.set()
+
+    def interrupt(self) -> None:
+        """Sleeps held in memory suspend the run now instead (the worker is stopping)."""
+        self._interrupted.set()
 
     # -- keys and replay checks --------------------------------------------------------------------
 
@@ -169,18 +187,33 @@ class Execution:
 
     @asynccontextmanager
     async def tracking(self) -> AsyncIterator[None]:
-        self._inflight += 1
-        self._idle.clear()
+        self._busy()
         try:
             yield
         finally:
-            self._inflight -= 1
-            if self._inflight == 0:
-                self._idle.set()
+            self._done()
+
+    def _busy(self) -> None:
+        self._inflight += 1
+        self._idle.clear()
+
+    def _done(self, _: object = None) -> None:
+        self._inflight -= 1
+        if self._inflight == 0:
+            self._idle.set()
+
+    def in_background(self, op: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        """Run ``op`` alongside the workflow; :meth:`drain` waits for it as for a step."""
+        self._busy()
+        task = asyncio.get_running_loop().create_task(op())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        task.add_done_callback(self._done)
 
     async def drain(self) -> None:
         """Stop new steps and wait for those in flight to record their outcome."""
         self.closing = True
+        self._interrupted.set()
         await self._idle.wait()
 
     async def write(self, op: Callable[[], Awaitable[bool]]) -> None:
@@ -302,14 +335,59 @@ class Execution:
 
     async def sleep_step(self, key: str, wake_at: float) -> None:
         row = self.recorded(key, "sleep")
+        started = self.rt.clock.now()
         if row is not None:
             if row.status == "completed":
                 return
-            if row.wake_at is not None and row.wake_at > self.rt.clock.now():
-                self.suspend(row.wake_at, f"sleep {key}")
+            if row.wake_at is not None and row.wake_at > started:
+                await self._sleep_until(key, row.wake_at, row.started_at or started)
+                return
         outcome = await self._begin_wait(key, "sleep", wake_at, None)
         if outcome.state != "resolved":
-            self.suspend(outcome.wake_at, f"sleep {key}")
+            await self._sleep_until(key, outcome.wake_at, started)
+
+    async def _sleep_until(self, key: str, wake_at: float | None, started: float) -> None:
+        """Wait out a pending sleep whose wake time is recorded: in memory if it is due within
+        ``inline_sleep_limit`` (the run keeps its lease and slot), else by suspending the run.
+
+        A sleep held in memory gives up and suspends the run when the run unwinds, is lost or
+        the worker stops. The recorded wake time is the truth either way: once it has passed, a
+        replay treats the sleep as elapsed, so the code after the sleep goes on at once and the
+        sleep's step is recorded alongside.
+        """
+        reason = f"sleep {key}"
+        if wake_at is None or wake_at - self.rt.clock.now() > self.rt.inline_sleep_limit:
+            self.suspend(wake_at, reason)
+        async with self.tracking():  # an unwinding run waits for this branch's suspension
+            held = await self._hold(wake_at)
+            if not held:
+                self.suspensions.append((wake_at, reason))
+        if not held:
+            raise Suspend()
+        step = NewStep(key, "sleep", "completed", "null", None, 1, started)
+        self.in_background(lambda: self._record_elapsed(step))
+
+    async def _hold(self, wake_at: float) -> bool:
+        """Wait until ``wake_at`` by the clock; False if interrupted first."""
+        clock = self.rt.clock
+        while not self._interrupted.is_set() and (left := wake_at - clock.now()) > 0:
+            timer = asyncio.ensure_future(clock.sleep(left))
+            interrupted = asyncio.ensure_future(self._interrupted.wait())
+            try:
+                await asyncio.wait((timer, interrupted), return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                timer.cancel()
+                interrupted.cancel()
+        return not self._interrupted.is_set()
+
+    async def _record_elapsed(self, step: NewStep) -> None:
+        recorded = await retry_unavailable(
+            lambda: self.rt.store.record_step(
+                self.run.id, self.run.lease_token, step, self.rt.clock.now()
+            )
+        )
+        if not recorded:
+            self.abandoned = True  # the next step, or the outcome, is fenced too
 
     async def wait_step(
         self, key: str, match: WaitMatch, deadline: float | None, kind: str = "wait"

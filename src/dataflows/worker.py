@@ -52,6 +52,8 @@ class WorkerOptions:
     #: … or once resident memory exceeds this many MiB.
     max_rss_mb: float | None = None
     inline_retry_limit: float = 2.0
+    #: Sleeps due within this many seconds are waited out in memory (the run keeps its slot).
+    inline_sleep_limit: float = 2.0
     #: Seconds (on average) between clock re-alignments and retention purges.
     maintenance_interval: float = 60.0
 
@@ -88,6 +90,7 @@ class Worker:
             executor=self._executor,
             max_payload=self.app.max_payload,
             inline_retry_limit=self.options.inline_retry_limit,
+            inline_sleep_limit=self.options.inline_sleep_limit,
         )
 
     # -- lifecycle ---------------------------------------------------------------------------------
@@ -123,6 +126,9 @@ class Worker:
         if claim_loop is not None:
             await asyncio.gather(claim_loop, return_exceptions=True)
         pending = [task for task, _ in self._active.values()]
+        for _, execution in self._active.values():
+            if execution is not None:
+                execution.interrupt()  # sleeps held in memory suspend their runs now
         if pending:
             _, still = await asyncio.wait(pending, timeout=grace)
             for run_id, (task, execution) in list(self._active.items()):

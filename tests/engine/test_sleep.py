@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 
 import dataflows as df
-from tests.engine.conftest import eventually, step_named, wait_status
+from tests.engine.conftest import ManualClock, eventually, step_named, wait_status
 
 HOUR = 3600.0
 DAY = 24 * HOUR
@@ -203,3 +203,108 @@ async def test_real_clock_sleep_is_not_early(app: df.Dataflows) -> None:
     nap = step_named(run, "nap")
     assert nap.started_at is not None and nap.completed_at is not None
     assert (nap.completed_at - run.created_at).total_seconds() >= 0.3
+
+
+# -- short sleeps held in the worker (inline_sleep_limit) ------------------------------------------
+
+
+async def test_short_sleep_is_held_in_the_worker_with_its_wake_time_recorded(
+    clock_app: df.Dataflows, clock: ManualClock
+) -> None:
+    after: list[float] = []
+
+    @clock_app.workflow("nap")
+    async def nap(event: df.Event, step: df.Step) -> str:
+        await step.sleep("nap", "1500ms")
+        after.append(clock.now())
+        return "up"
+
+    t0 = clock.now()
+    async with clock_app.worker() as worker:
+        run_id = await clock_app.start("nap")
+        await eventually(lambda: clock.sleepers == 1)
+        run = await clock_app.get_run(run_id)
+        # The run keeps its lease and slot; the database has the wake time all the same.
+        assert run.status == "running" and run_id in worker._active
+        assert step_named(run, "nap").status == "waiting"
+        assert step_named(run, "nap").wake_at == datetime.fromtimestamp(t0 + 1.5, UTC)
+        clock.set(t0 + 1.499)
+        await asyncio.sleep(0.05)
+        assert after == []
+        clock.set(t0 + 1.5)
+        run = await clock_app.wait_for_run(run_id, timeout=10)
+    assert (run.status, run.result) == ("completed", "up")
+    assert after == [t0 + 1.5]
+    assert (step_named(run, "nap").kind, step_named(run, "nap").status) == ("sleep", "completed")
+
+
+async def test_sleep_over_the_limit_suspends_the_run(
+    clock_app: df.Dataflows, clock: ManualClock
+) -> None:
+    @clock_app.workflow("nap")
+    async def nap(event: df.Event, step: df.Step) -> str:
+        await step.sleep("nap", "1s")
+        return "up"
+
+    async with clock_app.worker(inline_sleep_limit=0.5) as worker:
+        run_id = await clock_app.start("nap")
+        run = await wait_status(clock_app, run_id, "waiting")
+        assert run.wait_reason == "sleep nap" and worker._active == {}
+        assert clock.sleepers == 0
+        clock.advance(1)
+        assert (await clock_app.wait_for_run(run_id, timeout=10)).status == "completed"
+
+
+async def test_held_sleep_gives_its_wake_time_to_a_run_that_suspends(
+    clock_app: df.Dataflows, clock: ManualClock
+) -> None:
+    """A branch holding a short sleep while another branch suspends the run: the run is
+    suspended until the sleep is due, not until the other branch's event."""
+
+    @clock_app.workflow("both")
+    async def both(event: df.Event, step: df.Step) -> list[object]:
+        poke, _ = await asyncio.gather(
+            step.wait_for_event("poke", "poke", timeout=None), step.sleep("nap", "1s")
+        )
+        assert poke is not None
+        return ["done"]
+
+    t0 = clock.now()
+    async with clock_app.worker():
+        run_id = await clock_app.start("both")
+        run = await wait_status(clock_app, run_id, "waiting")
+        assert run.wake_at == datetime.fromtimestamp(t0 + 1, UTC)
+        clock.set(t0 + 1)
+        await eventually(lambda: _step_status(clock_app, run_id, "nap", "completed"))
+        run = await wait_status(clock_app, run_id, "waiting")
+        assert run.wake_at is None and run.wait_reason is not None and "poke" in run.wait_reason
+        await clock_app.send("poke", {})
+        run = await clock_app.wait_for_run(run_id, timeout=10)
+    assert (run.status, run.result) == ("completed", ["done"])
+
+
+async def test_stopping_worker_suspends_its_held_sleeps(
+    clock_app: df.Dataflows, clock: ManualClock
+) -> None:
+    @clock_app.workflow("nap")
+    async def nap(event: df.Event, step: df.Step) -> str:
+        await step.sleep("nap", "2s")
+        return "up"
+
+    t0 = clock.now()
+    async with clock_app.worker(shutdown_grace=30) as worker:
+        run_id = await clock_app.start("nap")
+        await eventually(lambda: clock.sleepers == 1)
+        started = time.monotonic()
+        await worker.stop()
+        assert time.monotonic() - started < 5  # did not sit out the grace period
+    run = await clock_app.get_run(run_id)
+    assert (run.status, run.wait_reason) == ("waiting", "sleep nap")
+    assert run.wake_at == datetime.fromtimestamp(t0 + 2, UTC)
+    clock.set(t0 + 2)
+    async with clock_app.worker():
+        assert (await clock_app.wait_for_run(run_id, timeout=10)).status == "completed"
+
+
+async def _step_status(app: df.Dataflows, run_id: str, key: str, status: str) -> bool:
+    return any(s.key == key and s.status == status for s in (await app.get_run(run_id)).steps)

@@ -13,7 +13,8 @@ import time
 
 import pytest
 
-from tests.faults.conftest import Faults, assert_steps_unique
+import dataflows as df
+from tests.faults.conftest import Faults, assert_steps_unique, eventually
 
 pytestmark = pytest.mark.crash
 
@@ -51,7 +52,8 @@ async def test_kill_at_crash_point(faults: Faults, point: str) -> None:
 
 async def test_kill_while_sleeping(faults: Faults) -> None:
     first = faults.start_worker("first")
-    run_id = await faults.client.start("sleeper", {"seconds": 1.0})
+    # Longer than inline_sleep_limit (2 s): suspended in the database, held by no worker.
+    run_id = await faults.client.start("sleeper", {"seconds": 3.0})
     waiting = await faults.wait_status(run_id, "waiting")
     assert waiting.wake_at is not None and waiting.wait_reason and "nap" in waiting.wait_reason
     wake_at = waiting.wake_at.timestamp()
@@ -73,6 +75,37 @@ async def test_kill_while_sleeping(faults: Faults) -> None:
     assert run.result["c"]["pid"] == second.pid
     steps = {s.key: s for s in run.steps}
     c_started = steps["c"].started_at
+    assert c_started is not None and c_started.timestamp() >= wake_at  # never early
+
+
+async def test_kill_while_holding_a_short_sleep(faults: Faults) -> None:
+    """A sleep within inline_sleep_limit is waited out in the worker, its wake time committed:
+    a worker killed meanwhile loses only its lease, and the next one treats the sleep as
+    elapsed, never early."""
+    first = faults.start_worker("first")
+    run_id = await faults.client.start("sleeper", {"seconds": 1.5})
+
+    async def held() -> df.Run | None:
+        run = await faults.client.get_run(run_id)
+        pending = [s for s in run.steps if s.key == "nap" and s.status == "waiting"]
+        return run if pending and run.status == "running" else None
+
+    run = await eventually(held, 15, "the sleep to be held in the worker")
+    nap = {s.key: s for s in run.steps}["nap"]
+    assert nap.wake_at is not None
+    wake_at = nap.wake_at.timestamp()
+    first.kill()
+    assert first.popen.returncode == -9
+
+    second = faults.start_worker("second")
+    run = await faults.wait_done(run_id)
+    assert run.status == "completed", run.error
+    assert [s.key for s in run.steps] == ["a", "nap", "c"]
+    assert_steps_unique(run)
+    assert run.recoveries == 1  # the lease was lost with the worker
+    assert faults.calls(run_id) == {"a": 1, "c": 1}
+    assert run.result["c"]["pid"] == second.pid
+    c_started = {s.key: s for s in run.steps}["c"].started_at
     assert c_started is not None and c_started.timestamp() >= wake_at  # never early
 
 

@@ -60,7 +60,8 @@ async def test_worker_survives_postgres_restart(
 ) -> None:
     faults = outage_faults
     worker = faults.start_worker("w", FAULTS_BLOCK=1)
-    sleeping = await faults.client.start("sleeper", {"seconds": 1.0})
+    # Over inline_sleep_limit (2 s), so suspended in the database; due during the outage.
+    sleeping = await faults.client.start("sleeper", {"seconds": 2.5})
     blocked = await faults.client.start("blocker", {})
     await faults.wait_status(sleeping, "waiting")
     await eventually(lambda: faults.pids("started", blocked), 15, "the blocking step to start")

@@ -8,6 +8,7 @@ import time
 
 import pytest
 
+import dataflows as df
 from tests.faults.conftest import Faults, eventually
 
 pytestmark = pytest.mark.crash
@@ -38,6 +39,36 @@ async def test_sigterm_lets_the_step_finish(faults: Faults) -> None:
     assert run.result["block"]["pid"] == first.pid
     assert run.result["c"]["pid"] == second.pid
     assert faults.calls(run_id) == {"block": 1, "c": 1}
+
+
+async def test_sigterm_suspends_a_sleep_held_in_memory(faults: Faults) -> None:
+    """A worker stopping does not sit out the short sleeps it holds: it suspends their runs in
+    the database, and whoever claims them later resumes them on time."""
+    first = faults.start_worker("first", FAULTS_GRACE=20)
+    run_id = await faults.client.start("sleeper", {"seconds": 1.8})
+
+    async def held() -> df.Run | None:
+        run = await faults.client.get_run(run_id)
+        pending = [s for s in run.steps if s.key == "nap" and s.status == "waiting"]
+        return run if pending and run.status == "running" else None
+
+    nap = {s.key: s for s in (await eventually(held, 15, "the sleep to be held")).steps}["nap"]
+    assert nap.wake_at is not None
+    first.signal(signal.SIGTERM)
+    assert await first.wait_exit(5) == 0, first.log_text()
+
+    suspended = await faults.client.get_run(run_id)
+    if suspended.status == "waiting":  # else the sleep was over before the signal landed
+        assert suspended.wait_reason == "sleep nap"
+        assert suspended.wake_at is not None
+    second = faults.start_worker("second")
+    run = await faults.wait_done(run_id)
+    assert run.status == "completed", run.error
+    assert run.recoveries == 0  # a clean hand-over
+    assert faults.calls(run_id) == {"a": 1, "c": 1}
+    assert run.result["c"]["pid"] == second.pid
+    c_started = {s.key: s for s in run.steps}["c"].started_at
+    assert c_started is not None and c_started >= nap.wake_at  # never early
 
 
 async def test_second_sigterm_exits_at_once(faults: Faults) -> None:

@@ -316,16 +316,16 @@ def record_step(
     inserted = yield record_step_query(run_id, lease_token, step, now)
     if not inserted:  # fenced, or recorded already: by this holder, whose answer was lost
         return (yield from _holds_lease(run_id, lease_token))
-    if step.kind != "run":
-        yield Query("delete_wait", {"run_id": run_id, "key": step.key})
     for intake, keys in zip(events, wakes, strict=True):
         yield from _intake(intake, now, keys, locks)
     return True
 
 
 def record_step_query(run_id: str, lease_token: int, step: NewStep, now: float) -> Query:
+    """One fenced insert of ``step``; for a wait's step (a sleep waited out in the worker) the
+    wait goes in the same statement."""
     return Query(
-        "record_step",
+        "record_step" if step.kind == "run" else "record_wait_step",
         {
             "run_id": run_id,
             "lease_token": lease_token,

@@ -105,10 +105,11 @@ class SqlStore(Store):
         now: float,
         events: Sequence[EventIntake] = (),
     ) -> bool:
-        if step.kind == "run" and not events:
-            # The hot path: a new step result is one fenced INSERT, one round trip.
+        if not events:
+            # The hot path: a new step result is one fenced INSERT, one round trip (the steps
+            # of concurrent runs share it).
             query = programs.record_step_query(run_id, lease_token, step, now)
-            if await self._steps.submit(query):
+            if await (self._steps.submit(query) if step.kind == "run" else self._run_one(query)):
                 return True
             # Nothing inserted: fenced, or a retry of a record whose answer was lost. The
             # program below tells the two apart (rare, so its extra round trips do not matter).

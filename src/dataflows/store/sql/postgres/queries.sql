@@ -225,8 +225,23 @@ FOR SHARE OF r
 ON CONFLICT DO NOTHING
 RETURNING run_id, step_key
 
--- name: delete_wait
-DELETE FROM waits WHERE run_id = %(run_id)s AND step_key = %(key)s
+-- name: record_wait_step
+-- A wait's step recorded outside a wait program (a sleep waited out in the worker): the step
+-- and the removal of its wait in one statement, fenced like record_step.
+WITH recorded AS (
+    INSERT INTO steps (run_id, step_key, kind, status, output, error, attempts, event_id,
+                       started_at, completed_at)
+    SELECT id, %(key)s, %(kind)s, %(status)s, %(output)s::text, %(error)s::text, %(attempts)s,
+           %(event_id)s::text, %(started_at)s, %(now)s
+    FROM runs WHERE id = %(run_id)s AND lease_token = %(lease_token)s AND status = 'running'
+    FOR SHARE
+    ON CONFLICT DO NOTHING
+    RETURNING run_id, step_key
+), cleared AS (
+    DELETE FROM waits
+    WHERE run_id = %(run_id)s AND step_key = %(key)s AND EXISTS (SELECT 1 FROM recorded)
+)
+SELECT run_id FROM recorded
 
 -- name: record_attempt
 INSERT INTO step_attempts (run_id, step_key, attempt, error, started_at, failed_at, retry_at)

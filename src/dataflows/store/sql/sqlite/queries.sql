@@ -170,8 +170,17 @@ WHERE true
 ON CONFLICT DO NOTHING
 RETURNING run_id, step_key
 
--- name: delete_wait
-DELETE FROM waits WHERE run_id = :run_id AND step_key = :key
+-- name: record_wait_step
+-- As record_step, and the step's wait goes (one transaction, as every SQLite call).
+DELETE FROM waits
+WHERE run_id = :run_id AND step_key = :key
+  AND EXISTS (SELECT 1 FROM runs
+              WHERE id = :run_id AND lease_token = :lease_token AND status = 'running');
+INSERT INTO steps (run_id, step_key, kind, status, output, error, attempts, event_id,
+                   started_at, completed_at)
+SELECT :run_id, :key, :kind, :status, :output, :error, :attempts, :event_id, :started_at, :now
+FROM runs WHERE id = :run_id AND lease_token = :lease_token AND status = 'running'
+ON CONFLICT DO NOTHING
 
 -- name: record_attempt
 INSERT INTO step_attempts (run_id, step_key, attempt, error, started_at, failed_at, retry_at)
