@@ -92,7 +92,11 @@ async def test_migrations_apply_once(db: DbTarget) -> None:
     first = new_store(db)
     await first.open(migrate=False)
     try:
-        assert await first.migrate() == ["0001_initial", "0002_wait_after_seq"]
+        assert await first.migrate() == [
+            "0001_initial",
+            "0002_wait_after_seq",
+            "0003_intake_function",
+        ]
         assert await first.migrate() == []
     finally:
         await first.close()
@@ -117,6 +121,7 @@ async def test_concurrent_migrations_apply_once(db: DbTarget) -> None:
     assert sorted(name for applied in results for name in applied) == [
         "0001_initial",
         "0002_wait_after_seq",
+        "0003_intake_function",
     ]
 
 

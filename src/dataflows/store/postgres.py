@@ -26,6 +26,7 @@ from psycopg.rows import TupleRow
 from psycopg_pool import AsyncConnectionPool
 
 from dataflows.errors import StoreError, StoreUnavailable
+from dataflows.records import EventIntake, IntakeResult
 from dataflows.store import programs
 from dataflows.store.programs import NOTIFY, Program, Query
 from dataflows.store.queries import load_migrations, load_queries
@@ -85,6 +86,8 @@ class PostgresStore(SqlStore):
         )
         self._pool: AsyncConnectionPool[Connection] | None = None
         self._step_conn: Connection | None = None
+        #: The filter shapes of waits, by event name, as last seen (intake_events checks them).
+        self._wait_shapes: dict[str, list[str]] = {}
         self._listener: asyncio.Task[None] | None = None
         self._sweeper: asyncio.Task[None] | None = None
 
@@ -226,6 +229,28 @@ class PostgresStore(SqlStore):
             return [int(answer)]
         return programs.record_steps_counts(queries, answer)
 
+    async def _intake_batch(self, items: Sequence[tuple[EventIntake, float]]) -> list[IntakeResult]:
+        """Events in one round trip: the ``intake_events`` function (migration 0003) stores them,
+        starts their runs and resolves their waits, given the wait keys computed here from the
+        filter shapes last seen. If a wait registered a new shape since, the function writes
+        nothing and returns the current shapes; then the step-by-step program, which reads the
+        shapes under its locks, stores the events (a new shape is rare: a new kind of wait)."""
+        call = programs.intake_call(items, self._wait_shapes)
+        async with self._translate("storing events"), self._open_pool().connection() as conn:
+            cursor = await conn.execute(
+                _INTAKE_EVENTS, {**call, "channel": self.channel, "sender": self._sender}
+            )
+            row = await cursor.fetchone()
+        assert row is not None
+        answer = row[0]
+        if "shapes" in answer:
+            names = {intake.event.name for intake, _ in items}
+            self._wait_shapes.update({name: answer["shapes"].get(name, []) for name in names})
+            return await super()._intake_batch(items)
+        if answer["notified"]:
+            self.notify_listeners()
+        return programs.intake_results(items, answer["results"])
+
     async def _run_one(self, query: Query) -> Any:
         """One statement in autocommit: no BEGIN and COMMIT, one round trip."""
         async with self._translate("running a statement"), self._open_pool().connection() as conn:
@@ -306,6 +331,13 @@ class PostgresStore(SqlStore):
                         self.notify_listeners()
                 # Quiet for a while: make sure the connection is still alive.
                 await asyncio.wait_for(conn.execute("SELECT 1"), _LISTEN_CHECK_SECONDS)
+
+
+#: See PostgresStore._intake_batch.
+_INTAKE_EVENTS = (
+    "SELECT intake_events(%(events)s::jsonb, %(shapes)s::jsonb, %(name_locks)s::jsonb,"
+    " %(key_locks)s::jsonb, %(channel)s, %(sender)s)"
+)
 
 
 class _Translate:

@@ -8,7 +8,7 @@ in ``sql/<dialect>/queries.sql``, and the backends only move rows.
 from __future__ import annotations
 
 import json
-from collections.abc import Generator, Sequence
+from collections.abc import Generator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -84,10 +84,6 @@ def _containment(match: WaitMatch) -> str:
 # -- intake -------------------------------------------------------------------------------------
 
 
-def send_events(intakes: Sequence[EventIntake], now: float) -> Program:
-    return (yield from send_each([(intake, now) for intake in intakes]))
-
-
 def send_each(items: Sequence[tuple[EventIntake, float]]) -> Program:
     """Events sent by several callers (each with its own time), in one transaction."""
     wakes, locks = yield from _lock_for_intake([intake.event for intake, _ in items])
@@ -145,11 +141,28 @@ def _lock_for_intake(
     shapes: dict[str, list[str]] = {name: [] for name in names}
     for name, paths in rows:
         shapes[name].append(paths)
+    wakes, locks = wait_keys(events, shapes)
+    if defer and len(events) == 1:
+        return wakes, json.dumps(locks)
+    if locks:
+        yield Query("lock_wait_keys", {"locks": json.dumps(locks)})
+    if locks and len(events) > 1:
+        # Several events may resolve waits of the same runs: lock those runs in one order.
+        every = [[e.name, p, k] for e, ks in zip(events, wakes, strict=True) for p, k in ks]
+        yield Query("lock_waiting_runs", {"keys": json.dumps(every)})
+    return wakes, "[]"
+
+
+def wait_keys(
+    events: Sequence[NewEvent], shapes: Mapping[str, Sequence[str]]
+) -> tuple[list[WaitKeys], list[str]]:
+    """Per event, the wait keys (filter paths, filter key) it matches among ``shapes`` (filter
+    paths by event name); and the locks of all those keys, sorted."""
     wakes: list[WaitKeys] = []
     locks: set[str] = set()
     for event in events:
         keys: WaitKeys = []
-        if shapes[event.name]:
+        if shapes.get(event.name):
             data = json.loads(event.data_json)
             for paths in shapes[event.name]:
                 found = [lookup(data, path) for path in json.loads(paths)]
@@ -157,15 +170,53 @@ def _lock_for_intake(
                     keys.append((paths, canonical([value for _, value in found])))
             locks.update(_key_lock(event.name, paths, key) for paths, key in keys)
         wakes.append(keys)
-    if defer and len(events) == 1:
-        return wakes, json.dumps(sorted(locks))
-    if locks:
-        yield Query("lock_wait_keys", {"locks": json.dumps(sorted(locks))})
-    if locks and len(events) > 1:
-        # Several events may resolve waits of the same runs: lock those runs in one order.
-        every = [[e.name, p, k] for e, ks in zip(events, wakes, strict=True) for p, k in ks]
-        yield Query("lock_waiting_runs", {"keys": json.dumps(every)})
-    return wakes, "[]"
+    return wakes, sorted(locks)
+
+
+def intake_call(
+    items: Sequence[tuple[EventIntake, float]], shapes: Mapping[str, Sequence[str]]
+) -> dict[str, str]:
+    """The arguments of PostgreSQL's ``intake_events`` function (migration 0003): the events of
+    ``items`` with the wait keys they match among ``shapes``, which the function checks are all
+    the filter shapes registered for their names."""
+    events = [intake.event for intake, _ in items]
+    names = sorted({event.name for event in events})
+    wakes, locks = wait_keys(events, shapes)
+    payload = [
+        {
+            "id": intake.event.id,
+            "name": intake.event.name,
+            "data": intake.event.data_json,
+            "ts": intake.event.ts,
+            "now": now,
+            "output": _wait_output(
+                intake.event.id, intake.event.name, intake.event.data_json, intake.event.ts
+            ),
+            "keys": keys,
+            "runs": [_insert_run(run, now).params for run in intake.runs],
+        }
+        for (intake, now), keys in zip(items, wakes, strict=True)
+    ]
+    return {
+        "events": json.dumps(payload),
+        "shapes": json.dumps({n: sorted(shapes[n]) for n in names if shapes.get(n)}),
+        "name_locks": json.dumps([_name_lock(n) for n in names]),
+        "key_locks": json.dumps(locks),
+    }
+
+
+def intake_results(
+    items: Sequence[tuple[EventIntake, float]], answers: Sequence[Mapping[str, Any]]
+) -> list[IntakeResult]:
+    """What ``intake_events`` answered, per item."""
+    results = []
+    for (intake, _), answer in zip(items, answers, strict=True):
+        if answer["duplicate"]:
+            results.append(IntakeResult(intake.event.id, tuple(answer["runs"]), duplicate=True))
+        else:
+            runs = tuple(run.id for run in intake.runs)
+            results.append(IntakeResult(intake.event.id, runs, duplicate=False))
+    return results
 
 
 def _intake(intake: EventIntake, now: float, keys: WaitKeys, locks: str = "[]") -> Program:
@@ -191,7 +242,7 @@ def _intake(intake: EventIntake, now: float, keys: WaitKeys, locks: str = "[]") 
         yield _insert_run(run, now)
     woke = 0
     if keys:
-        woke = yield Query(
+        (woke,) = yield Query(
             "resolve_waits",
             {
                 "event_name": event.name,
@@ -200,7 +251,7 @@ def _intake(intake: EventIntake, now: float, keys: WaitKeys, locks: str = "[]") 
                 "output": _wait_output(event.id, event.name, event.data_json, event.ts),
                 "now": now,
             },
-            "rowcount",
+            "one",
         )
     if intake.runs or woke:
         yield NOTIFY

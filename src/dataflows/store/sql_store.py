@@ -66,8 +66,7 @@ class SqlStore(Store):
         if len(intakes) == 1:
             # Concurrent single events (webhooks, app.send) share one transaction.
             return [await self._intake.submit((intakes[0], now))]
-        result: list[IntakeResult] = await self._run(programs.send_events(intakes, now))
-        return result
+        return await self._intake_batch([(intake, now) for intake in intakes])
 
     async def _intake_batch(self, items: Sequence[tuple[EventIntake, float]]) -> list[IntakeResult]:
         result: list[IntakeResult] = await self._run(programs.send_each(items))

@@ -30,66 +30,11 @@ ON CONFLICT DO NOTHING
 SELECT id FROM runs WHERE workflow_id = %(workflow_id)s AND idempotency_key = %(idempotency_key)s
 
 -- name: resolve_waits
--- The waits this event resolves (by its keys; the caller holds their locks) get their step
--- recorded now, so the woken run replays straight past them. Each run takes the event once
--- (steps_consumed): its wait reached first, whatever the keys. Runs are locked in id order
--- first, so intakes resolving waits of the same runs cannot deadlock; a run finished meanwhile
--- is left out.
-WITH matching AS (
-    -- LATERAL: one index lookup per key (waits_match), never a scan of all waits of the name
-    SELECT w.run_id, w.step_key, w.kind, w.created_at
-    FROM jsonb_array_elements(%(keys)s::jsonb) AS k
-    CROSS JOIN LATERAL (
-        SELECT run_id, step_key, kind, created_at FROM waits
-        WHERE event_name = %(event_name)s AND filter_paths = k.value ->> 0
-          AND filter_key = k.value ->> 1
-        OFFSET 0  -- kept a subquery: pulled up, it would become a hash join over every wait
-    ) AS w
-), locked AS (
-    SELECT id FROM runs
-    WHERE id = ANY (ARRAY(SELECT run_id FROM matching))
-      AND status IN ('waiting', 'running', 'queued')
-    ORDER BY id
-    FOR UPDATE
-), recorded AS (
-    INSERT INTO steps (run_id, step_key, kind, status, output, error, attempts, event_id,
-                       started_at, completed_at)
-    SELECT run_id, step_key, kind, 'completed', %(output)s, NULL, 1, %(event_id)s,
-           created_at, %(now)s
-    FROM matching WHERE run_id = ANY (ARRAY(SELECT id FROM locked))
-    ORDER BY run_id, created_at, step_key
-    ON CONFLICT DO NOTHING
-    RETURNING run_id, step_key
-), cleared AS (
-    -- = ANY (ARRAY(...)): an index lookup per run, where a join would be planned as a scan
-    DELETE FROM waits
-    WHERE run_id = ANY (ARRAY(SELECT run_id FROM recorded))
-      AND (run_id, step_key) IN (SELECT run_id, step_key FROM recorded)
-)
-UPDATE runs
-SET status = CASE WHEN status = 'waiting' THEN 'queued' ELSE status END,
-    wake_at = CASE WHEN status = 'waiting' THEN NULL ELSE wake_at END,
-    signaled = signaled OR status = 'running',
-    updated_at = %(now)s
-WHERE id = ANY (ARRAY(SELECT run_id FROM recorded)) AND status IN ('waiting', 'running')
+-- The function (migration 0003) records the waits this event resolves and wakes their runs.
+SELECT resolve_waits(%(event_name)s, %(keys)s::jsonb, %(event_id)s, %(output)s, %(now)s)
 
 -- name: lock_waiting_runs
--- Before several events resolve waits in one transaction: every run they may touch, locked in
--- id order at once (each resolve_waits alone orders only its own runs).
-SELECT count(*) FROM (
-    SELECT id FROM runs
-    WHERE id = ANY (ARRAY(
-              SELECT w.run_id
-                 FROM jsonb_array_elements(%(keys)s::jsonb) AS k
-                 CROSS JOIN LATERAL (
-                     SELECT run_id FROM waits
-                     WHERE event_name = k.value ->> 0 AND filter_paths = k.value ->> 1
-                       AND filter_key = k.value ->> 2
-                     OFFSET 0  -- as in resolve_waits
-                 ) AS w))
-    ORDER BY id
-    FOR UPDATE
-) AS locked
+SELECT lock_waiting_runs(%(keys)s::jsonb)
 
 -- name: claim_runs
 -- One locking scan per partial index, in that index's order so that a backlog of due timers

@@ -1,0 +1,3 @@
+-- dataflows schema, version 3 (SQLite): no change. On PostgreSQL this version adds the function
+-- that stores events in one round trip; SQLite runs in-process, where round trips cost nothing,
+-- and keeps intake as separate statements. Versions stay numbered alike on both stores.
