@@ -95,6 +95,35 @@ async def test_intake_records_the_wait_step_of_a_suspended_run(store: Store) -> 
     assert [(s.key, s.event_id) for s in await store.load_history("r1")] == [("ok", "e1")]
 
 
+async def test_a_store_unaware_of_a_new_filter_shape_still_resolves_its_waits(
+    store: Store, other: Store
+) -> None:
+    """PostgreSQL intake computes wait keys from the filter shapes it last saw, and the database
+    checks they are all there are: shapes registered meanwhile by another process are caught
+    (the event is then stored step by step), and learnt for the next event."""
+    decided = "approval/decided"
+    await send(store, "e0", decided, {"task": 1}, T0 + 1)  # no waits yet: `store` knows none
+    r1, r2, r3 = await running(other, "r1", "r2", "r3")
+    await suspended(other, r1, "ok", WaitMatch(decided, (("data.task", 7),)), T0 + 2)
+
+    await send(store, "e1", decided, {"task": 7}, T0 + 3)  # a shape `store` has not seen
+    assert await status(store, "r1") == "queued"
+
+    await suspended(other, r2, "ok", WaitMatch(decided, (("data.task", 8),)), T0 + 4)
+    await send(store, "e2", decided, {"task": 8}, T0 + 5)  # the same shape, now known
+    assert await status(store, "r2") == "queued"
+
+    # A second shape on the name (two paths): again unseen, again caught.
+    both = WaitMatch(decided, (("data.task", 9), ("data.by", "ann")))
+    await suspended(other, r3, "ok", both, T0 + 6)
+    await send(store, "e3", decided, {"task": 9, "by": "bob"}, T0 + 7)
+    assert await status(store, "r3") == "waiting"
+    await send(store, "e4", decided, {"task": 9, "by": "ann"}, T0 + 8)
+    assert await status(store, "r3") == "queued"
+    for run_id, event_id in (("r1", "e1"), ("r2", "e2"), ("r3", "e4")):
+        assert [(s.key, s.event_id) for s in await store.load_history(run_id)] == [("ok", event_id)]
+
+
 async def test_intake_records_the_wait_of_a_run_still_running(store: Store, other: Store) -> None:
     [run] = await running(store, "r1")
     match = WaitMatch("approval/decided", (("data.task", 7),))
