@@ -20,7 +20,7 @@ from dataflows.errors import RunFailed, RunNotFound
 from dataflows.execution import START_EVENT
 from dataflows.intake import event_intake, new_id
 from dataflows.models import Run, SendResult
-from dataflows.records import NewEvent, NewRun
+from dataflows.records import FINISHED_STATUSES, NewEvent, NewRun
 from dataflows.retry import RetryPolicy
 from dataflows.serialization import DEFAULT_MAX_PAYLOAD, check_event_data
 from dataflows.sources.base import Source
@@ -228,14 +228,22 @@ class Dataflows:
     async def wait_for_run(
         self, run_id: str, timeout: Duration | None = None, *, raise_on_failure: bool = False
     ) -> Run:
-        """Wait until the run has finished; ``TimeoutError`` after ``timeout``."""
+        """Wait until the run has finished; ``TimeoutError`` after ``timeout``.
+
+        Polls the run's status alone (backing off to every 0.5 s), and reads the whole run, with
+        its steps, once it has finished.
+        """
         limit = None if timeout is None else parse_duration(timeout)
         loop = asyncio.get_running_loop()
         deadline = None if limit is None else loop.time() + limit
         delay = 0.005
+        await self.open()
         while True:
-            run = await self.get_run(run_id)
-            if run.done:
+            status = await self.store.run_status(run_id)
+            if status is None:
+                raise RunNotFound(run_id)
+            if status in FINISHED_STATUSES:
+                run = await self.get_run(run_id)
                 if raise_on_failure and run.status != "completed":
                     raise RunFailed(f"run {run_id} {run.status}: {run.error}")
                 return run

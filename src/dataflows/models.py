@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from dataflows.records import RunRow, StepRow, StoredEvent
+from dataflows.records import FINISHED_STATUSES, RunRow, StepRow, StoredEvent
 
 
 def _dt(ts: float | None) -> datetime | None:
@@ -109,7 +109,7 @@ class Run:
 
     @property
     def done(self) -> bool:
-        return self.status in ("completed", "failed", "cancelled")
+        return self.status in FINISHED_STATUSES
 
     @classmethod
     def from_row(cls, row: RunRow) -> Run:

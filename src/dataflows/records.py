@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 RUN_STATUSES: tuple[str, ...] = ("queued", "running", "waiting", "completed", "failed", "cancelled")
+#: The statuses a run ends in.
+FINISHED_STATUSES = frozenset({"completed", "failed", "cancelled"})
 
 StepKind = Literal["run", "sleep", "wait", "send", "invoke"]
 

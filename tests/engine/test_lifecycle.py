@@ -146,7 +146,7 @@ async def test_retry_of_a_completed_run_is_invalid(app: df.Dataflows) -> None:
 
 
 async def test_unknown_run_id(app: df.Dataflows) -> None:
-    for call in (app.get_run, app.cancel, app.retry):
+    for call in (app.get_run, app.cancel, app.retry, app.wait_for_run):
         with pytest.raises(df.RunNotFound) as caught:
             await call("no-such-run")
         assert caught.value.run_id == "no-such-run"

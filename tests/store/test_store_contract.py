@@ -655,3 +655,13 @@ async def test_concurrent_sends_share_a_transaction_and_still_dedupe(store: Stor
     assert {e: len(ids) for e, ids in by_event.items()} == {f"e{i}": 1 for i in range(5)}
     assert sum(not r.duplicate for r in results) == 5
     assert len(await store.run_counts()) == 1 and (await store.run_counts())[0][2] == 5
+
+
+async def test_run_status_reads_the_status_alone(store: Store) -> None:
+    assert await store.run_status("missing") is None
+    await store.start_run(new_run("r1"), T0)
+    assert await store.run_status("r1") == "queued"
+    [run] = await store.claim_runs("w1", 1, LEASE, T0)
+    assert await store.run_status("r1") == "running" == await status(store, "r1")
+    assert await store.complete_run("r1", run.lease_token, "1", T0 + 1)
+    assert await store.run_status("r1") == "completed" == await status(store, "r1")

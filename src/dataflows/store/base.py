@@ -231,6 +231,10 @@ class Store(abc.ABC):
         """The run with its steps, or ``None``."""
 
     @abc.abstractmethod
+    async def run_status(self, run_id: str) -> str | None:
+        """The run's status alone (one indexed read), or ``None`` if there is no such run."""
+
+    @abc.abstractmethod
     async def list_runs(
         self,
         workflow_id: str | None,

@@ -684,6 +684,11 @@ def get_run(run_id: str) -> Program:
     return _run_row(row, tuple(steps))
 
 
+def run_status(run_id: str) -> Program:
+    row = yield Query("run_status", {"run_id": run_id}, "one")
+    return None if row is None else row[0]
+
+
 def list_runs(
     workflow_id: str | None, status: str | None, limit: int, before: tuple[float, str] | None
 ) -> Program:

@@ -198,6 +198,10 @@ class SqlStore(Store):
         result: RunRow | None = await self._run(programs.get_run(run_id))
         return result
 
+    async def run_status(self, run_id: str) -> str | None:
+        result: str | None = await self._run_single(programs.run_status(run_id))
+        return result
+
     async def list_runs(
         self,
         workflow_id: str | None,
