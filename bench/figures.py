@@ -18,6 +18,11 @@ def sequential(raw: dict[str, Any]) -> Figures:
         "ms_per_step": ms_per_step,
         "insert_ms": insert_ms,
         "ratio_to_insert": ms_per_step / insert_ms,
+        **{
+            f"{side}_cpu_ms_per_step": raw[f"{side}_cpu_seconds"] / raw["steps"] * 1000
+            for side in ("client", "server")
+            if f"{side}_cpu_seconds" in raw
+        },
     }
 
 

@@ -15,6 +15,8 @@ ROWS = [
     ("sequential", "ms_per_step", "sequential: ms/step", "{:.3f}"),
     ("sequential", "insert_ms", "  bare INSERT round trip, ms", "{:.3f}"),
     ("sequential", "ratio_to_insert", "  ms/step ÷ INSERT", "{:.2f}×"),
+    ("sequential", "client_cpu_ms_per_step", "  client process CPU, ms/step", "{:.3f}"),
+    ("sequential", "server_cpu_ms_per_step", "  PostgreSQL CPU, ms/step", "{:.3f}"),
     ("throughput", "steps_per_s", "throughput: steps/s", "{:,.0f}"),
     ("throughput", "runs_per_s", "throughput: runs/s", "{:,.0f}"),
     ("event", "p50_ms", "event → resumed: p50 ms", "{:.1f}"),

@@ -21,12 +21,14 @@ from typing import Any
 
 from absurd_sdk import AsyncAbsurd, AsyncTaskContext
 
+from bench.cpu import Stretch
 from bench.dbs import scalar
 from bench.procs import RssSampler, start_process, stop_process, wait_alive
 from bench.sys_dataflows import wait_until
 
 FINISHED: set[int] = set()
-MARKS: dict[str, float] = {}
+#: Times the sequential run (set by sequential(); None while measuring throughput).
+STRETCH: Stretch | None = None
 RESUMED: dict[int, float] = {}
 INTENDED: dict[int, float] = {}
 SIGNALS: dict[int, asyncio.Event] = {}
@@ -37,10 +39,12 @@ async def noop(i: int) -> int:
 
 
 async def steps_task(params: dict[str, Any], ctx: AsyncTaskContext) -> int:
-    MARKS.setdefault("start", time.perf_counter())
+    if STRETCH is not None:
+        STRETCH.start()
     for i in range(params["steps"]):
         await ctx.step("step", lambda i=i: noop(i))  # type: ignore[misc]
-    MARKS["end"] = time.perf_counter()
+    if STRETCH is not None:
+        STRETCH.stop()
     FINISHED.add(params["i"])
     return int(params["steps"])
 
@@ -146,8 +150,12 @@ def sequential(url: str, steps: int) -> dict[str, Any]:
         async with Workers(url, queue, 1):
             await wait_until(lambda: 0 in FINISHED, 600, 0.005)
 
+    global STRETCH
+    STRETCH = Stretch(server=True)
     asyncio.run(with_queue(url, body))
-    return {"steps": steps, "seconds": MARKS["end"] - MARKS["start"]}
+    figures = STRETCH.figures()
+    STRETCH = None
+    return {"steps": steps, **figures}
 
 
 def throughput(url: str, runs: int, steps: int, concurrency: int) -> dict[str, Any]:

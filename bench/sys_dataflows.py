@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import dataflows as df
+from bench.cpu import Stretch
 from bench.dbs import drop_schema, scalar
 from bench.procs import RssSampler, start_process, stop_process
 
@@ -83,14 +84,14 @@ def sequential(url: str, steps: int, schema: str | None = None) -> dict[str, Any
         app, schema = new_app(url)
     else:
         app, schema = df.Dataflows(url, schema=schema, retention=None), None
-    marks: dict[str, float] = {}
+    stretch = Stretch(server=not url.startswith("sqlite:"))
 
     @app.workflow("sequential")
     async def run_steps(event: df.Event, step: df.Step) -> int:
-        marks.setdefault("start", time.perf_counter())
+        stretch.start()
         for i in range(steps):
             await step.run("step", noop, i)
-        marks["end"] = time.perf_counter()
+        stretch.stop()
         return steps
 
     async def main() -> None:
@@ -102,7 +103,7 @@ def sequential(url: str, steps: int, schema: str | None = None) -> dict[str, Any
         asyncio.run(main())
     finally:
         _cleanup(url, schema)
-    return {"steps": steps, "seconds": marks["end"] - marks["start"]}
+    return {"steps": steps, **stretch.figures()}
 
 
 # -- throughput ---------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ from typing import Any
 import psycopg
 from dbos import DBOS, DBOSClient, DBOSConfig, EnqueueOptions, Queue, SendMessage
 
+from bench.cpu import Stretch
 from bench.dbs import drop_schema, scalar
 from bench.procs import RssSampler, start_process, stop_process, wait_alive
 
@@ -28,7 +29,8 @@ from bench.procs import RssSampler, start_process, stop_process, wait_alive
 QUEUE_POLL = 0.05
 
 FINISHED: set[int] = set()
-MARKS: dict[str, float] = {}
+#: Times the sequential run (set by sequential(), started and stopped by the workflow).
+STRETCH: Stretch | None = None
 READY: set[int] = set()
 RESUMED: dict[int, float] = {}
 INTENDED: dict[int, float] = {}
@@ -42,10 +44,11 @@ def noop(i: int) -> int:
 
 @DBOS.workflow()
 def sequential_wf(steps: int) -> int:
-    MARKS.setdefault("start", time.perf_counter())
+    assert STRETCH is not None
+    STRETCH.start()
     for i in range(steps):
         noop(i)
-    MARKS["end"] = time.perf_counter()
+    STRETCH.stop()
     return steps
 
 
@@ -109,12 +112,14 @@ def succeeded(queue: str, count: int) -> Callable[[], bool]:
 
 
 def sequential(url: str, steps: int) -> dict[str, Any]:
+    global STRETCH
+    STRETCH = Stretch(server=not url.startswith("sqlite:"))
     schema = launch(url)
     try:
         sequential_wf(steps)
     finally:
         shutdown(url, schema)
-    return {"steps": steps, "seconds": MARKS["end"] - MARKS["start"]}
+    return {"steps": steps, **STRETCH.figures()}
 
 
 def throughput(url: str, runs: int, steps: int, concurrency: int) -> dict[str, Any]:

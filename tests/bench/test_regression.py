@@ -34,3 +34,11 @@ def test_step_costs_a_small_multiple_of_an_insert_round_trip(pg_url: DbTarget) -
         + ", ".join(f"{r:.1f}×" for r in ratios)
         + f"); the guard allows {MAX_RATIO}×: something now does far more work per step"
     )
+
+
+def test_sequential_reports_client_and_server_cpu(pg_url: DbTarget) -> None:
+    """The CPU figures beside the wall time: this process's, and the local server's (the test
+    server runs on this machine, as the benchmark's does)."""
+    run = sequential(pg_url.url, STEPS, schema=pg_url.schema)
+    assert 0 < run["client_cpu_seconds"] < run["seconds"] * 4  # at most every core, busy
+    assert run["server_cpu_seconds"] >= 0
