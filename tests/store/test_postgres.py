@@ -63,11 +63,15 @@ async def until_heard(store: PostgresStore, url: str, woke: asyncio.Event) -> No
             except TimeoutError:
                 continue
             # Woken by a probe or by the listener's own call on connecting: listening now, so
-            # one last probe is heard, after any earlier one still on its way.
+            # one last probe is heard, after any earlier one still on its way. The wake-up seen
+            # next may be an earlier probe's, delivered late: wait until none has come for a
+            # while, so that no probe wakes the store after this returns.
             woke.clear()
             await conn.execute("SELECT pg_notify(%s, 'last probe')", [store.channel])
             await asyncio.wait_for(woke.wait(), 10)
-            woke.clear()
+            while woke.is_set():
+                woke.clear()
+                await asyncio.sleep(0.3)
             return
     pytest.fail("the listener never heard a notification")
 
