@@ -77,6 +77,8 @@ class Worker:
         self._stopping = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._tokens: dict[str, int] = {}
+        self._reserved = 0  # slots held for runs event intake may claim for us
+        self._handing_back: set[asyncio.Task[None]] = set()
         self._renewed_at = time.monotonic()
         self.finished_runs = 0
         self.recycled = False
@@ -95,9 +97,15 @@ class Worker:
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
+    @property
+    def lease_seconds(self) -> float:
+        return self.options.lease_seconds
+
     async def start(self) -> None:
         await self.app.open()
         self.app.store.add_listener(self.wake)
+        if self.app.store.eager_claimer is None:  # one per process: the first worker
+            self.app.store.eager_claimer = self
         add_clock_listener = getattr(self.app.clock, "add_listener", None)
         if add_clock_listener is not None:
             add_clock_listener(self.wake)
@@ -142,6 +150,8 @@ class Worker:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self.app.store.remove_listener(self.wake)
+        if self.app.store.eager_claimer is self:
+            self.app.store.eager_claimer = None
         remove_clock_listener = getattr(self.app.clock, "remove_listener", None)
         if remove_clock_listener is not None:
             remove_clock_listener(self.wake)
@@ -161,7 +171,7 @@ class Worker:
         backoff = 0.1
         while not self._stopping.is_set():
             self._wake.clear()
-            free = self.options.concurrency - len(self._active)
+            free = self.options.concurrency - len(self._active) - self._reserved
             try:
                 if time.monotonic() - self._renewed_at > self.options.lease_seconds / 2:
                     # After an outage, renew our own leases before claiming, so we do not
@@ -179,6 +189,30 @@ class Worker:
             if claimed and len(claimed) == free:
                 continue  # more may be waiting; slots free up as runs finish
             await self._idle(await self._until_next_timer())
+
+    # -- eager dispatch (see store.base.EagerClaimer) -----------------------------------------------
+
+    def reserve(self) -> int:
+        """Free slots for runs that event intake in this process claims for us."""
+        if self._stopping.is_set():
+            return 0
+        free = max(0, self.options.concurrency - len(self._active) - self._reserved)
+        self._reserved += free
+        return free
+
+    def deliver(self, runs: list[ClaimedRun], reserved: int) -> None:
+        self._reserved -= reserved
+        for run in runs:
+            if self._stopping.is_set():  # stopping meanwhile: hand it back at once
+                task = asyncio.get_running_loop().create_task(self._hand_back(run))
+                self._handing_back.add(task)
+                task.add_done_callback(self._handing_back.discard)
+            else:
+                self._spawn(run)
+
+    async def _hand_back(self, run: ClaimedRun) -> None:
+        with contextlib.suppress(StoreUnavailable):
+            await self.app.store.release_run(run.id, run.lease_token, self.app.clock.now())
 
     async def _claim(self, free: int) -> list[ClaimedRun]:
         return await self.app.store.claim_runs(

@@ -96,6 +96,7 @@ async def test_migrations_apply_once(db: DbTarget) -> None:
             "0001_initial",
             "0002_wait_after_seq",
             "0003_intake_function",
+            "0004_eager_claim",
         ]
         assert await first.migrate() == []
     finally:
@@ -122,6 +123,7 @@ async def test_concurrent_migrations_apply_once(db: DbTarget) -> None:
         "0001_initial",
         "0002_wait_after_seq",
         "0003_intake_function",
+        "0004_eager_claim",
     ]
 
 

@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 import psycopg
 import pytest
 
+from dataflows.errors import StoreError
 from dataflows.records import (
     ClaimedRun,
     EventIntake,
@@ -598,7 +599,11 @@ async def test_waits_pending_at_the_upgrade_are_resolved(db: DbTarget) -> None:
     s = new_store(db)
     await s.open(migrate=False)
     try:
-        assert await s.migrate() == ["0002_wait_after_seq", "0003_intake_function"]
+        assert await s.migrate() == [
+            "0002_wait_after_seq",
+            "0003_intake_function",
+            "0004_eager_claim",
+        ]
         before = await s.get_run("r1")
         assert before is not None and before.status == "waiting"
         assert [(x.key, x.status) for x in before.steps] == [("ok", "waiting")]
@@ -627,3 +632,79 @@ async def test_waits_pending_at_the_upgrade_are_resolved(db: DbTarget) -> None:
         assert got.state == "resolved" and got.event is not None and got.event.id == "e1"
     finally:
         await s.close()
+
+
+# -- eager dispatch: PostgreSQL intake claims for a worker of the sending process ---------------
+
+
+class _Claimer:
+    """A worker's side of eager dispatch, recording what it is given."""
+
+    def __init__(self, slots: int) -> None:
+        self.id = "eager-worker"
+        self.slots = slots
+        self.reserved = 0
+        self.delivered: list[ClaimedRun] = []
+        self.woken = 0
+
+    @property
+    def lease_seconds(self) -> float:
+        return LEASE
+
+    def reserve(self) -> int:
+        self.reserved += self.slots
+        return self.slots
+
+    def deliver(self, runs: list[ClaimedRun], reserved: int) -> None:
+        self.reserved -= reserved
+        self.delivered.extend(runs)
+
+    def wake(self) -> None:
+        self.woken += 1
+
+
+async def test_intake_claims_the_runs_it_wakes_for_a_local_worker(pg_url: DbTarget) -> None:
+    store = new_store(pg_url)
+    await store.open()
+    try:
+        match = WaitMatch("approval/decided", (("data.task", 7),))
+        r1, r2 = await running(store, "r1", "r2")
+        await suspended(store, r1, "ok", match, T0 + 1)
+        await suspended(store, r2, "ok", WaitMatch("approval/decided", (("data.task", 8),)), T0 + 1)
+        claimer = _Claimer(slots=3)
+        store.eager_claimer = claimer
+        store.add_listener(claimer.wake)
+
+        await send(store, "e1", "approval/decided", {"task": 7}, T0 + 3)
+        # Claimed in the intake's own transaction: leased to the worker, history included.
+        [run] = claimer.delivered
+        assert (run.id, run.lease_token) == ("r1", r1.lease_token + 1)
+        assert [(h.key, h.status, h.event_id) for h in run.history] == [("ok", "completed", "e1")]
+        row = await store.get_run("r1")
+        assert row is not None and row.status == "running"
+        assert claimer.reserved == 0 and claimer.woken == 0  # slots given back, no claim loop
+        assert await status(store, "r2") == "waiting"
+
+        # A claimer with no free slot: the run is queued for whoever claims next.
+        claimer.slots = 0
+        await send(store, "e2", "approval/decided", {"task": 8}, T0 + 4)
+        assert [r.id for r in claimer.delivered] == ["r1"] and claimer.woken == 1
+        assert await status(store, "r2") == "queued"
+    finally:
+        await store.close()
+
+
+async def test_a_failed_intake_gives_the_reserved_slots_back(pg_url: DbTarget) -> None:
+    store = new_store(pg_url)
+    await store.open()
+    claimer = _Claimer(slots=2)
+    store.eager_claimer = claimer
+    try:
+        [run] = await running(store, "r1")
+        await suspended(store, run, "ok", WaitMatch("approval/decided", ()), T0 + 1)
+        await store.close()  # the next intake fails: its store is closed
+        with pytest.raises(StoreError):
+            await send(store, "e1", "approval/decided", {}, T0 + 2)
+        assert claimer.reserved == 0 and claimer.delivered == []
+    finally:
+        await store.close()

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Callable, Sequence
+from typing import Protocol
 
 from dataflows.records import (
     ClaimedRun,
@@ -30,6 +31,29 @@ from dataflows.records import (
 Listener = Callable[[], None]
 
 
+class EagerClaimer(Protocol):
+    """A worker in this process that takes runs claimed for it by event intake (a store may
+    claim in the transaction that stores events, sparing the woken run a claim round trip)."""
+
+    id: str
+
+    @property
+    def lease_seconds(self) -> float: ...
+
+    def reserve(self) -> int:
+        """Free slots, held for runs claimed now; 0 to claim nothing."""
+        ...
+
+    def wake(self) -> None:
+        """Its listener: the store need not call it after claiming for it."""
+        ...
+
+    def deliver(self, runs: list[ClaimedRun], reserved: int) -> None:
+        """Run ``runs`` (claimed for this worker) and give back the ``reserved`` slots; called
+        once per ``reserve`` that returned slots, with no runs if the claim failed."""
+        ...
+
+
 class Store(abc.ABC):
     """A place where runs, steps and events live. Backends: SQLite and PostgreSQL."""
 
@@ -37,6 +61,8 @@ class Store(abc.ABC):
 
     def __init__(self) -> None:
         self._listeners: list[Listener] = []
+        #: Set by a worker of this process; stores that can claim at intake use it.
+        self.eager_claimer: EagerClaimer | None = None
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -72,9 +98,10 @@ class Store(abc.ABC):
         if listener in self._listeners:
             self._listeners.remove(listener)
 
-    def notify_listeners(self) -> None:
+    def notify_listeners(self, skip: Listener | None = None) -> None:
         for listener in list(self._listeners):
-            listener()
+            if listener != skip:
+                listener()
 
     # -- intake ------------------------------------------------------------------------------------
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import json
 import logging
 import re
 import secrets
@@ -26,7 +27,7 @@ from psycopg.rows import TupleRow
 from psycopg_pool import AsyncConnectionPool
 
 from dataflows.errors import StoreError, StoreUnavailable
-from dataflows.records import EventIntake, IntakeResult
+from dataflows.records import ClaimedRun, EventIntake, IntakeResult
 from dataflows.store import programs
 from dataflows.store.programs import NOTIFY, Program, Query
 from dataflows.store.queries import load_migrations, load_queries
@@ -230,26 +231,57 @@ class PostgresStore(SqlStore):
         return programs.record_steps_counts(queries, answer)
 
     async def _intake_batch(self, items: Sequence[tuple[EventIntake, float]]) -> list[IntakeResult]:
-        """Events in one round trip: the ``intake_events`` function (migration 0003) stores them,
-        starts their runs and resolves their waits, given the wait keys computed here from the
-        filter shapes last seen. If a wait registered a new shape since, the function writes
-        nothing and returns the current shapes; then the step-by-step program, which reads the
-        shapes under its locks, stores the events (a new shape is rare: a new kind of wait)."""
-        call = programs.intake_call(items, self._wait_shapes)
-        async with self._translate("storing events"), self._open_pool().connection() as conn:
-            cursor = await conn.execute(
-                _INTAKE_EVENTS, {**call, "channel": self.channel, "sender": self._sender}
-            )
-            row = await cursor.fetchone()
-        assert row is not None
-        answer = row[0]
-        if "shapes" in answer:
+        """Events in one round trip: the ``intake_events`` function (migrations 0003, 0004)
+        stores them, starts their runs and resolves their waits, given the wait keys computed
+        here from the filter shapes last seen, and claims runs for this process's worker if it
+        has free slots (eager dispatch). If a wait registered a new shape since, the function
+        writes nothing and returns the current shapes, and the call is made again with them;
+        if that too is out of date, the step-by-step program, which reads the shapes under its
+        locks, stores the events (new shapes are rare: a new kind of wait)."""
+        for _ in range(2):
+            answer = await self._intake_call(items)
+            if "shapes" not in answer:
+                return programs.intake_results(items, answer["results"])
             names = {intake.event.name for intake, _ in items}
             self._wait_shapes.update({name: answer["shapes"].get(name, []) for name in names})
-            return await super()._intake_batch(items)
-        if answer["notified"]:
-            self.notify_listeners()
-        return programs.intake_results(items, answer["results"])
+        return await super()._intake_batch(items)
+
+    async def _intake_call(self, items: Sequence[tuple[EventIntake, float]]) -> dict[str, Any]:
+        claimer = self.eager_claimer
+        reserved = 0 if claimer is None else claimer.reserve()
+        claim = None
+        if claimer is not None and reserved:
+            now = items[-1][1]
+            claim = {
+                "worker": claimer.id,
+                "limit": reserved,
+                "lease_until": now + claimer.lease_seconds,
+                "now": now,
+            }
+        claimed: list[ClaimedRun] = []
+        try:
+            params: dict[str, str | None] = {
+                **programs.intake_call(items, self._wait_shapes),
+                "channel": self.channel,
+                "sender": self._sender,
+                "claim": None if claim is None else json.dumps(claim),
+            }
+            async with self._translate("storing events"), self._open_pool().connection() as conn:
+                cursor = await conn.execute(_INTAKE_EVENTS, params)
+                row = await cursor.fetchone()
+            assert row is not None
+            answer: dict[str, Any] = row[0]
+            claimed = programs.claimed_runs(
+                [tuple(c[k] for k in programs.CLAIM_COLUMNS) for c in answer.get("claimed", ())]
+            )
+        finally:
+            if claimer is not None and reserved:
+                claimer.deliver(claimed, reserved)
+        if answer.get("notified"):
+            # Having claimed for our worker, up to its free slots, its claim loop would find
+            # nothing more: wake the others only.
+            self.notify_listeners(skip=None if claimer is None or claim is None else claimer.wake)
+        return answer
 
     async def _run_one(self, query: Query) -> Any:
         """One statement in autocommit: no BEGIN and COMMIT, one round trip."""
@@ -336,7 +368,7 @@ class PostgresStore(SqlStore):
 #: See PostgresStore._intake_batch.
 _INTAKE_EVENTS = (
     "SELECT intake_events(%(events)s::jsonb, %(shapes)s::jsonb, %(name_locks)s::jsonb,"
-    " %(key_locks)s::jsonb, %(channel)s, %(sender)s)"
+    " %(key_locks)s::jsonb, %(channel)s, %(sender)s, %(claim)s::jsonb)"
 )
 
 

@@ -306,6 +306,19 @@ def claim_runs(worker_id: str, limit: int, lease_seconds: float, now: float) -> 
         {"worker_id": worker_id, "limit": limit, "lease_until": now + lease_seconds, "now": now},
         "all",
     )
+    return claimed_runs(rows)
+
+
+#: The columns of a claim's rows, in order (PostgreSQL's claim_runs function names them so).
+CLAIM_COLUMNS = (
+    "id", "workflow_id", "event_id", "event_name", "event_data", "event_ts", "created_at",
+    "lease_token", "recoveries", "parent_run_id", "step_key", "kind", "status", "output", "error",
+    "attempts", "started_at", "completed_at", "wake_at", "step_event_id",
+)  # fmt: skip
+
+
+def claimed_runs(rows: Sequence[Sequence[Any]]) -> list[ClaimedRun]:
+    """The runs a claim returned: one row per history entry (NULLs if none), grouped by run."""
     runs: dict[str, tuple[Sequence[Any], list[StepRow]]] = {}
     for r in rows:
         _, history = runs.setdefault(r[0], (r, []))

@@ -1,0 +1,3 @@
+-- dataflows schema, version 4 (SQLite): no change. On PostgreSQL this version turns the claim
+-- into a function that event intake can call in its own transaction; SQLite keeps both as
+-- statements run in-process. Versions stay numbered alike on both stores.
