@@ -78,6 +78,7 @@ class Worker:
         self._tasks: list[asyncio.Task[None]] = []
         self._tokens: dict[str, int] = {}
         self._reserved = 0  # slots held for runs event intake may claim for us
+        self._deferred = False  # the claim loop found every free slot reserved
         self._handing_back: set[asyncio.Task[None]] = set()
         self._renewed_at = time.monotonic()
         self.finished_runs = 0
@@ -172,6 +173,7 @@ class Worker:
         while not self._stopping.is_set():
             self._wake.clear()
             free = self.options.concurrency - len(self._active) - self._reserved
+            self._deferred = free <= 0 < self._reserved
             try:
                 if time.monotonic() - self._renewed_at > self.options.lease_seconds / 2:
                     # After an outage, renew our own leases before claiming, so we do not
@@ -202,6 +204,9 @@ class Worker:
 
     def deliver(self, runs: list[ClaimedRun], reserved: int) -> None:
         self._reserved -= reserved
+        if self._deferred:  # the claim loop stood back for this reservation: it may go on
+            self._deferred = False
+            self._wake.set()
         for run in runs:
             if self._stopping.is_set():  # stopping meanwhile: hand it back at once
                 task = asyncio.get_running_loop().create_task(self._hand_back(run))
