@@ -7,6 +7,7 @@ whatever happened; every wait is bounded.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import os
 import signal
@@ -207,6 +208,20 @@ class Faults:
             return False
         finally:
             probe.close()
+
+
+@contextlib.asynccontextmanager
+async def faults_on(db: DbTarget, scratch: Path) -> AsyncIterator[Faults]:
+    """A harness on ``db`` with a client app of its own; workers killed and the app closed after."""
+    client = df.Dataflows(db.url, schema=db.schema or "dataflows")
+    crash_app.register(client)
+    await client.open()  # migrate now, so workers started next find the schema ready
+    harness = Faults(db, scratch, client)
+    try:
+        yield harness
+    finally:
+        harness.cleanup()
+        await client.close()
 
 
 @pytest.fixture

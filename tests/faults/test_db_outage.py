@@ -13,8 +13,7 @@ from pathlib import Path
 import pytest
 
 import dataflows as df
-from tests.faults.apps import crash_app
-from tests.faults.conftest import Faults, assert_steps_unique, eventually
+from tests.faults.conftest import Faults, assert_steps_unique, eventually, faults_on
 from tests.faults.private_pg import PrivatePostgres
 from tests.pg import DbTarget
 
@@ -27,16 +26,8 @@ CPU_BUDGET = 1.0
 
 @pytest.fixture
 async def outage_faults(private_pg: PrivatePostgres, scratch: Path) -> AsyncIterator[Faults]:
-    db = DbTarget(private_pg.url, "faults")
-    client = df.Dataflows(db.url, schema="faults")
-    crash_app.register(client)
-    await client.open()
-    harness = Faults(db, scratch, client)
-    try:
+    async with faults_on(DbTarget(private_pg.url, "faults"), scratch) as harness:
         yield harness
-    finally:
-        harness.cleanup()
-        await client.close()
 
 
 async def finished(faults: Faults, run_id: str, timeout: float) -> df.Run:

@@ -14,9 +14,7 @@ from pathlib import Path
 
 import pytest
 
-import dataflows as df
-from tests.faults.apps import crash_app
-from tests.faults.conftest import Faults, assert_steps_unique, eventually
+from tests.faults.conftest import Faults, assert_steps_unique, eventually, faults_on
 from tests.faults.proxy import TcpProxy
 from tests.pg import DbTarget
 
@@ -27,15 +25,8 @@ DROPPED = "lease lost or run cancelled; dropping it"
 
 @pytest.fixture
 async def pg_faults(pg_url: DbTarget, scratch: Path) -> AsyncIterator[Faults]:
-    client = df.Dataflows(pg_url.url, schema=pg_url.schema or "dataflows")
-    crash_app.register(client)
-    await client.open()
-    harness = Faults(pg_url, scratch, client)
-    try:
+    async with faults_on(pg_url, scratch) as harness:
         yield harness
-    finally:
-        harness.cleanup()
-        await client.close()
 
 
 @pytest.fixture
