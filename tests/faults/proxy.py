@@ -15,6 +15,7 @@ Modes (``set_mode``):
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import struct
 import threading
@@ -85,11 +86,12 @@ class TcpProxy:
             return
         self._open.update((writer, up_writer))
         try:
-            await asyncio.gather(
-                self._pipe(reader, up_writer), self._pipe(up_reader, writer), return_exceptions=True
-            )
-        except asyncio.CancelledError:
-            pass  # the proxy is closing
+            with contextlib.suppress(asyncio.CancelledError):  # the proxy is closing
+                await asyncio.gather(
+                    self._pipe(reader, up_writer),
+                    self._pipe(up_reader, writer),
+                    return_exceptions=True,
+                )
         finally:
             for w in (writer, up_writer):
                 self._open.discard(w)
@@ -103,15 +105,13 @@ class TcpProxy:
             self._flowing.set()
 
     async def _pipe(self, src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
-        try:
+        with contextlib.suppress(ConnectionError):  # reset by drop() or by the other side
             while data := await src.read(65536):
                 if self.delay:
                     await asyncio.sleep(self.delay)
                 await self._flowing.wait()
                 dst.write(data)
                 await dst.drain()
-        except ConnectionError:
-            pass  # reset by drop() or by the other side
         dst.close()
 
     async def _drop(self) -> int:
