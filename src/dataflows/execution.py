@@ -65,7 +65,7 @@ class Runtime:
     executor: Any  # concurrent.futures.Executor for sync step functions
     max_payload: int
     inline_retry_limit: float
-    inline_sleep_limit: float = 0.0
+    inline_sleep_limit: float
 
 
 def error_json(exc: BaseException) -> str:

@@ -176,9 +176,9 @@ def wait_keys(
 def intake_call(
     items: Sequence[tuple[EventIntake, float]], shapes: Mapping[str, Sequence[str]]
 ) -> dict[str, str]:
-    """The arguments of PostgreSQL's ``intake_events`` function (migration 0003): the events of
-    ``items`` with the wait keys they match among ``shapes``, which the function checks are all
-    the filter shapes registered for their names."""
+    """The arguments of PostgreSQL's ``intake_events`` function (migrations 0003, 0004): the
+    events of ``items`` with the wait keys they match among ``shapes``, which the function
+    checks are all the filter shapes registered for their names."""
     events = [intake.event for intake, _ in items]
     names = sorted({event.name for event in events})
     wakes, locks = wait_keys(events, shapes)

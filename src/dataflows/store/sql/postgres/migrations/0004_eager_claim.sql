@@ -99,96 +99,28 @@ BEGIN
 END
 $$;
 
-DROP FUNCTION intake_events(jsonb, jsonb, jsonb, jsonb, text, text);
+-- Intake as version 3 stores events (that function, renamed), then, given p_claim ({worker,
+-- limit, lease_until, now}) and work to do, claims runs for that worker as claim_runs does, in
+-- the same transaction, returning them under "claimed" (claim_runs' rows as objects).
+ALTER FUNCTION intake_events(jsonb, jsonb, jsonb, jsonb, text, text) RENAME TO store_events;
 
--- Store events, start their runs and resolve the waits they match: one call, one transaction.
--- The caller computed each event's wait keys from the filter shapes it knows (p_shapes: name ->
--- sorted filter paths, names without shapes left out). Under the names' locks, shared, this
--- checks those are all the shapes there are; if not, it writes nothing and returns
--- {"shapes": ...} for the caller to compute the keys again. Then, as in the store's programs:
--- the key locks, exclusive (sorted by the caller, after the names), the runs of a batch locked in
--- id order, and per event its insert, its runs and its waits. p_events: [{id, name, data (JSON
--- text), ts, now, output (a wait step's output), keys: [[paths, key]], runs: [insert_run
--- parameters]}]. Returns {"results": [{"duplicate": bool, "runs": [ids of a duplicate's runs]}]}.
--- Notifies p_channel (payload p_sender) if it started runs or woke any. Given p_claim
--- ({worker, limit, lease_until, now}), it then claims runs for that worker as claim_runs does,
--- in the same transaction, and returns them under "claimed" (claim_runs' rows as objects).
 CREATE FUNCTION intake_events(
     p_events jsonb, p_shapes jsonb, p_name_locks jsonb, p_key_locks jsonb, p_channel text,
     p_sender text, p_claim jsonb
 ) RETURNS jsonb
 LANGUAGE plpgsql VOLATILE AS $$
 DECLARE
-    e jsonb;
-    found jsonb;
-    inserted integer;
-    work boolean := false;
-    results jsonb := '[]';
-    claimed jsonb := '[]';
+    answer jsonb;
 BEGIN
-    PERFORM count(pg_advisory_xact_lock_shared(hashtextextended(current_schema() || l.key, 0)))
-    FROM jsonb_array_elements_text(p_name_locks) WITH ORDINALITY AS l(key, n);
-    -- A fresh snapshot (this is a new statement of a VOLATILE function): taken after the locks.
-    SELECT coalesce(jsonb_object_agg(s.event_name, s.paths), '{}') INTO found
-    FROM (SELECT w.event_name, jsonb_agg(w.filter_paths ORDER BY w.filter_paths COLLATE "C")
-                 AS paths
-          FROM wait_shapes w
-          WHERE w.event_name IN (SELECT x ->> 'name' FROM jsonb_array_elements(p_events) AS x)
-          GROUP BY w.event_name) AS s;
-    IF found <> p_shapes THEN
-        RETURN jsonb_build_object('shapes', found);
+    answer := store_events(p_events, p_shapes, p_name_locks, p_key_locks, p_channel, p_sender);
+    -- "notified": it started runs or woke some (absent when the shapes were out of date).
+    IF p_claim IS NOT NULL AND coalesce((answer ->> 'notified')::boolean, false) THEN
+        answer := answer || jsonb_build_object('claimed', (
+            SELECT coalesce(jsonb_agg(to_jsonb(c)), '[]')
+            FROM claim_runs(p_claim ->> 'worker', (p_claim ->> 'limit')::integer,
+                            (p_claim ->> 'lease_until')::double precision,
+                            (p_claim ->> 'now')::double precision) AS c));
     END IF;
-    PERFORM count(pg_advisory_xact_lock(hashtextextended(current_schema() || l.key, 0)))
-    FROM jsonb_array_elements_text(p_key_locks) WITH ORDINALITY AS l(key, n);
-    IF jsonb_array_length(p_events) > 1 AND jsonb_array_length(p_key_locks) > 0 THEN
-        PERFORM lock_waiting_runs(
-            (SELECT coalesce(jsonb_agg(jsonb_build_array(x ->> 'name', k ->> 0, k ->> 1)), '[]')
-             FROM jsonb_array_elements(p_events) AS x
-             CROSS JOIN jsonb_array_elements(x -> 'keys') AS k));
-    END IF;
-    FOR e IN SELECT x FROM jsonb_array_elements(p_events) AS x LOOP
-        INSERT INTO events (id, name, data, ts, received_at)
-        VALUES (e ->> 'id', e ->> 'name', (e ->> 'data')::jsonb, (e ->> 'ts')::double precision,
-                (e ->> 'now')::double precision)
-        ON CONFLICT (id) DO NOTHING;
-        GET DIAGNOSTICS inserted = ROW_COUNT;
-        IF inserted = 0 THEN
-            results := results || jsonb_build_array(jsonb_build_object(
-                'duplicate', true,
-                'runs', (SELECT coalesce(jsonb_agg(r.id ORDER BY r.created_at, r.id), '[]')
-                         FROM runs r
-                         WHERE r.event_id = e ->> 'id' AND r.parent_run_id IS NULL)));
-            CONTINUE;
-        END IF;
-        IF jsonb_array_length(e -> 'runs') > 0 THEN
-            INSERT INTO runs (id, workflow_id, status, event_id, event_name, event_data, event_ts,
-                              idempotency_key, parent_run_id, parent_step_key, created_at,
-                              updated_at)
-            SELECT r.id, r.workflow_id, 'queued', r.event_id, r.event_name, r.event_data,
-                   r.event_ts, r.idempotency_key, r.parent_run_id, r.parent_step_key, r.now, r.now
-            FROM jsonb_to_recordset(e -> 'runs') AS r(
-                     id text, workflow_id text, event_id text, event_name text, event_data text,
-                     event_ts double precision, idempotency_key text, parent_run_id text,
-                     parent_step_key text, now double precision)
-            ON CONFLICT DO NOTHING;
-            work := true;
-        END IF;
-        IF jsonb_array_length(e -> 'keys') > 0
-           AND resolve_waits(e ->> 'name', e -> 'keys', e ->> 'id', e ->> 'output',
-                             (e ->> 'now')::double precision) > 0 THEN
-            work := true;
-        END IF;
-        results := results || jsonb_build_array(jsonb_build_object('duplicate', false));
-    END LOOP;
-    IF work THEN
-        PERFORM pg_notify(p_channel, p_sender);
-    END IF;
-    IF work AND p_claim IS NOT NULL THEN
-        SELECT coalesce(jsonb_agg(to_jsonb(c)), '[]') INTO claimed
-        FROM claim_runs(p_claim ->> 'worker', (p_claim ->> 'limit')::integer,
-                        (p_claim ->> 'lease_until')::double precision,
-                        (p_claim ->> 'now')::double precision) AS c;
-    END IF;
-    RETURN jsonb_build_object('results', results, 'notified', work, 'claimed', claimed);
+    RETURN answer;
 END
 $$;
