@@ -1,4 +1,4 @@
-"""A complete dataflows app, end to end on SQLite: ``scripts/run-example``.
+"""A complete dataflows app, end to end on SQLite: ``python examples/quickstart.py``.
 
 A work item arrives, is fetched, a task is created for it, the run waits for an approval event,
 cools down, and finishes. The third-party calls are local stand-ins so the example runs anywhere;
@@ -60,10 +60,7 @@ async def main() -> int:
         print(f"run is {run.status}: {run.wait_reason}; sending the approval")
         await app.send("approval/decided", {"task_id": "task-42", "approved": True})
         run = await app.wait_for_run(run_id, timeout=60)
-    print(f"run {run.status}: {run.result}")
-    for s in run.steps:
-        took = f"{s.duration * 1000:8.1f} ms" if s.duration is not None else ""
-        print(f"  {s.key:<12} {s.kind:<6} {s.status:<10} attempts={s.attempts} {took}")
+    print(run)  # outcome, result and the step timeline
     print(f"third-party calls: {dict(calls)}")
     ok = run.status == "completed" and all(n == 1 for n in calls.values())
     return 0 if ok else 1

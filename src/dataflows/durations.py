@@ -41,3 +41,19 @@ def to_timestamp(when: datetime | float | int) -> float:
     if isinstance(when, bool) or not isinstance(when, int | float) or not math.isfinite(when):
         raise ValueError(f"expected an aware datetime or a timestamp, got {when!r}")
     return float(when)
+
+
+def format_duration(seconds: float) -> str:
+    """Seconds for a person: ``850 ms``, ``2.40 s``, ``3m 05s``, ``2h 03m``, ``4d 02h``."""
+    if seconds < 1:
+        return f"{seconds * 1000:.0f} ms"
+    if seconds < 60:
+        return f"{seconds:.2f} s"
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    days, hours = divmod(hours, 24)
+    if days:
+        return f"{days}d {hours:02d}h"
+    if hours:
+        return f"{hours}h {minutes:02d}m"
+    return f"{minutes}m {secs:02d}s"

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from dataflows.durations import format_duration
 from dataflows.records import FINISHED_STATUSES, RunRow, StepRow, StoredEvent
 
 
@@ -111,6 +113,28 @@ class Run:
     def done(self) -> bool:
         return self.status in FINISHED_STATUSES
 
+    def __str__(self) -> str:
+        """The run for a person: ``print(run)`` shows its outcome and step timeline."""
+        return self.timeline()
+
+    def timeline(self) -> str:
+        """A few lines of plain text: status, result or error, and every step with its start
+        offset from the run's creation, kind, status, attempts, duration and a short detail."""
+        status = self.status
+        if self.completed_at is not None:
+            took = (self.completed_at - self.created_at).total_seconds()
+            status += f" in {format_duration(took)}"
+        elif self.status == "waiting" and self.wait_reason:
+            status += f" ({self.wait_reason})"
+        lines = [f"run {self.id} of {self.workflow_id}: {status}"]
+        if self.status == "completed":
+            lines.append(f"  result: {_short_json(self.result, 1000)}")
+        if self.error:
+            lines.append(f"  error: {_error_line(self.error)}")
+        for step in self.steps:
+            lines.append("  " + _step_line(step, self.created_at))
+        return "\n".join(lines)
+
     @classmethod
     def from_row(cls, row: RunRow) -> Run:
         return cls(
@@ -138,3 +162,37 @@ class SendResult:
     event_id: str
     run_ids: tuple[str, ...]
     duplicate: bool = False
+
+
+def _step_line(step: StepInfo, origin: datetime) -> str:
+    start = (
+        ""
+        if step.started_at is None
+        else "+" + format_duration(max(0.0, (step.started_at - origin).total_seconds()))
+    )
+    took = "" if step.duration is None else format_duration(step.duration)
+    attempts = ""
+    if step.kind == "run" and step.attempts:
+        attempts = f"{step.attempts} attempt{'s' if step.attempts != 1 else ''}"
+    return f"{start:>9}  {step.key:<16} {step.kind:<6} {step.status:<10} {attempts:<10} {took:>9}  {_step_detail(step)}".rstrip()
+
+
+def _step_detail(step: StepInfo) -> str:
+    if step.error:
+        return _error_line(step.error)
+    output = step.output
+    if step.kind == "wait" and isinstance(output, dict) and "name" in output:
+        return f"event {output['name']} ({output.get('id', '')})"
+    if step.kind in ("run", "invoke") and step.status == "completed" and output is not None:
+        return _short_json(output, 60)
+    return ""
+
+
+def _error_line(error: dict[str, Any]) -> str:
+    kind, message = error.get("type", "Error"), error.get("message", "")
+    return f"{kind}: {message}" if message else str(kind)
+
+
+def _short_json(value: Any, width: int) -> str:
+    text = json.dumps(value, ensure_ascii=False, default=str)
+    return text if len(text) <= width else text[: width - 1] + "…"
