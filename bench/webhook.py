@@ -4,7 +4,7 @@ Two loads, one after the other, against the same server:
   * maximum throughput: wrk, closed loop (``CONNECTIONS`` connections, as fast as answers come);
   * a fixed offered load (default 1,000 requests/s): ``bench.loadgen``, open loop, latency from
     each request's due time.
-Each 202 means the event and its run are committed (SPEC §3.4); afterwards the stored events are
+Each 202 means the event and its run are committed (accepted means durable); afterwards the stored events are
 counted to check that every 202 left its event behind.
 """
 

@@ -2,7 +2,7 @@
 
 It fails only on a GROSS regression, measured as a ratio within the same run on the same server
 — never on absolute times, which depend on the machine and its load. A step costs about one
-INSERT round trip (SPEC §9 targets ≤ 1.6×; it measured 1.4–4.2× on the 2-core reference machine
+INSERT round trip (the target is ≤ 1.6×; it measured 1.4–4.2× on the 2-core reference machine
 under a concurrent test load, and 3–4× on the throwaway test server, whose fsync=off makes the
 INSERT cheaper); the limit, 10×, is what an accidental extra round trip per step cannot reach but
 a per-step poll, sleep or O(n²) history reload does. Best of three attempts, so

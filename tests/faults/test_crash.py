@@ -1,6 +1,6 @@
 """kill -9 of a real worker at named crash points, then recovery by a fresh worker process.
 
-Invariants (SPEC §3.1, §3.2, §3.5, §3.6): the run completes with the right result; every step
+Invariants (guarantees 1, 2, 5 and 6): the run completes with the right result; every step
 function that finished ran exactly once, the interrupted one at most twice; no step key is recorded
 twice; stored results are reused on replay (their outputs carry the first worker's pid).
 """

@@ -1,4 +1,4 @@
-"""PostgreSQL stopped under a live worker, then started again (SPEC §4: survive, never exit or spin).
+"""PostgreSQL stopped under a live worker, then started again (survive: never exit or spin).
 
 Runs on a private server of its own (tests/faults/private_pg.py): the shared one is never stopped.
 """
@@ -74,7 +74,7 @@ async def test_worker_survives_postgres_restart(
         assert_steps_unique(run)
     assert faults.calls(sleeping) == {"a": 1, "c": 1}
     # The outage outlived the in-flight run's lease, so once the database is back the worker may
-    # claim that run anew (a recovery) and run a step of it twice (at least once, §3.2), no more.
+    # claim that run anew (a recovery) and run a step of it twice (at least once), no more.
     block_run = await finished(faults, blocked, 1)
     block_calls = faults.calls(blocked)
     assert block_run.recoveries <= 1

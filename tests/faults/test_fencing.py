@@ -1,4 +1,4 @@
-"""A zombie worker (SIGSTOP past its lease) cannot record anything once it wakes up (SPEC §3.3)."""
+"""A zombie worker (SIGSTOP past its lease) cannot record anything once it wakes up (guarantee 3)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""A worker behind a TCP proxy that delays, drops or blackholes its PostgreSQL traffic (SPEC §9).
+"""A worker behind a TCP proxy that delays, drops or blackholes its PostgreSQL traffic.
 
 Invariants: every run completes with each step function run at most as often as the fault
 explains, no step key recorded twice, and a worker cut off past its lease is fenced when its

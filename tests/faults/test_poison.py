@@ -1,4 +1,4 @@
-"""A run that kills its worker on every attempt is quarantined, not looped on (SPEC §3.8)."""
+"""A run that kills its worker on every attempt is quarantined, not looped on (guarantee 8)."""
 
 from __future__ import annotations
 

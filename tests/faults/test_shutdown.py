@@ -1,4 +1,4 @@
-"""SIGTERM: stop claiming, let the in-flight step finish within the grace period, hand over (§4)."""
+"""SIGTERM: stop claiming, let the in-flight step finish within the grace period, hand over."""
 
 from __future__ import annotations
 

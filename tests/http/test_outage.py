@@ -1,4 +1,4 @@
-"""PostgreSQL stopped under the running API (SPEC §3.4): 503 with Retry-After, never a 2xx or a
+"""PostgreSQL stopped under the running API (guarantee 4): 503 with Retry-After, never a 2xx or a
 500, while it is away; everything answered 202 is there when it is back.
 
 Runs on a private server (tests/faults/private_pg.py): the shared one is never stopped.

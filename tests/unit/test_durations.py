@@ -1,4 +1,4 @@
-"""The duration grammar (SPEC §2): unit strings and their combinations, numbers, timedeltas."""
+"""The duration grammar: unit strings and their combinations, numbers, timedeltas."""
 
 from __future__ import annotations
 
@@ -43,7 +43,7 @@ def test_unit_strings(text: str, seconds: float) -> None:
         (0, 0.0),
         (5, 5.0),
         (0.25, 0.25),
-        (-3, -3.0),  # zero or negative: the sleep returns at once (SPEC §2)
+        (-3, -3.0),  # zero or negative: the sleep returns at once
         (timedelta(minutes=1, seconds=30), 90.0),
         (timedelta(milliseconds=500), 0.5),
         (timedelta(seconds=-1), -1.0),

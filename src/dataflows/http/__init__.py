@@ -1,4 +1,4 @@
-"""The HTTP API (SPEC §5): an ASGI app over a :class:`~dataflows.Dataflows` app.
+"""The HTTP API: an ASGI app over a :class:`~dataflows.Dataflows` app.
 
 ``create_api(app)`` builds it; ``app_from_env`` is a uvicorn factory
 (``uvicorn --factory dataflows.http:app_from_env``) loading the app named by ``DATAFLOWS_APP``.

@@ -100,7 +100,7 @@ class SlackSource(Source):
 
 
 def _request_id(request: WebhookRequest) -> str:
-    """SPEC's delivery id for requests without ``event_id``: the signed timestamp and signature."""
+    """The delivery id for requests without ``event_id``: the signed timestamp and signature."""
     timestamp = require_header(request, TIMESTAMP_HEADER)
     return f"{timestamp}:{require_header(request, SIGNATURE_HEADER)}"
 
