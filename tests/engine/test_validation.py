@@ -285,3 +285,23 @@ async def test_invalid_durations_raise_at_the_call(app: df.Dataflows) -> None:
             df.RetryAfterError(bad)
     with pytest.raises(df.InvalidDuration):
         app.workflow("timed", timeout="a while")
+
+
+async def test_wait_for_event_requires_a_timeout(app: df.Dataflows) -> None:
+    """No run waits forever by accident: ``timeout`` must be given (``None`` is an explicit "no
+    limit"), and omitting it fails at the call, before anything is recorded."""
+    seen: list[str] = []
+
+    @app.workflow("forgetful")
+    async def forgetful(event: df.Event, step: df.Step) -> str:
+        wait: Any = step.wait_for_event
+        try:
+            wait("approval", "approval/decided")
+        except TypeError as exc:
+            seen.append(str(exc))
+        return "done"
+
+    run = await finish(app, "forgetful")
+
+    assert run.status == "completed" and run.steps == ()
+    assert len(seen) == 1 and "timeout" in seen[0]
