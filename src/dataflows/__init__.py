@@ -24,7 +24,7 @@ from dataflows.errors import (
     StoreUnavailable,
     UnknownWorkflow,
 )
-from dataflows.models import Event, Run, SendResult, StepInfo
+from dataflows.models import AttemptError, Event, Run, SendResult, StepInfo
 from dataflows.retry import RetryPolicy
 from dataflows.step import Step
 from dataflows.workflow import EventTrigger, Trigger, on_event
@@ -32,6 +32,7 @@ from dataflows.workflow import EventTrigger, Trigger, on_event
 __version__ = "0.1.0"
 
 __all__ = [
+    "AttemptError",
     "Clock",
     "Dataflows",
     "DataflowsError",
