@@ -4,35 +4,87 @@ Write a plain async function; every ``await step.run("name", fn)`` is a memoized
 is committed before the next line runs, so a crashed run resumes where it stopped.
 """
 
-from dataflows.app import Dataflows
-from dataflows.clock import Clock, ManualClock, SystemClock
-from dataflows.context import StepContext, current_step
-from dataflows.errors import (
-    DataflowsError,
-    DuplicateWorkflow,
-    InvalidDuration,
-    InvalidRunState,
-    InvalidStepName,
-    NonDeterminismError,
-    NonRetriableError,
-    PayloadError,
-    PayloadTooLarge,
-    RetryAfterError,
-    RunFailed,
-    RunNotFound,
-    StepFailed,
-    StoreUnavailable,
-    UnknownWorkflow,
-)
-from dataflows.models import AttemptError, Event, Run, SendResult, StepInfo
-from dataflows.retry import RetryPolicy
-from dataflows.step import Step
-from dataflows.workflow import EventTrigger, Trigger, on_event
+from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from dataflows.app import Dataflows
+    from dataflows.clock import Clock, ManualClock, SystemClock
+    from dataflows.context import StepContext, current_step
+    from dataflows.errors import (
+        DataflowsError,
+        DuplicateWorkflow,
+        InvalidDuration,
+        InvalidRunState,
+        InvalidStepName,
+        NonDeterminismError,
+        NonRetriableError,
+        PayloadError,
+        PayloadTooLarge,
+        RetryAfterError,
+        RunFailed,
+        RunNotFound,
+        StepFailed,
+        StoreUnavailable,
+        UnknownWorkflow,
+    )
+    from dataflows.models import Event, Run, SendResult, StepInfo
+    from dataflows.retry import RetryPolicy
+    from dataflows.step import Step
+    from dataflows.workflow import EventTrigger, Trigger, on_event
+
+#: Where each public name lives. ``import dataflows`` loads none of them, so ``dataflows --help``
+#: and ``--version`` answer without importing the engine; the first use of a name imports its module.
+_EXPORTS: dict[str, str] = {
+    "Dataflows": "dataflows.app",
+    **dict.fromkeys(("Clock", "ManualClock", "SystemClock"), "dataflows.clock"),
+    **dict.fromkeys(("StepContext", "current_step"), "dataflows.context"),
+    **dict.fromkeys(
+        (
+            "DataflowsError",
+            "DuplicateWorkflow",
+            "InvalidDuration",
+            "InvalidRunState",
+            "InvalidStepName",
+            "NonDeterminismError",
+            "NonRetriableError",
+            "PayloadError",
+            "PayloadTooLarge",
+            "RetryAfterError",
+            "RunFailed",
+            "RunNotFound",
+            "StepFailed",
+            "StoreUnavailable",
+            "UnknownWorkflow",
+        ),
+        "dataflows.errors",
+    ),
+    **dict.fromkeys(("Event", "Run", "SendResult", "StepInfo"), "dataflows.models"),
+    "RetryPolicy": "dataflows.retry",
+    "Step": "dataflows.step",
+    **dict.fromkeys(("EventTrigger", "Trigger", "on_event"), "dataflows.workflow"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'dataflows' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later look-ups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_EXPORTS})
+
+
+#: The version of the dataflows-engine distribution; the build reads it from here.
 __version__ = "0.1.0"
 
 __all__ = [
-    "AttemptError",
     "Clock",
     "Dataflows",
     "DataflowsError",

@@ -140,6 +140,18 @@ class StoreUnavailable(StoreError):
     code = "store_unavailable"
 
 
+class MissingExtra(DataflowsError, ImportError):
+    """A feature whose optional dependencies are not installed, e.g. PostgreSQL without
+    ``dataflows-engine[postgres]``."""
+
+    code = "missing_extra"
+
+    def __init__(self, feature: str, extra: str, what: str) -> None:
+        super().__init__(f"{feature} needs {what}: pip install 'dataflows-engine[{extra}]'")
+        self.feature = feature
+        self.extra = extra
+
+
 class LeaseLost(DataflowsError):
     """This worker no longer holds the run: another worker took it over, or it was cancelled."""
 

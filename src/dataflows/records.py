@@ -13,8 +13,6 @@ from typing import Any, Literal
 RUN_STATUSES: tuple[str, ...] = ("queued", "running", "waiting", "completed", "failed", "cancelled")
 #: The statuses a run ends in.
 FINISHED_STATUSES = frozenset({"completed", "failed", "cancelled"})
-#: The statuses a step is shown with (``timed_out``: a wait whose deadline passed first).
-STEP_STATUSES: tuple[str, ...] = ("completed", "failed", "retrying", "waiting", "timed_out")
 
 StepKind = Literal["run", "sleep", "wait", "send", "invoke"]
 
@@ -113,21 +111,6 @@ class StepRow:
 
 
 @dataclass(frozen=True, slots=True)
-class AttemptRow:
-    """A failed attempt of a step that was retried (a ``step_attempts`` row), read for display.
-
-    ``retry_at`` is when the next attempt was allowed to start.
-    """
-
-    key: str
-    attempt: int
-    error: dict[str, Any]
-    started_at: float
-    failed_at: float
-    retry_at: float
-
-
-@dataclass(frozen=True, slots=True)
 class WaitMatch:
     """Which events satisfy a wait: ``event_name`` and exact values at ``data.…`` paths."""
 
@@ -184,5 +167,3 @@ class RunRow:
     parent_run_id: str | None
     idempotency_key: str | None = None
     steps: tuple[StepRow, ...] = field(default=())
-    #: The failed attempts of retried steps, by step key then attempt (read by ``get_run`` only).
-    attempts: tuple[AttemptRow, ...] = field(default=())

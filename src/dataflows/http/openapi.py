@@ -16,7 +16,7 @@ from dataflows.http.shapes import (
     MAX_LIMIT,
     NAME_PATTERN,
 )
-from dataflows.records import RUN_STATUSES, STEP_STATUSES
+from dataflows.records import RUN_STATUSES
 
 __all__ = ["openapi_document"]
 
@@ -190,7 +190,7 @@ _SCHEMAS: dict[str, Schema] = {
             "key": {"type": "string", "description": "Unique in the run: name, name#2, ..."},
             "name": {"type": "string"},
             "kind": {"type": "string", "enum": ["run", "sleep", "wait", "send", "invoke"]},
-            "status": {"type": "string", "enum": list(STEP_STATUSES)},
+            "status": {"type": "string", "enum": ["completed", "failed", "retrying", "waiting"]},
             "attempts": {"type": "integer"},
             "output": {},
             "error": {"type": ["object", "null"]},
@@ -198,23 +198,6 @@ _SCHEMAS: dict[str, Schema] = {
             "completed_at": _OPTIONAL_TIME,
             "wake_at": _OPTIONAL_TIME,
             "duration_seconds": {"type": ["number", "null"]},
-            "attempt_errors": {
-                "type": "array",
-                "items": _ref("AttemptError"),
-                "description": "Every failed attempt of the step, oldest first.",
-            },
-        }
-    ),
-    "AttemptError": _object(
-        {
-            "attempt": {"type": "integer", "minimum": 1},
-            "error": {"type": "object"},
-            "started_at": _OPTIONAL_TIME,
-            "failed_at": _OPTIONAL_TIME,
-            "retry_at": {
-                **_OPTIONAL_TIME,
-                "description": "When the next attempt could start; null for the last one.",
-            },
         }
     ),
     "Runs": _object(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 
+from dataflows.extras import needed_for
 from dataflows.store.base import Store
 
 __all__ = ["Store", "create_store", "DEFAULT_SQLITE_URL"]
@@ -19,7 +20,8 @@ def create_store(url: str | None = None, *, schema: str = "dataflows") -> Store:
     """
     url = url or os.environ.get("DATAFLOWS_DATABASE_URL") or DEFAULT_SQLITE_URL
     if url.startswith(("postgresql://", "postgres://", "postgresql+psycopg://")):
-        from dataflows.store.postgres import PostgresStore
+        with needed_for("a postgresql:// database URL"):
+            from dataflows.store.postgres import PostgresStore
 
         return PostgresStore(url.replace("postgresql+psycopg://", "postgresql://"), schema=schema)
     if url.startswith("sqlite:"):

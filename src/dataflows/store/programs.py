@@ -15,7 +15,6 @@ from typing import Any, Literal
 from dataflows.errors import InvalidRunState, RunNotFound
 from dataflows.records import (
     RUN_FINISHED_EVENT,
-    AttemptRow,
     ClaimedRun,
     EventIntake,
     IntakeResult,
@@ -670,9 +669,7 @@ def next_wake_at() -> Program:
 # -- the client's side --------------------------------------------------------------------------
 
 
-def _run_row(
-    r: Sequence[Any], steps: tuple[StepRow, ...] = (), attempts: tuple[AttemptRow, ...] = ()
-) -> RunRow:
+def _run_row(r: Sequence[Any], steps: tuple[StepRow, ...] = ()) -> RunRow:
     return RunRow(
         id=r[0],
         workflow_id=r[1],
@@ -689,24 +686,15 @@ def _run_row(
         parent_run_id=r[15],
         idempotency_key=r[16],
         steps=steps,
-        attempts=attempts,
     )
 
 
 def get_run(run_id: str) -> Program:
-    """The run with its history and every failed attempt of its retried steps."""
     row = yield Query("get_run", {"run_id": run_id}, "one")
     if row is None:
         return None
     steps = yield from load_history(run_id)
-    attempts = yield Query("load_attempts", {"run_id": run_id}, "all")
-    return _run_row(row, tuple(steps), tuple(_attempt_row(r) for r in attempts))
-
-
-def _attempt_row(r: Sequence[Any]) -> AttemptRow:
-    return AttemptRow(
-        key=r[0], attempt=r[1], error=_json(r[2]), started_at=r[3], failed_at=r[4], retry_at=r[5]
-    )
+    return _run_row(row, tuple(steps))
 
 
 def run_status(run_id: str) -> Program:

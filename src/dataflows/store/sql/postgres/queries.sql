@@ -68,12 +68,6 @@ SELECT step_key, kind, 'waiting', NULL, NULL, 0, created_at, NULL, wake_at, NULL
 FROM waits WHERE run_id = %(run_id)s
 ORDER BY 7, 8, 1
 
--- name: load_attempts
--- Every failed attempt of the run's retried steps, for display (the claim reads only the last).
-SELECT step_key, attempt, error, started_at, failed_at, retry_at
-FROM step_attempts WHERE run_id = %(run_id)s
-ORDER BY step_key, attempt
-
 -- name: record_step
 -- FOR SHARE: a claim by another worker that is in flight makes this wait for it and then see
 -- the new lease_token, so a worker that lost its lease cannot slip a write in (guarantee 3).

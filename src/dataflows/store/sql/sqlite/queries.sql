@@ -151,12 +151,6 @@ SELECT step_key, kind, 'waiting', NULL, NULL, 0, created_at, NULL, wake_at, NULL
 FROM waits WHERE run_id = :run_id
 ORDER BY 7, 8, 1
 
--- name: load_attempts
--- Every failed attempt of the run's retried steps, for display (the claim reads only the last).
-SELECT step_key, attempt, error, started_at, failed_at, retry_at
-FROM step_attempts WHERE run_id = :run_id
-ORDER BY step_key, attempt
-
 -- name: record_step
 INSERT INTO steps (run_id, step_key, kind, status, output, error, attempts, event_id,
                    started_at, completed_at)
