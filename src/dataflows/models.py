@@ -157,7 +157,12 @@ class Run:
 
 @dataclass(frozen=True, slots=True)
 class SendResult:
-    """What ``app.send`` returns: the event's id and the runs it started."""
+    """What ``app.send`` returns: the event's id, the runs it started, and the runs whose
+    ``wait_for_event`` it resolved (``resumed_run_ids``).
+
+    A ``duplicate`` (an id already stored) writes nothing: ``run_ids`` are the runs the first
+    delivery started and ``resumed_run_ids`` is empty.
+    """
 
     event_id: str
     run_ids: tuple[str, ...]
@@ -196,3 +201,4 @@ def _error_line(error: dict[str, Any]) -> str:
 def _short_json(value: Any, width: int) -> str:
     text = json.dumps(value, ensure_ascii=False, default=str)
     return text if len(text) <= width else text[: width - 1] + "…"
+    resumed_run_ids: tuple[str, ...] = ()

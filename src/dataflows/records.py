@@ -50,9 +50,13 @@ class EventIntake:
 class IntakeResult:
     event_id: str
     run_ids: tuple[str, ...]
+    """An event stored, or found a duplicate: the runs it started (a duplicate's: the first
+    delivery's) and the runs whose waits it resolved (a duplicate resolves none)."""
+
     duplicate: bool
 
 
+    resumed_run_ids: tuple[str, ...] = ()
 @dataclass(frozen=True, slots=True)
 class StoredEvent:
     id: str
