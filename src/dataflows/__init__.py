@@ -30,7 +30,7 @@ if TYPE_CHECKING:
         StoreUnavailable,
         UnknownWorkflow,
     )
-    from dataflows.models import Event, Run, SendResult, StepInfo
+    from dataflows.models import AttemptError, Event, Run, SendResult, StepInfo
     from dataflows.retry import RetryPolicy
     from dataflows.step import Step
     from dataflows.workflow import EventTrigger, Trigger, on_event
@@ -61,7 +61,7 @@ _EXPORTS: dict[str, str] = {
         ),
         "dataflows.errors",
     ),
-    **dict.fromkeys(("Event", "Run", "SendResult", "StepInfo"), "dataflows.models"),
+    **dict.fromkeys(("AttemptError", "Event", "Run", "SendResult", "StepInfo"), "dataflows.models"),
     "RetryPolicy": "dataflows.retry",
     "Step": "dataflows.step",
     **dict.fromkeys(("EventTrigger", "Trigger", "on_event"), "dataflows.workflow"),
@@ -85,6 +85,7 @@ def __dir__() -> list[str]:
 __version__ = "0.1.0"
 
 __all__ = [
+    "AttemptError",
     "Clock",
     "Dataflows",
     "DataflowsError",

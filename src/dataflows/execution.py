@@ -13,6 +13,7 @@ import asyncio
 import contextvars
 import inspect
 import json
+import logging
 import traceback
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
@@ -50,6 +51,8 @@ from dataflows.workflow import Registry, Workflow
 
 T = TypeVar("T")
 
+log = logging.getLogger("dataflows.execution")
+
 #: Events whose names the engine uses for runs started directly and by ``step.invoke``.
 START_EVENT = "dataflows/start"
 _CHILD_IDS = uuid.UUID("6f1d6c1e-2b1a-4d8e-9a51-3c2f0b7d9e10")
@@ -83,6 +86,14 @@ def error_json(exc: BaseException) -> str:
             "traceback": "".join(traceback.format_exception(exc)),
         }
     return json.dumps(info)
+
+
+def error_line(error: dict[str, Any] | None) -> str:
+    """``Type: first line of the message`` of a stored error, for one log line."""
+    error = error or {}
+    kind = str(error.get("type", "Error"))
+    lines = str(error.get("message", "")).strip().splitlines()
+    return f"{kind}: {lines[0]}" if lines else kind
 
 
 async def retry_unavailable(op: Callable[[], Awaitable[T]]) -> T:
@@ -267,9 +278,16 @@ class Execution:
         """
         error = error_json(exc)
         delay = _retry_delay(exc, attempt, policy)
+        what = (self.run.id, key, attempt, policy.retries + 1, error_line(json.loads(error)))
         if delay is None:
+            last = "no retries left" if attempt > policy.retries else "not retried"
+            log.error("step failed: run=%s step=%s attempt=%d/%d error=%s (%s)", *what, last)
             await self._record(key, "run", "failed", None, error, attempt, started)
             raise _step_failed(key, json.loads(error)) from exc
+        pause = f"{delay:.1f}s" if delay >= 0.1 else f"{delay * 1000:.0f}ms"
+        log.warning(
+            "step failed: run=%s step=%s attempt=%d/%d error=%s (retrying in %s)", *what, pause
+        )
         retry_at = self.rt.clock.now() + delay
         await self.write(
             lambda: self.rt.store.record_attempt(

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from dataflows.durations import format_duration
-from dataflows.records import FINISHED_STATUSES, RunRow, StepRow, StoredEvent
+from dataflows.records import FINISHED_STATUSES, AttemptRow, RunRow, StepRow, StoredEvent
 
 
 def _dt(ts: float | None) -> datetime | None:
@@ -57,7 +58,25 @@ def _freeze(value: Any) -> Any:
 
 
 @dataclass(frozen=True, slots=True)
+class AttemptError:
+    """One failed attempt of a step: its number (from 1), its ``error`` (``type``, ``message``,
+    ``traceback``), when it started and failed, and ``retry_at``, when the next attempt could
+    start (``None`` for the attempt that failed the step for good)."""
+
+    attempt: int
+    error: dict[str, Any]
+    started_at: datetime | None
+    failed_at: datetime | None
+    retry_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
 class StepInfo:
+    """A step of a run. ``status`` is ``completed``, ``failed``, ``retrying`` (failed attempts,
+    the next one at ``wake_at``), ``waiting`` (a sleep or wait not yet resolved) or ``timed_out``
+    (a ``wait_for_event`` or ``invoke`` whose timeout passed first: the workflow got ``None``).
+    ``attempt_errors`` lists every failed attempt, oldest first."""
+
     key: str
     kind: str
     status: str
@@ -67,6 +86,7 @@ class StepInfo:
     started_at: datetime | None
     completed_at: datetime | None
     wake_at: datetime | None
+    attempt_errors: tuple[AttemptError, ...] = ()
 
     @property
     def duration(self) -> float | None:
@@ -75,18 +95,42 @@ class StepInfo:
         return (self.completed_at - self.started_at).total_seconds()
 
     @classmethod
-    def from_row(cls, row: StepRow) -> StepInfo:
+    def from_row(cls, row: StepRow, attempts: Sequence[AttemptRow] = ()) -> StepInfo:
+        """The step as shown, given its failed attempts that were retried (``attempts``)."""
         return cls(
             row.key,
             row.kind,
-            row.status,
+            _shown_status(row),
             row.output,
             row.error,
             row.attempts,
             _dt(row.started_at),
             _dt(row.completed_at),
             _dt(row.wake_at),
+            _attempt_errors(row, attempts),
         )
+
+
+def _shown_status(row: StepRow) -> str:
+    # A wait resolved without an event timed out. It is stored as completed, with no event and
+    # a null output: that is what its replay returns.
+    if row.kind in ("wait", "invoke") and row.status == "completed" and row.event_id is None:
+        return "timed_out"
+    return row.status
+
+
+def _attempt_errors(row: StepRow, attempts: Sequence[AttemptRow]) -> tuple[AttemptError, ...]:
+    errors = [
+        AttemptError(a.attempt, a.error, _dt(a.started_at), _dt(a.failed_at), _dt(a.retry_at))
+        for a in attempts
+    ]
+    if row.status == "failed" and row.error is not None:
+        # The attempt that failed the step for good is the step's own outcome, not a retry.
+        last = AttemptError(
+            row.attempts, row.error, _dt(row.started_at), _dt(row.completed_at), None
+        )
+        errors.append(last)
+    return tuple(errors)
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +181,9 @@ class Run:
 
     @classmethod
     def from_row(cls, row: RunRow) -> Run:
+        by_step: dict[str, list[AttemptRow]] = {}
+        for attempt in row.attempts:
+            by_step.setdefault(attempt.key, []).append(attempt)
         return cls(
             id=row.id,
             workflow_id=row.workflow_id,
@@ -151,18 +198,13 @@ class Run:
             wait_reason=row.wait_reason,
             recoveries=row.recoveries,
             parent_run_id=row.parent_run_id,
-            steps=tuple(StepInfo.from_row(s) for s in row.steps),
+            steps=tuple(StepInfo.from_row(s, by_step.get(s.key, ())) for s in row.steps),
         )
 
 
 @dataclass(frozen=True, slots=True)
 class SendResult:
-    """What ``app.send`` returns: the event's id, the runs it started, and the runs whose
-    ``wait_for_event`` it resolved (``resumed_run_ids``).
-
-    A ``duplicate`` (an id already stored) writes nothing: ``run_ids`` are the runs the first
-    delivery started and ``resumed_run_ids`` is empty.
-    """
+    """What ``app.send`` returns: the event's id and the runs it started."""
 
     event_id: str
     run_ids: tuple[str, ...]
@@ -201,4 +243,3 @@ def _error_line(error: dict[str, Any]) -> str:
 def _short_json(value: Any, width: int) -> str:
     text = json.dumps(value, ensure_ascii=False, default=str)
     return text if len(text) <= width else text[: width - 1] + "…"
-    resumed_run_ids: tuple[str, ...] = ()

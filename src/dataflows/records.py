@@ -13,6 +13,8 @@ from typing import Any, Literal
 RUN_STATUSES: tuple[str, ...] = ("queued", "running", "waiting", "completed", "failed", "cancelled")
 #: The statuses a run ends in.
 FINISHED_STATUSES = frozenset({"completed", "failed", "cancelled"})
+#: The statuses a step is shown with (``timed_out``: a wait whose deadline passed first).
+STEP_STATUSES: tuple[str, ...] = ("completed", "failed", "retrying", "waiting", "timed_out")
 
 StepKind = Literal["run", "sleep", "wait", "send", "invoke"]
 
@@ -50,13 +52,9 @@ class EventIntake:
 class IntakeResult:
     event_id: str
     run_ids: tuple[str, ...]
-    """An event stored, or found a duplicate: the runs it started (a duplicate's: the first
-    delivery's) and the runs whose waits it resolved (a duplicate resolves none)."""
-
     duplicate: bool
 
 
-    resumed_run_ids: tuple[str, ...] = ()
 @dataclass(frozen=True, slots=True)
 class StoredEvent:
     id: str
@@ -112,6 +110,21 @@ class StepRow:
     completed_at: float | None = None
     wake_at: float | None = None
     event_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptRow:
+    """A failed attempt of a step that was retried (a ``step_attempts`` row), read for display.
+
+    ``retry_at`` is when the next attempt was allowed to start.
+    """
+
+    key: str
+    attempt: int
+    error: dict[str, Any]
+    started_at: float
+    failed_at: float
+    retry_at: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,3 +184,5 @@ class RunRow:
     parent_run_id: str | None
     idempotency_key: str | None = None
     steps: tuple[StepRow, ...] = field(default=())
+    #: The failed attempts of retried steps, by step key then attempt (read by ``get_run`` only).
+    attempts: tuple[AttemptRow, ...] = field(default=())

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 
 from dataflows import metrics, serialization
 from dataflows.errors import PayloadError, StoreUnavailable, Suspend, UnknownWorkflow
-from dataflows.execution import Execution, Runtime, error_json, retry_unavailable
+from dataflows.execution import Execution, Runtime, error_json, error_line, retry_unavailable
 from dataflows.models import Event
 from dataflows.records import ClaimedRun
 from dataflows.step import Step
@@ -364,6 +364,8 @@ class Worker:
             )
         ):
             metrics.RUNS_FINISHED.labels(run.workflow_id, status).inc()
+            if status == "failed":
+                _log_failed(run, json.loads(payload))
 
     # -- leases ----------------------------------------------------------------------------------------
 
@@ -402,6 +404,17 @@ class Worker:
 def _earliest(suspensions: list[tuple[float | None, str]]) -> tuple[float | None, str]:
     timed = [s for s in suspensions if s[0] is not None]
     return min(timed, key=lambda s: s[0]) if timed else suspensions[0]  # type: ignore[arg-type,return-value]
+
+
+def _log_failed(run: ClaimedRun, error: dict[str, object]) -> None:
+    step = f" (in step {error['step']})" if error.get("step") else ""
+    log.error(
+        "run failed: workflow=%s run=%s error=%s%s",
+        run.workflow_id,
+        run.id,
+        error_line(error),
+        step,
+    )
 
 
 def _poison_error(run: ClaimedRun) -> str:

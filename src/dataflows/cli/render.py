@@ -21,6 +21,7 @@ STATUS_STYLES = {
     "waiting": "yellow",
     "retrying": "yellow",
     "completed": "green",
+    "timed_out": "yellow",
     "failed": "bold red",
     "cancelled": "magenta",
 }
@@ -62,7 +63,7 @@ def offset(step: StepInfo, origin: datetime) -> float | None:
 
 
 def status_text(status: str) -> Text:
-    return Text(status, style=STATUS_STYLES.get(status, ""))
+    return Text(status.replace("_", " "), style=STATUS_STYLES.get(status, ""))
 
 
 def local_time(value: datetime | None) -> str:
@@ -187,14 +188,33 @@ def steps_table(run: Run) -> Table:
             human_duration(step.duration),
             _step_detail(step),
         )
+        for line in attempt_lines(step):
+            table.add_row("", "", "", "", "", "", "", line)
     return table
 
 
+def attempt_lines(step: StepInfo) -> list[Text]:
+    """Under a step that failed at least once: each failed attempt, then how the last one went."""
+    if not step.attempt_errors:
+        return []
+    lines: list[Text] = []
+    for failed in step.attempt_errors:
+        line = Text(f"attempt {failed.attempt} failed: ", style="red")
+        line.append(clip(error_line(failed.error), 80), style="")
+        if failed.retry_at is not None and failed.failed_at is not None:
+            wait = (failed.retry_at - failed.failed_at).total_seconds()
+            line.append(f"  (retry after {human_duration(wait)})", style="dim")
+        lines.append(line)
+    if step.status == "completed":
+        lines.append(Text(f"attempt {step.attempts} succeeded", style="green"))
+    return lines
+
+
 def _step_detail(step: StepInfo) -> str:
+    if step.status in ("waiting", "retrying") and step.wake_at is not None:
+        return f"until {local_time(step.wake_at)}"  # a retrying step's errors are listed below
     if step.error:
         return clip(error_line(step.error), 80)
-    if step.status in ("waiting", "retrying") and step.wake_at is not None:
-        return f"until {local_time(step.wake_at)}"
     if step.status == "completed" and step.output is not None:
         return clip(json.dumps(step.output, ensure_ascii=False), 60)
     return ""

@@ -16,7 +16,7 @@ from dataflows.http.shapes import (
     MAX_LIMIT,
     NAME_PATTERN,
 )
-from dataflows.records import RUN_STATUSES
+from dataflows.records import RUN_STATUSES, STEP_STATUSES
 
 __all__ = ["openapi_document"]
 
@@ -47,13 +47,6 @@ def _object(properties: dict[str, Schema], *, required: list[str] | None = None)
         "additionalProperties": False,
     }
 
-
-def _ids(description: str) -> Schema:
-    return {"type": "array", "items": {"type": "string"}, "description": description}
-
-
-_RESUMED = "The runs whose wait_for_event this event resolved (none for a duplicate)."
-_DUPLICATE = "The event id was already stored: nothing was written."
 
 _SCHEMAS: dict[str, Schema] = {
     "Error": _object(
@@ -110,25 +103,22 @@ _SCHEMAS: dict[str, Schema] = {
     "EventSent": _object(
         {
             "id": {"type": "string"},
-            "run_ids": _ids("The runs this event started (a duplicate: the first delivery's)."),
-            "resumed_run_ids": _ids(_RESUMED),
-            "duplicate": {"type": "boolean", "description": _DUPLICATE},
+            "run_ids": {"type": "array", "items": {"type": "string"}},
+            "duplicate": {"type": "boolean"},
         }
     ),
     "EventsSent": _object(
         {
-            "ids": _ids("One event id per event, in the order sent."),
-            "run_ids": _ids("Every run the events started."),
-            "resumed_run_ids": _ids("Every run whose wait_for_event one of the events resolved."),
+            "ids": {"type": "array", "items": {"type": "string"}},
+            "run_ids": {"type": "array", "items": {"type": "string"}},
             "events": {"type": "array", "items": _ref("EventSent")},
         }
     ),
     "WebhookAccepted": _object(
         {
             "event_id": {"type": "string"},
-            "run_ids": _ids("The runs this delivery started (a duplicate: the first one's)."),
-            "resumed_run_ids": _ids(_RESUMED),
-            "duplicate": {"type": "boolean", "description": _DUPLICATE},
+            "run_ids": {"type": "array", "items": {"type": "string"}},
+            "duplicate": {"type": "boolean"},
         }
     ),
     "RunStart": _object(
@@ -200,7 +190,7 @@ _SCHEMAS: dict[str, Schema] = {
             "key": {"type": "string", "description": "Unique in the run: name, name#2, ..."},
             "name": {"type": "string"},
             "kind": {"type": "string", "enum": ["run", "sleep", "wait", "send", "invoke"]},
-            "status": {"type": "string", "enum": ["completed", "failed", "retrying", "waiting"]},
+            "status": {"type": "string", "enum": list(STEP_STATUSES)},
             "attempts": {"type": "integer"},
             "output": {},
             "error": {"type": ["object", "null"]},
@@ -208,6 +198,23 @@ _SCHEMAS: dict[str, Schema] = {
             "completed_at": _OPTIONAL_TIME,
             "wake_at": _OPTIONAL_TIME,
             "duration_seconds": {"type": ["number", "null"]},
+            "attempt_errors": {
+                "type": "array",
+                "items": _ref("AttemptError"),
+                "description": "Every failed attempt of the step, oldest first.",
+            },
+        }
+    ),
+    "AttemptError": _object(
+        {
+            "attempt": {"type": "integer", "minimum": 1},
+            "error": {"type": "object"},
+            "started_at": _OPTIONAL_TIME,
+            "failed_at": _OPTIONAL_TIME,
+            "retry_at": {
+                **_OPTIONAL_TIME,
+                "description": "When the next attempt could start; null for the last one.",
+            },
         }
     ),
     "Runs": _object(
@@ -356,7 +363,7 @@ def _paths(auth: tuple[int, ...]) -> dict[str, Schema]:
             "post": _operation(
                 "sendEvents",
                 "Send one event or a list of them, in one transaction.",
-                _ok(202, "EventsSent", "Committed: the events, runs started, waits resolved."),
+                _ok(202, "EventsSent", "The events and the runs they start are committed."),
                 (400, *auth, 413, 415, 422, *store),
                 requestBody=_json_body("EventsIn"),
             )

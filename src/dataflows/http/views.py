@@ -7,10 +7,10 @@ import re
 from datetime import datetime
 from typing import Any
 
-from dataflows.models import Run, StepInfo
+from dataflows.models import AttemptError, Run, StepInfo
 from dataflows.workflow import EventTrigger, Trigger, Workflow
 
-__all__ = ["run_detail", "run_summary", "step_view", "workflow_view"]
+__all__ = ["attempt_error_view", "run_detail", "run_summary", "step_view", "workflow_view"]
 
 _REPEAT_SUFFIX = re.compile(r"#[0-9]+$")
 
@@ -60,6 +60,17 @@ def step_view(step: StepInfo) -> dict[str, Any]:
         "completed_at": _time(step.completed_at),
         "wake_at": _time(step.wake_at),
         "duration_seconds": step.duration,
+        "attempt_errors": [attempt_error_view(a) for a in step.attempt_errors],
+    }
+
+
+def attempt_error_view(attempt: AttemptError) -> dict[str, Any]:
+    return {
+        "attempt": attempt.attempt,
+        "error": attempt.error,
+        "started_at": _time(attempt.started_at),
+        "failed_at": _time(attempt.failed_at),
+        "retry_at": _time(attempt.retry_at),
     }
 
 

@@ -15,6 +15,7 @@ from typing import Any, Literal
 from dataflows.errors import InvalidRunState, RunNotFound
 from dataflows.records import (
     RUN_FINISHED_EVENT,
+    AttemptRow,
     ClaimedRun,
     EventIntake,
     IntakeResult,
@@ -215,8 +216,7 @@ def intake_results(
             results.append(IntakeResult(intake.event.id, tuple(answer["runs"]), duplicate=True))
         else:
             runs = tuple(run.id for run in intake.runs)
-            resumed = tuple(answer["resumed"])
-            results.append(IntakeResult(intake.event.id, runs, False, resumed))
+            results.append(IntakeResult(intake.event.id, runs, duplicate=False))
     return results
 
 
@@ -241,7 +241,7 @@ def _intake(intake: EventIntake, now: float, keys: WaitKeys, locks: str = "[]") 
         return IntakeResult(event.id, tuple(r[0] for r in rows), duplicate=True)
     for run in intake.runs:
         yield _insert_run(run, now)
-    resumed: tuple[str, ...] = ()
+    woke = 0
     if keys:
         (woke,) = yield Query(
             "resolve_waits",
@@ -254,10 +254,9 @@ def _intake(intake: EventIntake, now: float, keys: WaitKeys, locks: str = "[]") 
             },
             "one",
         )
-        resumed = tuple(sorted({row[0] for row in rows}))
-    if intake.runs or resumed:
+    if intake.runs or woke:
         yield NOTIFY
-    return IntakeResult(event.id, tuple(r.id for r in intake.runs), False, resumed)
+    return IntakeResult(event.id, tuple(r.id for r in intake.runs), duplicate=False)
 
 
 def _insert_run(run: NewRun, now: float) -> Query:
@@ -671,7 +670,9 @@ def next_wake_at() -> Program:
 # -- the client's side --------------------------------------------------------------------------
 
 
-def _run_row(r: Sequence[Any], steps: tuple[StepRow, ...] = ()) -> RunRow:
+def _run_row(
+    r: Sequence[Any], steps: tuple[StepRow, ...] = (), attempts: tuple[AttemptRow, ...] = ()
+) -> RunRow:
     return RunRow(
         id=r[0],
         workflow_id=r[1],
@@ -688,15 +689,24 @@ def _run_row(r: Sequence[Any], steps: tuple[StepRow, ...] = ()) -> RunRow:
         parent_run_id=r[15],
         idempotency_key=r[16],
         steps=steps,
+        attempts=attempts,
     )
 
 
 def get_run(run_id: str) -> Program:
+    """The run with its history and every failed attempt of its retried steps."""
     row = yield Query("get_run", {"run_id": run_id}, "one")
     if row is None:
         return None
     steps = yield from load_history(run_id)
-    return _run_row(row, tuple(steps))
+    attempts = yield Query("load_attempts", {"run_id": run_id}, "all")
+    return _run_row(row, tuple(steps), tuple(_attempt_row(r) for r in attempts))
+
+
+def _attempt_row(r: Sequence[Any]) -> AttemptRow:
+    return AttemptRow(
+        key=r[0], attempt=r[1], error=_json(r[2]), started_at=r[3], failed_at=r[4], retry_at=r[5]
+    )
 
 
 def run_status(run_id: str) -> Program:

@@ -30,9 +30,8 @@ ON CONFLICT DO NOTHING
 SELECT id FROM runs WHERE workflow_id = %(workflow_id)s AND idempotency_key = %(idempotency_key)s
 
 -- name: resolve_waits
--- The function (migrations 0003, 0005) records the waits this event resolves and wakes their
--- runs; one row per run whose wait it resolved.
-SELECT unnest(resolve_waits(%(event_name)s, %(keys)s::jsonb, %(event_id)s, %(output)s, %(now)s))
+-- The function (migration 0003) records the waits this event resolves and wakes their runs.
+SELECT resolve_waits(%(event_name)s, %(keys)s::jsonb, %(event_id)s, %(output)s, %(now)s)
 
 -- name: lock_waiting_runs
 SELECT lock_waiting_runs(%(keys)s::jsonb)
@@ -68,6 +67,12 @@ UNION ALL
 SELECT step_key, kind, 'waiting', NULL, NULL, 0, created_at, NULL, wake_at, NULL
 FROM waits WHERE run_id = %(run_id)s
 ORDER BY 7, 8, 1
+
+-- name: load_attempts
+-- Every failed attempt of the run's retried steps, for display (the claim reads only the last).
+SELECT step_key, attempt, error, started_at, failed_at, retry_at
+FROM step_attempts WHERE run_id = %(run_id)s
+ORDER BY step_key, attempt
 
 -- name: record_step
 -- FOR SHARE: a claim by another worker that is in flight makes this wait for it and then see
