@@ -191,7 +191,7 @@ class Dataflows:
         for intake, result in zip(intakes, results, strict=True):
             if not result.duplicate:
                 metrics.runs_started([run.workflow_id for run in intake.runs])
-        return [SendResult(r.event_id, r.run_ids, r.duplicate) for r in results]
+        return [SendResult(r.event_id, r.run_ids, r.duplicate, r.resumed_run_ids) for r in results]
 
     async def start(
         self,

@@ -204,11 +204,17 @@ class Run:
 
 @dataclass(frozen=True, slots=True)
 class SendResult:
-    """What ``app.send`` returns: the event's id and the runs it started."""
+    """What ``app.send`` returns: the event's id, the runs it started, and the runs whose
+    ``wait_for_event`` it resolved (``resumed_run_ids``).
+
+    A ``duplicate`` (an id already stored) writes nothing: ``run_ids`` are the runs the first
+    delivery started and ``resumed_run_ids`` is empty.
+    """
 
     event_id: str
     run_ids: tuple[str, ...]
     duplicate: bool = False
+    resumed_run_ids: tuple[str, ...] = ()
 
 
 def _step_line(step: StepInfo, origin: datetime) -> str:

@@ -50,9 +50,13 @@ class EventIntake:
 
 @dataclass(frozen=True, slots=True)
 class IntakeResult:
+    """An event stored, or found a duplicate: the runs it started (a duplicate's: the first
+    delivery's) and the runs whose waits it resolved (a duplicate resolves none)."""
+
     event_id: str
     run_ids: tuple[str, ...]
     duplicate: bool
+    resumed_run_ids: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -9,6 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
+import dataflows as df
 from dataflows.http.strict_json import MAX_DEPTH
 from tests.http.conftest import Harness
 
@@ -27,8 +29,14 @@ async def test_one_event_starts_its_runs_and_is_stored(api: Harness) -> None:
     assert response.status_code == 202
     body = response.json()
     assert len(body["ids"]) == 1 and len(body["run_ids"]) == 1
+    assert body["resumed_run_ids"] == []
     assert body["events"] == [
-        {"id": body["ids"][0], "run_ids": body["run_ids"], "duplicate": False}
+        {
+            "id": body["ids"][0],
+            "run_ids": body["run_ids"],
+            "resumed_run_ids": [],
+            "duplicate": False,
+        }
     ]
     run = await api.app.get_run(body["run_ids"][0])  # committed before the answer
     assert run.workflow_id == "echo" and run.event.id == body["ids"][0]
@@ -48,13 +56,73 @@ async def test_a_list_of_events_in_order_with_ids_and_duplicates(api: Harness) -
     first, unheard, again = body["events"]
     assert len(first["run_ids"]) == 1 and not first["duplicate"]
     assert unheard["run_ids"] == [] and not unheard["duplicate"]
-    assert again == {"id": "evt-1", "run_ids": first["run_ids"], "duplicate": True}
+    assert again == {
+        "id": "evt-1",
+        "run_ids": first["run_ids"],
+        "resumed_run_ids": [],
+        "duplicate": True,
+    }
     assert body["run_ids"] == first["run_ids"] * 2
 
     repeat = await api.client.post("/events", json={"name": "demo/a", "id": "evt-1"})
     assert repeat.status_code == 202
     assert repeat.json()["run_ids"] == first["run_ids"]
     assert repeat.json()["events"][0]["duplicate"] is True
+
+
+async def waiting(app: df.Dataflows, *run_ids: str) -> None:
+    """Until every one of these runs is suspended on its wait."""
+    async with asyncio.timeout(15):
+        for run_id in run_ids:
+            while (status := (await app.get_run(run_id)).status) != "waiting":
+                assert status in ("queued", "running"), status
+                await asyncio.sleep(0.02)
+
+
+def approvals(app: df.Dataflows) -> df.Dataflows:
+    """Adds ``approve``: waits for ``approval/decided`` about its ``task``, returns the decision."""
+
+    @app.workflow("approve")
+    async def approve(event: df.Event, step: df.Step) -> Any:
+        where = {"data.task": event.data["task"]}
+        decision = await step.wait_for_event(
+            "decided", "approval/decided", where=where, timeout="7d"
+        )
+        return None if decision is None else dict(decision.data)
+
+    return app
+
+
+async def test_an_event_answers_the_runs_it_resumed(new_app: Any, make_api: Any) -> None:
+    """Runs whose wait_for_event the event resolved, apart from the runs it started; a
+    duplicate (or an event no wait matches) resumes none."""
+    async with make_api(app=approvals(new_app())) as api:
+        started = [
+            await api.client.post("/workflows/approve/runs", json={"data": {"task": task}})
+            for task in (1, 1, 2)
+        ]
+        run_ids = [r.json()["run_id"] for r in started]
+        async with api.app.worker(concurrency=4, poll_interval=0.02):
+            await waiting(api.app, *run_ids)
+            events = [
+                {"name": "approval/decided", "id": "yes-1", "data": {"task": 1, "ok": True}},
+                {"name": "approval/decided", "id": "no-3", "data": {"task": 3}},
+                {"name": "approval/decided", "id": "yes-1", "data": {"task": 1}},
+            ]
+            response = await api.client.post("/events", json=events)
+            assert response.status_code == 202, response.text
+            body = response.json()
+            ones = sorted(run_ids[:2])
+            assert body["run_ids"] == [] and body["resumed_run_ids"] == ones
+            assert [(e["resumed_run_ids"], e["duplicate"]) for e in body["events"]] == [
+                (ones, False),
+                ([], False),
+                ([], True),
+            ]
+            for run_id in ones:
+                run = await api.app.wait_for_run(run_id, timeout=15)
+                assert run.status == "completed" and run.result == {"task": 1, "ok": True}
+            assert (await api.app.get_run(run_ids[2])).status == "waiting"
 
 
 async def test_data_defaults_to_an_empty_object(api: Harness) -> None:

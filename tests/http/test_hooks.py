@@ -8,9 +8,10 @@ from typing import Any
 
 from prometheus_client import REGISTRY
 
+import dataflows as df
 from dataflows.http.hooks import delivery_event_id
 from tests.http.conftest import SECRET, Harness, HmacSource, hook_headers, sign
-from tests.http.test_events import assert_error
+from tests.http.test_events import assert_error, waiting
 
 
 def rejected(source: str) -> float:
@@ -89,7 +90,41 @@ async def test_a_delivery_nobody_listens_to_is_recorded(api: Harness) -> None:
     assert response.status_code == 202
     assert response.json()["run_ids"] == []
     again = await api.client.post("/hooks/testhook", content=body, headers=headers)
-    assert again.json() == {"event_id": "testhook:d-4", "run_ids": [], "duplicate": True}
+    assert again.json() == {
+        "event_id": "testhook:d-4",
+        "run_ids": [],
+        "resumed_run_ids": [],
+        "duplicate": True,
+    }
+
+
+async def test_a_delivery_answers_the_runs_it_resumed(new_app: Any, make_api: Any) -> None:
+    app = new_app()
+
+    @app.workflow("shipping")
+    async def shipping(event: df.Event, step: df.Step) -> Any:
+        where = {"data.order": event.data["order"]}
+        shipped = await step.wait_for_event("shipped", "test/shipped", where=where, timeout="7d")
+        return None if shipped is None else dict(shipped.data)
+
+    async with make_api(app=app) as api:
+        started = await api.client.post("/workflows/shipping/runs", json={"data": {"order": 5}})
+        run_id = started.json()["run_id"]
+        async with api.app.worker(concurrency=2, poll_interval=0.02):
+            await waiting(api.app, run_id)
+            body = json.dumps({"order": 5}).encode()
+            headers = hook_headers(body, "d-ship", event="shipped")
+            response = await api.client.post("/hooks/testhook", content=body, headers=headers)
+            assert response.status_code == 202, response.text
+            assert response.json() == {
+                "event_id": "testhook:d-ship",
+                "run_ids": [],
+                "resumed_run_ids": [run_id],
+                "duplicate": False,
+            }
+            assert (await api.app.wait_for_run(run_id, timeout=15)).result == {"order": 5}
+            again = await api.client.post("/hooks/testhook", content=body, headers=headers)
+            assert again.json()["resumed_run_ids"] == [] and again.json()["duplicate"] is True
 
 
 async def test_any_content_type_is_verified_as_raw_bytes(api: Harness) -> None:

@@ -97,6 +97,7 @@ async def test_migrations_apply_once(db: DbTarget) -> None:
             "0002_wait_after_seq",
             "0003_intake_function",
             "0004_eager_claim",
+            "0005_resumed_runs",
         ]
         assert await first.migrate() == []
     finally:
@@ -124,6 +125,7 @@ async def test_concurrent_migrations_apply_once(db: DbTarget) -> None:
         "0002_wait_after_seq",
         "0003_intake_function",
         "0004_eager_claim",
+        "0005_resumed_runs",
     ]
 
 

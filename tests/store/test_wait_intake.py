@@ -33,6 +33,7 @@ from dataflows.records import (
 )
 from dataflows.store import Store
 from dataflows.store.queries import load_migrations
+from dataflows.store.sql_store import SqlStore
 from dataflows.store.sqlite import sqlite_path
 from tests.pg import DbTarget
 from tests.store.conftest import new_store
@@ -135,6 +136,43 @@ async def test_intake_records_the_wait_of_a_run_still_running(store: Store, othe
     assert mid is not None and mid.status == "running"
     assert [(s.key, s.status, s.event_id) for s in mid.steps] == [("ok", "completed", "e1")]
     assert await store.suspend_run("r1", run.lease_token, None, "event", T0 + 3)
+    assert await status(store, "r1") == "queued"
+
+
+async def test_intake_answers_the_runs_whose_waits_it_resolved(store: Store, other: Store) -> None:
+    """Per event, sorted, each run once; a running run counts; a duplicate resolves nothing."""
+    decided = "approval/decided"
+    r1, r2, r3, r4 = await running(other, "r1", "r2", "r3", "r4")
+    seven = WaitMatch(decided, (("data.task", 7),))
+    await suspended(other, r2, "ok", seven, T0 + 1)
+    await suspended(other, r1, "ok", seven, T0 + 1)
+    assert (await wait_for(other, r3, "ok", seven, T0 + 1)).state == "pending"  # still running
+    assert (await wait_for(other, r3, "again", seven, T0 + 1)).state == "pending"
+
+    [first] = await store.send_events([EventIntake(event("e1", decided, {"task": 7}))], T0 + 2)
+    assert first == IntakeResult("e1", (), False, ("r1", "r2", "r3"))
+
+    await suspended(other, r4, "ok", WaitMatch(decided, (("data.task", 8),)), T0 + 3)
+    batch = [
+        EventIntake(event("e2", decided, {"task": 8})),
+        EventIntake(event("e3", decided, {"task": 9})),
+        EventIntake(event("e1", decided, {"task": 7})),
+    ]
+    assert await store.send_events(batch, T0 + 4) == [
+        IntakeResult("e2", (), False, ("r4",)),
+        IntakeResult("e3", (), False, ()),
+        IntakeResult("e1", (), True, ()),
+    ]
+
+
+async def test_the_step_by_step_intake_answers_the_runs_it_resumed(store: Store) -> None:
+    """The statements PostgreSQL falls back to when the filter shapes changed under its intake
+    function (and SQLite always runs) answer the same."""
+    [r1] = await running(store, "r1")
+    await suspended(store, r1, "ok", WaitMatch("tick", (("data.lane", "x"),)), T0 + 1)
+    items = [(EventIntake(event("e1", "tick", {"lane": "x"})), T0 + 2)]
+    assert isinstance(store, SqlStore)
+    assert await SqlStore._intake_batch(store, items) == [IntakeResult("e1", (), False, ("r1",))]
     assert await status(store, "r1") == "queued"
 
 
@@ -603,6 +641,7 @@ async def test_waits_pending_at_the_upgrade_are_resolved(db: DbTarget) -> None:
             "0002_wait_after_seq",
             "0003_intake_function",
             "0004_eager_claim",
+            "0005_resumed_runs",
         ]
         before = await s.get_run("r1")
         assert before is not None and before.status == "waiting"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -9,29 +11,38 @@ from dataflows.http.body import read_json
 from dataflows.http.context import context
 from dataflows.http.responses import JsonResponse
 from dataflows.http.shapes import events_in
+from dataflows.models import SendResult
 
-__all__ = ["send_events"]
+__all__ = ["send_events", "sent_answer"]
 
 
 async def send_events(request: Request) -> Response:
-    """202 once the events and the runs they start are committed.
+    """202 once the events, the runs they start and the waits they resolve are committed.
 
-    ``ids`` has one id per event in the order sent; ``run_ids`` all the runs started; ``events``
-    the same per event, with ``duplicate`` for an id already stored (nothing new was written).
+    ``ids`` has one id per event in the order sent; ``run_ids`` all the runs started and
+    ``resumed_run_ids`` all the runs whose ``wait_for_event`` an event resolved; ``events`` the
+    same per event, with ``duplicate`` for an id already stored (nothing new was written).
     """
     ctx = context(request)
     events = events_in(await read_json(request, ctx.max_body_bytes))
     results = await ctx.app.send_many([(e.name, e.data, e.id) for e in events])
-    run_ids = [sorted(r.run_ids) for r in results]
-    per_event = [
-        {"id": r.event_id, "run_ids": ids, "duplicate": r.duplicate}
-        for r, ids in zip(results, run_ids, strict=True)
-    ]
+    per_event = [sent_answer(r) for r in results]
     return JsonResponse(
         {
             "ids": [r.event_id for r in results],
-            "run_ids": [run_id for ids in run_ids for run_id in ids],
+            "run_ids": [run_id for answer in per_event for run_id in answer["run_ids"]],
+            "resumed_run_ids": sorted({i for a in per_event for i in a["resumed_run_ids"]}),
             "events": per_event,
         },
         status_code=202,
     )
+
+
+def sent_answer(result: SendResult) -> dict[str, Any]:
+    """One event's answer: its id, the runs it started and resumed (each sorted), ``duplicate``."""
+    return {
+        "id": result.event_id,
+        "run_ids": sorted(result.run_ids),
+        "resumed_run_ids": sorted(result.resumed_run_ids),
+        "duplicate": result.duplicate,
+    }

@@ -2,7 +2,8 @@
 
 Verification comes first and sees the body exactly as sent, whatever its content type. A delivery
 becomes the event ``"{source}:{delivery_id}"``, so a provider's redelivery is deduplicated by the
-store and answered with the same ids. 202 means the event and its runs are committed.
+store and answered with the same ids. 202 means the event, the runs it starts and the waits it
+resolves are committed.
 """
 
 from __future__ import annotations
@@ -50,7 +51,12 @@ async def receive_webhook(request: Request) -> Response:
     event = _parse(source, hook)
     sent = await ctx.app.send(event.name, event.data, id=delivery_event_id(name, event.delivery_id))
     return JsonResponse(
-        {"event_id": sent.event_id, "run_ids": sorted(sent.run_ids), "duplicate": sent.duplicate},
+        {
+            "event_id": sent.event_id,
+            "run_ids": sorted(sent.run_ids),
+            "resumed_run_ids": sorted(sent.resumed_run_ids),
+            "duplicate": sent.duplicate,
+        },
         status_code=202,
     )
 

@@ -48,6 +48,13 @@ def _object(properties: dict[str, Schema], *, required: list[str] | None = None)
     }
 
 
+def _ids(description: str) -> Schema:
+    return {"type": "array", "items": {"type": "string"}, "description": description}
+
+
+_RESUMED = "The runs whose wait_for_event this event resolved (none for a duplicate)."
+_DUPLICATE = "The event id was already stored: nothing was written."
+
 _SCHEMAS: dict[str, Schema] = {
     "Error": _object(
         {
@@ -103,22 +110,25 @@ _SCHEMAS: dict[str, Schema] = {
     "EventSent": _object(
         {
             "id": {"type": "string"},
-            "run_ids": {"type": "array", "items": {"type": "string"}},
-            "duplicate": {"type": "boolean"},
+            "run_ids": _ids("The runs this event started (a duplicate: the first delivery's)."),
+            "resumed_run_ids": _ids(_RESUMED),
+            "duplicate": {"type": "boolean", "description": _DUPLICATE},
         }
     ),
     "EventsSent": _object(
         {
-            "ids": {"type": "array", "items": {"type": "string"}},
-            "run_ids": {"type": "array", "items": {"type": "string"}},
+            "ids": _ids("One event id per event, in the order sent."),
+            "run_ids": _ids("Every run the events started."),
+            "resumed_run_ids": _ids("Every run whose wait_for_event one of the events resolved."),
             "events": {"type": "array", "items": _ref("EventSent")},
         }
     ),
     "WebhookAccepted": _object(
         {
             "event_id": {"type": "string"},
-            "run_ids": {"type": "array", "items": {"type": "string"}},
-            "duplicate": {"type": "boolean"},
+            "run_ids": _ids("The runs this delivery started (a duplicate: the first one's)."),
+            "resumed_run_ids": _ids(_RESUMED),
+            "duplicate": {"type": "boolean", "description": _DUPLICATE},
         }
     ),
     "RunStart": _object(
@@ -363,7 +373,7 @@ def _paths(auth: tuple[int, ...]) -> dict[str, Schema]:
             "post": _operation(
                 "sendEvents",
                 "Send one event or a list of them, in one transaction.",
-                _ok(202, "EventsSent", "The events and the runs they start are committed."),
+                _ok(202, "EventsSent", "Committed: the events, runs started, waits resolved."),
                 (400, *auth, 413, 415, 422, *store),
                 requestBody=_json_body("EventsIn"),
             )

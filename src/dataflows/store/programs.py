@@ -216,7 +216,8 @@ def intake_results(
             results.append(IntakeResult(intake.event.id, tuple(answer["runs"]), duplicate=True))
         else:
             runs = tuple(run.id for run in intake.runs)
-            results.append(IntakeResult(intake.event.id, runs, duplicate=False))
+            resumed = tuple(answer["resumed"])
+            results.append(IntakeResult(intake.event.id, runs, False, resumed))
     return results
 
 
@@ -241,7 +242,7 @@ def _intake(intake: EventIntake, now: float, keys: WaitKeys, locks: str = "[]") 
         return IntakeResult(event.id, tuple(r[0] for r in rows), duplicate=True)
     for run in intake.runs:
         yield _insert_run(run, now)
-    woke = 0
+    resumed: tuple[str, ...] = ()
     if keys:
         (woke,) = yield Query(
             "resolve_waits",
@@ -254,9 +255,10 @@ def _intake(intake: EventIntake, now: float, keys: WaitKeys, locks: str = "[]") 
             },
             "one",
         )
-    if intake.runs or woke:
+        resumed = tuple(sorted({row[0] for row in rows}))
+    if intake.runs or resumed:
         yield NOTIFY
-    return IntakeResult(event.id, tuple(r.id for r in intake.runs), duplicate=False)
+    return IntakeResult(event.id, tuple(r.id for r in intake.runs), False, resumed)
 
 
 def _insert_run(run: NewRun, now: float) -> Query:

@@ -30,8 +30,9 @@ ON CONFLICT DO NOTHING
 SELECT id FROM runs WHERE workflow_id = %(workflow_id)s AND idempotency_key = %(idempotency_key)s
 
 -- name: resolve_waits
--- The function (migration 0003) records the waits this event resolves and wakes their runs.
-SELECT resolve_waits(%(event_name)s, %(keys)s::jsonb, %(event_id)s, %(output)s, %(now)s)
+-- The function (migrations 0003, 0005) records the waits this event resolves and wakes their
+-- runs; one row per run whose wait it resolved.
+SELECT unnest(resolve_waits(%(event_name)s, %(keys)s::jsonb, %(event_id)s, %(output)s, %(now)s))
 
 -- name: lock_waiting_runs
 SELECT lock_waiting_runs(%(keys)s::jsonb)

@@ -21,8 +21,8 @@ SELECT id FROM runs WHERE workflow_id = :workflow_id AND idempotency_key = :idem
 
 -- name: resolve_waits
 -- As on PostgreSQL, in three statements (SQLite has no data-modifying WITH; writers are
--- serialised, so nothing to lock) and a count; the store runs them in order and answers with
--- the last one's result: the number of waits resolved.
+-- serialised, so nothing to lock); the store runs them in order and answers with the last one's
+-- rows: the run of each wait resolved.
 INSERT INTO steps (run_id, step_key, kind, status, output, error, attempts, event_id,
                    started_at, completed_at)
 SELECT w.run_id, w.step_key, w.kind, 'completed', :output, NULL, 1, :event_id, w.created_at,
@@ -58,9 +58,8 @@ WHERE (run_id, step_key) IN (
       ON w.event_name = :event_name AND w.filter_paths = json_extract(k.value, '$[0]')
      AND w.filter_key = json_extract(k.value, '$[1]')
     JOIN steps s
-      ON s.run_id = w.run_id AND s.step_key = w.step_key AND s.event_id = :event_id);
-
-SELECT changes()
+      ON s.run_id = w.run_id AND s.step_key = w.step_key AND s.event_id = :event_id)
+RETURNING run_id
 
 -- name: lock_waiting_runs
 -- Writers are serialised: nothing to lock.

@@ -1,0 +1,3 @@
+-- dataflows schema, version 5 (SQLite): no change. On PostgreSQL this version makes event intake
+-- return the runs whose waits each event resolved; SQLite's intake statements return them as
+-- they are. Versions stay numbered alike on both stores.
