@@ -244,7 +244,7 @@ def _intake(intake: EventIntake, now: float, keys: WaitKeys, locks: str = "[]") 
         yield _insert_run(run, now)
     resumed: tuple[str, ...] = ()
     if keys:
-        (woke,) = yield Query(
+        rows = yield Query(
             "resolve_waits",
             {
                 "event_name": event.name,
@@ -253,7 +253,7 @@ def _intake(intake: EventIntake, now: float, keys: WaitKeys, locks: str = "[]") 
                 "output": _wait_output(event.id, event.name, event.data_json, event.ts),
                 "now": now,
             },
-            "one",
+            "all",
         )
         resumed = tuple(sorted({row[0] for row in rows}))
     if intake.runs or resumed:
