@@ -140,6 +140,66 @@ class StoreUnavailable(StoreError):
     code = "store_unavailable"
 
 
+class InvalidDatabaseURL(DataflowsError, ValueError):
+    """A database URL of an unknown scheme, or a malformed SQLite URL."""
+
+    code = "invalid_database_url"
+
+    def __init__(self, url: str, hint: str) -> None:
+        super().__init__(f"invalid database URL {url!r}: {hint}")
+        self.url = url
+
+
+class DatabaseUnreachable(StoreUnavailable):
+    """No PostgreSQL server answered at the URL's address: refused, timed out, no socket."""
+
+    code = "database_unreachable"
+
+    def __init__(self, address: str, reason: str) -> None:
+        super().__init__(
+            f"cannot reach PostgreSQL at {address} ({reason}) — is the server running?"
+        )
+        self.address = address
+        self.reason = reason
+
+
+class DatabaseRejected(StoreError):
+    """The server answered but refuses this URL; trying again will not help."""
+
+    code = "database_rejected"
+
+
+class DatabaseNotFound(DatabaseRejected):
+    code = "database_not_found"
+
+    def __init__(self, database: str, address: str) -> None:
+        super().__init__(
+            f'PostgreSQL database "{database}" does not exist on {address} '
+            f"(create it: createdb {database})"
+        )
+        self.database = database
+        self.address = address
+
+
+class DatabaseAuthFailed(DatabaseRejected):
+    """A wrong password, a missing one, an unknown role, or no ``pg_hba.conf`` entry."""
+
+    code = "database_auth_failed"
+
+    def __init__(self, message: str, *, user: str, address: str) -> None:
+        super().__init__(message)
+        self.user = user
+        self.address = address
+
+
+class UnknownDatabaseHost(DatabaseRejected):
+    code = "unknown_database_host"
+
+    def __init__(self, host: str) -> None:
+        super().__init__(f"cannot resolve the PostgreSQL host name {host!r}")
+        self.host = host
+
+
 class MissingExtra(DataflowsError, ImportError):
     """A feature whose optional dependencies are not installed, e.g. PostgreSQL without
     ``dataflows-engine[postgres]``."""

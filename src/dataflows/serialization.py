@@ -8,6 +8,7 @@ are not JSON.
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 from dataflows.errors import PayloadError, PayloadTooLarge
@@ -30,6 +31,27 @@ def dumps(value: Any, *, what: str, limit: int = DEFAULT_MAX_PAYLOAD) -> str:
 
 def loads(text: str | None) -> Any:
     return None if text is None else json.loads(text)
+
+
+def strict_loads(text: str) -> Any:
+    """Parse JSON text that the store can keep.
+
+    Raises :class:`json.JSONDecodeError` for malformed JSON, and :class:`ValueError` saying why
+    for a ``NaN``/``Infinity``/``-Infinity`` literal, a number out of float range or an integer
+    too long to convert (none of them is JSON a database can hold).
+    """
+    return json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite_float(literal: str) -> float:
+    value = float(literal)
+    if not math.isfinite(value):
+        raise ValueError(f"number {literal[:40]} is out of range")
+    return value
 
 
 def check_event_data(data: Any, *, limit: int = DEFAULT_MAX_PAYLOAD) -> str:

@@ -135,24 +135,24 @@ def invoke(*args: str) -> tuple[int, str]:
 def test_missing_sqlite_file_is_not_created(tmp_path: Path) -> None:
     path = tmp_path / "absent.db"
     code, err = invoke("runs", "list", "--database-url", f"sqlite:///{path}")
-    assert code == 1 and err.startswith("Error: no database at")
+    assert code == 2 and err.startswith("Error: no database at")
     assert not path.exists()
 
 
 def test_unsupported_database_url() -> None:
     code, err = invoke("runs", "list", "--database-url", "mysql://localhost/x")
-    assert code == 1 and "unsupported database URL" in err
+    assert code == 2 and err.startswith("Error: invalid database URL 'mysql://localhost/x'")
 
 
 def test_database_that_cannot_be_opened(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("")
     code, err = invoke("send", "x", "--database-url", f"sqlite:///{tmp_path}/file/db.sqlite")
-    assert code == 1 and err.splitlines()[-1].startswith("Error: cannot open the database")
+    assert code == 2 and err.splitlines()[-1].startswith("Error: cannot open the database")
 
 
 def test_a_file_that_is_not_a_database(tmp_path: Path) -> None:
     (tmp_path / "notes.db").write_text("not a database " * 20)
     code, err = invoke("runs", "list", "--database-url", f"sqlite:///{tmp_path}/notes.db")
-    assert code == 1
+    assert code == 2
     assert err.startswith("Error: cannot use the database: SQLite at ")
     assert err.endswith("notes.db: file is not a database")

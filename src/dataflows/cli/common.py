@@ -5,25 +5,39 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import urlsplit, urlunsplit
 
 import click
 from rich.console import Console
 
 from dataflows.app import Dataflows
-from dataflows.cli.loading import load_app
-from dataflows.errors import DataflowsError, StoreError, StoreUnavailable
-from dataflows.store import DEFAULT_SQLITE_URL
+from dataflows.cli.loading import load_app_for_command
+from dataflows.errors import (
+    DatabaseRejected,
+    DatabaseUnreachable,
+    DataflowsError,
+    InvalidDatabaseURL,
+    StoreError,
+    StoreUnavailable,
+)
+from dataflows.store import create_store, database_url, redact_password
 
 T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])
 
 #: Default for APP arguments, and what ``dataflows serve`` hands its server processes.
 APP_ENV = "DATAFLOWS_APP"
+#: How long a command waits for PostgreSQL's first answer at start: with interpreter start-up,
+#: a command whose database is down or unreachable ends within about two seconds.
+STARTUP_CONNECT_TIMEOUT = 1.5
+
+
+class SetupError(click.ClickException):
+    """The command cannot work with what it was given: its database URL, the database itself."""
+
+    exit_code = 2
 
 
 def app_argument(*, required: bool) -> Callable[[F], F]:
@@ -72,18 +86,51 @@ def json_option(fn: F) -> F:
 def client_app(spec: str | None, database_url: str | None, schema: str | None) -> Dataflows:
     """The app named by ``spec`` with the store options applied, or a bare client app."""
     if spec is None:
-        return Dataflows(database_url, schema=schema or "dataflows")
-    app = load_app(spec)
-    if database_url is not None:
-        app.database_url = database_url
-    if schema is not None:
-        app.schema = schema
+        app = Dataflows(database_url, schema=schema or "dataflows")
+    else:
+        app = load_app_for_command(spec)
+        if database_url is not None:
+            app.database_url = database_url
+        if schema is not None:
+            app.schema = schema
+    with friendly_errors():
+        store_url(app)  # a malformed URL is reported before anything else
     return app
+
+
+def start_app(spec: str, *, check: bool = True) -> Dataflows:
+    """APP for a long-running command, with its database checked unless ``check`` is false."""
+    app = load_app_for_command(spec)
+    if check:
+        check_database(app)
+    return app
+
+
+def check_database(app: Dataflows) -> None:
+    """Connect to the app's database once and disconnect.
+
+    A malformed URL, a database that does not exist, credentials the server rejects and a server
+    that is down or does not answer within :data:`STARTUP_CONNECT_TIMEOUT` end the command here,
+    in one line with exit code 2, instead of a worker retrying something that cannot work. A
+    database that goes away later is waited out by the commands that run for long.
+    """
+
+    async def connect() -> None:
+        store = create_store(
+            app.database_url, schema=app.schema, connect_timeout=STARTUP_CONNECT_TIMEOUT
+        )
+        try:
+            await store.open(migrate=False)
+        finally:
+            await store.close()
+
+    with friendly_errors(), _quiet("psycopg.pool"):
+        asyncio.run(connect())
 
 
 def store_url(app: Dataflows) -> str:
     """The URL the app's store uses (the same precedence as :func:`~dataflows.store.create_store`)."""
-    return app.database_url or os.environ.get("DATAFLOWS_DATABASE_URL") or DEFAULT_SQLITE_URL
+    return database_url(app.database_url)
 
 
 def display_url(url: str) -> str:
@@ -93,11 +140,7 @@ def display_url(url: str) -> str:
 
         path = sqlite_path(url)
         return url if path == ":memory:" else f"sqlite:///{Path(path).resolve()}"
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return urlunsplit(parts._replace(netloc=netloc))
+    return redact_password(url)
 
 
 def require_existing_sqlite(app: Dataflows) -> None:
@@ -109,13 +152,18 @@ def require_existing_sqlite(app: Dataflows) -> None:
 
     path = sqlite_path(url)
     if path != ":memory:" and not Path(path).exists():
-        raise click.ClickException(
+        raise SetupError(
             f"no database at {path}: pass --database-url or APP, or set DATAFLOWS_DATABASE_URL"
         )
 
 
 def run_client(app: Dataflows, call: Callable[[Dataflows], Awaitable[T]]) -> T:
-    """Run one client call on ``app`` and close it; store and input errors become one line."""
+    """Run one client call on ``app`` and close it; store and input errors become one line.
+
+    The database is checked first (:func:`check_database`), so a command does not wait long for
+    a server that is not there.
+    """
+    check_database(app)
 
     async def go() -> T:
         try:
@@ -142,19 +190,26 @@ def _quiet(logger_name: str) -> Iterator[None]:
 
 @contextlib.contextmanager
 def friendly_errors() -> Iterator[None]:
-    """Turn what a user can fix (an unknown run, a bad URL, no database) into one line, exit 1."""
+    """Turn what a user can fix into one line: a database problem exits 2, the rest 1.
+
+    Database problems: a malformed URL, a database that does not exist, rejected credentials, a
+    server that is down, a file that is not a database. The rest: an unknown run, a run in the
+    wrong state, an invalid event name.
+    """
     try:
         yield
+    except (InvalidDatabaseURL, DatabaseRejected, DatabaseUnreachable) as exc:
+        raise SetupError(str(exc)) from None  # each says what is wrong in its own words
     except StoreUnavailable as exc:
-        raise click.ClickException(f"database unreachable: {exc}") from None
+        raise SetupError(f"database unreachable: {exc}") from None
     except StoreError as exc:  # e.g. "file is not a database"
-        raise click.ClickException(f"cannot use the database: {exc}") from None
+        raise SetupError(f"cannot use the database: {exc}") from None
     except DataflowsError as exc:
         raise click.ClickException(str(exc)) from None
-    except ValueError as exc:  # a malformed URL or schema name, an invalid event name …
+    except ValueError as exc:  # a malformed schema name, an invalid event name …
         raise click.ClickException(str(exc)) from None
     except OSError as exc:  # e.g. a SQLite file in a folder that cannot be created
-        raise click.ClickException(f"cannot open the database: {exc}") from None
+        raise SetupError(f"cannot open the database: {exc}") from None
 
 
 def stdout() -> Console:

@@ -17,8 +17,7 @@ from rich.text import Text
 
 from dataflows.app import Dataflows
 from dataflows.cli.banner import database_text, summary, trigger_names, workflows_text
-from dataflows.cli.common import app_argument, friendly_errors, listen_options, stdout
-from dataflows.cli.loading import load_app
+from dataflows.cli.common import app_argument, friendly_errors, listen_options, start_app, stdout
 from dataflows.cli.logs import log_level_option, setup_logging
 from dataflows.cli.progress import Progress
 from dataflows.cli.server import Server, api_keys, base_url, listen
@@ -47,7 +46,7 @@ def dev(app_spec: str, host: str, port: int, concurrency: int, log_level: str) -
     that sends an event. Ctrl-C or SIGTERM stops both gracefully.
     """
     setup_logging(log_level)
-    app = load_app(app_spec)
+    app = start_app(app_spec)
     sock = listen(host, port)
     try:
         with friendly_errors():

@@ -20,6 +20,7 @@ from dataflows.cli.common import (
 )
 from dataflows.cli.render import dumps
 from dataflows.models import SendResult
+from dataflows.serialization import strict_loads
 
 
 def parse_data(ctx: click.Context, param: click.Parameter, value: str) -> dict[str, Any]:
@@ -33,9 +34,11 @@ def parse_data(ctx: click.Context, param: click.Parameter, value: str) -> dict[s
         except OSError as exc:
             raise click.BadParameter(f"cannot read {value[1:]!r}: {exc.strerror}") from None
     try:
-        data = json.loads(text)
+        data = strict_loads(text)  # the same numbers the HTTP API accepts: no NaN or Infinity
     except json.JSONDecodeError as exc:
         raise click.BadParameter(f"not valid JSON: {exc}") from None
+    except ValueError as exc:
+        raise click.BadParameter(f"not storable JSON: {exc}") from None
     if not isinstance(data, dict):
         raise click.BadParameter(f"must be a JSON object, not {type(data).__name__}")
     return data

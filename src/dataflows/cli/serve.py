@@ -18,10 +18,10 @@ from dataflows.cli.common import (
     app_argument,
     friendly_errors,
     listen_options,
+    start_app,
     stderr,
     stdout,
 )
-from dataflows.cli.loading import load_app
 from dataflows.cli.logs import log_level_option, setup_logging
 from dataflows.cli.server import Server, api_keys, base_url, listen
 
@@ -53,7 +53,7 @@ def serve(app_spec: str, host: str, port: int, workers: int, log_level: str) -> 
     Without DATAFLOWS_API_KEYS the API needs no credentials, and this says so at start.
     """
     setup_logging(log_level)
-    app = load_app(app_spec)  # fail here, once, if APP is wrong
+    app = start_app(app_spec)  # fail here, once, if APP or its database is wrong
     if not api_keys():
         stderr().print(OPEN_API_WARNING, style="bold red")
     sock = listen(host, port)

@@ -11,8 +11,7 @@ from rich.text import Text
 
 from dataflows.app import Dataflows
 from dataflows.cli.banner import database_text, summary, workflows_text
-from dataflows.cli.common import app_argument, friendly_errors, stdout
-from dataflows.cli.loading import load_app
+from dataflows.cli.common import app_argument, friendly_errors, start_app, stdout
 from dataflows.cli.logs import log_level_option, setup_logging
 from dataflows.cli.running import run_in_process
 from dataflows.cli.supervisor import SUPERVISOR_ENV, Supervisor
@@ -105,7 +104,8 @@ def worker(
     child process that is replaced by a fresh one each time it recycles itself (or crashes).
     """
     setup_logging(log_level)
-    app = load_app(app_spec)
+    # A supervised child's supervisor checked the database; the child waits out an outage.
+    app = start_app(app_spec, check=SUPERVISOR_ENV not in os.environ)
     options = WorkerOptions(
         concurrency=concurrency,
         lease_seconds=lease_seconds,

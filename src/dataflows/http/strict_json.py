@@ -9,18 +9,14 @@ deeper than :data:`MAX_DEPTH` containers.
 from __future__ import annotations
 
 import json
-import math
 from typing import Any
 
 from dataflows.http.errors import ApiError
+from dataflows.serialization import strict_loads
 
 __all__ = ["MAX_DEPTH", "check_json", "parse_json"]
 
 MAX_DEPTH = 64
-
-
-class _NotStorable(ValueError):
-    pass
 
 
 def parse_json(body: bytes) -> Any:
@@ -30,25 +26,14 @@ def parse_json(body: bytes) -> Any:
     except UnicodeDecodeError:
         raise ApiError(400, "invalid_json", "the body is not valid UTF-8") from None
     try:
-        value = json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
+        value = strict_loads(text)
     except json.JSONDecodeError as exc:
         raise ApiError(400, "invalid_json", f"malformed JSON: {exc}") from None
     except RecursionError:
         raise _invalid(f"JSON nested deeper than {MAX_DEPTH} levels") from None
-    except ValueError as exc:  # _NotStorable, or an integer too long to convert
+    except ValueError as exc:  # NaN, a number out of range, an integer too long to convert
         raise _invalid(str(exc)) from None
     check_json(value)
-    return value
-
-
-def _reject_constant(name: str) -> Any:
-    raise _NotStorable(f"{name} is not a JSON number")
-
-
-def _finite_float(literal: str) -> float:
-    value = float(literal)
-    if not math.isfinite(value):
-        raise _NotStorable(f"number {literal[:40]} is out of range")
     return value
 
 

@@ -18,6 +18,7 @@ import secrets
 import time
 from collections.abc import Sequence
 from typing import Any
+from urllib.parse import urlsplit
 
 import psycopg
 from psycopg import sql
@@ -26,9 +27,17 @@ from psycopg.pq import TransactionStatus
 from psycopg.rows import TupleRow
 from psycopg_pool import AsyncConnectionPool
 
-from dataflows.errors import StoreError, StoreUnavailable
+from dataflows.errors import (
+    DatabaseAuthFailed,
+    DatabaseNotFound,
+    DatabaseUnreachable,
+    InvalidDatabaseURL,
+    StoreError,
+    StoreUnavailable,
+    UnknownDatabaseHost,
+)
 from dataflows.records import ClaimedRun, EventIntake, IntakeResult
-from dataflows.store import programs
+from dataflows.store import programs, redact_password
 from dataflows.store.programs import NOTIFY, Program, Query
 from dataflows.store.queries import load_migrations, load_queries
 from dataflows.store.sql_store import SqlStore
@@ -69,8 +78,14 @@ class PostgresStore(SqlStore):
         min_size: int = 4,
         max_size: int = 10,
         timeout: float = 10.0,
+        connect_timeout: float | None = None,
     ) -> None:
-        """``timeout`` bounds the wait for a pooled connection; past it, StoreUnavailable."""
+        """``timeout`` bounds the wait for a pooled connection; past it, StoreUnavailable.
+
+        ``connect_timeout`` bounds the first connection :meth:`open` makes (else the URL's
+        ``connect_timeout``, else 5 s): a command checking its database at start wants an answer
+        sooner than a worker waiting out a slow network.
+        """
         super().__init__()
         if not _SCHEMA.fullmatch(schema):
             raise ValueError(f"invalid schema name {schema!r}: use letters, digits and _")
@@ -80,6 +95,7 @@ class PostgresStore(SqlStore):
         self.min_size = min(min_size, max_size)
         self.max_size = max_size
         self.timeout = timeout
+        self.connect_timeout = connect_timeout
         self._queries = load_queries("postgres")
         self._sender = secrets.token_hex(8)  # marks our own notifications
         self._commit_notify = sql.SQL(self._queries["notify_work"]).format(
@@ -95,8 +111,19 @@ class PostgresStore(SqlStore):
     # -- lifecycle ---------------------------------------------------------------------------------
 
     async def open(self, *, migrate: bool = True) -> None:
+        """Connect once on our own, then fill the pool.
+
+        The first connection says why it failed: a database that does not exist, credentials the
+        server rejects and an unknown host raise :class:`DatabaseRejected` errors, a server that
+        does not answer :class:`DatabaseUnreachable` — at once, where the pool would keep
+        retrying until its timeout. Migrations run on that same connection.
+        """
         if self._pool is not None:
             return
+        async with await self._first_connection() as conn:
+            if migrate:
+                async with self._translate("migrating"):
+                    await self._migrate_on(conn)
         pool: AsyncConnectionPool[Connection] = AsyncConnectionPool(
             self.url,
             kwargs=self._connect_kwargs(),
@@ -109,8 +136,6 @@ class PostgresStore(SqlStore):
         try:
             async with self._translate("connecting"):
                 await pool.open(wait=True, timeout=self.timeout)
-            if migrate:
-                await self.migrate()
         except BaseException:
             await pool.close()  # so that open() can simply be called again
             raise
@@ -137,18 +162,19 @@ class PostgresStore(SqlStore):
 
     async def migrate(self) -> list[str]:
         """Apply pending migrations under a session advisory lock, each in its own transaction."""
-        lock_key = f"dataflows-migrate/{self.schema}"
         async with self._translate("migrating"):
             conn = await Connection.connect(self.url, **self._connect_kwargs())
             async with conn:
-                await conn.execute("SELECT pg_advisory_lock(hashtextextended(%s, 0))", [lock_key])
-                try:
-                    return await self._apply_migrations(conn)
-                finally:
-                    if not conn.broken:  # a lost session has released its locks already
-                        await conn.execute(
-                            "SELECT pg_advisory_unlock(hashtextextended(%s, 0))", [lock_key]
-                        )
+                return await self._migrate_on(conn)
+
+    async def _migrate_on(self, conn: Connection) -> list[str]:
+        lock_key = f"dataflows-migrate/{self.schema}"
+        await conn.execute("SELECT pg_advisory_lock(hashtextextended(%s, 0))", [lock_key])
+        try:
+            return await self._apply_migrations(conn)
+        finally:
+            if not conn.broken:  # a lost session has released its locks already
+                await conn.execute("SELECT pg_advisory_unlock(hashtextextended(%s, 0))", [lock_key])
 
     async def _apply_migrations(self, conn: Connection) -> list[str]:
         schema = sql.Identifier(self.schema)
@@ -313,6 +339,19 @@ class PostgresStore(SqlStore):
 
     # -- connections -------------------------------------------------------------------------------
 
+    async def _first_connection(self) -> Connection:
+        """A connection, or the dataflows error that says why there is none."""
+        kwargs = self._connect_kwargs()
+        try:
+            async with asyncio.timeout(self.connect_timeout):
+                return await Connection.connect(self.url, **kwargs)
+        except TimeoutError:
+            params = conninfo_to_dict(self.url)
+            reason = f"no answer within {self.connect_timeout:g} s"
+            raise DatabaseUnreachable(_address(params), reason) from None
+        except psycopg.Error as exc:
+            raise connect_error(exc, self.url) from exc
+
     def _open_pool(self) -> AsyncConnectionPool[Connection]:
         if self._pool is None:
             raise StoreError("the PostgreSQL store is not open")
@@ -320,7 +359,11 @@ class PostgresStore(SqlStore):
 
     def _connect_kwargs(self) -> dict[str, Any]:
         """Every connection: autocommit (transactions are explicit), our schema on the path."""
-        given = conninfo_to_dict(self.url)
+        try:
+            given = conninfo_to_dict(self.url)
+        except psycopg.ProgrammingError as exc:
+            hint = _scrub(str(exc), self.url).strip()
+            raise InvalidDatabaseURL(redact_password(self.url), hint) from None
         kwargs: dict[str, Any] = {k: v for k, v in _CONNECT_DEFAULTS.items() if k not in given}
         options = given.get("options", "")
         kwargs["options"] = f'{options} -c search_path="{self.schema}"'.strip()
@@ -394,3 +437,91 @@ def _channel(schema: str) -> str:
     if len(channel) > 63:
         channel = "dataflows_" + hashlib.sha256(schema.encode()).hexdigest()[:32]
     return channel
+
+
+# -- why a connection failed ---------------------------------------------------------------------
+
+_NO_DATABASE = re.compile(r'database "(.+?)" does not exist')
+_NO_ROLE = re.compile(r'role "(.+?)" does not exist')
+
+
+def connect_error(exc: psycopg.Error, url: str) -> StoreError:
+    """The dataflows error for a connection that failed with ``exc``, in one line.
+
+    Permanent causes (no such database, credentials rejected, an unknown host name) become
+    :class:`DatabaseRejected` errors, a server that does not answer :class:`DatabaseUnreachable`,
+    anything else :class:`StoreUnavailable` with the driver's first line. libpq reports these
+    causes as text only (no SQLSTATE before the session exists), hence the matching.
+    """
+    text = _scrub(str(exc), url)
+    params = _effective(exc, url)
+    where, user = _address(params), params.get("user") or "?"
+    if found := _NO_DATABASE.search(text):
+        return DatabaseNotFound(found.group(1), where)
+    auth = _auth_problem(text, user)
+    if auth is not None:
+        return DatabaseAuthFailed(f"PostgreSQL {auth} on {where}", user=user, address=where)
+    if "resolve host" in text or "translate host name" in text:
+        if "Temporary failure" not in text:
+            return UnknownDatabaseHost(params.get("host") or "?")
+        return DatabaseUnreachable(where, "its host name cannot be resolved right now")
+    for clue, reason in _UNREACHABLE:
+        if clue in text:
+            return DatabaseUnreachable(where, reason)
+    first = text.removeprefix("connection failed: ").splitlines()[0] if text else type(exc).__name__
+    return StoreUnavailable(f"cannot connect to PostgreSQL at {where}: {first}")
+
+
+#: Driver text → the reason shown in "cannot reach PostgreSQL at … (reason)".
+_UNREACHABLE = (
+    ("Connection refused", "connection refused"),
+    ("timeout expired", "no answer within the connect timeout"),
+    ("timed out", "no answer within the connect timeout"),
+    ("No route to host", "no route to host"),
+    ("No such file or directory", "no server socket there"),
+)
+
+
+def _auth_problem(text: str, user: str) -> str | None:
+    if "password authentication failed" in text:
+        return f'rejected the password for user "{user}"'
+    if "no password supplied" in text:
+        return f'asks for a password for user "{user}" and the URL has none'
+    if _NO_ROLE.search(text):
+        return f'has no role (user) "{user}"'
+    if "no pg_hba.conf entry" in text:
+        return f'accepts no connection from this machine for user "{user}" (pg_hba.conf)'
+    if "authentication failed" in text:
+        return f'rejected the credentials of user "{user}"'
+    return None
+
+
+def _effective(exc: psycopg.Error, url: str) -> dict[str, str]:
+    """Host, port, user and database the failed attempt used: libpq's, else the URL's."""
+    params = {k: str(v) for k, v in conninfo_to_dict(url).items() if k != "password"}
+    pgconn = exc.pgconn
+    if pgconn is not None:
+        for key, value in (("host", pgconn.host), ("port", pgconn.port), ("user", pgconn.user)):
+            if value:
+                params[key] = value.decode(errors="replace")
+    return params
+
+
+def _address(params: dict[str, Any]) -> str:
+    host = str(params.get("host") or "localhost")
+    port = str(params.get("port") or "5432")
+    if host.startswith("/"):  # a Unix-domain socket directory
+        return f"{host}/.s.PGSQL.{port}"
+    return f"{host}:{port}"
+
+
+def _scrub(text: str, url: str) -> str:
+    """``text`` without the URL's password, which some driver messages quote."""
+    passwords: set[str] = set()
+    with contextlib.suppress(ValueError):
+        passwords.add(urlsplit(url).password or "")
+    with contextlib.suppress(psycopg.Error):
+        passwords.add(str(conninfo_to_dict(url).get("password") or ""))
+    for password in passwords - {""}:
+        text = text.replace(password, "***")
+    return text

@@ -13,9 +13,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlparse
+from urllib.parse import unquote, urlsplit
 
-from dataflows.errors import StoreError, StoreUnavailable
+from dataflows.errors import InvalidDatabaseURL, StoreError, StoreUnavailable
 from dataflows.store.programs import NOTIFY, Program, Query
 from dataflows.store.queries import load_migrations, load_queries
 from dataflows.store.sql_store import SqlStore
@@ -24,11 +24,27 @@ DEFAULT_PATH = ".dataflows/dataflows.db"
 
 
 def sqlite_path(url: str) -> str:
-    """``sqlite:///relative.db``, ``sqlite:////abs/path.db`` or a bare path → a file path."""
+    """The file of ``sqlite:///relative.db``, ``sqlite:////abs/path.db`` or ``sqlite:///:memory:``.
+
+    Three slashes, then the path: ``sqlite://file.db`` or ``sqlite:file.db`` would otherwise lose
+    the path's first character or name a host, so they raise :class:`InvalidDatabaseURL` showing
+    the form to write. A bare path (no ``sqlite:``) is returned as it is.
+    """
     if not url.startswith("sqlite:"):
         return url
-    parsed = urlparse(url)
-    return unquote(parsed.netloc + parsed.path)[1:] or DEFAULT_PATH
+    parsed = urlsplit(url)
+    path = unquote(parsed.path)[1:]
+    if not url.startswith("sqlite:///") or not path or parsed.query or parsed.fragment:
+        raise InvalidDatabaseURL(url, _sqlite_hint(url))
+    return path
+
+
+def _sqlite_hint(url: str) -> str:
+    name = url.removeprefix("sqlite:").lstrip("/").partition("?")[0] or "path/to/file.db"
+    return (
+        f"write sqlite:///{name} (three slashes, then a path relative to the current "
+        "directory), sqlite:////absolute/path.db, or sqlite:///:memory:"
+    )
 
 
 class SQLiteStore(SqlStore):
