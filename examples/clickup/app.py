@@ -48,7 +48,8 @@ async def copy_to_clickup(event: df.Event, step: df.Step) -> dict[str, Any]:
     return {"work_item": item["id"], "task": task, "approved": decision.data["approved"] is True}
 
 
-@app.workflow("notify-order", trigger=shopify.on("orders/create"))
+# `example`: the data `dataflows dev` prints a curl command with (an order the stand-in knows).
+@app.workflow("notify-order", trigger=shopify.on("orders/create"), example={"id": 1001})
 async def notify_order(event: df.Event, step: df.Step) -> dict[str, Any]:
     order = await step.run("fetch-order", services.get_order, event.data["id"])
     text = (

@@ -73,11 +73,14 @@ class Dataflows:
         trigger: Trigger | Sequence[Trigger] | None = None,
         retries: RetryPolicy | int | None = None,
         timeout: Duration | None = None,
+        example: dict[str, Any] | None = None,
     ) -> Callable[[WorkflowFn], WorkflowFn]:
         """Register an ``async def (event, step)`` function as workflow ``id``.
 
         ``retries`` is the default retry policy of its steps; ``timeout`` bounds a run's whole
         life, suspensions included (the run fails with ``TimeoutError`` when it passes).
+        ``example`` is event data the workflow accepts (a JSON object): ``dataflows dev`` prints
+        a request that starts the workflow with it.
         """
         if not isinstance(id, str) or not id or len(id) > 200:
             raise ValueError(f"invalid workflow id {id!r}")
@@ -88,11 +91,13 @@ class Dataflows:
         )
         policy = RetryPolicy.coerce(retries, self.default_retry)
         limit = None if timeout is None else parse_duration(timeout)
+        if example is not None:
+            check_event_data(example, limit=self.max_payload)
 
         def register(fn: WorkflowFn) -> WorkflowFn:
             if not asyncio.iscoroutinefunction(fn):
                 raise TypeError(f"workflow {id!r} must be an async function")
-            self.registry.add(Workflow(id, fn, triggers, policy, limit))
+            self.registry.add(Workflow(id, fn, triggers, policy, limit, example))
             return fn
 
         return register

@@ -52,6 +52,9 @@ class Workflow:
     triggers: tuple[Trigger, ...]
     retry: RetryPolicy
     timeout: float | None
+    #: Event data the workflow accepts, for people and tools (``dataflows dev`` shows a request
+    #: that starts the workflow with it); the engine never uses it.
+    example: dict[str, Any] | None = None
 
 
 class Registry:

@@ -9,6 +9,7 @@ import os
 import shlex
 import signal
 import socket
+from typing import Any
 
 import click
 import uvicorn
@@ -22,6 +23,7 @@ from dataflows.cli.logs import log_level_option, setup_logging
 from dataflows.cli.progress import Progress
 from dataflows.cli.server import Server, api_keys, base_url, listen
 from dataflows.worker import Worker, WorkerOptions
+from dataflows.workflow import Workflow
 
 log = logging.getLogger("dataflows.cli")
 
@@ -121,19 +123,46 @@ def _banner(app: Dataflows, spec: str, url: str, concurrency: int) -> Group:
             f"{len(keys)} configured" if keys else Text("none: the API is open", "yellow"),
         ),
     ]
+    heading, path, body = sample_request(app)
     return Group(
         summary(f"dataflows dev  {spec}", rows),
         Text(),
-        Text("Send an event:", style="bold"),
-        Text(_sample_curl(app, url, bool(keys))),
+        Text(heading, style="bold"),
+        Text(_curl(url + path, body, bool(keys)), no_wrap=True, overflow="ignore"),
         Text(),
         Text("Ctrl-C stops the worker and the API.", style="dim"),
     )
 
 
-def _sample_curl(app: Dataflows, url: str, with_key: bool) -> str:
+def sample_request(app: Dataflows) -> tuple[str, str, dict[str, Any]]:
+    """What the banner's curl does: a heading, the path it posts to and the JSON body.
+
+    The first workflow declaring ``example`` data is started with it: by an event it alone is
+    triggered by (so no other workflow gets data it may not accept), else directly. With no
+    example, the event of the first trigger, with empty data: only the app knows what its
+    workflows accept.
+    """
+    for workflow in app.registry:
+        if workflow.example is None:
+            continue
+        for name in _event_names(workflow):
+            if [w.id for w in app.registry.triggered_by(name)] == [workflow.id]:
+                body = {"name": name, "data": workflow.example}
+                return f"Send an event that starts {workflow.id}:", "/events", body
+        body = {"data": workflow.example}
+        return f"Start {workflow.id}:", f"/workflows/{workflow.id}/runs", body
     names = trigger_names(app)
     name = names[0].replace("*", "example") if names else "example/hello"
-    body = json.dumps({"name": name, "data": {"hello": "world"}})
+    hint = " (declare example={...} on a workflow to send data it accepts)" if names else ""
+    return f"Send an event{hint}:", "/events", {"name": name, "data": {}}
+
+
+def _event_names(workflow: Workflow) -> list[str]:
+    names = [getattr(t, "name", None) for t in workflow.triggers]
+    return [n.replace("*", "example") for n in names if isinstance(n, str)]
+
+
+def _curl(url: str, body: dict[str, Any], with_key: bool) -> str:
     auth = ' -H "Authorization: Bearer $DATAFLOWS_API_KEY"' if with_key else ""
-    return f"curl -X POST {url}/events -H 'Content-Type: application/json'{auth} -d {shlex.quote(body)}"
+    data = shlex.quote(json.dumps(body))
+    return f"curl -X POST {url} -H 'Content-Type: application/json'{auth} -d {data}"
