@@ -91,19 +91,19 @@ def test_server_command_without_server_extra(command: str, blocked: tuple[str, .
     assert "Usage" not in output
 
 
-def test_postgres_url_without_postgres_extra(tmp_path: object) -> None:
-    code, output, stderr, modules = probe(
+def test_postgres_url_without_postgres_extra() -> None:
+    code, _, stderr, _ = probe(
         "migrate", "--database-url", "postgresql://127.0.0.1:1/none", blocked=("psycopg",)
     )
-    assert code == 1
+    assert code == 2
     assert stderr.strip() == (
         "Error: a postgresql:// database URL needs the PostgreSQL driver: "
         "pip install 'dataflows-engine[postgres]'"
     )
 
 
-def test_store_commands_run_without_the_server_extra(tmp_path: object) -> None:
-    code, output, stderr, modules = probe(
+def test_store_commands_run_without_the_server_extra() -> None:
+    code, _, stderr, modules = probe(
         "runs", "list", "--database-url", "sqlite:///:memory:", blocked=("starlette", "uvicorn")
     )
     assert code == 0, stderr

@@ -19,6 +19,7 @@ from dataflows.errors import (
     DatabaseUnreachable,
     DataflowsError,
     InvalidDatabaseURL,
+    MissingExtra,
     StoreError,
     StoreUnavailable,
 )
@@ -193,12 +194,13 @@ def friendly_errors() -> Iterator[None]:
     """Turn what a user can fix into one line: a database problem exits 2, the rest 1.
 
     Database problems: a malformed URL, a database that does not exist, rejected credentials, a
-    server that is down, a file that is not a database. The rest: an unknown run, a run in the
+    server that is down, a file that is not a database, a PostgreSQL URL without the
+    ``dataflows-engine[postgres]`` extra. The rest: an unknown run, a run in the
     wrong state, an invalid event name.
     """
     try:
         yield
-    except (InvalidDatabaseURL, DatabaseRejected, DatabaseUnreachable) as exc:
+    except (InvalidDatabaseURL, DatabaseRejected, DatabaseUnreachable, MissingExtra) as exc:
         raise SetupError(str(exc)) from None  # each says what is wrong in its own words
     except StoreUnavailable as exc:
         raise SetupError(f"database unreachable: {exc}") from None
