@@ -10,7 +10,8 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -29,7 +30,7 @@ from dataflows.http.errors import ApiError, CatchAllMiddleware, handle_exception
 from dataflows.http.openapi import openapi_document
 from dataflows.http.responses import JsonResponse
 
-__all__ = ["DEFAULT_MAX_BODY_BYTES", "app_from_env", "create_api"]
+__all__ = ["DEFAULT_MAX_BODY_BYTES", "app_from_env", "create_api", "dataflows_lifespan"]
 
 logger = logging.getLogger("dataflows.http")
 
@@ -71,6 +72,28 @@ def create_api(
     )
     api.state.dataflows = ctx
     return api
+
+
+@asynccontextmanager
+async def dataflows_lifespan(
+    api: Starlette, *, worker: bool = False, **worker_options: Any
+) -> AsyncIterator[None]:
+    """The startup and shutdown of ``api`` (from :func:`create_api`) mounted in another app.
+
+    A mounted app's own lifespan never runs, so the host app's lifespan enters this: it opens
+    the store (and checks the webhook sources) as a served API does, and closes it on the way
+    out. ``worker=True`` also runs a worker in the same event loop, started after the store
+    opened and stopped (gracefully) before it closes; ``worker_options`` go to
+    ``app.worker(...)`` (``concurrency=10``, ``poll_interval`` …).
+    """
+    ctx = getattr(api.state, "dataflows", None)
+    if not isinstance(ctx, ApiContext):
+        raise TypeError("dataflows_lifespan takes the ASGI app create_api(app) returned")
+    async with AsyncExitStack() as stack:
+        await stack.enter_async_context(api.router.lifespan_context(api))
+        if worker:
+            await stack.enter_async_context(ctx.app.worker(**worker_options))
+        yield
 
 
 def app_from_env() -> Starlette:
