@@ -45,7 +45,9 @@ def test_send_without_app_stores_the_event_and_resumes_waits(
     result = run_cli("send", "test/greet")
     assert "starts no workflow" in result.stderr
     quiet = json.loads(run_cli("send", "test/approve", "--json").stdout)
-    assert quiet["run_ids"] == []
+    assert quiet["run_ids"] == [] and quiet["resumed_run_ids"] == [seeded.waiting]
+    again = run_cli("send", "test/approve").stdout  # nothing is left waiting for another one
+    assert "Resumed" not in again
 
     async def resumed() -> None:
         app = client(db)

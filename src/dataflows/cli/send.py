@@ -84,7 +84,8 @@ def send(
     result = run_client(app, lambda a: a.send(event_name, data, id=event_id))
     if as_json:
         value = {"event_id": result.event_id, "run_ids": list(result.run_ids)}
-        click.echo(dumps({**value, "duplicate": result.duplicate}))
+        resumed = list(result.resumed_run_ids)
+        click.echo(dumps({**value, "resumed_run_ids": resumed, "duplicate": result.duplicate}))
     else:
         _print(event_name, result)
 
@@ -103,3 +104,8 @@ def _print(event_name: str, result: SendResult) -> None:
             console.print(f"  {run_id}")
     elif not result.duplicate:
         console.print("No workflow is triggered by it.", style="dim")
+    if result.resumed_run_ids:
+        noun = "run" if len(result.resumed_run_ids) == 1 else "runs"
+        console.print(f"Resumed {len(result.resumed_run_ids)} {noun} waiting for it:")
+        for run_id in result.resumed_run_ids:
+            console.print(f"  {run_id}")
