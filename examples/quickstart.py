@@ -34,7 +34,11 @@ async def create_task(item: dict[str, object]) -> dict[str, object]:
     return {"task_id": f"task-{item['id']}", "name": item["title"], "idempotency_key": key}
 
 
-@app.workflow("copy-to-clickup", trigger=df.on_event("azure_devops/workitem.created"))
+@app.workflow(
+    "copy-to-clickup",
+    trigger=df.on_event("azure_devops/workitem.created"),
+    example={"task_id": "task-42", "resource": {"id": 42}},
+)
 async def copy_to_clickup(event: df.Event, step: df.Step) -> dict[str, object]:
     item = await step.run("fetch-item", get_work_item, event.data["resource"]["id"])
     task = await step.run("create-task", create_task, item)

@@ -3,13 +3,21 @@ into a file in an empty directory and started with ``python``, on the default SQ
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
 import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
 
+import dataflows as df
 from dataflows.cli.loading import load_app
+from tests.cli.test_banner import Dev, dev_env, finished, run_curl, started_run
+from tests.e2e.conftest import wait_for
+
+__all__ = ["dev_env"]  # the fixture, imported for the dev test
 
 ROOT = Path(__file__).resolve().parents[2]
 STEP_KEYS = ("fetch-item", "create-task", "approval", "cooldown")
@@ -74,3 +82,39 @@ def test_quickstart_prints_its_timeline(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert_timeline(done.stdout)
     assert "third-party calls: {'get_work_item': 1, 'create_task': 1}" in done.stdout
+
+
+def test_readme_example_under_dataflows_dev(tmp_path: Path, dev_env: dict[str, str]) -> None:
+    """The same file served by ``dataflows dev``: the banner's curl starts a run that does not
+    fail (it waits for the approval), and the approval event resumes it to completion."""
+    (tmp_path / "app.py").write_text(readme_example())
+    dev = Dev("app.py", tmp_path, dev_env, tmp_path / "dev.out")
+    try:
+        command = dev.curl()
+        assert "azure_devops/workitem.created" in command and '"task-42"' in command
+        run_id = started_run(run_curl(command))
+        url = dev_env["DATAFLOWS_DATABASE_URL"]
+        waiting = wait_for(lambda: status_of(url, run_id) in ("waiting", "failed"), 30, "the wait")
+        assert waiting and status_of(url, run_id) == "waiting"
+        approval = command.replace(
+            command[command.index("-d ") :],
+            "-d " + shlex.quote(json.dumps(APPROVAL)),
+        )
+        answer = run_curl(approval)
+        assert answer["run_ids"] == [] and answer["resumed_run_ids"] == [run_id]
+        run = finished(url, run_id)
+        assert (run.status, run.result["approved"]) == ("completed", True)
+    finally:
+        dev.stop()
+    assert "Traceback" not in (tmp_path / "dev.out").read_text()
+
+
+APPROVAL = {"name": "approval/decided", "data": {"task_id": "task-42", "approved": True}}
+
+
+def status_of(database_url: str, run_id: str) -> str:
+    async def read() -> str:
+        async with df.Dataflows(database_url) as app:
+            return (await app.get_run(run_id)).status
+
+    return asyncio.run(read())

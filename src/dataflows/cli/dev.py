@@ -86,7 +86,11 @@ async def _run(app: Dataflows, spec: str, sock: socket.socket, concurrency: int)
                 break
             await asyncio.sleep(0.02)
         if server.started:
-            stdout().print(_banner(app, spec, base_url(sock), concurrency))
+            banner, curl = _banner(app, spec, base_url(sock), concurrency)
+            console = stdout()
+            console.print(banner)
+            console.print(curl, soft_wrap=True)  # one line whatever its length, to copy whole
+            console.print(Text("\nCtrl-C stops the worker and the API.", style="dim"))
         stopping = asyncio.create_task(stop.wait())
         await asyncio.wait([serving, stopping], return_when=asyncio.FIRST_COMPLETED)
         stopping.cancel()
@@ -101,7 +105,8 @@ async def _run(app: Dataflows, spec: str, sock: socket.socket, concurrency: int)
     serving.result()  # a server that failed on its own reports why
 
 
-def _banner(app: Dataflows, spec: str, url: str, concurrency: int) -> Group:
+def _banner(app: Dataflows, spec: str, url: str, concurrency: int) -> tuple[Group, str]:
+    """The summary with the sample request's heading, and the request as one curl command."""
     from dataflows.sources import enabled_sources
 
     keys = api_keys()
@@ -124,14 +129,8 @@ def _banner(app: Dataflows, spec: str, url: str, concurrency: int) -> Group:
         ),
     ]
     heading, path, body = sample_request(app)
-    return Group(
-        summary(f"dataflows dev  {spec}", rows),
-        Text(),
-        Text(heading, style="bold"),
-        Text(_curl(url + path, body, bool(keys)), no_wrap=True, overflow="ignore"),
-        Text(),
-        Text("Ctrl-C stops the worker and the API.", style="dim"),
-    )
+    group = Group(summary(f"dataflows dev  {spec}", rows), Text(), Text(heading, style="bold"))
+    return group, _curl(url + path, body, bool(keys))
 
 
 def sample_request(app: Dataflows) -> tuple[str, str, dict[str, Any]]:
