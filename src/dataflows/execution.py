@@ -34,7 +34,7 @@ from dataflows.errors import (
     Suspend,
 )
 from dataflows.intake import event_intake
-from dataflows.models import Event
+from dataflows.models import Event, error_line
 from dataflows.records import (
     RUN_FINISHED_EVENT,
     ClaimedRun,
@@ -86,14 +86,6 @@ def error_json(exc: BaseException) -> str:
             "traceback": "".join(traceback.format_exception(exc)),
         }
     return json.dumps(info)
-
-
-def error_line(error: dict[str, Any] | None) -> str:
-    """``Type: first line of the message`` of a stored error, for one log line."""
-    error = error or {}
-    kind = str(error.get("type", "Error"))
-    lines = str(error.get("message", "")).strip().splitlines()
-    return f"{kind}: {lines[0]}" if lines else kind
 
 
 async def retry_unavailable(op: Callable[[], Awaitable[T]]) -> T:

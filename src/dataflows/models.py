@@ -174,9 +174,14 @@ class Run:
         if self.status == "completed":
             lines.append(f"  result: {_short_json(self.result, 1000)}")
         if self.error:
-            lines.append(f"  error: {_error_line(self.error)}")
+            lines.append(f"  error: {error_line(self.error)}")
         for step in self.steps:
             lines.append("  " + _step_line(step, self.created_at))
+            lines += [
+                f"{'':13}attempt {failed.attempt} failed: {error_line(failed.error)}"
+                for failed in step.attempt_errors
+                if failed.retry_at is not None  # the final one is on the step's own line
+            ]
         return "\n".join(lines)
 
     @classmethod
@@ -232,7 +237,7 @@ def _step_line(step: StepInfo, origin: datetime) -> str:
 
 def _step_detail(step: StepInfo) -> str:
     if step.error:
-        return _error_line(step.error)
+        return error_line(step.error)
     output = step.output
     if step.kind == "wait" and isinstance(output, dict) and "name" in output:
         return f"event {output['name']} ({output.get('id', '')})"
@@ -241,9 +246,12 @@ def _step_detail(step: StepInfo) -> str:
     return ""
 
 
-def _error_line(error: dict[str, Any]) -> str:
-    kind, message = error.get("type", "Error"), error.get("message", "")
-    return f"{kind}: {message}" if message else str(kind)
+def error_line(error: dict[str, Any] | None) -> str:
+    """``Type: first line of the message`` of a stored error, for one line of text or log."""
+    error = error or {}
+    kind = str(error.get("type", "Error"))
+    lines = str(error.get("message", "")).strip().splitlines()
+    return f"{kind}: {lines[0]}" if lines else kind
 
 
 def _short_json(value: Any, width: int) -> str:

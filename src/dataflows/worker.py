@@ -26,8 +26,8 @@ from typing import TYPE_CHECKING
 
 from dataflows import metrics, serialization
 from dataflows.errors import PayloadError, StoreUnavailable, Suspend, UnknownWorkflow
-from dataflows.execution import Execution, Runtime, error_json, error_line, retry_unavailable
-from dataflows.models import Event
+from dataflows.execution import Execution, Runtime, error_json, retry_unavailable
+from dataflows.models import Event, error_line
 from dataflows.records import ClaimedRun
 from dataflows.step import Step
 

@@ -120,10 +120,17 @@ async def test_each_failed_attempt_is_logged_and_kept_until_the_step_succeeds(
     assert view["attempt_errors"][0]["retry_at"].endswith("Z")
 
     shown = await runs_show(db, run_id)
-    assert "attempt 1 failed: HTTPStatusError: 429 Too Many Requests Retry later" in shown
+    assert "attempt 1 failed: HTTPStatusError: 429 Too Many Requests" in shown
+    assert "Retry later" not in shown  # one line per attempt: the first line of its message
     assert "attempt 2 failed: HTTPStatusError" in shown
     assert "attempt 3 succeeded" in shown
     assert shown.index("attempt 1 failed") < shown.index("attempt 3 succeeded")
+
+    printed = str(run).splitlines()  # print(run): the step's line, then its failed attempts
+    at = next(i for i, line in enumerate(printed) if " create-task " in line)
+    assert " completed " in printed[at] and "3 attempts" in printed[at]
+    assert printed[at + 1].strip() == "attempt 1 failed: HTTPStatusError: 429 Too Many Requests"
+    assert printed[at + 2].strip() == "attempt 2 failed: HTTPStatusError: 429 Too Many Requests"
 
 
 async def test_a_step_that_fails_for_good_logs_errors_and_lists_every_attempt(

@@ -12,8 +12,9 @@ from rich.json import JSON
 from rich.table import Table
 from rich.text import Text
 
+from dataflows.durations import format_duration
 from dataflows.http.views import run_detail, run_summary
-from dataflows.models import Run, StepInfo
+from dataflows.models import Run, StepInfo, error_line
 
 STATUS_STYLES = {
     "queued": "cyan",
@@ -71,27 +72,13 @@ def local_time(value: datetime | None) -> str:
 
 
 def human_duration(seconds: float | None) -> str:
-    """``850 ms``, ``2.40 s``, ``3m 05s``, ``2h 03m``, ``4d 02h``."""
-    if seconds is None:
-        return ""
-    if seconds < 1:
-        return f"{seconds * 1000:.0f} ms"
-    if seconds < 60:
-        return f"{seconds:.2f} s"
-    minutes, secs = divmod(int(seconds), 60)
-    hours, minutes = divmod(minutes, 60)
-    days, hours = divmod(hours, 24)
-    if days:
-        return f"{days}d {hours:02d}h"
-    if hours:
-        return f"{hours}h {minutes:02d}m"
-    return f"{minutes}m {secs:02d}s"
+    """``850 ms``, ``2.40 s``, ``3m 05s``, ``2h 03m``, ``4d 02h``; empty for no duration."""
+    return "" if seconds is None else format_duration(seconds)
 
 
-def error_line(error: dict[str, Any] | None) -> str:
-    if not error:
-        return ""
-    kind, message = error.get("type", "Error"), error.get("message", "")
+def full_error(error: dict[str, Any]) -> str:
+    """``Type: message`` with every line of the message (one-line places use ``error_line``)."""
+    kind, message = error.get("type", "Error"), str(error.get("message", "")).strip()
     return f"{kind}: {message}" if message else str(kind)
 
 
@@ -126,7 +113,7 @@ def run_view(run: Run, *, traceback: bool = False) -> RenderableType:
     parts: list[RenderableType] = [_header(run), Text()]
     parts.append(steps_table(run) if run.steps else Text("No steps recorded yet.", style="dim"))
     if run.error:
-        parts += [Text(), Text("Error", style="bold red"), Text(error_line(run.error), style="red")]
+        parts += [Text(), Text("Error", style="bold red"), Text(full_error(run.error), style="red")]
         step = run.error.get("step")
         if step:
             parts.append(Text(f"in step {step}", style="red"))
