@@ -220,7 +220,7 @@ def test_an_app_that_does_not_import_shows_only_its_own_frames(tmp_path: Path, f
     (tmp_path / "helper_mod.py").write_text(
         "def fail() -> None:\n    raise RuntimeError('boom at import')\n\n\nfail()\n"
     )
-    jobs = []
+    jobs: list[tuple[list[str], Path, dict[str, str]]] = []
     for name, (body, _) in BROKEN.items():
         (tmp_path / f"broken_{name}.py").write_text(f"import dataflows as df\n{body}")
         spec = f"broken_{name}.py" if form == "file" else f"broken_{name}:app"
@@ -247,7 +247,7 @@ def test_an_app_that_does_not_import_shows_only_its_own_frames(tmp_path: Path, f
 def test_send_refuses_nan_and_infinities(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'events.db'}"
     literals = ["NaN", "Infinity", "-Infinity"]
-    jobs = [
+    jobs: list[tuple[list[str], Path, dict[str, str]]] = [
         (["send", "x/y", "--data", f'{{"a": {literal}}}', "--database-url", url], tmp_path, {})
         for literal in literals
     ]

@@ -85,8 +85,7 @@ def test_server_command_without_server_extra(command: str, blocked: tuple[str, .
     code, output, stderr, _ = probe(command, "--help", blocked=blocked)
     assert code == 2
     assert stderr.strip() == (
-        f"Error: dataflows {command} needs the HTTP server: "
-        "pip install 'dataflows-engine[server]'"
+        f"Error: dataflows {command} needs the HTTP server: pip install 'dataflows-engine[server]'"
     )
     assert "Usage" not in output
 

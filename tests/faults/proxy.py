@@ -19,7 +19,11 @@ import contextlib
 import socket
 import struct
 import threading
+from collections.abc import Coroutine
+from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
+
+T = TypeVar("T")
 
 
 class TcpProxy:
@@ -74,7 +78,7 @@ class TcpProxy:
 
     # -- in the proxy's loop ---------------------------------------------------------------------
 
-    def _call(self, coro):  # type: ignore[no-untyped-def]
+    def _call(self, coro: Coroutine[Any, Any, T]) -> T:
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result(10)
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
 from typing import Any
 
 from prometheus_client import REGISTRY
@@ -98,7 +99,9 @@ async def test_a_delivery_nobody_listens_to_is_recorded(api: Harness) -> None:
     }
 
 
-async def test_a_delivery_answers_the_runs_it_resumed(new_app: Any, make_api: Any) -> None:
+async def test_a_delivery_answers_the_runs_it_resumed(
+    new_app: Callable[..., df.Dataflows], make_api: Any
+) -> None:
     app = new_app()
 
     @app.workflow("shipping")

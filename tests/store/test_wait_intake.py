@@ -567,7 +567,7 @@ async def test_an_event_matching_two_waits_of_a_run_goes_to_the_earlier_one(
 #: Rows as version 1 wrote them: r1 suspended on a wait for task 7; r2's wait for task 8 was
 #: woken by the event "old" (version 1 only queued the run), and the upgrade came before the
 #: worker replayed it. Filter paths and keys in version 1's text form.
-_V1_ROWS = [
+_V1_ROWS: list[tuple[str, list[tuple[Any, ...]]]] = [
     (
         "INSERT INTO runs (id, workflow_id, status, event_id, event_name, event_data, event_ts,"
         " created_at, updated_at, wake_at, wait_reason, lease_token)"
