@@ -1,0 +1,413 @@
+-- The dataflows schema on PostgreSQL as the migrations leave it, in one file to read: tables,
+-- indexes and the functions event intake and claims call. The migrations in migrations/ are what
+-- a store applies (and records in its `migrations` table, which the store creates itself); a test
+-- applies them all to an empty schema and checks the result equals this file, functions
+-- included. Change both together: a new migration, and its result here.
+-- Runs with search_path set to the store's schema. Times are seconds since the epoch (double
+-- precision), as on SQLite, so rows read the same on both stores. JSON is text except
+-- events.data, which is jsonb so waits can prefilter by containment. No foreign keys: purges
+-- delete children explicitly, and step inserts stay cheap.
+
+CREATE TABLE runs (
+    id               text PRIMARY KEY,
+    workflow_id      text NOT NULL,
+    status           text NOT NULL,
+    event_id         text NOT NULL,
+    event_name       text NOT NULL,
+    event_data       text NOT NULL,
+    event_ts         double precision NOT NULL,
+    idempotency_key  text,
+    parent_run_id    text,
+    parent_step_key  text,
+    result           text,
+    error            text,
+    created_at       double precision NOT NULL,
+    updated_at       double precision NOT NULL,
+    completed_at     double precision,
+    wake_at          double precision,
+    wait_reason      text,
+    signaled         boolean NOT NULL DEFAULT false,
+    lease_owner      text,
+    lease_token      bigint NOT NULL DEFAULT 0,
+    lease_expires_at double precision,
+    recoveries       integer NOT NULL DEFAULT 0
+);
+CREATE UNIQUE INDEX runs_idempotency ON runs (workflow_id, idempotency_key)
+    WHERE idempotency_key IS NOT NULL;
+CREATE INDEX runs_event ON runs (event_id);
+CREATE INDEX runs_queued ON runs (created_at) WHERE status = 'queued';
+CREATE INDEX runs_waiting ON runs (wake_at) WHERE status = 'waiting';
+CREATE INDEX runs_leased ON runs (lease_expires_at) WHERE status = 'running';
+CREATE INDEX runs_by_owner ON runs (lease_owner) WHERE status = 'running';
+CREATE INDEX runs_created ON runs (created_at, id);
+CREATE INDEX runs_workflow ON runs (workflow_id, created_at);
+CREATE INDEX runs_finished ON runs (completed_at) WHERE completed_at IS NOT NULL;
+
+-- A step's final outcome. One row per (run, key), never updated: guarantee 1.
+CREATE TABLE steps (
+    run_id       text NOT NULL,
+    step_key     text NOT NULL,
+    kind         text NOT NULL,
+    status       text NOT NULL,
+    output       text,
+    error        text,
+    attempts     integer NOT NULL,
+    event_id     text,
+    started_at   double precision NOT NULL,
+    completed_at double precision NOT NULL,
+    PRIMARY KEY (run_id, step_key)
+);
+CREATE UNIQUE INDEX steps_consumed ON steps (run_id, event_id) WHERE event_id IS NOT NULL;
+
+-- Failed attempts of steps that will be retried.
+CREATE TABLE step_attempts (
+    run_id     text NOT NULL,
+    step_key   text NOT NULL,
+    attempt    integer NOT NULL,
+    error      text NOT NULL,
+    started_at double precision NOT NULL,
+    failed_at  double precision NOT NULL,
+    retry_at   double precision NOT NULL,
+    PRIMARY KEY (run_id, step_key, attempt)
+);
+
+-- Sleeps and event waits that were reached and have not resolved. The deadline is written once.
+CREATE TABLE waits (
+    run_id       text NOT NULL,
+    step_key     text NOT NULL,
+    kind         text NOT NULL,
+    wake_at      double precision,
+    event_name   text,
+    filter_paths text,
+    filter_key   text,
+    created_at   double precision NOT NULL,
+    -- where a pending wait's search for its event resumes: every event that can still resolve
+    -- it was stored after this sequence number
+    after_seq    bigint NOT NULL DEFAULT 0,
+    PRIMARY KEY (run_id, step_key)
+);
+CREATE INDEX waits_match ON waits (event_name, filter_paths, filter_key)
+    WHERE event_name IS NOT NULL;
+
+-- The distinct filter shapes waits use per event name, so intake looks up waits by key.
+CREATE TABLE wait_shapes (
+    event_name   text NOT NULL,
+    filter_paths text NOT NULL,
+    PRIMARY KEY (event_name, filter_paths)
+);
+
+CREATE TABLE events (
+    seq         bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    id          text NOT NULL UNIQUE,
+    name        text NOT NULL,
+    data        jsonb NOT NULL,
+    ts          double precision NOT NULL,
+    received_at double precision NOT NULL
+);
+CREATE INDEX events_name ON events (name, received_at);
+-- Containment prefilter for waits with filters (data @> '{"order_id": 7}').
+CREATE INDEX events_data ON events USING gin (data jsonb_path_ops);
+
+-- == Functions ====================================================================================
+
+-- Intake's first step in one round trip: its event names' locks, shared, then the filter shapes
+-- of waits on those names. The shapes are read after the locks are held: a VOLATILE function
+-- takes a fresh snapshot for each statement in it (a single statement's snapshot would predate
+-- the lock and could miss a shape registered just before it was granted).
+CREATE FUNCTION lock_wait_shapes(names jsonb, locks jsonb)
+RETURNS TABLE (event_name text, filter_paths text)
+LANGUAGE plpgsql VOLATILE AS $$
+BEGIN
+    PERFORM count(pg_advisory_xact_lock_shared(hashtextextended(current_schema() || l.key, 0)))
+    FROM jsonb_array_elements_text(locks) WITH ORDINALITY AS l(key, n);
+    RETURN QUERY
+        SELECT s.event_name, s.filter_paths FROM wait_shapes s
+        WHERE s.event_name IN (SELECT jsonb_array_elements_text(names));
+END
+$$;
+
+-- Before several events resolve waits in one transaction: every run they may touch, locked in id
+-- order at once (each resolve_waits alone orders only its own runs). keys: [[name, paths, key]].
+CREATE FUNCTION lock_waiting_runs(p_keys jsonb) RETURNS bigint
+LANGUAGE sql VOLATILE AS $$
+    SELECT count(*) FROM (
+        SELECT r.id FROM runs r
+        WHERE r.id = ANY (ARRAY(
+                  SELECT w.run_id
+                  FROM jsonb_array_elements(p_keys) AS k
+                  CROSS JOIN LATERAL (
+                      SELECT x.run_id FROM waits x
+                      WHERE x.event_name = k.value ->> 0 AND x.filter_paths = k.value ->> 1
+                        AND x.filter_key = k.value ->> 2
+                      OFFSET 0  -- as in resolve_waits
+                  ) AS w))
+        ORDER BY r.id
+        FOR UPDATE
+    ) AS locked
+$$;
+
+-- The waits an event resolves (by its wait keys; the caller holds their locks) get their step
+-- recorded, so the woken run replays straight past them. Each run takes the event once
+-- (steps_consumed): its wait reached first, whatever the keys. Runs are locked in id order first,
+-- so intakes resolving waits of the same runs cannot deadlock; a run finished meanwhile is left
+-- out. Returns the ids of the runs whose waits it resolved, sorted.
+CREATE FUNCTION resolve_waits(
+    p_event_name text, p_keys jsonb, p_event_id text, p_output text, p_now double precision
+) RETURNS text[]
+LANGUAGE plpgsql VOLATILE AS $$
+DECLARE
+    resumed text[];
+BEGIN
+    WITH matching AS (
+        -- LATERAL: one index lookup per key (waits_match), never a scan of all waits of the name
+        SELECT w.run_id, w.step_key, w.kind, w.created_at
+        FROM jsonb_array_elements(p_keys) AS k
+        CROSS JOIN LATERAL (
+            SELECT x.run_id, x.step_key, x.kind, x.created_at FROM waits x
+            WHERE x.event_name = p_event_name AND x.filter_paths = k.value ->> 0
+              AND x.filter_key = k.value ->> 1
+            OFFSET 0  -- kept a subquery: pulled up, it would become a hash join over every wait
+        ) AS w
+    ), locked AS (
+        SELECT r.id FROM runs r
+        WHERE r.id = ANY (ARRAY(SELECT run_id FROM matching))
+          AND r.status IN ('waiting', 'running', 'queued')
+        ORDER BY r.id
+        FOR UPDATE
+    ), recorded AS (
+        INSERT INTO steps (run_id, step_key, kind, status, output, error, attempts, event_id,
+                           started_at, completed_at)
+        SELECT m.run_id, m.step_key, m.kind, 'completed', p_output, NULL, 1, p_event_id,
+               m.created_at, p_now
+        FROM matching m WHERE m.run_id = ANY (ARRAY(SELECT id FROM locked))
+        ORDER BY m.run_id, m.created_at, m.step_key
+        ON CONFLICT DO NOTHING
+        RETURNING run_id, step_key
+    ), cleared AS (
+        -- = ANY (ARRAY(...)): an index lookup per run, where a join would be planned as a scan
+        DELETE FROM waits x
+        WHERE x.run_id = ANY (ARRAY(SELECT run_id FROM recorded))
+          AND (x.run_id, x.step_key) IN (SELECT run_id, step_key FROM recorded)
+    ), woke AS (
+        -- Not read, but run to completion all the same, as every data-modifying WITH is.
+        UPDATE runs r
+        SET status = CASE WHEN r.status = 'waiting' THEN 'queued' ELSE r.status END,
+            wake_at = CASE WHEN r.status = 'waiting' THEN NULL ELSE r.wake_at END,
+            signaled = r.signaled OR r.status = 'running',
+            updated_at = p_now
+        WHERE r.id = ANY (ARRAY(SELECT run_id FROM recorded))
+          AND r.status IN ('waiting', 'running')
+    )
+    SELECT coalesce(array_agg(DISTINCT run_id ORDER BY run_id), '{}') INTO resumed FROM recorded;
+    RETURN resumed;
+END
+$$;
+
+-- Store events, start their runs and resolve the waits they match: one call, one transaction.
+-- The caller computed each event's wait keys from the filter shapes it knows (p_shapes: name ->
+-- sorted filter paths, names without shapes left out). Under the names' locks, shared, this
+-- checks those are all the shapes there are; if not, it writes nothing and returns
+-- {"shapes": ...} for the caller to compute the keys again. Then the key locks, exclusive
+-- (sorted by the caller, after the names), the runs of a batch locked in id order, and per event
+-- its insert, its runs and its waits. p_events: [{id, name, data (JSON text), ts, now, output (a
+-- wait step's output), keys: [[paths, key]], runs: [insert_run parameters]}]. Returns
+-- {"results": [{"duplicate": true, "runs": [a duplicate's runs]} or {"duplicate": false,
+-- "resumed": [run ids]}], "notified": bool}; notifies p_channel (payload p_sender) if it started
+-- runs or resumed any.
+CREATE FUNCTION store_events(
+    p_events jsonb, p_shapes jsonb, p_name_locks jsonb, p_key_locks jsonb, p_channel text,
+    p_sender text
+) RETURNS jsonb
+LANGUAGE plpgsql VOLATILE AS $$
+DECLARE
+    e jsonb;
+    found jsonb;
+    inserted integer;
+    resumed text[];
+    work boolean := false;
+    results jsonb := '[]';
+BEGIN
+    PERFORM count(pg_advisory_xact_lock_shared(hashtextextended(current_schema() || l.key, 0)))
+    FROM jsonb_array_elements_text(p_name_locks) WITH ORDINALITY AS l(key, n);
+    -- A fresh snapshot (this is a new statement of a VOLATILE function): taken after the locks.
+    SELECT coalesce(jsonb_object_agg(s.event_name, s.paths), '{}') INTO found
+    FROM (SELECT w.event_name, jsonb_agg(w.filter_paths ORDER BY w.filter_paths COLLATE "C")
+                 AS paths
+          FROM wait_shapes w
+          WHERE w.event_name IN (SELECT x ->> 'name' FROM jsonb_array_elements(p_events) AS x)
+          GROUP BY w.event_name) AS s;
+    IF found <> p_shapes THEN
+        RETURN jsonb_build_object('shapes', found);
+    END IF;
+    PERFORM count(pg_advisory_xact_lock(hashtextextended(current_schema() || l.key, 0)))
+    FROM jsonb_array_elements_text(p_key_locks) WITH ORDINALITY AS l(key, n);
+    IF jsonb_array_length(p_events) > 1 AND jsonb_array_length(p_key_locks) > 0 THEN
+        PERFORM lock_waiting_runs(
+            (SELECT coalesce(jsonb_agg(jsonb_build_array(x ->> 'name', k ->> 0, k ->> 1)), '[]')
+             FROM jsonb_array_elements(p_events) AS x
+             CROSS JOIN jsonb_array_elements(x -> 'keys') AS k));
+    END IF;
+    FOR e IN SELECT x FROM jsonb_array_elements(p_events) AS x LOOP
+        INSERT INTO events (id, name, data, ts, received_at)
+        VALUES (e ->> 'id', e ->> 'name', (e ->> 'data')::jsonb, (e ->> 'ts')::double precision,
+                (e ->> 'now')::double precision)
+        ON CONFLICT (id) DO NOTHING;
+        GET DIAGNOSTICS inserted = ROW_COUNT;
+        IF inserted = 0 THEN
+            results := results || jsonb_build_array(jsonb_build_object(
+                'duplicate', true,
+                'runs', (SELECT coalesce(jsonb_agg(r.id ORDER BY r.created_at, r.id), '[]')
+                         FROM runs r
+                         WHERE r.event_id = e ->> 'id' AND r.parent_run_id IS NULL)));
+            CONTINUE;
+        END IF;
+        IF jsonb_array_length(e -> 'runs') > 0 THEN
+            INSERT INTO runs (id, workflow_id, status, event_id, event_name, event_data, event_ts,
+                              idempotency_key, parent_run_id, parent_step_key, created_at,
+                              updated_at)
+            SELECT r.id, r.workflow_id, 'queued', r.event_id, r.event_name, r.event_data,
+                   r.event_ts, r.idempotency_key, r.parent_run_id, r.parent_step_key, r.now, r.now
+            FROM jsonb_to_recordset(e -> 'runs') AS r(
+                     id text, workflow_id text, event_id text, event_name text, event_data text,
+                     event_ts double precision, idempotency_key text, parent_run_id text,
+                     parent_step_key text, now double precision)
+            ON CONFLICT DO NOTHING;
+            work := true;
+        END IF;
+        resumed := '{}';
+        IF jsonb_array_length(e -> 'keys') > 0 THEN
+            resumed := resolve_waits(e ->> 'name', e -> 'keys', e ->> 'id', e ->> 'output',
+                                     (e ->> 'now')::double precision);
+            work := work OR cardinality(resumed) > 0;
+        END IF;
+        results := results || jsonb_build_array(
+            jsonb_build_object('duplicate', false, 'resumed', to_jsonb(resumed)));
+    END LOOP;
+    IF work THEN
+        PERFORM pg_notify(p_channel, p_sender);
+    END IF;
+    RETURN jsonb_build_object('results', results, 'notified', work);
+END
+$$;
+
+-- A worker's claim, as a function so that event intake can claim in its own transaction too
+-- (eager dispatch: the run an event wakes goes to a worker of the sending process without a
+-- further round trip).
+-- One locking scan per partial index, in that index's order so that a backlog of due timers
+-- or expired leases is never sorted whole (FOR UPDATE is not allowed in a UNION). Rows other
+-- workers hold, or that a fenced write holds FOR SHARE, are skipped, never waited for. Of the
+-- candidates the oldest runs win; the others are unlocked at commit, a moment later.
+-- The claimed runs' sleeps that are due are recorded as elapsed in the same statement, and each
+-- claimed run comes back with its history (one row per recorded step, retried step or pending
+-- wait; one row of NULLs if it has none), so a run resumes after one round trip. The history
+-- reads the statement's snapshot, which the sleeps recorded here are not part of: they are
+-- added from the INSERT's RETURNING, and their waits left out.
+CREATE FUNCTION claim_runs(
+    p_worker text, p_limit integer, p_lease_until double precision, p_now double precision
+) RETURNS TABLE (
+    id text, workflow_id text, event_id text, event_name text, event_data text,
+    event_ts double precision, created_at double precision, lease_token bigint,
+    recoveries integer, parent_run_id text, step_key text, kind text, status text,
+    output text, error text, attempts integer, started_at double precision,
+    completed_at double precision, wake_at double precision, step_event_id text
+)
+LANGUAGE plpgsql VOLATILE AS $$
+#variable_conflict use_column
+BEGIN
+    RETURN QUERY
+        WITH queued AS (
+            SELECT id, created_at FROM runs WHERE status = 'queued'
+            ORDER BY created_at LIMIT p_limit FOR UPDATE SKIP LOCKED
+        ), due AS (
+            SELECT id, created_at FROM runs WHERE status = 'waiting' AND wake_at <= p_now
+            ORDER BY wake_at LIMIT p_limit FOR UPDATE SKIP LOCKED
+        ), expired AS (
+            SELECT id, created_at FROM runs WHERE status = 'running' AND lease_expires_at < p_now
+            ORDER BY lease_expires_at LIMIT p_limit FOR UPDATE SKIP LOCKED
+        ), candidates AS (
+            SELECT id FROM (SELECT * FROM queued UNION ALL SELECT * FROM due
+                            UNION ALL SELECT * FROM expired) AS runnable
+            ORDER BY created_at LIMIT p_limit
+        ), claimed AS (
+            UPDATE runs
+            SET status = 'running',
+                recoveries = recoveries + (status = 'running' AND lease_owner IS DISTINCT FROM p_worker)::int,
+                lease_owner = p_worker,
+                lease_token = lease_token + 1,
+                lease_expires_at = p_lease_until,
+                wake_at = NULL,
+                wait_reason = NULL,
+                signaled = false,
+                updated_at = p_now
+            FROM candidates
+            WHERE runs.id = candidates.id
+            RETURNING runs.id, workflow_id, event_id, event_name, event_data, event_ts, created_at,
+                      lease_token, recoveries, parent_run_id
+        ), slept AS (
+            INSERT INTO steps (run_id, step_key, kind, status, output, error, attempts, event_id,
+                               started_at, completed_at)
+            SELECT w.run_id, w.step_key, w.kind, 'completed', 'null', NULL, 1, NULL, w.created_at,
+                   p_now
+            FROM waits w JOIN claimed c ON c.id = w.run_id
+            WHERE w.kind = 'sleep' AND w.wake_at <= p_now
+            ON CONFLICT DO NOTHING
+            RETURNING run_id, step_key, kind, status, output, error, attempts, started_at,
+                      completed_at, event_id
+        ), woke AS (
+            DELETE FROM waits USING slept
+            WHERE waits.run_id = slept.run_id AND waits.step_key = slept.step_key
+        )
+        SELECT c.id, c.workflow_id, c.event_id, c.event_name, c.event_data, c.event_ts, c.created_at,
+               c.lease_token, c.recoveries, c.parent_run_id,
+               h.step_key, h.kind, h.status, h.output, h.error, h.attempts, h.started_at,
+               h.completed_at, h.wake_at, h.event_id
+        FROM claimed c
+        LEFT JOIN LATERAL (
+            SELECT step_key, kind, status, output, error, attempts, started_at, completed_at,
+                   NULL::double precision AS wake_at, event_id
+            FROM steps WHERE c.lease_token > 1 AND run_id = c.id
+            UNION ALL
+            SELECT step_key, kind, status, output, error, attempts, started_at, completed_at,
+                   NULL, event_id
+            FROM slept WHERE run_id = c.id
+            UNION ALL
+            SELECT a.step_key, 'run', 'retrying', NULL, a.error, a.attempt, a.started_at, NULL,
+                   a.retry_at, NULL
+            FROM step_attempts a
+            WHERE c.lease_token > 1 AND a.run_id = c.id
+              AND a.attempt = (SELECT max(attempt) FROM step_attempts b
+                               WHERE b.run_id = a.run_id AND b.step_key = a.step_key)
+              AND NOT EXISTS (SELECT 1 FROM steps s WHERE s.run_id = a.run_id AND s.step_key = a.step_key)
+            UNION ALL
+            SELECT w.step_key, w.kind, 'waiting', NULL, NULL, 0, w.created_at, NULL, w.wake_at, NULL
+            FROM waits w
+            WHERE c.lease_token > 1 AND w.run_id = c.id
+              AND NOT EXISTS (SELECT 1 FROM slept s WHERE s.run_id = w.run_id AND s.step_key = w.step_key)
+        ) AS h ON true
+        ORDER BY c.created_at, c.id, h.started_at, h.completed_at, h.step_key;
+END
+$$;
+
+-- Intake in one round trip: store_events, then, given p_claim ({worker, limit, lease_until,
+-- now}) and work to do, claims runs for that worker as claim_runs does, in the same transaction,
+-- returning them under "claimed" (claim_runs' rows as objects).
+CREATE FUNCTION intake_events(
+    p_events jsonb, p_shapes jsonb, p_name_locks jsonb, p_key_locks jsonb, p_channel text,
+    p_sender text, p_claim jsonb
+) RETURNS jsonb
+LANGUAGE plpgsql VOLATILE AS $$
+DECLARE
+    answer jsonb;
+BEGIN
+    answer := store_events(p_events, p_shapes, p_name_locks, p_key_locks, p_channel, p_sender);
+    -- "notified": it started runs or woke some (absent when the shapes were out of date).
+    IF p_claim IS NOT NULL AND coalesce((answer ->> 'notified')::boolean, false) THEN
+        answer := answer || jsonb_build_object('claimed', (
+            SELECT coalesce(jsonb_agg(to_jsonb(c)), '[]')
+            FROM claim_runs(p_claim ->> 'worker', (p_claim ->> 'limit')::integer,
+                            (p_claim ->> 'lease_until')::double precision,
+                            (p_claim ->> 'now')::double precision) AS c));
+    END IF;
+    RETURN answer;
+END
+$$;

@@ -1,0 +1,104 @@
+-- The dataflows schema on SQLite as the migrations leave it, in one file to read. The migrations
+-- in migrations/ are what a store applies (and records in its `migrations` table, which the store
+-- creates itself); a test applies them all to an empty database and checks the result equals
+-- this file. Change both together: a new migration, and its result here.
+-- Times are seconds since the epoch (REAL). Event intake and claims are statements in
+-- queries.sql (PostgreSQL has functions for them; in-process SQLite has no round trips to save).
+
+CREATE TABLE runs (
+    id               TEXT PRIMARY KEY,
+    workflow_id      TEXT NOT NULL,
+    status           TEXT NOT NULL,
+    event_id         TEXT NOT NULL,
+    event_name       TEXT NOT NULL,
+    event_data       TEXT NOT NULL,
+    event_ts         REAL NOT NULL,
+    idempotency_key  TEXT,
+    parent_run_id    TEXT,
+    parent_step_key  TEXT,
+    result           TEXT,
+    error            TEXT,
+    created_at       REAL NOT NULL,
+    updated_at       REAL NOT NULL,
+    completed_at     REAL,
+    wake_at          REAL,
+    wait_reason      TEXT,
+    signaled         INTEGER NOT NULL DEFAULT 0,
+    lease_owner      TEXT,
+    lease_token      INTEGER NOT NULL DEFAULT 0,
+    lease_expires_at REAL,
+    recoveries       INTEGER NOT NULL DEFAULT 0
+);
+CREATE UNIQUE INDEX runs_idempotency ON runs (workflow_id, idempotency_key)
+    WHERE idempotency_key IS NOT NULL;
+CREATE INDEX runs_event ON runs (event_id);
+CREATE INDEX runs_queued ON runs (created_at) WHERE status = 'queued';
+CREATE INDEX runs_waiting ON runs (wake_at) WHERE status = 'waiting';
+CREATE INDEX runs_leased ON runs (lease_expires_at) WHERE status = 'running';
+CREATE INDEX runs_by_owner ON runs (lease_owner) WHERE status = 'running';
+CREATE INDEX runs_created ON runs (created_at, id);
+CREATE INDEX runs_workflow ON runs (workflow_id, created_at);
+CREATE INDEX runs_finished ON runs (completed_at) WHERE completed_at IS NOT NULL;
+
+-- A step's final outcome. One row per (run, key), never updated: guarantee 1.
+CREATE TABLE steps (
+    run_id       TEXT NOT NULL,
+    step_key     TEXT NOT NULL,
+    kind         TEXT NOT NULL,
+    status       TEXT NOT NULL,
+    output       TEXT,
+    error        TEXT,
+    attempts     INTEGER NOT NULL,
+    event_id     TEXT,
+    started_at   REAL NOT NULL,
+    completed_at REAL NOT NULL,
+    PRIMARY KEY (run_id, step_key)
+) WITHOUT ROWID;
+CREATE UNIQUE INDEX steps_consumed ON steps (run_id, event_id) WHERE event_id IS NOT NULL;
+
+-- Failed attempts of steps that will be retried.
+CREATE TABLE step_attempts (
+    run_id     TEXT NOT NULL,
+    step_key   TEXT NOT NULL,
+    attempt    INTEGER NOT NULL,
+    error      TEXT NOT NULL,
+    started_at REAL NOT NULL,
+    failed_at  REAL NOT NULL,
+    retry_at   REAL NOT NULL,
+    PRIMARY KEY (run_id, step_key, attempt)
+) WITHOUT ROWID;
+
+-- Sleeps and event waits that were reached and have not resolved. The deadline is written once.
+CREATE TABLE waits (
+    run_id       TEXT NOT NULL,
+    step_key     TEXT NOT NULL,
+    kind         TEXT NOT NULL,
+    wake_at      REAL,
+    event_name   TEXT,
+    filter_paths TEXT,
+    filter_key   TEXT,
+    created_at   REAL NOT NULL,
+    -- where a pending wait's search for its event resumes: every event that can still resolve
+    -- it was stored after this sequence number
+    after_seq    INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (run_id, step_key)
+) WITHOUT ROWID;
+CREATE INDEX waits_match ON waits (event_name, filter_paths, filter_key)
+    WHERE event_name IS NOT NULL;
+
+-- The distinct filter shapes waits use per event name, so intake looks up waits by key.
+CREATE TABLE wait_shapes (
+    event_name   TEXT NOT NULL,
+    filter_paths TEXT NOT NULL,
+    PRIMARY KEY (event_name, filter_paths)
+) WITHOUT ROWID;
+
+CREATE TABLE events (
+    seq         INTEGER PRIMARY KEY AUTOINCREMENT,
+    id          TEXT NOT NULL UNIQUE,
+    name        TEXT NOT NULL,
+    data        TEXT NOT NULL,
+    ts          REAL NOT NULL,
+    received_at REAL NOT NULL
+);
+CREATE INDEX events_name ON events (name, received_at);
