@@ -24,15 +24,7 @@ from typing import Any, NoReturn, TypeVar
 from dataflows import metrics, serialization
 from dataflows.clock import Clock
 from dataflows.context import StepContext, _current
-from dataflows.errors import (
-    NonDeterminismError,
-    NonRetriableError,
-    PayloadError,
-    RetryAfterError,
-    StepFailed,
-    StoreUnavailable,
-    Suspend,
-)
+from dataflows.errors import NonDeterminismError, StepFailed, StoreUnavailable, Suspend
 from dataflows.intake import event_intake
 from dataflows.models import Event, error_line
 from dataflows.records import (
@@ -45,7 +37,7 @@ from dataflows.records import (
     WaitMatch,
     WaitOutcome,
 )
-from dataflows.retry import RetryPolicy
+from dataflows.retry import RetryPolicy, retry_delay
 from dataflows.store.base import Store
 from dataflows.workflow import Registry, Workflow
 
@@ -269,7 +261,7 @@ class Execution:
         the backoff is too long to wait in memory.
         """
         error = error_json(exc)
-        delay = _retry_delay(exc, attempt, policy)
+        delay = retry_delay(exc, attempt, policy)
         what = (self.run.id, key, attempt, policy.retries + 1, error_line(json.loads(error)))
         if delay is None:
             last = "no retries left" if attempt > policy.retries else "not retried"
@@ -504,15 +496,6 @@ def _step_failed(key: str, error: dict[str, Any] | None) -> StepFailed:
         str(error.get("message", "")),
         str(error.get("traceback", "")),
     )
-
-
-def _retry_delay(exc: Exception, attempt: int, policy: RetryPolicy) -> float | None:
-    """Seconds until the next attempt, or ``None`` when the step has failed for good."""
-    if isinstance(exc, NonRetriableError | PayloadError) or attempt > policy.retries:
-        return None
-    if isinstance(exc, RetryAfterError):
-        return max(exc.delay, 0.0)
-    return policy.backoff(attempt)
 
 
 async def _with_timeout(pending: Awaitable[T], timeout: float | None) -> T:

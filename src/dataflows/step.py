@@ -8,7 +8,7 @@ every replay. The returned coroutine does the work.
 from __future__ import annotations
 
 import unicodedata
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -127,6 +127,10 @@ class Step:
         self._x.rt.registry.get(workflow_id)
         seconds = None if timeout is None else parse_duration(timeout)
         return self._x.invoke_step(self._key(name), workflow_id, dict(data), seconds)
+
+
+#: A workflow function: ``async def (event, step)``, registered with ``app.workflow(id)``.
+WorkflowFn = Callable[[Event, Step], Awaitable[Any]]
 
 
 def _check_path(path: object) -> str:
