@@ -15,10 +15,10 @@ from dataflows.blocking import BlockingClient
 from dataflows.clock import Clock, SystemClock
 from dataflows.durations import Duration, parse_duration
 from dataflows.errors import RunFailed, RunNotFound
-from dataflows.execution import START_EVENT
-from dataflows.intake import event_intake, new_id
+from dataflows.intake import event_intake, new_id, start_event
 from dataflows.models import Run, SendResult
-from dataflows.records import FINISHED_STATUSES, NewEvent, NewRun
+from dataflows.names import check_workflow_id
+from dataflows.records import FINISHED_STATUSES, NewRun
 from dataflows.retry import RetryPolicy
 from dataflows.serialization import DEFAULT_MAX_PAYLOAD, check_event_data
 from dataflows.sources.base import Source
@@ -81,8 +81,7 @@ class Dataflows:
         ``example`` is event data the workflow accepts (a JSON object): ``dataflows dev`` prints
         a request that starts the workflow with it.
         """
-        if not isinstance(id, str) or not id or len(id) > 200:
-            raise ValueError(f"invalid workflow id {id!r}")
+        check_workflow_id(id)
         triggers = (
             ()
             if trigger is None
@@ -209,12 +208,7 @@ class Dataflows:
         await self.open()
         now = self.clock.now()
         run_id = new_id()
-        event = NewEvent(
-            f"{run_id}:start",
-            START_EVENT,
-            check_event_data(data or {}, limit=self.max_payload),
-            now,
-        )
+        event = start_event(run_id, data or {}, now=now, limit=self.max_payload)
         started, created = await self.store.start_run(
             NewRun(run_id, workflow_id, event, idempotency_key), now
         )

@@ -25,12 +25,11 @@ from dataflows import metrics, serialization
 from dataflows.clock import Clock
 from dataflows.context import StepContext, _current
 from dataflows.errors import NonDeterminismError, StepFailed, StoreUnavailable, Suspend
-from dataflows.intake import event_intake
+from dataflows.intake import event_intake, start_event
 from dataflows.models import Event, error_line
 from dataflows.records import (
     RUN_FINISHED_EVENT,
     ClaimedRun,
-    NewEvent,
     NewRun,
     NewStep,
     StepRow,
@@ -45,8 +44,6 @@ T = TypeVar("T")
 
 log = logging.getLogger("dataflows.execution")
 
-#: Events whose names the engine uses for runs started directly and by ``step.invoke``.
-START_EVENT = "dataflows/start"
 _CHILD_IDS = uuid.UUID("6f1d6c1e-2b1a-4d8e-9a51-3c2f0b7d9e10")
 
 
@@ -462,12 +459,7 @@ class Execution:
         if row is None:
             self.rt.registry.get(workflow_id)
             now = self.rt.clock.now()
-            event = NewEvent(
-                f"{child_id}:start",
-                START_EVENT,
-                serialization.check_event_data(data, limit=self.rt.max_payload),
-                now,
-            )
+            event = start_event(child_id, data, now=now, limit=self.rt.max_payload)
             child = NewRun(child_id, workflow_id, event, f"{self.run.id}:{key}", self.run.id, key)
             async with self.tracking():
                 _, created = await retry_unavailable(

@@ -8,10 +8,8 @@ from typing import Any
 
 from dataflows.errors import DuplicateWorkflow, UnknownWorkflow
 from dataflows.models import Event
+from dataflows.names import INTERNAL_PREFIX
 from dataflows.retry import RetryPolicy
-
-#: Event names under this prefix are the engine's own; they never trigger workflows.
-INTERNAL_PREFIX = "dataflows/"
 
 
 @dataclass(frozen=True, slots=True)
