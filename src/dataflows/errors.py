@@ -9,6 +9,8 @@ dataflows: every other module may use it.
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class DataflowsError(Exception):
     """Base class of the errors dataflows raises."""
@@ -108,6 +110,17 @@ class StepFailed(DataflowsError):
         self.error_type = error_type
         self.error_message = message
         self.traceback = traceback
+
+    @classmethod
+    def from_record(cls, step_key: str, error: dict[str, Any] | None) -> StepFailed:
+        """From a failure as recorded (``type``, ``message``, ``traceback``)."""
+        error = error or {}
+        return cls(
+            step_key,
+            str(error.get("type", "Error")),
+            str(error.get("message", "")),
+            str(error.get("traceback", "")),
+        )
 
 
 class NonDeterminismError(DataflowsError):

@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from datetime import datetime
 from typing import Any
 
+from dataflows.child_runs import invoke
 from dataflows.durations import Duration, parse_duration, to_timestamp
 from dataflows.execution import Execution, wait_event_value
 from dataflows.models import Event
@@ -112,7 +113,7 @@ class Step:
         """Start a child run of ``workflow_id`` and return its result (``StepFailed`` if it fails)."""
         self._x.rt.registry.get(workflow_id)
         seconds = None if timeout is None else parse_duration(timeout)
-        return self._x.invoke_step(self._key(name), workflow_id, dict(data), seconds)
+        return invoke(self._x, self._key(name), workflow_id, dict(data), seconds)
 
 
 #: A workflow function: ``async def (event, step)``, registered with ``app.workflow(id)``.
