@@ -20,10 +20,8 @@ if TYPE_CHECKING:
         InvalidRunState,
         InvalidStepName,
         NonDeterminismError,
-        NonRetriableError,
         PayloadError,
         PayloadTooLarge,
-        RetryAfterError,
         RunFailed,
         RunNotFound,
         StepFailed,
@@ -31,7 +29,7 @@ if TYPE_CHECKING:
         UnknownWorkflow,
     )
     from dataflows.models import AttemptError, Event, Run, SendResult, StepInfo
-    from dataflows.retry import RetryPolicy
+    from dataflows.retry import NonRetriableError, RetryAfterError, RetryPolicy
     from dataflows.step import Step
     from dataflows.workflow import EventTrigger, Trigger, on_event
 
@@ -49,10 +47,8 @@ _EXPORTS: dict[str, str] = {
             "InvalidRunState",
             "InvalidStepName",
             "NonDeterminismError",
-            "NonRetriableError",
             "PayloadError",
             "PayloadTooLarge",
-            "RetryAfterError",
             "RunFailed",
             "RunNotFound",
             "StepFailed",
@@ -62,7 +58,7 @@ _EXPORTS: dict[str, str] = {
         "dataflows.errors",
     ),
     **dict.fromkeys(("AttemptError", "Event", "Run", "SendResult", "StepInfo"), "dataflows.models"),
-    "RetryPolicy": "dataflows.retry",
+    **dict.fromkeys(("NonRetriableError", "RetryAfterError", "RetryPolicy"), "dataflows.retry"),
     "Step": "dataflows.step",
     **dict.fromkeys(("EventTrigger", "Trigger", "on_event"), "dataflows.workflow"),
 }

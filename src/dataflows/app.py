@@ -3,30 +3,29 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
-import signal
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any
 
-from dataflows import metrics
+from dataflows import metrics, runner
 from dataflows.blocking import BlockingClient
 from dataflows.clock import Clock, SystemClock
 from dataflows.durations import Duration, parse_duration
 from dataflows.errors import RunFailed, RunNotFound
-from dataflows.execution import START_EVENT
-from dataflows.intake import event_intake, new_id
+from dataflows.intake import event_intake, new_id, start_event
 from dataflows.models import Run, SendResult
-from dataflows.records import FINISHED_STATUSES, NewEvent, NewRun
+from dataflows.names import check_workflow_id
+from dataflows.records import FINISHED_STATUSES, NewRun
 from dataflows.retry import RetryPolicy
 from dataflows.serialization import DEFAULT_MAX_PAYLOAD, check_event_data
 from dataflows.sources.base import Source
+from dataflows.step import WorkflowFn
 from dataflows.store import Store, create_store
-from dataflows.worker import Worker, WorkerOptions, step_threads_left
-from dataflows.workflow import Registry, Trigger, Workflow, WorkflowFn
+from dataflows.worker import Worker, WorkerOptions
+from dataflows.workflow import Registry, Trigger, Workflow
 
 
 class Dataflows:
@@ -82,8 +81,7 @@ class Dataflows:
         ``example`` is event data the workflow accepts (a JSON object): ``dataflows dev`` prints
         a request that starts the workflow with it.
         """
-        if not isinstance(id, str) or not id or len(id) > 200:
-            raise ValueError(f"invalid workflow id {id!r}")
+        check_workflow_id(id)
         triggers = (
             ()
             if trigger is None
@@ -210,12 +208,7 @@ class Dataflows:
         await self.open()
         now = self.clock.now()
         run_id = new_id()
-        event = NewEvent(
-            f"{run_id}:start",
-            START_EVENT,
-            check_event_data(data or {}, limit=self.max_payload),
-            now,
-        )
+        event = start_event(run_id, data or {}, now=now, limit=self.max_payload)
         started, created = await self.store.start_run(
             NewRun(run_id, workflow_id, event, idempotency_key), now
         )
@@ -311,33 +304,7 @@ class Dataflows:
         step function is still running when the grace period ends, its run has been handed back
         and the process exits with that code at once (``os._exit``) instead of waiting for it.
         """
-        code = asyncio.run(self._serve_worker(WorkerOptions(concurrency=concurrency, **options)))
-        if step_threads_left(timeout=1.0):
-            logging.shutdown()
-            os._exit(code)
-        return code
-
-    async def _serve_worker(self, options: WorkerOptions) -> int:
-        worker = Worker(self, options)
-        loop = asyncio.get_running_loop()
-        signals = 0
-
-        def on_signal() -> None:
-            nonlocal signals
-            signals += 1
-            if signals > 1:
-                os._exit(130)
-            worker.request_stop()
-
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, on_signal)
-        try:
-            await worker.start()
-            await worker.wait_stopped()
-            await worker.stop()
-        finally:
-            await self.close()
-        return 3 if worker.recycled else 0
+        return runner.run_worker(self, WorkerOptions(concurrency=concurrency, **options))
 
     # -- blocking twins ---------------------------------------------------------------------------------
 
@@ -345,5 +312,21 @@ class Dataflows:
     def blocking(self) -> BlockingClient:
         """The client calls for synchronous code: ``app.blocking.start(...)`` and so on."""
         if self._blocking is None:
-            self._blocking = BlockingClient(self)
+            self._blocking = BlockingClient(self._twin)
         return self._blocking
+
+    def _twin(self) -> Dataflows:
+        """A client of the same store and workflows, for the blocking calls' private loop."""
+        twin = Dataflows(
+            self.database_url,
+            schema=self.schema,
+            auto_migrate=self.auto_migrate,
+            clock=self.clock,
+            retry=self.default_retry,
+            max_payload_bytes=self.max_payload,
+        )
+        twin.registry = self.registry
+        # Tell this app's own workers about work started from there (SQLite has no
+        # cross-connection notifications; on PostgreSQL this only shortens the path).
+        twin.store.add_listener(self.notify_workers_threadsafe)
+        return twin

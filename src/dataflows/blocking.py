@@ -1,60 +1,87 @@
 """Blocking twins of the client calls, for synchronous code (a Django view, a script).
 
-The one sync-to-async bridge: a private event loop on a background thread, with its own
-connection to the store, runs the app's coroutines and hands back their results.
+The one sync-to-async bridge: a private event loop on a background thread, with its own client
+of the app (its own connection to the store), runs the client's coroutines and hands back their
+results.
 """
 
 from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from dataflows.durations import Duration
 from dataflows.models import Run, SendResult
 
-if TYPE_CHECKING:
-    from dataflows.app import Dataflows
-
 T = TypeVar("T")
 
 
-class BlockingClient:
-    """``app.blocking.send(...)``, ``.start(...)``, ``.get_run(...)`` … : each call blocks."""
+class AsyncClient(Protocol):
+    """The client calls that have blocking twins (:class:`dataflows.Dataflows` has them all)."""
 
-    def __init__(self, app: Dataflows) -> None:
-        self._app = app
+    async def send(
+        self, name: str, data: dict[str, Any], *, id: str | None = None
+    ) -> SendResult: ...
+
+    async def send_many(
+        self, events: Sequence[tuple[str, dict[str, Any], str | None]]
+    ) -> list[SendResult]: ...
+
+    async def start(
+        self,
+        workflow_id: str,
+        data: dict[str, Any] | None = None,
+        *,
+        idempotency_key: str | None = None,
+    ) -> str: ...
+
+    async def get_run(self, run_id: str) -> Run: ...
+
+    async def wait_for_run(
+        self, run_id: str, timeout: Duration | None = None, *, raise_on_failure: bool = False
+    ) -> Run: ...
+
+    async def list_runs(
+        self,
+        workflow_id: str | None = None,
+        status: str | None = None,
+        limit: int = 50,
+        *,
+        before: tuple[datetime, str] | None = None,
+    ) -> list[Run]: ...
+
+    async def cancel(self, run_id: str) -> str: ...
+
+    async def retry(self, run_id: str) -> str: ...
+
+    async def close(self) -> None: ...
+
+
+class BlockingClient:
+    """``app.blocking.send(...)``, ``.start(...)``, ``.get_run(...)`` … : each call blocks.
+
+    ``open_client`` makes the client the private loop uses, on the first call.
+    """
+
+    def __init__(self, open_client: Callable[[], AsyncClient]) -> None:
+        self._open_client = open_client
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
-        self._client: Dataflows | None = None
+        self._client: AsyncClient | None = None
 
-    def _call(self, make: Any) -> Any:
+    def _call(self, make: Callable[[AsyncClient], Coroutine[Any, Any, T]]) -> T:
         loop = self._ensure_loop()
         assert self._client is not None
-        coro: Coroutine[Any, Any, Any] = make(self._client)
-        return asyncio.run_coroutine_threadsafe(coro, loop).result()
+        return asyncio.run_coroutine_threadsafe(make(self._client), loop).result()
 
     def _ensure_loop(self) -> asyncio.AbstractEventLoop:
         with self._lock:
             if self._loop is None:
-                from dataflows.app import Dataflows
-
-                app = self._app
-                self._client = Dataflows(
-                    app.database_url,
-                    schema=app.schema,
-                    auto_migrate=app.auto_migrate,
-                    clock=app.clock,
-                    retry=app.default_retry,
-                    max_payload_bytes=app.max_payload,
-                )
-                self._client.registry = app.registry
-                # Tell the app's own workers about work started from here (SQLite has no
-                # cross-connection notifications; on PostgreSQL this only shortens the path).
-                self._client.store.add_listener(app.notify_workers_threadsafe)
+                self._client = self._open_client()
                 self._loop = asyncio.new_event_loop()
                 self._thread = threading.Thread(
                     target=self._loop.run_forever, name="dataflows-blocking", daemon=True
@@ -75,14 +102,12 @@ class BlockingClient:
         loop.close()
 
     def send(self, name: str, data: dict[str, Any], *, id: str | None = None) -> SendResult:
-        result: SendResult = self._call(lambda c: c.send(name, data, id=id))
-        return result
+        return self._call(lambda c: c.send(name, data, id=id))
 
     def send_many(
         self, events: Sequence[tuple[str, dict[str, Any], str | None]]
     ) -> list[SendResult]:
-        result: list[SendResult] = self._call(lambda c: c.send_many(events))
-        return result
+        return self._call(lambda c: c.send_many(events))
 
     def start(
         self,
@@ -91,22 +116,17 @@ class BlockingClient:
         *,
         idempotency_key: str | None = None,
     ) -> str:
-        result: str = self._call(
-            lambda c: c.start(workflow_id, data, idempotency_key=idempotency_key)
-        )
-        return result
+        return self._call(lambda c: c.start(workflow_id, data, idempotency_key=idempotency_key))
 
     def get_run(self, run_id: str) -> Run:
-        result: Run = self._call(lambda c: c.get_run(run_id))
-        return result
+        return self._call(lambda c: c.get_run(run_id))
 
     def wait_for_run(
         self, run_id: str, timeout: Duration | None = None, *, raise_on_failure: bool = False
     ) -> Run:
-        result: Run = self._call(
+        return self._call(
             lambda c: c.wait_for_run(run_id, timeout, raise_on_failure=raise_on_failure)
         )
-        return result
 
     def list_runs(
         self,
@@ -116,15 +136,10 @@ class BlockingClient:
         *,
         before: tuple[datetime, str] | None = None,
     ) -> list[Run]:
-        result: list[Run] = self._call(
-            lambda c: c.list_runs(workflow_id, status, limit, before=before)
-        )
-        return result
+        return self._call(lambda c: c.list_runs(workflow_id, status, limit, before=before))
 
     def cancel(self, run_id: str) -> str:
-        result: str = self._call(lambda c: c.cancel(run_id))
-        return result
+        return self._call(lambda c: c.cancel(run_id))
 
     def retry(self, run_id: str) -> str:
-        result: str = self._call(lambda c: c.retry(run_id))
-        return result
+        return self._call(lambda c: c.retry(run_id))

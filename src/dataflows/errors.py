@@ -1,14 +1,15 @@
 """Every error dataflows raises, in one hierarchy.
 
-User-facing errors derive from :class:`DataflowsError`, except the two control errors a step
-function raises on purpose (:class:`NonRetriableError`, :class:`RetryAfterError`). The exception
-that suspends a run derives from ``BaseException`` so ``except Exception:`` in user code can never
-swallow it.
+User-facing errors derive from :class:`DataflowsError`. The exception that suspends a run derives
+from ``BaseException`` so ``except Exception:`` in user code can never swallow it. The errors a
+step function raises on purpose to steer its retries (``NonRetriableError``, ``RetryAfterError``)
+are part of the retry rules, in :mod:`dataflows.retry`. This module imports nothing from
+dataflows: every other module may use it.
 """
 
 from __future__ import annotations
 
-from datetime import timedelta
+from typing import Any
 
 
 class DataflowsError(Exception):
@@ -110,6 +111,17 @@ class StepFailed(DataflowsError):
         self.error_message = message
         self.traceback = traceback
 
+    @classmethod
+    def from_record(cls, step_key: str, error: dict[str, Any] | None) -> StepFailed:
+        """From a failure as recorded (``type``, ``message``, ``traceback``)."""
+        error = error or {}
+        return cls(
+            step_key,
+            str(error.get("type", "Error")),
+            str(error.get("message", "")),
+            str(error.get("traceback", "")),
+        )
+
 
 class NonDeterminismError(DataflowsError):
     """Replay asked for a step in a way that contradicts the run's recorded history."""
@@ -200,6 +212,13 @@ class UnknownDatabaseHost(DatabaseRejected):
         self.host = host
 
 
+class InvalidAppSpec(DataflowsError, ValueError):
+    """An ``APP`` (``module:attribute`` or ``path/to/file.py[:attribute]``) that names no
+    importable Dataflows app."""
+
+    code = "invalid_app"
+
+
 class MissingExtra(DataflowsError, ImportError):
     """A feature whose optional dependencies are not installed, e.g. PostgreSQL without
     ``dataflows-engine[postgres]``."""
@@ -210,30 +229,6 @@ class MissingExtra(DataflowsError, ImportError):
         super().__init__(f"{feature} needs {what}: pip install 'dataflows-engine[{extra}]'")
         self.feature = feature
         self.extra = extra
-
-
-class LeaseLost(DataflowsError):
-    """This worker no longer holds the run: another worker took it over, or it was cancelled."""
-
-    code = "lease_lost"
-
-    def __init__(self, run_id: str) -> None:
-        super().__init__(f"this worker no longer holds run {run_id!r}")
-        self.run_id = run_id
-
-
-class NonRetriableError(Exception):
-    """Raise from a step function to fail the step at once, without retries."""
-
-
-class RetryAfterError(Exception):
-    """Raise from a step function to retry it no sooner than ``delay`` (e.g. HTTP 429)."""
-
-    def __init__(self, delay: float | str | timedelta, message: str = "") -> None:
-        from dataflows.durations import parse_duration
-
-        self.delay = parse_duration(delay)
-        super().__init__(message or f"retry after {self.delay:g}s")
 
 
 class Suspend(BaseException):  # noqa: N818 - a control signal, not an error

@@ -1,10 +1,11 @@
-"""One attempt at a run: replay the workflow function against its history, then write the outcome.
+"""One attempt at a run: replay the workflow function against its history, record new steps.
 
 Replay is the heart of durable execution. Each step call is keyed (``name``, ``name#2`` …); a key
 with a recorded outcome returns it without running anything, and the first unrecorded key runs for
 real and is committed before the workflow's next line runs. A step that must wait (sleep, event,
 long retry backoff) unwinds the workflow with :class:`Suspend`; steps already in flight on other
-branches finish and record first, then the run is written back as ``waiting``.
+branches finish and record first; the worker then writes the run back as ``waiting``, or its
+outcome.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ import inspect
 import json
 import logging
 import traceback
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -24,38 +24,23 @@ from typing import Any, NoReturn, TypeVar
 from dataflows import metrics, serialization
 from dataflows.clock import Clock
 from dataflows.context import StepContext, _current
-from dataflows.errors import (
-    NonDeterminismError,
-    NonRetriableError,
-    PayloadError,
-    RetryAfterError,
-    StepFailed,
-    StoreUnavailable,
-    Suspend,
-)
+from dataflows.errors import NonDeterminismError, StepFailed, StoreUnavailable, Suspend
 from dataflows.intake import event_intake
 from dataflows.models import Event, error_line
 from dataflows.records import (
-    RUN_FINISHED_EVENT,
     ClaimedRun,
-    NewEvent,
-    NewRun,
     NewStep,
     StepRow,
     WaitMatch,
     WaitOutcome,
 )
-from dataflows.retry import RetryPolicy
+from dataflows.retry import RetryPolicy, retry_delay
 from dataflows.store.base import Store
 from dataflows.workflow import Registry, Workflow
 
 T = TypeVar("T")
 
 log = logging.getLogger("dataflows.execution")
-
-#: Events whose names the engine uses for runs started directly and by ``step.invoke``.
-START_EVENT = "dataflows/start"
-_CHILD_IDS = uuid.UUID("6f1d6c1e-2b1a-4d8e-9a51-3c2f0b7d9e10")
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,10 +85,6 @@ async def retry_unavailable(op: Callable[[], Awaitable[T]]) -> T:
         except StoreUnavailable:
             await asyncio.sleep(delay)
             delay = min(delay * 2, 5.0)
-
-
-def child_run_id(run_id: str, step_key: str) -> str:
-    return uuid.uuid5(_CHILD_IDS, f"{run_id}:{step_key}").hex
 
 
 class Execution:
@@ -239,7 +220,7 @@ class Execution:
             if row.status == "completed":
                 return row.output
             if row.status == "failed":
-                raise _step_failed(key, row.error)
+                raise StepFailed.from_record(key, row.error)
             attempt = row.attempts + 1
             if row.wake_at is not None and row.wake_at > self.rt.clock.now():
                 self.suspend(row.wake_at, f"retry {key}")
@@ -269,13 +250,13 @@ class Execution:
         the backoff is too long to wait in memory.
         """
         error = error_json(exc)
-        delay = _retry_delay(exc, attempt, policy)
+        delay = retry_delay(exc, attempt, policy)
         what = (self.run.id, key, attempt, policy.retries + 1, error_line(json.loads(error)))
         if delay is None:
             last = "no retries left" if attempt > policy.retries else "not retried"
             log.error("step failed: run=%s step=%s attempt=%d/%d error=%s (%s)", *what, last)
             await self._record(key, "run", "failed", None, error, attempt, started)
-            raise _step_failed(key, json.loads(error)) from exc
+            raise StepFailed.from_record(key, json.loads(error)) from exc
         pause = f"{delay:.1f}s" if delay >= 0.1 else f"{delay * 1000:.0f}ms"
         log.warning(
             "step failed: run=%s step=%s attempt=%d/%d error=%s (retrying in %s)", *what, pause
@@ -461,58 +442,6 @@ class Execution:
         metrics.step_outcomes(self.workflow.id, "send", "completed").inc()
         metrics.runs_started([run.workflow_id for run in intake.runs])
         return intake.event.id
-
-    async def invoke_step(
-        self, key: str, workflow_id: str, data: Any, timeout: float | None
-    ) -> Any:
-        row = self.recorded(key, "invoke")
-        child_id = child_run_id(self.run.id, key)
-        if row is None:
-            self.rt.registry.get(workflow_id)
-            now = self.rt.clock.now()
-            event = NewEvent(
-                f"{child_id}:start",
-                START_EVENT,
-                serialization.check_event_data(data, limit=self.rt.max_payload),
-                now,
-            )
-            child = NewRun(child_id, workflow_id, event, f"{self.run.id}:{key}", self.run.id, key)
-            async with self.tracking():
-                _, created = await retry_unavailable(
-                    lambda: self.rt.store.start_run(child, self.rt.clock.now())
-                )
-            if created:
-                metrics.runs_started([workflow_id])
-        deadline = None if timeout is None else self.rt.clock.now() + timeout
-        if row is not None and row.status == "waiting":
-            deadline = row.wake_at
-        match = WaitMatch(RUN_FINISHED_EVENT, (("data.run_id", child_id),))
-        finished = await self.wait_step(key, match, deadline, kind="invoke")
-        if finished is None:
-            raise StepFailed(key, "TimeoutError", f"child run {child_id} did not finish in time")
-        info = finished["data"]
-        if info["status"] != "completed":
-            raise _step_failed(key, info.get("error"))
-        return info.get("result")
-
-
-def _step_failed(key: str, error: dict[str, Any] | None) -> StepFailed:
-    error = error or {}
-    return StepFailed(
-        key,
-        str(error.get("type", "Error")),
-        str(error.get("message", "")),
-        str(error.get("traceback", "")),
-    )
-
-
-def _retry_delay(exc: Exception, attempt: int, policy: RetryPolicy) -> float | None:
-    """Seconds until the next attempt, or ``None`` when the step has failed for good."""
-    if isinstance(exc, NonRetriableError | PayloadError) or attempt > policy.retries:
-        return None
-    if isinstance(exc, RetryAfterError):
-        return max(exc.delay, 0.0)
-    return policy.backoff(attempt)
 
 
 async def _with_timeout(pending: Awaitable[T], timeout: float | None) -> T:

@@ -5,31 +5,31 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from dataflows.names import check_event_id, check_sent_event_name
 from dataflows.records import EventIntake, NewEvent, NewRun
 from dataflows.serialization import check_event_data
-from dataflows.workflow import INTERNAL_PREFIX, Registry
+from dataflows.workflow import Registry
+
+#: The name of the event that starts a run directly (``app.start``, ``step.invoke``).
+START_EVENT = "dataflows/start"
 
 
 def new_id() -> str:
     return uuid.uuid4().hex
 
 
-def validate_event_name(name: object) -> str:
-    if not isinstance(name, str) or not name or len(name) > 200 or not name.isprintable():
-        raise ValueError(f"invalid event name {name!r}: a printable string of 1 to 200 characters")
-    return name
+def start_event(run_id: str, data: Any, *, now: float, limit: int) -> NewEvent:
+    """The event a run started directly begins with: its data checked like any event's."""
+    return NewEvent(f"{run_id}:start", START_EVENT, check_event_data(data, limit=limit), now)
 
 
 def event_intake(
     registry: Registry, name: str, data: Any, *, event_id: str | None, now: float, limit: int
 ) -> EventIntake:
     """Validate an event and pair it with a new run for every workflow it triggers."""
-    validate_event_name(name)
-    if name.startswith(INTERNAL_PREFIX):
-        # Only the engine may speak for itself: a forged run.finished would resolve an invoke.
-        raise ValueError(f"event names starting with {INTERNAL_PREFIX!r} are reserved")
-    if event_id is not None and (not isinstance(event_id, str) or not 0 < len(event_id) <= 200):
-        raise ValueError(f"invalid event id {event_id!r}: a string of 1 to 200 characters")
+    check_sent_event_name(name)
+    if event_id is not None:
+        check_event_id(event_id)
     event = NewEvent(event_id or new_id(), name, check_event_data(data, limit=limit), now)
     runs = tuple(NewRun(new_id(), w.id, event) for w in registry.triggered_by(name))
     return EventIntake(event, runs)

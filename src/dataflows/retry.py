@@ -1,11 +1,26 @@
-"""Retry policies: how many times a failing step is tried again, and how long to wait between."""
+"""Retrying a failing step: how many times, how long to wait between, and the two errors a step
+function raises to decide for itself (fail now, or retry no sooner than the server asked)."""
 
 from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from datetime import timedelta
 
 from dataflows.durations import Duration, parse_duration
+from dataflows.errors import PayloadError
+
+
+class NonRetriableError(Exception):
+    """Raise from a step function to fail the step at once, without retries."""
+
+
+class RetryAfterError(Exception):
+    """Raise from a step function to retry it no sooner than ``delay`` (e.g. HTTP 429)."""
+
+    def __init__(self, delay: float | str | timedelta, message: str = "") -> None:
+        self.delay = parse_duration(delay)
+        super().__init__(message or f"retry after {self.delay:g}s")
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,3 +72,13 @@ class RetryPolicy:
         """The same delay before every retry, without jitter."""
         seconds = parse_duration(delay)
         return cls(retries=retries, initial=seconds, factor=1.0, maximum=seconds, jitter=0.0)
+
+
+def retry_delay(exc: Exception, attempt: int, policy: RetryPolicy) -> float | None:
+    """Seconds until the attempt after ``attempt`` failed with ``exc``; ``None`` when the step has
+    failed for good (no retries left, :class:`NonRetriableError`, or a result too large to store)."""
+    if isinstance(exc, NonRetriableError | PayloadError) or attempt > policy.retries:
+        return None
+    if isinstance(exc, RetryAfterError):
+        return max(exc.delay, 0.0)
+    return policy.backoff(attempt)

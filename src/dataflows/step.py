@@ -7,30 +7,17 @@ every replay. The returned coroutine does the work.
 
 from __future__ import annotations
 
-import unicodedata
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from datetime import datetime
 from typing import Any
 
+from dataflows.child_runs import invoke
 from dataflows.durations import Duration, parse_duration, to_timestamp
-from dataflows.errors import InvalidStepName
 from dataflows.execution import Execution, wait_event_value
-from dataflows.intake import validate_event_name
 from dataflows.models import Event
+from dataflows.names import check_event_name, check_step_name
 from dataflows.records import WaitMatch, lookup
 from dataflows.retry import RetryPolicy
-
-MAX_STEP_NAME = 200
-
-
-def validate_step_name(name: object) -> str:
-    if not isinstance(name, str) or not name:
-        raise InvalidStepName(f"a step name must be a non-empty string, got {name!r}")
-    if len(name) > MAX_STEP_NAME:
-        raise InvalidStepName(f"step name is {len(name)} characters; the limit is {MAX_STEP_NAME}")
-    if any(unicodedata.category(ch) == "Cc" for ch in name):
-        raise InvalidStepName(f"step name {name!r} contains control characters")
-    return name
 
 
 class Step:
@@ -48,7 +35,7 @@ class Step:
         return self._x.workflow.id
 
     def _key(self, name: object) -> str:
-        return self._x.next_key(validate_step_name(name))
+        return self._x.next_key(check_step_name(name))
 
     def run(
         self,
@@ -94,7 +81,7 @@ class Step:
         ``match="data.x"``: the event's ``data.x`` equals the triggering event's ``data.x``.
         ``where={"data.x": value}``: exact values. ``timeout=None`` waits without limit.
         """
-        validate_event_name(event)
+        check_event_name(event)
         filters = dict(_check_paths(where or {}))
         if match is not None:
             found, value = lookup(dict(self._x.run.event.data), _check_path(match))
@@ -126,7 +113,11 @@ class Step:
         """Start a child run of ``workflow_id`` and return its result (``StepFailed`` if it fails)."""
         self._x.rt.registry.get(workflow_id)
         seconds = None if timeout is None else parse_duration(timeout)
-        return self._x.invoke_step(self._key(name), workflow_id, dict(data), seconds)
+        return invoke(self._x, self._key(name), workflow_id, dict(data), seconds)
+
+
+#: A workflow function: ``async def (event, step)``, registered with ``app.workflow(id)``.
+WorkflowFn = Callable[[Event, Step], Awaitable[Any]]
 
 
 def _check_path(path: object) -> str:

@@ -22,17 +22,18 @@ import uuid
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from dataflows import metrics, serialization
+from dataflows.clock import Clock
+from dataflows.durations import Duration
 from dataflows.errors import PayloadError, StoreUnavailable, Suspend, UnknownWorkflow
 from dataflows.execution import Execution, Runtime, error_json, retry_unavailable
 from dataflows.models import Event, error_line
 from dataflows.records import ClaimedRun
 from dataflows.step import Step
-
-if TYPE_CHECKING:
-    from dataflows.app import Dataflows
+from dataflows.store.base import Store
+from dataflows.workflow import Registry
 
 log = logging.getLogger("dataflows.worker")
 
@@ -64,8 +65,28 @@ class WorkerOptions:
             raise ValueError("lease_seconds and poll_interval must be positive")
 
 
+class WorkerApp(Protocol):
+    """What a worker needs from the app whose runs it executes (a :class:`dataflows.Dataflows`)."""
+
+    clock: Clock
+    registry: Registry
+    max_payload: int
+    retention: float | None
+
+    @property
+    def store(self) -> Store: ...
+
+    async def open(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def sync_clock(self) -> None: ...
+
+    async def purge(self, older_than: Duration, batch: int = 500) -> int: ...
+
+
 class Worker:
-    def __init__(self, app: Dataflows, options: WorkerOptions) -> None:
+    def __init__(self, app: WorkerApp, options: WorkerOptions) -> None:
         self.app = app
         self.options = options
         self.id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"

@@ -4,19 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from dataflows.errors import DuplicateWorkflow, UnknownWorkflow
+from dataflows.models import Event
+from dataflows.names import INTERNAL_PREFIX
 from dataflows.retry import RetryPolicy
-
-if TYPE_CHECKING:
-    from dataflows.models import Event
-    from dataflows.step import Step
-
-WorkflowFn = Callable[["Event", "Step"], Awaitable[Any]]
-
-#: Event names under this prefix are the engine's own; they never trigger workflows.
-INTERNAL_PREFIX = "dataflows/"
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +41,9 @@ def on_event(name: str) -> EventTrigger:
 @dataclass(frozen=True, slots=True)
 class Workflow:
     id: str
-    fn: WorkflowFn
+    #: ``async def (event, step)``; the step is a :class:`dataflows.step.Step`, which runs on
+    #: top of these definitions (``dataflows.step.WorkflowFn`` is the precise type).
+    fn: Callable[[Event, Any], Awaitable[Any]]
     triggers: tuple[Trigger, ...]
     retry: RetryPolicy
     timeout: float | None

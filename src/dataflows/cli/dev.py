@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import os
 import shlex
-import signal
 import socket
 from typing import Any
 
@@ -22,12 +20,9 @@ from dataflows.cli.common import app_argument, friendly_errors, listen_options, 
 from dataflows.cli.logs import log_level_option, setup_logging
 from dataflows.cli.progress import Progress
 from dataflows.cli.server import Server, api_keys, base_url, listen
+from dataflows.runner import StopSignals
 from dataflows.worker import Worker, WorkerOptions
 from dataflows.workflow import Workflow
-
-log = logging.getLogger("dataflows.cli")
-
-SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
 @click.command()
@@ -58,21 +53,15 @@ def dev(app_spec: str, host: str, port: int, concurrency: int, log_level: str) -
 
 
 async def _run(app: Dataflows, spec: str, sock: socket.socket, concurrency: int) -> None:
+    with StopSignals("%s: stopping the worker, then the API (signal again to exit now)") as stop:
+        await _serve(app, spec, sock, concurrency, stop.requested)
+
+
+async def _serve(
+    app: Dataflows, spec: str, sock: socket.socket, concurrency: int, stop: asyncio.Event
+) -> None:
     from dataflows.http import create_api
 
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-
-    def on_signal(sig: signal.Signals) -> None:
-        if stop.is_set():
-            log.warning("%s again: exiting now", sig.name)
-            logging.shutdown()
-            os._exit(130)
-        log.info("%s: stopping the worker, then the API (signal again to exit now)", sig.name)
-        stop.set()
-
-    for sig in SIGNALS:
-        loop.add_signal_handler(sig, on_signal, sig)
     await app.open()
     worker = Worker(app, WorkerOptions(concurrency=concurrency))
     await worker.start()
@@ -99,8 +88,6 @@ async def _run(app: Dataflows, spec: str, sock: socket.socket, concurrency: int)
         await worker.stop()
         server.should_exit = True
         await asyncio.gather(serving, progress, return_exceptions=True)
-        for sig in SIGNALS:
-            loop.remove_signal_handler(sig)
         await app.close()
     serving.result()  # a server that failed on its own reports why
 

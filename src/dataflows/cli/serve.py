@@ -24,10 +24,9 @@ from dataflows.cli.common import (
 )
 from dataflows.cli.logs import log_level_option, setup_logging
 from dataflows.cli.server import Server, api_keys, base_url, listen
+from dataflows.runner import StopSignals
 
 log = logging.getLogger("dataflows.cli")
-
-SIGNALS = (signal.SIGTERM, signal.SIGINT)
 OPEN_API_WARNING = (
     "WARNING: no API keys are configured (DATAFLOWS_API_KEYS is unset or empty): "
     "the API is open to anyone who can reach it. Set DATAFLOWS_API_KEYS=key1,key2 to require "
@@ -86,18 +85,17 @@ async def _serve_here(app: Dataflows, sock: socket.socket) -> None:
     from dataflows.http import create_api
 
     server = Server(uvicorn.Config(create_api(app), log_config=None, timeout_graceful_shutdown=30))
-    loop = asyncio.get_running_loop()
 
-    def on_signal(sig: signal.Signals) -> None:
-        if server.should_exit:
-            server.force_exit = True
-        log.info("%s: stopping the API", sig.name)
+    def stop() -> None:
         server.should_exit = True
 
-    for sig in SIGNALS:
-        loop.add_signal_handler(sig, on_signal, sig)
+    def again(sig: signal.Signals) -> None:  # stop waiting for open requests, then close as usual
+        log.info("%s: stopping the API", sig.name)
+        server.force_exit = True
+
     try:
-        await server.serve(sockets=[sock])
+        with StopSignals("%s: stopping the API", stop, again):
+            await server.serve(sockets=[sock])
     finally:
         await app.close()
 

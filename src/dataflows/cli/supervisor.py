@@ -8,6 +8,7 @@ crashing; the supervisor exits when the child exits after a signal.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
@@ -16,13 +17,13 @@ import subprocess
 import time
 from types import FrameType
 
+from dataflows.runner import RECYCLED, SIGNALS
+from dataflows.worker import Worker
+
 log = logging.getLogger("dataflows.cli")
 
-#: The exit code of a worker that recycled itself (``max_runs`` / ``max_rss_mb``).
-RECYCLED = 3
 #: Tells a child worker which process supervises it, so it stops if that process dies.
 SUPERVISOR_ENV = "DATAFLOWS_SUPERVISOR_PID"
-SIGNALS = (signal.SIGTERM, signal.SIGINT)
 #: A child that ran this long before crashing is restarted at once, without backoff.
 STABLE_SECONDS = 60.0
 
@@ -100,3 +101,15 @@ def _describe(code: int) -> str:
     if code < 0:
         return f"was killed by {signal.Signals(-code).name}"
     return f"exited with code {code}"
+
+
+async def watch_supervisor(worker: Worker) -> None:
+    """In a supervised child: stop the worker if the supervising process died (a child must not
+    outlive it unnoticed)."""
+    pid = int(os.environ[SUPERVISOR_ENV])
+    while True:  # no event tells a process its parent died; polling getppid is the way
+        await asyncio.sleep(1.0)
+        if os.getppid() != pid:
+            break
+    log.warning("the supervisor (pid %d) is gone; stopping", pid)
+    worker.request_stop()

@@ -13,8 +13,9 @@ from dataflows.app import Dataflows
 from dataflows.cli.banner import database_text, summary, workflows_text
 from dataflows.cli.common import app_argument, friendly_errors, start_app, stdout
 from dataflows.cli.logs import log_level_option, setup_logging
-from dataflows.cli.running import run_in_process
-from dataflows.cli.supervisor import SUPERVISOR_ENV, Supervisor
+from dataflows.cli.progress import Progress
+from dataflows.cli.supervisor import SUPERVISOR_ENV, Supervisor, watch_supervisor
+from dataflows.runner import Helper, run_worker
 from dataflows.worker import WorkerOptions
 
 POSITIVE = click.FloatRange(min=0, min_open=True)
@@ -122,8 +123,13 @@ def worker(
         argv = [sys.executable, "-m", "dataflows.cli", "worker", app_spec, "--no-supervisor"]
         argv += _option_args(ctx.params)
         ctx.exit(Supervisor(argv).run())
+    helpers: list[Helper] = []
+    if status_interval > 0:
+        helpers.append(lambda worker: Progress(worker, status_interval).run())
+    if SUPERVISOR_ENV in os.environ:
+        helpers.append(watch_supervisor)
     with friendly_errors():
-        code = run_in_process(app, options, status_interval)
+        code = run_worker(app, options, helpers=helpers, wait_for_store=True)
     ctx.exit(code)
 
 

@@ -29,6 +29,7 @@ from dataflows.http.context import ApiContext, context
 from dataflows.http.errors import ApiError, CatchAllMiddleware, handle_exception
 from dataflows.http.openapi import openapi_document
 from dataflows.http.responses import JsonResponse
+from dataflows.loading import load_app
 
 __all__ = ["DEFAULT_MAX_BODY_BYTES", "app_from_env", "create_api", "dataflows_lifespan"]
 
@@ -102,8 +103,6 @@ def app_from_env() -> Starlette:
     spec = os.environ.get("DATAFLOWS_APP")
     if not spec:
         raise RuntimeError("set DATAFLOWS_APP to the app to serve: module:attribute or file.py")
-    from dataflows.cli.loading import load_app  # the CLI's loader; click is imported only here
-
     return create_api(load_app(spec))
 
 

@@ -21,11 +21,9 @@ from dataflows.http.body import read_body
 from dataflows.http.context import context
 from dataflows.http.errors import ApiError
 from dataflows.http.responses import JsonResponse
-from dataflows.http.shapes import MAX_ID_LENGTH
 from dataflows.http.strict_json import check_json
-from dataflows.intake import validate_event_name
+from dataflows.names import MAX_NAME_LENGTH, check_sent_event_name
 from dataflows.sources.base import Source, WebhookEvent, WebhookRequest
-from dataflows.workflow import INTERNAL_PREFIX
 
 __all__ = ["receive_webhook", "delivery_event_id"]
 
@@ -64,7 +62,7 @@ async def receive_webhook(request: Request) -> Response:
 def delivery_event_id(source: str, delivery_id: str) -> str:
     """``"{source}:{delivery_id}"``, hashed when that would pass the event id length limit."""
     event_id = f"{source}:{delivery_id}"
-    if len(event_id) <= MAX_ID_LENGTH:
+    if len(event_id) <= MAX_NAME_LENGTH:
         return event_id
     digest = hashlib.sha256(delivery_id.encode("utf-8", "surrogatepass")).hexdigest()
     return f"{source[:100]}:sha256:{digest}"
@@ -103,11 +101,9 @@ def _parse(source: Source, hook: WebhookRequest) -> WebhookEvent:
 
 def _check_event(event: WebhookEvent) -> None:
     try:
-        validate_event_name(event.name)
+        check_sent_event_name(event.name)
     except ValueError as exc:
         raise WebhookInvalid(str(exc)) from None
-    if event.name.startswith(INTERNAL_PREFIX):
-        raise WebhookInvalid(f"event names starting with {INTERNAL_PREFIX!r} are reserved")
     if not isinstance(event.delivery_id, str) or not event.delivery_id:
         raise WebhookInvalid("the delivery has no delivery id")
     check_json(event.delivery_id, code="invalid_webhook")

@@ -16,6 +16,7 @@ from dataflows.http.shapes import (
     MAX_LIMIT,
     NAME_PATTERN,
 )
+from dataflows.names import INTERNAL_PREFIX, MAX_NAME_LENGTH
 from dataflows.records import RUN_STATUSES, STEP_STATUSES
 
 __all__ = ["openapi_document"]
@@ -28,10 +29,6 @@ _ID_PATTERN = rf"^[^\x00]{{1,{MAX_ID_LENGTH}}}$"
 
 def _ref(name: str) -> Schema:
     return {"$ref": f"#/components/schemas/{name}"}
-
-
-def _nullable(schema: Schema) -> Schema:
-    return {"anyOf": [schema, {"type": "null"}]}
 
 
 _TIME = {"type": "string", "format": "date-time"}
@@ -88,8 +85,8 @@ _SCHEMAS: dict[str, Schema] = {
             "name": {
                 "type": "string",
                 "pattern": NAME_PATTERN,
-                "description": "1-200 printable ASCII characters, not starting with "
-                "'dataflows/' (reserved).",
+                "description": f"1-{MAX_NAME_LENGTH} printable ASCII characters, not starting "
+                f"with {INTERNAL_PREFIX!r} (reserved).",
                 "examples": ["approval/decided"],
             },
             "data": {**_ref("JsonObject"), "description": "Default {}."},

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from dataflows.http.errors import ApiError
+from dataflows.names import MAX_NAME_LENGTH, check_sent_event_name
 from dataflows.records import RUN_STATUSES
-from dataflows.workflow import INTERNAL_PREFIX
 
 __all__ = [
     "CURSOR_PATTERN",
@@ -31,15 +31,18 @@ __all__ = [
     "runs_query",
 ]
 
-#: Event names over HTTP: 1 to 200 printable ASCII characters (the engine also refuses
-#: names under the reserved ``dataflows/`` prefix).
-NAME_PATTERN = r"^[ -~]{1,200}$"
-MAX_ID_LENGTH = 200
+#: Event names over HTTP: printable ASCII only (the engine's own rule, which also refuses names
+#: under the reserved ``dataflows/`` prefix, allows any printable character).
+NAME_PATTERN = rf"^[ -~]{{1,{MAX_NAME_LENGTH}}}$"
+#: Event ids, idempotency keys and the ids in paths and filters.
+MAX_ID_LENGTH = MAX_NAME_LENGTH
 MAX_EVENTS = 1000
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
 #: ``{created_at}~{run_id}``: a position in the newest-first listing. Clients pass it back as is.
-CURSOR_PATTERN = r"^-?[0-9]{1,16}(\.[0-9]{1,20})?(e[+-]?[0-9]{1,2})?~[^\x00]{1,200}$"
+CURSOR_PATTERN = (
+    rf"^-?[0-9]{{1,16}}(\.[0-9]{{1,20}})?(e[+-]?[0-9]{{1,2}})?~[^\x00]{{1,{MAX_NAME_LENGTH}}}$"
+)
 
 
 def _invalid(message: str) -> ApiError:
@@ -80,10 +83,11 @@ def _event_in(value: Any, where: str) -> EventIn:
 
 def _event_name(name: Any, where: str) -> str:
     if not isinstance(name, str) or not re.fullmatch(NAME_PATTERN, name):
-        raise _invalid(f"{where}: name must be 1 to 200 printable ASCII characters")
-    if name.startswith(INTERNAL_PREFIX):
-        raise _invalid(f"{where}: event names starting with {INTERNAL_PREFIX!r} are reserved")
-    return name
+        raise _invalid(f"{where}: name must be 1 to {MAX_NAME_LENGTH} printable ASCII characters")
+    try:
+        return check_sent_event_name(name)
+    except ValueError as exc:
+        raise _invalid(f"{where}: {exc}") from None
 
 
 def run_start_in(body: Any) -> tuple[dict[str, Any], str | None]:

@@ -20,6 +20,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from dataflows.errors import WebhookInvalid
+from dataflows.names import INTERNAL_PREFIX
 from dataflows.sources.base import Source, WebhookEvent, WebhookRequest
 from dataflows.sources.payloads import json_object, webhook_event
 from dataflows.sources.signing import (
@@ -31,7 +32,7 @@ from dataflows.sources.signing import (
     strip_prefix,
 )
 from dataflows.sources.signing import header as get_header
-from dataflows.workflow import INTERNAL_PREFIX, EventTrigger, on_event
+from dataflows.workflow import EventTrigger, on_event
 
 ENCODINGS = ("hex", "base64")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,39}")

@@ -12,10 +12,8 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from dataflows.errors import WebhookInvalid
+from dataflows.names import MAX_NAME_LENGTH, is_event_name
 from dataflows.sources.base import WebhookEvent
-
-#: The store keeps event names and ids of up to 200 characters.
-MAX_NAME = 200
 
 
 def _reject_constant(name: str) -> Any:
@@ -69,9 +67,9 @@ def required(value: str | None, what: str) -> str:
 def webhook_event(source: str, name: str, data: dict[str, Any], delivery_id: str) -> WebhookEvent:
     """The event ``{source}/{name}``, checked so the store accepts its name and id."""
     full_name = f"{source}/{name}"
-    if len(full_name) > MAX_NAME or not name or not full_name.isprintable():
-        raise WebhookInvalid(f"cannot name an event {full_name[:MAX_NAME]!r}")
-    room = MAX_NAME - len(source) - 1  # the stored id is f"{source}:{delivery_id}"
+    if not name or not is_event_name(full_name):
+        raise WebhookInvalid(f"cannot name an event {full_name[:MAX_NAME_LENGTH]!r}")
+    room = MAX_NAME_LENGTH - len(source) - 1  # the stored id is f"{source}:{delivery_id}"
     if not 0 < len(delivery_id) <= room or not delivery_id.isprintable():
         raise WebhookInvalid(f"invalid delivery id {delivery_id[:room]!r}")
     return WebhookEvent(full_name, data, delivery_id)
