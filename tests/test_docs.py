@@ -29,7 +29,9 @@ def checked_files() -> list[Path]:
             files += [
                 p
                 for p in path.rglob("*")
-                if p.suffix in {".md", ".py", ".sql", ".toml"} and "results" not in p.parts
+                if p.suffix in {".md", ".py", ".sql", ".toml"}
+                and "results" not in p.parts
+                and not any(part.startswith(".") for part in p.relative_to(ROOT).parts)
             ]
     return files
 
