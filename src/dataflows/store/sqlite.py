@@ -16,7 +16,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from dataflows.errors import InvalidDatabaseURL, StoreError, StoreUnavailable
-from dataflows.store.programs import NOTIFY, Program, Query
+from dataflows.store.program import NOTIFY, Program, Query
 from dataflows.store.queries import load_migrations, load_queries
 from dataflows.store.sql_store import SqlStore
 
