@@ -53,8 +53,8 @@ def lock_for_intake(
         "all",
     )
     shapes: dict[str, list[str]] = {name: [] for name in names}
-    for name, paths in rows:
-        shapes[name].append(paths)
+    for row in rows:
+        shapes[row["event_name"]].append(row["filter_paths"])
     wakes, locks = wait_keys(events, shapes)
     if defer and len(events) == 1:
         return wakes, json.dumps(locks)
@@ -85,7 +85,7 @@ def intake_one(intake: EventIntake, now: float, keys: WaitKeys, locks: str = "[]
     )
     if not inserted:
         rows = yield Query("runs_of_event", {"event_id": event.id}, "all")
-        return IntakeResult(event.id, tuple(r[0] for r in rows), duplicate=True)
+        return IntakeResult(event.id, tuple(row["id"] for row in rows), duplicate=True)
     for run in intake.runs:
         yield insert_run(run, now)
     resumed: tuple[str, ...] = ()
@@ -101,7 +101,7 @@ def intake_one(intake: EventIntake, now: float, keys: WaitKeys, locks: str = "[]
             },
             "all",
         )
-        resumed = tuple(sorted({row[0] for row in rows}))
+        resumed = tuple(sorted({row["run_id"] for row in rows}))
     if intake.runs or resumed:
         yield NOTIFY
     return IntakeResult(event.id, tuple(r.id for r in intake.runs), False, resumed)

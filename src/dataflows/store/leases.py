@@ -37,7 +37,7 @@ def heartbeat(worker_id: str, run_ids: Sequence[str], lease_seconds: float, now:
         },
         "all",
     )
-    return {r[0] for r in rows}
+    return {row["id"] for row in rows}
 
 
 def holds_lease(run_id: str, lease_token: int) -> Program:
@@ -79,4 +79,4 @@ def release_run(run_id: str, lease_token: int, now: float) -> Program:
 def next_wake_at() -> Program:
     """The earliest ``wake_at`` of a waiting run: when a claim next finds one due."""
     row = yield Query("next_wake_at", {}, "one")
-    return None if row is None else row[0]
+    return None if row is None else row["wake_at"]

@@ -23,7 +23,7 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.pq import TransactionStatus
-from psycopg.rows import TupleRow
+from psycopg.rows import TupleRow, dict_row
 from psycopg_pool import AsyncConnectionPool
 
 from dataflows.errors import (
@@ -38,7 +38,7 @@ from dataflows.store.events import intake_call, intake_results
 from dataflows.store.pg_connect import address, connect_error, scrub
 from dataflows.store.program import NOTIFY, Program, Query
 from dataflows.store.queries import load_migrations, load_queries
-from dataflows.store.rows import CLAIM_COLUMNS, claimed_runs
+from dataflows.store.rows import claimed_runs
 from dataflows.store.sql_store import SqlStore
 from dataflows.store.steps import record_steps_counts, record_steps_query
 
@@ -297,9 +297,7 @@ class PostgresStore(SqlStore):
                 row = await cursor.fetchone()
             assert row is not None
             answer: dict[str, Any] = row[0]
-            claimed = claimed_runs(
-                [tuple(c[k] for k in CLAIM_COLUMNS) for c in answer.get("claimed", ())]
-            )
+            claimed = claimed_runs(answer.get("claimed", ()))
         finally:
             if claimer is not None and reserved:
                 claimer.deliver(claimed, reserved)
@@ -328,7 +326,8 @@ class PostgresStore(SqlStore):
                 answer = await self._fetch(conn, query)
 
     async def _fetch(self, conn: Connection, query: Query) -> Any:
-        cursor = await conn.execute(self._queries[query.name], query.params)
+        cursor = conn.cursor(row_factory=dict_row)
+        await cursor.execute(self._queries[query.name], query.params)
         if query.fetch == "all":
             return await cursor.fetchall()
         if query.fetch == "one":

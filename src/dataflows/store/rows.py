@@ -1,88 +1,96 @@
-"""Records read from the rows the queries answer."""
+"""Records read from the rows the queries answer, by column name.
+
+Both backends answer rows that are read by name (``dict_row`` on PostgreSQL, ``sqlite3.Row`` on
+SQLite) and both dialects' queries name their columns alike (a test runs the same operations on
+both).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from dataflows.records import AttemptRow, ClaimedRun, RunRow, StepRow, StoredEvent
 from dataflows.store.program import json_column
 
+#: A row read by column name.
+Row = Mapping[str, Any]
 
-def step_row(r: Sequence[Any]) -> StepRow:
+
+def step_row(row: Row, event_id: str = "event_id") -> StepRow:
+    """A history entry (``load_history``; in a claim's rows its event is ``step_event_id``)."""
     return StepRow(
-        key=r[0],
-        kind=r[1],
-        status=r[2],
-        output=json_column(r[3]),
-        error=json_column(r[4]),
-        attempts=r[5],
-        started_at=r[6],
-        completed_at=r[7],
-        wake_at=r[8],
-        event_id=r[9],
+        key=row["step_key"],
+        kind=row["kind"],
+        status=row["status"],
+        output=json_column(row["output"]),
+        error=json_column(row["error"]),
+        attempts=row["attempts"],
+        started_at=row["started_at"],
+        completed_at=row["completed_at"],
+        wake_at=row["wake_at"],
+        event_id=row[event_id],
     )
 
 
-#: The columns of a claim's rows, in order (PostgreSQL's claim_runs function names them so).
-CLAIM_COLUMNS = (
-    "id", "workflow_id", "event_id", "event_name", "event_data", "event_ts", "created_at",
-    "lease_token", "recoveries", "parent_run_id", "step_key", "kind", "status", "output", "error",
-    "attempts", "started_at", "completed_at", "wake_at", "step_event_id",
-)  # fmt: skip
+def stored_event(row: Row) -> StoredEvent:
+    """The event that started a run (its ``event_*`` columns)."""
+    return StoredEvent(
+        row["event_id"], row["event_name"], json_column(row["event_data"]), row["event_ts"]
+    )
 
 
-def claimed_runs(rows: Sequence[Sequence[Any]]) -> list[ClaimedRun]:
+def claimed_runs(rows: Iterable[Row]) -> list[ClaimedRun]:
     """The runs a claim returned: one row per history entry (NULLs if none), grouped by run."""
-    runs: dict[str, tuple[Sequence[Any], list[StepRow]]] = {}
-    for r in rows:
-        _, history = runs.setdefault(r[0], (r, []))
-        if r[10] is not None:
-            history.append(step_row(r[10:]))
+    runs: dict[str, tuple[Row, list[StepRow]]] = {}
+    for row in rows:
+        _, history = runs.setdefault(row["id"], (row, []))
+        if row["step_key"] is not None:
+            history.append(step_row(row, "step_event_id"))
     return [
         ClaimedRun(
-            id=r[0],
-            workflow_id=r[1],
-            event=StoredEvent(r[2], r[3], json_column(r[4]), r[5]),
-            created_at=r[6],
-            lease_token=r[7],
-            recoveries=r[8],
-            parent_run_id=r[9],
+            id=row["id"],
+            workflow_id=row["workflow_id"],
+            event=stored_event(row),
+            created_at=row["created_at"],
+            lease_token=row["lease_token"],
+            recoveries=row["recoveries"],
+            parent_run_id=row["parent_run_id"],
             history=tuple(history),
         )
-        for r, history in runs.values()
+        for row, history in runs.values()
     ]
 
 
 def run_row(
-    r: Sequence[Any], steps: tuple[StepRow, ...] = (), attempts: tuple[AttemptRow, ...] = ()
+    row: Row, steps: tuple[StepRow, ...] = (), attempts: tuple[AttemptRow, ...] = ()
 ) -> RunRow:
     return RunRow(
-        id=r[0],
-        workflow_id=r[1],
-        status=r[2],
-        event=StoredEvent(r[3], r[4], json_column(r[5]), r[6]),
-        result=json_column(r[7]),
-        error=json_column(r[8]),
-        created_at=r[9],
-        updated_at=r[10],
-        completed_at=r[11],
-        wake_at=r[12],
-        wait_reason=r[13],
-        recoveries=r[14],
-        parent_run_id=r[15],
-        idempotency_key=r[16],
+        id=row["id"],
+        workflow_id=row["workflow_id"],
+        status=row["status"],
+        event=stored_event(row),
+        result=json_column(row["result"]),
+        error=json_column(row["error"]),
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        completed_at=row["completed_at"],
+        wake_at=row["wake_at"],
+        wait_reason=row["wait_reason"],
+        recoveries=row["recoveries"],
+        parent_run_id=row["parent_run_id"],
+        idempotency_key=row["idempotency_key"],
         steps=steps,
         attempts=attempts,
     )
 
 
-def attempt_row(r: Sequence[Any]) -> AttemptRow:
+def attempt_row(row: Row) -> AttemptRow:
     return AttemptRow(
-        key=r[0],
-        attempt=r[1],
-        error=json_column(r[2]),
-        started_at=r[3],
-        failed_at=r[4],
-        retry_at=r[5],
+        key=row["step_key"],
+        attempt=row["attempt"],
+        error=json_column(row["error"]),
+        started_at=row["started_at"],
+        failed_at=row["failed_at"],
+        retry_at=row["retry_at"],
     )

@@ -30,7 +30,7 @@ def start_run(run: NewRun, now: float) -> Program:
         "one",
     )
     if row is not None:
-        return (row[0], False)
+        return (row["id"], False)
     # Not an idempotency hit: the run id exists, from a retry whose first answer was lost.
     if (yield Query("run_status", {"run_id": run.id}, "one")) is not None:
         return (run.id, False)
@@ -60,7 +60,7 @@ def finish_run(
     )
     if not rows:
         return False
-    workflow_id, parent_run_id = rows[0]
+    workflow_id, parent_run_id = rows[0]["workflow_id"], rows[0]["parent_run_id"]
     if parent_run_id is not None:
         yield from run_finished(run_id, workflow_id, status, result_json, error_json, now)
     return True
@@ -73,12 +73,12 @@ def get_run(run_id: str) -> Program:
         return None
     steps = yield from load_history(run_id)
     attempts = yield Query("load_attempts", {"run_id": run_id}, "all")
-    return run_row(row, tuple(steps), tuple(attempt_row(r) for r in attempts))
+    return run_row(row, tuple(steps), tuple(attempt_row(a) for a in attempts))
 
 
 def run_status(run_id: str) -> Program:
     row = yield Query("run_status", {"run_id": run_id}, "one")
-    return None if row is None else row[0]
+    return None if row is None else row["status"]
 
 
 def list_runs(
@@ -95,7 +95,7 @@ def list_runs(
         },
         "all",
     )
-    return [run_row(r) for r in rows]
+    return [run_row(row) for row in rows]
 
 
 def cancel_run(run_id: str, now: float) -> Program:
@@ -105,9 +105,9 @@ def cancel_run(run_id: str, now: float) -> Program:
         row = yield Query("run_status", {"run_id": run_id}, "one")
         if row is None:
             raise RunNotFound(run_id)
-        return str(row[0])
+        return str(row["status"])
     yield Query("delete_run_waits", {"run_id": run_id})
-    workflow_id, parent_run_id = rows[0]
+    workflow_id, parent_run_id = rows[0]["workflow_id"], rows[0]["parent_run_id"]
     if parent_run_id is not None:
         yield from run_finished(run_id, workflow_id, "cancelled", None, error, now)
     yield NOTIFY  # a worker holding it learns at its next heartbeat; this wakes waiters of it
@@ -120,7 +120,7 @@ def retry_run(run_id: str, now: float) -> Program:
         row = yield Query("run_status", {"run_id": run_id}, "one")
         if row is None:
             raise RunNotFound(run_id)
-        raise InvalidRunState(run_id, row[0], "retry")
+        raise InvalidRunState(run_id, row["status"], "retry")
     yield Query("forget_failed_steps", {"run_id": run_id})
     yield Query("forget_attempts", {"run_id": run_id})
     yield NOTIFY
@@ -129,13 +129,13 @@ def retry_run(run_id: str, now: float) -> Program:
 
 def run_counts() -> Program:
     rows = yield Query("run_counts", {}, "all")
-    return [(r[0], r[1], int(r[2])) for r in rows]
+    return [(row["workflow_id"], row["status"], int(row["count"])) for row in rows]
 
 
 def purge_finished(before: float, batch: int) -> Program:
     rows = yield Query("finished_runs_before", {"before": before, "batch": batch}, "all")
-    for (run_id,) in rows:
+    for row in rows:
         for name in ("purge_steps", "purge_attempts", "purge_waits", "purge_run"):
-            yield Query(name, {"run_id": run_id})
+            yield Query(name, {"run_id": row["id"]})
     events = yield Query("purge_events", {"before": before, "batch": batch}, "rowcount")
     return len(rows) + events

@@ -75,6 +75,7 @@ class SQLiteStore(SqlStore):
         conn = sqlite3.connect(
             self.path, timeout=self.busy_timeout, isolation_level=None, check_same_thread=False
         )
+        conn.row_factory = sqlite3.Row  # rows read by column name
         conn.execute("PRAGMA journal_mode=WAL")
         # FULL: a transaction that returned is on disk, even across a power cut (guarantee 4).
         conn.execute("PRAGMA synchronous=FULL")

@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import Any
 
 from dataflows.records import EventIntake, NewStep
 from dataflows.store.events import intake_one, lock_for_intake
 from dataflows.store.leases import holds_lease
 from dataflows.store.program import Program, Query
-from dataflows.store.rows import step_row
+from dataflows.store.rows import Row, step_row
 
 
 def record_step(
@@ -61,9 +60,9 @@ def record_steps_query(queries: Sequence[Query]) -> Query:
     return Query("record_steps", {"steps": json.dumps([q.params for q in queries])}, "all")
 
 
-def record_steps_counts(queries: Sequence[Query], inserted: Sequence[Sequence[Any]]) -> list[int]:
+def record_steps_counts(queries: Sequence[Query], inserted: Sequence[Row]) -> list[int]:
     """Per query, 1 if the multi-row insert recorded its step (it returns run ids and keys)."""
-    done = {(row[0], row[1]) for row in inserted}
+    done = {(row["run_id"], row["step_key"]) for row in inserted}
     return [int((q.params["run_id"], q.params["key"]) in done) for q in queries]
 
 

@@ -42,9 +42,9 @@ def begin_wait(
     )
     if state is None:
         return WaitOutcome("fenced")
-    if state[1]:
+    if state["recorded"]:
         return (yield from _recorded_wait(run_id, key))
-    if state[2] is None:  # reached for the first time
+    if state["created_at"] is None:  # reached for the first time
         if shape is not None and not shape_known:
             yield Query(
                 "insert_wait_shape", {"event_name": shape.event_name, "filter_paths": shape.paths}
@@ -54,7 +54,7 @@ def begin_wait(
     else:
         # A sleep's duration runs from when it was reached; events that can resolve the wait
         # came after it was registered.
-        deadline, started, after = state[0], state[2], state[3]
+        deadline, started, after = state["wake_at"], state["created_at"], state["after_seq"]
     if match is not None:
         event = yield from _find_event(run_id, match, since, trigger_event_id, after)
         if event is not None:
@@ -82,7 +82,7 @@ def _lock_wait(shape: WaitShape) -> Program:
         },
         "one",
     )
-    return bool(row[0])
+    return bool(row["known"])
 
 
 def _recorded_wait(run_id: str, key: str) -> Program:
@@ -132,11 +132,11 @@ def _find_event(
             },
             "all",
         )
-        for seq, event_id, name, data, ts in rows:
-            decoded = json_column(data)
-            if match.matches(name, decoded):
-                return StoredEvent(event_id, name, decoded, ts)
-            after = seq
+        for row in rows:
+            data = json_column(row["data"])
+            if match.matches(row["name"], data):
+                return StoredEvent(row["id"], row["name"], data, row["ts"])
+            after = row["seq"]
         if len(rows) < EVENT_BATCH:
             return None
 

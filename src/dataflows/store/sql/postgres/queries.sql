@@ -40,6 +40,7 @@ SELECT id FROM runs WHERE workflow_id = %(workflow_id)s AND idempotency_key = %(
 -- The function (migrations 0003, 0005) records the waits this event resolves and wakes their
 -- runs; one row per run whose wait it resolved.
 SELECT unnest(resolve_waits(%(event_name)s, %(keys)s::jsonb, %(event_id)s, %(output)s, %(now)s))
+       AS run_id
 
 -- name: lock_waiting_runs
 SELECT lock_waiting_runs(%(keys)s::jsonb)
@@ -206,7 +207,7 @@ SET status = 'queued', lease_owner = NULL, lease_expires_at = NULL, updated_at =
 WHERE id = %(run_id)s AND {fence}
 
 -- name: next_wake_at
-SELECT min(wake_at) FROM runs WHERE status = 'waiting'
+SELECT min(wake_at) AS wake_at FROM runs WHERE status = 'waiting'
 
 -- name: get_run
 SELECT id, workflow_id, status, event_id, event_name, event_data, event_ts, result, error,
@@ -301,7 +302,7 @@ FROM (SELECT EXISTS (SELECT 1 FROM wait_shapes
 SELECT pg_notify({channel}, {sender}); COMMIT
 
 -- name: run_counts
-SELECT workflow_id, status, count(*) FROM runs
+SELECT workflow_id, status, count(*) AS count FROM runs
 WHERE status IN ('queued', 'running', 'waiting')
 GROUP BY workflow_id, status
 

@@ -114,7 +114,7 @@ WHERE run_id IN (SELECT id FROM temp.claimed) AND kind = 'sleep' AND wake_at <= 
 SELECT r.id, r.workflow_id, r.event_id, r.event_name, r.event_data, r.event_ts, r.created_at,
        r.lease_token, r.recoveries, r.parent_run_id,
        h.step_key, h.kind, h.status, h.output, h.error, h.attempts, h.started_at,
-       h.completed_at, h.wake_at, h.event_id
+       h.completed_at, h.wake_at, h.event_id AS step_event_id
 FROM temp.claimed c JOIN runs r ON r.id = c.id
 LEFT JOIN (
     SELECT run_id, step_key, kind, status, output, error, attempts, started_at, completed_at,
@@ -270,7 +270,7 @@ SET status = 'queued', lease_owner = NULL, lease_expires_at = NULL, updated_at =
 WHERE id = :run_id AND {fence}
 
 -- name: next_wake_at
-SELECT min(wake_at) FROM runs WHERE status = 'waiting'
+SELECT min(wake_at) AS wake_at FROM runs WHERE status = 'waiting'
 
 -- name: get_run
 SELECT id, workflow_id, status, event_id, event_name, event_data, event_ts, result, error,
@@ -342,7 +342,7 @@ SELECT :locks
 -- name: lock_wait
 -- Whether the wait's filter shape is registered (nothing to lock, as above).
 SELECT EXISTS (SELECT 1 FROM wait_shapes
-               WHERE event_name = :event_name AND filter_paths = :filter_paths), :key_lock,
+               WHERE event_name = :event_name AND filter_paths = :filter_paths) AS known, :key_lock,
        :name_lock
 
 -- name: notify_work
@@ -350,7 +350,7 @@ SELECT EXISTS (SELECT 1 FROM wait_shapes
 SELECT 1
 
 -- name: run_counts
-SELECT workflow_id, status, count(*) FROM runs
+SELECT workflow_id, status, count(*) AS count FROM runs
 WHERE status IN ('queued', 'running', 'waiting')
 GROUP BY workflow_id, status
 
