@@ -38,9 +38,11 @@ from dataflows.models import Event, error_line
 from dataflows.records import (
     RUN_FINISHED_EVENT,
     ClaimedRun,
+    FailedAttempt,
     NewEvent,
     NewRun,
     NewStep,
+    NewWait,
     StepRow,
     WaitMatch,
     WaitOutcome,
@@ -285,11 +287,7 @@ class Execution:
             lambda: self.rt.store.record_attempt(
                 self.run.id,
                 self.run.lease_token,
-                key,
-                attempt,
-                error,
-                started,
-                retry_at,
+                FailedAttempt(key, attempt, error, started, retry_at),
                 self.rt.clock.now(),
             )
         )
@@ -423,12 +421,7 @@ class Execution:
                 lambda: self.rt.store.begin_wait(
                     self.run.id,
                     self.run.lease_token,
-                    key,
-                    kind,
-                    wake_at,
-                    match,
-                    self.run.created_at,
-                    self.run.event.id,
+                    NewWait(key, kind, wake_at, match, self.run.created_at, self.run.event.id),
                     self.rt.clock.now(),
                 )
             )

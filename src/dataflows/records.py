@@ -95,6 +95,31 @@ class NewStep:
 
 
 @dataclass(frozen=True, slots=True)
+class FailedAttempt:
+    """A failed attempt of a step that will be retried at ``retry_at``."""
+
+    key: str
+    attempt: int
+    error_json: str
+    started_at: float
+    retry_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class NewWait:
+    """A sleep or event wait a run reaches: its step ``key``, its deadline (``wake_at``, none
+    for a wait without timeout) and, for an event wait, the events that ``match``, received at
+    or after ``since`` (the run's creation) and other than the run's own ``trigger_event_id``."""
+
+    key: str
+    kind: str
+    wake_at: float | None
+    match: WaitMatch | None = None
+    since: float = 0.0
+    trigger_event_id: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class StepRow:
     """A step in a run's history.
 

@@ -28,6 +28,7 @@ from dataflows.records import (
     EventIntake,
     IntakeResult,
     NewEvent,
+    NewWait,
     StoredEvent,
     WaitMatch,
 )
@@ -318,12 +319,7 @@ async def test_concurrent_waits_and_intake_resolve_every_wait_once(
                 await plan.store.begin_wait(
                     run.id,
                     run.lease_token,
-                    f"w{n}",
-                    "wait",
-                    None,
-                    match,
-                    run.created_at,
-                    run.event.id,
+                    NewWait(f"w{n}", "wait", None, match, run.created_at, run.event.id),
                     now(),
                 )
             )

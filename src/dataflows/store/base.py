@@ -19,12 +19,13 @@ from typing import Protocol
 from dataflows.records import (
     ClaimedRun,
     EventIntake,
+    FailedAttempt,
     IntakeResult,
     NewRun,
     NewStep,
+    NewWait,
     RunRow,
     StepRow,
-    WaitMatch,
     WaitOutcome,
 )
 
@@ -173,33 +174,16 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def record_attempt(
-        self,
-        run_id: str,
-        lease_token: int,
-        key: str,
-        attempt: int,
-        error_json: str,
-        started_at: float,
-        retry_at: float,
-        now: float,
+        self, run_id: str, lease_token: int, attempt: FailedAttempt, now: float
     ) -> bool:
-        """Record a failed attempt of a step that will be retried at ``retry_at`` (fenced).
+        """Record a failed attempt of a step that will be retried at ``attempt.retry_at`` (fenced).
 
         Like :meth:`record_step`, ``False`` means fenced and a repeated record returns ``True``.
         """
 
     @abc.abstractmethod
     async def begin_wait(
-        self,
-        run_id: str,
-        lease_token: int,
-        key: str,
-        kind: str,
-        wake_at: float | None,
-        match: WaitMatch | None,
-        since: float,
-        trigger_event_id: str,
-        now: float,
+        self, run_id: str, lease_token: int, wait: NewWait, now: float
     ) -> WaitOutcome:
         """Reach a sleep or an event wait, in one transaction (fenced).
 

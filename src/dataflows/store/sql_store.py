@@ -14,12 +14,13 @@ from typing import Any
 from dataflows.records import (
     ClaimedRun,
     EventIntake,
+    FailedAttempt,
     IntakeResult,
     NewRun,
     NewStep,
+    NewWait,
     RunRow,
     StepRow,
-    WaitMatch,
     WaitOutcome,
 )
 from dataflows.store import events, leases, runs, steps, waits
@@ -115,41 +116,14 @@ class SqlStore(Store):
         return bool(await self._run(steps.record_step(run_id, lease_token, step, now, events)))
 
     async def record_attempt(
-        self,
-        run_id: str,
-        lease_token: int,
-        key: str,
-        attempt: int,
-        error_json: str,
-        started_at: float,
-        retry_at: float,
-        now: float,
+        self, run_id: str, lease_token: int, attempt: FailedAttempt, now: float
     ) -> bool:
-        return bool(
-            await self._run(
-                steps.record_attempt(
-                    run_id, lease_token, key, attempt, error_json, started_at, retry_at, now
-                )
-            )
-        )
+        return bool(await self._run(steps.record_attempt(run_id, lease_token, attempt, now)))
 
     async def begin_wait(
-        self,
-        run_id: str,
-        lease_token: int,
-        key: str,
-        kind: str,
-        wake_at: float | None,
-        match: WaitMatch | None,
-        since: float,
-        trigger_event_id: str,
-        now: float,
+        self, run_id: str, lease_token: int, wait: NewWait, now: float
     ) -> WaitOutcome:
-        result: WaitOutcome = await self._run(
-            waits.begin_wait(
-                run_id, lease_token, key, kind, wake_at, match, since, trigger_event_id, now
-            )
-        )
+        result: WaitOutcome = await self._run(waits.begin_wait(run_id, lease_token, wait, now))
         return result
 
     async def suspend_run(

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 
-from dataflows.records import EventIntake, NewStep
+from dataflows.records import EventIntake, FailedAttempt, NewStep
 from dataflows.store.events import intake_one, lock_for_intake
 from dataflows.store.leases import holds_lease
 from dataflows.store.program import Program, Query
@@ -66,27 +66,18 @@ def record_steps_counts(queries: Sequence[Query], inserted: Sequence[Row]) -> li
     return [int((q.params["run_id"], q.params["key"]) in done) for q in queries]
 
 
-def record_attempt(
-    run_id: str,
-    lease_token: int,
-    key: str,
-    attempt: int,
-    error_json: str,
-    started_at: float,
-    retry_at: float,
-    now: float,
-) -> Program:
-    """Record a failed attempt of a step retried at ``retry_at``; ``False`` when fenced."""
+def record_attempt(run_id: str, lease_token: int, attempt: FailedAttempt, now: float) -> Program:
+    """Record a failed attempt of a step retried at ``attempt.retry_at``; ``False`` when fenced."""
     inserted = yield Query(
         "record_attempt",
         {
             "run_id": run_id,
             "lease_token": lease_token,
-            "key": key,
-            "attempt": attempt,
-            "error": error_json,
-            "started_at": started_at,
-            "retry_at": retry_at,
+            "key": attempt.key,
+            "attempt": attempt.attempt,
+            "error": attempt.error_json,
+            "started_at": attempt.started_at,
+            "retry_at": attempt.retry_at,
             "now": now,
         },
         "rowcount",

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from dataflows.records import NewStep, StoredEvent, WaitMatch, WaitOutcome
+from dataflows.records import NewStep, NewWait, StoredEvent, WaitMatch, WaitOutcome
 from dataflows.store.keys import WaitShape, key_lock, name_lock, wait_output
 from dataflows.store.program import Program, Query, json_column
 from dataflows.store.steps import load_history, record_step
@@ -21,18 +21,9 @@ from dataflows.store.steps import load_history, record_step
 EVENT_BATCH = 500
 
 
-def begin_wait(
-    run_id: str,
-    lease_token: int,
-    key: str,
-    kind: str,
-    wake_at: float | None,
-    match: WaitMatch | None,
-    since: float,
-    trigger_event_id: str,
-    now: float,
-) -> Program:
+def begin_wait(run_id: str, lease_token: int, wait: NewWait, now: float) -> Program:
     """Reach a sleep or event wait (fenced): ``resolved``, ``pending`` or ``fenced``."""
+    key, kind, wake_at, match = wait.key, wait.kind, wait.wake_at, wait.match
     shape = None if match is None else WaitShape.of(match)
     shape_known = True
     if shape is not None:
@@ -56,7 +47,7 @@ def begin_wait(
         # came after it was registered.
         deadline, started, after = state["wake_at"], state["created_at"], state["after_seq"]
     if match is not None:
-        event = yield from _find_event(run_id, match, since, trigger_event_id, after)
+        event = yield from _find_event(run_id, match, wait.since, wait.trigger_event_id, after)
         if event is not None:
             output = wait_output(event.id, event.name, json.dumps(event.data), event.ts)
             step = NewStep(key, kind, "completed", output, None, 1, started, event.id)  # type: ignore[arg-type]
