@@ -60,6 +60,27 @@ class IntakeResult:
 
 
 @dataclass(frozen=True, slots=True)
+class ClaimRequest:
+    """Runs to claim for a worker in the transaction that stores events (eager dispatch): up
+    to ``limit`` of the runs then runnable, leased for ``lease_seconds``, as its own claim
+    would. The worker holds ``limit`` slots free for them until the call returns."""
+
+    worker_id: str
+    limit: int
+    lease_seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class SentEvents:
+    """What :meth:`Store.send_events` did: per event its result, in order, and the runs it
+    claimed for the caller's :class:`ClaimRequest` (none without one, or if nothing was
+    runnable, or if the store does not claim at intake)."""
+
+    results: list[IntakeResult]
+    claimed: list[ClaimedRun] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
 class StoredEvent:
     id: str
     name: str

@@ -19,7 +19,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -28,7 +28,7 @@ from dataflows import metrics, serialization
 from dataflows.errors import PayloadError, StoreUnavailable, Suspend, UnknownWorkflow
 from dataflows.execution import Execution, Runtime, error_json, retry_unavailable
 from dataflows.models import Event, error_line
-from dataflows.records import ClaimedRun
+from dataflows.records import ClaimedRun, ClaimRequest, EventIntake, IntakeResult
 from dataflows.step import Step
 
 if TYPE_CHECKING:
@@ -104,9 +104,9 @@ class Worker:
 
     async def start(self) -> None:
         await self.app.open()
-        self.app.store.add_listener(self.wake)
-        if self.app.store.eager_claimer is None:  # one per process: the first worker
-            self.app.store.eager_claimer = self
+        self.app.store.add_listener(self.wake, worker_id=self.id)
+        if self.app.eager_worker is None:  # one per process: the first worker
+            self.app.eager_worker = self
         add_clock_listener = getattr(self.app.clock, "add_listener", None)
         if add_clock_listener is not None:
             add_clock_listener(self.wake)
@@ -151,8 +151,8 @@ class Worker:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self.app.store.remove_listener(self.wake)
-        if self.app.store.eager_claimer is self:
-            self.app.store.eager_claimer = None
+        if self.app.eager_worker is self:
+            self.app.eager_worker = None
         remove_clock_listener = getattr(self.app.clock, "remove_listener", None)
         if remove_clock_listener is not None:
             remove_clock_listener(self.wake)
@@ -192,7 +192,21 @@ class Worker:
                 continue  # more may be waiting; slots free up as runs finish
             await self._idle(await self._until_next_timer())
 
-    # -- eager dispatch (see store.base.EagerClaimer) -----------------------------------------------
+    # -- eager dispatch --------------------------------------------------------------------------------
+
+    async def send_events(self, intakes: Sequence[EventIntake], now: float) -> list[IntakeResult]:
+        """Store events, the store claiming for this worker's free slots the runs they start or
+        wake in the same transaction (eager dispatch: they begin without a claim round trip)."""
+        slots = self.reserve()
+        claim = ClaimRequest(self.id, slots, self.options.lease_seconds) if slots else None
+        claimed: list[ClaimedRun] = []
+        try:
+            sent = await self.app.store.send_events(intakes, now, claim)
+            claimed = sent.claimed
+        finally:
+            if slots:
+                self.deliver(claimed, slots)
+        return sent.results
 
     def reserve(self) -> int:
         """Free slots for runs that event intake in this process claims for us."""

@@ -140,12 +140,12 @@ async def test_concurrent_migrations_apply_once(db: DbTarget) -> None:
 async def test_send_events_creates_runs_and_dedupes(store: Store) -> None:
     e1 = event("e1", data={"order": 1})
     intake = EventIntake(e1, (NewRun("a", "wf-a", e1), NewRun("b", "wf-b", e1)))
-    [first] = await store.send_events([intake], T0)
+    [first] = (await store.send_events([intake], T0)).results
     assert (first.event_id, first.run_ids, first.duplicate) == ("e1", ("a", "b"), False)
 
     # The same event again, even with other run ids: nothing new, the first runs reported.
     again = EventIntake(e1, (NewRun("c", "wf-a", e1),))
-    [second] = await store.send_events([again], T0 + 1)
+    [second] = (await store.send_events([again], T0 + 1)).results
     assert (second.run_ids, second.duplicate) == (("a", "b"), True)
     assert await store.get_run("c") is None
 
@@ -175,7 +175,7 @@ async def test_batches_in_opposite_orders_do_not_deadlock(store: Store, other: S
         sends.append(store.send_events(batch(f"x{i}", ["alpha", "beta", "gamma"]), T0))
         sends.append(other.send_events(batch(f"y{i}", ["gamma", "beta", "alpha"]), T0))
     results = await asyncio.gather(*sends)
-    assert all(not r.duplicate for batch_results in results for r in batch_results)
+    assert all(not r.duplicate for sent in results for r in sent.results)
 
 
 # -- claiming and leases ---------------------------------------------------------------------------
@@ -655,9 +655,9 @@ async def test_purge_finished_also_purges_old_events(store: Store) -> None:
     await send(store, "old", "order/created", {}, T0)
     await send(store, "new", "order/created", {}, T0 + 20)
     assert await store.purge_finished(T0 + 10, 10) == 1
-    [again] = await store.send_events([EventIntake(event("old"))], T0 + 30)
+    [again] = (await store.send_events([EventIntake(event("old"))], T0 + 30)).results
     assert not again.duplicate  # forgotten: a redelivery this late is new
-    [kept] = await store.send_events([EventIntake(event("new"))], T0 + 30)
+    [kept] = (await store.send_events([EventIntake(event("new"))], T0 + 30)).results
     assert kept.duplicate
 
 
@@ -685,7 +685,7 @@ async def test_concurrent_sends_share_a_transaction_and_still_dedupe(store: Stor
         return EventIntake(e, (NewRun(run_id, "wf", e),))
 
     sends = [store.send_events([intake(f"e{i % 5}", f"r{i}")], T0) for i in range(20)]
-    results = [r for [r] in await asyncio.gather(*sends)]
+    results = [r for sent in await asyncio.gather(*sends) for r in sent.results]
     by_event: dict[str, set[tuple[str, ...]]] = {}
     for result in results:
         by_event.setdefault(result.event_id, set()).add(result.run_ids)

@@ -11,20 +11,68 @@ from __future__ import annotations
 
 import json
 from collections.abc import Generator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from dataflows.records import RUN_FINISHED_EVENT, EventIntake, IntakeResult, NewEvent, NewRun
+from dataflows.records import (
+    RUN_FINISHED_EVENT,
+    ClaimedRun,
+    ClaimRequest,
+    EventIntake,
+    IntakeResult,
+    NewEvent,
+    NewRun,
+    SentEvents,
+)
 from dataflows.store.keys import WaitKeys, name_lock, wait_keys, wait_output
 from dataflows.store.program import NOTIFY, Program, Query, json_column
 
 
-def send_each(items: Sequence[tuple[EventIntake, float]]) -> Program:
+@dataclass(frozen=True, slots=True)
+class Sending:
+    """An event on its way in, with its caller's time and, maybe, the runs to claim for it."""
+
+    intake: EventIntake
+    now: float
+    claim: ClaimRequest | None = None
+
+
+def send_each(items: Sequence[Sending]) -> Program:
     """Events sent by several callers (each with its own time), in one transaction."""
-    wakes, locks = yield from lock_for_intake([intake.event for intake, _ in items])
+    wakes, locks = yield from lock_for_intake([item.intake.event for item in items])
     results = []
-    for (intake, now), keys in zip(items, wakes, strict=True):
-        results.append((yield from intake_one(intake, now, keys, locks)))
+    for item, keys in zip(items, wakes, strict=True):
+        results.append((yield from intake_one(item.intake, item.now, keys, locks)))
     return results
+
+
+def batch_claim(items: Sequence[Sending]) -> ClaimRequest | None:
+    """One claim for a batch: the slots its callers hold for the first one's worker."""
+    claims = [item.claim for item in items if item.claim is not None]
+    if not claims:
+        return None
+    worker = claims[0]
+    limit = sum(c.limit for c in claims if c.worker_id == worker.worker_id)
+    return ClaimRequest(worker.worker_id, limit, worker.lease_seconds)
+
+
+def share_claimed(
+    items: Sequence[Sending], results: Sequence[IntakeResult], claimed: Sequence[ClaimedRun]
+) -> list[SentEvents]:
+    """Per item, its result and the claimed runs that fill the slots it held."""
+    worker = batch_claim(items)
+    left = list(claimed)
+    shared = []
+    for item, result in zip(items, results, strict=True):
+        mine: list[ClaimedRun] = []
+        if (
+            worker is not None
+            and item.claim is not None
+            and item.claim.worker_id == worker.worker_id
+        ):
+            mine, left = left[: item.claim.limit], left[item.claim.limit :]
+        shared.append(SentEvents([result], mine))
+    return shared
 
 
 def lock_for_intake(
@@ -152,13 +200,11 @@ def run_finished(
 # -- PostgreSQL's intake function -----------------------------------------------------------------
 
 
-def intake_call(
-    items: Sequence[tuple[EventIntake, float]], shapes: Mapping[str, Sequence[str]]
-) -> dict[str, str]:
+def intake_call(items: Sequence[Sending], shapes: Mapping[str, Sequence[str]]) -> dict[str, str]:
     """The arguments of PostgreSQL's ``intake_events`` function: the events of ``items`` with
     the wait keys they match among ``shapes``, which the function checks are all the filter
     shapes registered for their names."""
-    events = [intake.event for intake, _ in items]
+    events = [item.intake.event for item in items]
     names = sorted({event.name for event in events})
     wakes, locks = wait_keys(events, shapes)
     payload = [
@@ -174,7 +220,7 @@ def intake_call(
             "keys": keys,
             "runs": [insert_run(run, now).params for run in intake.runs],
         }
-        for (intake, now), keys in zip(items, wakes, strict=True)
+        for (intake, now), keys in zip(((i.intake, i.now) for i in items), wakes, strict=True)
     ]
     return {
         "events": json.dumps(payload),
@@ -185,11 +231,11 @@ def intake_call(
 
 
 def intake_results(
-    items: Sequence[tuple[EventIntake, float]], answers: Sequence[Mapping[str, Any]]
+    items: Sequence[Sending], answers: Sequence[Mapping[str, Any]]
 ) -> list[IntakeResult]:
     """What ``intake_events`` answered, per item."""
     results = []
-    for (intake, _), answer in zip(items, answers, strict=True):
+    for intake, answer in zip((item.intake for item in items), answers, strict=True):
         if answer["duplicate"]:
             results.append(IntakeResult(intake.event.id, tuple(answer["runs"]), duplicate=True))
         else:

@@ -32,9 +32,15 @@ from dataflows.errors import (
     StoreError,
     StoreUnavailable,
 )
-from dataflows.records import ClaimedRun, EventIntake, IntakeResult
+from dataflows.records import SentEvents
 from dataflows.store import redact_password
-from dataflows.store.events import intake_call, intake_results
+from dataflows.store.events import (
+    Sending,
+    batch_claim,
+    intake_call,
+    intake_results,
+    share_claimed,
+)
 from dataflows.store.pg_connect import address, connect_error, scrub
 from dataflows.store.program import NOTIFY, Program, Query
 from dataflows.store.queries import load_migrations, load_queries
@@ -256,55 +262,51 @@ class PostgresStore(SqlStore):
             return [int(answer)]
         return record_steps_counts(queries, answer)
 
-    async def _intake_batch(self, items: Sequence[tuple[EventIntake, float]]) -> list[IntakeResult]:
-        """Events in one round trip: the ``intake_events`` function (migrations 0003, 0004)
-        stores them, starts their runs and resolves their waits, given the wait keys computed
-        here from the filter shapes last seen, and claims runs for this process's worker if it
-        has free slots (eager dispatch). If a wait registered a new shape since, the function
-        writes nothing and returns the current shapes, and the call is made again with them;
-        if that too is out of date, the step-by-step program, which reads the shapes under its
-        locks, stores the events (new shapes are rare: a new kind of wait)."""
+    async def _intake_batch(self, items: Sequence[Sending]) -> list[SentEvents]:
+        """Events in one round trip: the ``intake_events`` function stores them, starts their
+        runs and resolves their waits, given the wait keys computed here from the filter shapes
+        last seen, and claims runs for the items' :class:`ClaimRequest` (eager dispatch). If a
+        wait registered a new shape since, the function writes nothing and returns the current
+        shapes, and the call is made again with them; if that too is out of date, the
+        step-by-step program, which reads the shapes under its locks, stores the events (new
+        shapes are rare: a new kind of wait)."""
         for _ in range(2):
             answer = await self._intake_call(items)
             if "shapes" not in answer:
-                return intake_results(items, answer["results"])
-            names = {intake.event.name for intake, _ in items}
+                results = intake_results(items, answer["results"])
+                return share_claimed(items, results, claimed_runs(answer.get("claimed", ())))
+            names = {item.intake.event.name for item in items}
             self._wait_shapes.update({name: answer["shapes"].get(name, []) for name in names})
         return await super()._intake_batch(items)
 
-    async def _intake_call(self, items: Sequence[tuple[EventIntake, float]]) -> dict[str, Any]:
-        claimer = self.eager_claimer
-        reserved = 0 if claimer is None else claimer.reserve()
-        claim = None
-        if claimer is not None and reserved:
-            now = items[-1][1]
-            claim = {
-                "worker": claimer.id,
-                "limit": reserved,
-                "lease_until": now + claimer.lease_seconds,
-                "now": now,
-            }
-        claimed: list[ClaimedRun] = []
-        try:
-            params: dict[str, str | None] = {
-                **intake_call(items, self._wait_shapes),
-                "channel": self.channel,
-                "sender": self._sender,
-                "claim": None if claim is None else json.dumps(claim),
-            }
-            async with self._translate("storing events"), self._open_pool().connection() as conn:
-                cursor = await conn.execute(_INTAKE_EVENTS, params)
-                row = await cursor.fetchone()
-            assert row is not None
-            answer: dict[str, Any] = row[0]
-            claimed = claimed_runs(answer.get("claimed", ()))
-        finally:
-            if claimer is not None and reserved:
-                claimer.deliver(claimed, reserved)
+    async def _intake_call(self, items: Sequence[Sending]) -> dict[str, Any]:
+        claim = batch_claim(items)
+        now = items[-1].now
+        params: dict[str, str | None] = {
+            **intake_call(items, self._wait_shapes),
+            "channel": self.channel,
+            "sender": self._sender,
+            "claim": None
+            if claim is None
+            else json.dumps(
+                {
+                    "worker": claim.worker_id,
+                    "limit": claim.limit,
+                    "lease_until": now + claim.lease_seconds,
+                    "now": now,
+                }
+            ),
+        }
+        async with self._translate("storing events"), self._open_pool().connection() as conn:
+            cursor = conn.cursor(row_factory=dict_row)
+            await cursor.execute(_INTAKE_EVENTS, params)
+            row = await cursor.fetchone()
+        assert row is not None
+        answer: dict[str, Any] = row["answer"]
         if answer.get("notified"):
-            # Having claimed for our worker, up to its free slots, its claim loop would find
+            # Having claimed for a worker, up to its free slots, its claim loop would find
             # nothing more: wake the others only.
-            self.notify_listeners(skip=None if claimer is None or claim is None else claimer.wake)
+            self.notify_listeners(skip_worker=None if claim is None else claim.worker_id)
         return answer
 
     async def _run_one(self, query: Query) -> Any:
@@ -410,7 +412,7 @@ class PostgresStore(SqlStore):
 #: See PostgresStore._intake_batch.
 _INTAKE_EVENTS = (
     "SELECT intake_events(%(events)s::jsonb, %(shapes)s::jsonb, %(name_locks)s::jsonb,"
-    " %(key_locks)s::jsonb, %(channel)s, %(sender)s, %(claim)s::jsonb)"
+    " %(key_locks)s::jsonb, %(channel)s, %(sender)s, %(claim)s::jsonb) AS answer"
 )
 
 

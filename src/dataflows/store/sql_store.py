@@ -13,6 +13,7 @@ from typing import Any
 
 from dataflows.records import (
     ClaimedRun,
+    ClaimRequest,
     EventIntake,
     FailedAttempt,
     IntakeResult,
@@ -20,12 +21,14 @@ from dataflows.records import (
     NewStep,
     NewWait,
     RunRow,
+    SentEvents,
     StepRow,
     WaitOutcome,
 )
 from dataflows.store import events, leases, runs, steps, waits
 from dataflows.store.base import Store
 from dataflows.store.batching import Batcher
+from dataflows.store.events import Sending
 from dataflows.store.program import Program, Query, single
 
 
@@ -35,7 +38,7 @@ class SqlStore(Store):
     def __init__(self) -> None:
         super().__init__()
         self._steps: Batcher[Query, int] = Batcher(self._record_batch)
-        self._intake: Batcher[tuple[EventIntake, float], IntakeResult] = Batcher(self._intake_batch)
+        self._intake: Batcher[Sending, SentEvents] = Batcher(self._intake_batch)
 
     @abc.abstractmethod
     async def _run(self, program: Program) -> Any:
@@ -63,15 +66,25 @@ class SqlStore(Store):
         """Run a single statement. Backends may send it alone, in autocommit: one round trip."""
         return await self._run(single(query))
 
-    async def send_events(self, intakes: Sequence[EventIntake], now: float) -> list[IntakeResult]:
+    async def send_events(
+        self, intakes: Sequence[EventIntake], now: float, claim: ClaimRequest | None = None
+    ) -> SentEvents:
         if len(intakes) == 1:
             # Concurrent single events (webhooks, app.send) share one transaction.
-            return [await self._intake.submit((intakes[0], now))]
-        return await self._intake_batch([(intake, now) for intake in intakes])
+            return await self._intake.submit(Sending(intakes[0], now, claim))
+        items = [
+            Sending(intake, now, claim if n == 0 else None) for n, intake in enumerate(intakes)
+        ]
+        sent = await self._intake_batch(items)
+        return SentEvents(
+            [r for s in sent for r in s.results], [c for s in sent for c in s.claimed]
+        )
 
-    async def _intake_batch(self, items: Sequence[tuple[EventIntake, float]]) -> list[IntakeResult]:
-        result: list[IntakeResult] = await self._run(events.send_each(items))
-        return result
+    async def _intake_batch(self, items: Sequence[Sending]) -> list[SentEvents]:
+        """Store ``items`` in one transaction. Claims nothing: stores that claim at intake
+        override this."""
+        results: list[IntakeResult] = await self._run(events.send_each(items))
+        return [SentEvents([result]) for result in results]
 
     async def start_run(self, run: NewRun, now: float) -> tuple[str, bool]:
         result: tuple[str, bool] = await self._run(runs.start_run(run, now))
