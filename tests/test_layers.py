@@ -17,10 +17,6 @@ from importlinter.cli import lint_imports
 
 PYPROJECT = Path(__file__).resolve().parents[1] / "pyproject.toml"
 
-#: ``store.postgres`` takes ``redact_password`` from the ``store`` package, which imports the
-#: backend lazily when a URL selects it: the one cycle left, through the package's facade.
-TOLERATED = {("dataflows.store.postgres", "dataflows.store")}
-
 
 def test_layer_contracts_are_kept(capsys: pytest.CaptureFixture[str]) -> None:
     code = lint_imports(config_filename=str(PYPROJECT), no_cache=True, no_logo=True)
@@ -29,8 +25,6 @@ def test_layer_contracts_are_kept(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_no_import_cycles() -> None:
     graph = grimp.build_graph("dataflows", cache_dir=None)
-    for importer, imported in TOLERATED:
-        graph.remove_import(importer=importer, imported=imported)
     assert cycles(graph) == []
 
 

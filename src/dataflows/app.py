@@ -62,6 +62,8 @@ class Dataflows:
         self._blocking: BlockingClient | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self.sources: dict[str, Source] = {}
+        #: This process's first running worker: events sent here claim runs for it (eager dispatch).
+        self.eager_worker: Worker | None = None
 
     # -- registration --------------------------------------------------------------------------------
 
@@ -190,7 +192,11 @@ class Dataflows:
             event_intake(self.registry, name, data, event_id=id, now=now, limit=self.max_payload)
             for name, data, id in events
         ]
-        results = await self.store.send_events(intakes, now)
+        worker = self.eager_worker
+        if worker is not None:
+            results = await worker.send_events(intakes, now)
+        else:
+            results = (await self.store.send_events(intakes, now)).results
         for intake, result in zip(intakes, results, strict=True):
             if not result.duplicate:
                 metrics.runs_started([run.workflow_id for run in intake.runs])

@@ -29,7 +29,9 @@ from dataflows.intake import event_intake
 from dataflows.models import Event, error_line
 from dataflows.records import (
     ClaimedRun,
+    FailedAttempt,
     NewStep,
+    NewWait,
     StepRow,
     WaitMatch,
     WaitOutcome,
@@ -266,11 +268,7 @@ class Execution:
             lambda: self.rt.store.record_attempt(
                 self.run.id,
                 self.run.lease_token,
-                key,
-                attempt,
-                error,
-                started,
-                retry_at,
+                FailedAttempt(key, attempt, error, started, retry_at),
                 self.rt.clock.now(),
             )
         )
@@ -404,12 +402,7 @@ class Execution:
                 lambda: self.rt.store.begin_wait(
                     self.run.id,
                     self.run.lease_token,
-                    key,
-                    kind,
-                    wake_at,
-                    match,
-                    self.run.created_at,
-                    self.run.event.id,
+                    NewWait(key, kind, wake_at, match, self.run.created_at, self.run.event.id),
                     self.rt.clock.now(),
                 )
             )

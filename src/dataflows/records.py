@@ -60,6 +60,27 @@ class IntakeResult:
 
 
 @dataclass(frozen=True, slots=True)
+class ClaimRequest:
+    """Runs to claim for a worker in the transaction that stores events (eager dispatch): up
+    to ``limit`` of the runs then runnable, leased for ``lease_seconds``, as its own claim
+    would. The worker holds ``limit`` slots free for them until the call returns."""
+
+    worker_id: str
+    limit: int
+    lease_seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class SentEvents:
+    """What :meth:`Store.send_events` did: per event its result, in order, and the runs it
+    claimed for the caller's :class:`ClaimRequest` (none without one, or if nothing was
+    runnable, or if the store does not claim at intake)."""
+
+    results: list[IntakeResult]
+    claimed: list[ClaimedRun] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
 class StoredEvent:
     id: str
     name: str
@@ -92,6 +113,31 @@ class NewStep:
     attempts: int
     started_at: float
     event_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FailedAttempt:
+    """A failed attempt of a step that will be retried at ``retry_at``."""
+
+    key: str
+    attempt: int
+    error_json: str
+    started_at: float
+    retry_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class NewWait:
+    """A sleep or event wait a run reaches: its step ``key``, its deadline (``wake_at``, none
+    for a wait without timeout) and, for an event wait, the events that ``match``, received at
+    or after ``since`` (the run's creation) and other than the run's own ``trigger_event_id``."""
+
+    key: str
+    kind: str
+    wake_at: float | None
+    match: WaitMatch | None = None
+    since: float = 0.0
+    trigger_event_id: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,7 +19,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Protocol
@@ -30,7 +30,7 @@ from dataflows.durations import Duration
 from dataflows.errors import PayloadError, StoreUnavailable, Suspend, UnknownWorkflow
 from dataflows.execution import Execution, Runtime, error_json, retry_unavailable
 from dataflows.models import Event, error_line
-from dataflows.records import ClaimedRun
+from dataflows.records import ClaimedRun, ClaimRequest, EventIntake, IntakeResult
 from dataflows.step import Step
 from dataflows.store.base import Store
 from dataflows.workflow import Registry
@@ -72,6 +72,8 @@ class WorkerApp(Protocol):
     registry: Registry
     max_payload: int
     retention: float | None
+    #: The worker event intake claims runs for (eager dispatch): the process's first worker.
+    eager_worker: Worker | None
 
     @property
     def store(self) -> Store: ...
@@ -125,9 +127,9 @@ class Worker:
 
     async def start(self) -> None:
         await self.app.open()
-        self.app.store.add_listener(self.wake)
-        if self.app.store.eager_claimer is None:  # one per process: the first worker
-            self.app.store.eager_claimer = self
+        self.app.store.add_listener(self.wake, worker_id=self.id)
+        if self.app.eager_worker is None:  # one per process: the first worker
+            self.app.eager_worker = self
         add_clock_listener = getattr(self.app.clock, "add_listener", None)
         if add_clock_listener is not None:
             add_clock_listener(self.wake)
@@ -172,8 +174,8 @@ class Worker:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self.app.store.remove_listener(self.wake)
-        if self.app.store.eager_claimer is self:
-            self.app.store.eager_claimer = None
+        if self.app.eager_worker is self:
+            self.app.eager_worker = None
         remove_clock_listener = getattr(self.app.clock, "remove_listener", None)
         if remove_clock_listener is not None:
             remove_clock_listener(self.wake)
@@ -213,7 +215,21 @@ class Worker:
                 continue  # more may be waiting; slots free up as runs finish
             await self._idle(await self._until_next_timer())
 
-    # -- eager dispatch (see store.base.EagerClaimer) -----------------------------------------------
+    # -- eager dispatch --------------------------------------------------------------------------------
+
+    async def send_events(self, intakes: Sequence[EventIntake], now: float) -> list[IntakeResult]:
+        """Store events, the store claiming for this worker's free slots the runs they start or
+        wake in the same transaction (eager dispatch: they begin without a claim round trip)."""
+        slots = self.reserve()
+        claim = ClaimRequest(self.id, slots, self.options.lease_seconds) if slots else None
+        claimed: list[ClaimedRun] = []
+        try:
+            sent = await self.app.store.send_events(intakes, now, claim)
+            claimed = sent.claimed
+        finally:
+            if slots:
+                self.deliver(claimed, slots)
+        return sent.results
 
     def reserve(self) -> int:
         """Free slots for runs that event intake in this process claims for us."""

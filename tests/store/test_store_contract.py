@@ -17,9 +17,11 @@ from dataflows.records import (
     RUN_FINISHED_EVENT,
     ClaimedRun,
     EventIntake,
+    FailedAttempt,
     NewEvent,
     NewRun,
     NewStep,
+    NewWait,
     WaitMatch,
 )
 from dataflows.store import Store
@@ -75,7 +77,10 @@ async def wait_for(
     wake_at: float | None = None,
 ) -> Any:
     return await store.begin_wait(
-        run.id, run.lease_token, key, "wait", wake_at, match, run.created_at, run.event.id, now
+        run.id,
+        run.lease_token,
+        NewWait(key, "wait", wake_at, match, run.created_at, run.event.id),
+        now,
     )
 
 
@@ -135,12 +140,12 @@ async def test_concurrent_migrations_apply_once(db: DbTarget) -> None:
 async def test_send_events_creates_runs_and_dedupes(store: Store) -> None:
     e1 = event("e1", data={"order": 1})
     intake = EventIntake(e1, (NewRun("a", "wf-a", e1), NewRun("b", "wf-b", e1)))
-    [first] = await store.send_events([intake], T0)
+    [first] = (await store.send_events([intake], T0)).results
     assert (first.event_id, first.run_ids, first.duplicate) == ("e1", ("a", "b"), False)
 
     # The same event again, even with other run ids: nothing new, the first runs reported.
     again = EventIntake(e1, (NewRun("c", "wf-a", e1),))
-    [second] = await store.send_events([again], T0 + 1)
+    [second] = (await store.send_events([again], T0 + 1)).results
     assert (second.run_ids, second.duplicate) == (("a", "b"), True)
     assert await store.get_run("c") is None
 
@@ -170,7 +175,7 @@ async def test_batches_in_opposite_orders_do_not_deadlock(store: Store, other: S
         sends.append(store.send_events(batch(f"x{i}", ["alpha", "beta", "gamma"]), T0))
         sends.append(other.send_events(batch(f"y{i}", ["gamma", "beta", "alpha"]), T0))
     results = await asyncio.gather(*sends)
-    assert all(not r.duplicate for batch_results in results for r in batch_results)
+    assert all(not r.duplicate for sent in results for r in sent.results)
 
 
 # -- claiming and leases ---------------------------------------------------------------------------
@@ -215,7 +220,9 @@ async def test_expired_lease_is_recovered_and_the_old_holder_fenced(store: Store
 
     stale = held.lease_token
     assert not await store.record_step("r1", stale, step("a"), T0 + 40)
-    assert not await store.record_attempt("r1", stale, "b", 1, "{}", T0, T0 + 50, T0 + 40)
+    assert not await store.record_attempt(
+        "r1", stale, FailedAttempt("b", 1, "{}", T0, T0 + 50), T0 + 40
+    )
     assert (await wait_for(store, held, "w", WaitMatch("x"), T0 + 40)).state == "fenced"
     assert not await store.suspend_run("r1", stale, None, "sleep", T0 + 40)
     assert not await store.complete_run("r1", stale, "1", T0 + 40)
@@ -275,10 +282,18 @@ async def test_load_history_shows_recorded_retrying_and_waiting_steps(store: Sto
     assert await store.record_step(
         "r1", token, step("bad", status="failed", started_at=T0 + 3), T0 + 4
     )
-    assert await store.record_attempt("r1", token, "flaky", 1, '{"n": 1}', T0 + 5, T0 + 7, T0 + 6)
-    assert await store.record_attempt("r1", token, "flaky", 2, '{"n": 2}', T0 + 8, T0 + 20, T0 + 9)
-    assert await store.record_attempt("r1", token, "flaky", 2, '{"n": 9}', T0 + 8, T0, T0 + 9)
-    nap = await store.begin_wait("r1", token, "nap", "sleep", T0 + 99, None, T0, "", T0 + 10)
+    assert await store.record_attempt(
+        "r1", token, FailedAttempt("flaky", 1, '{"n": 1}', T0 + 5, T0 + 7), T0 + 6
+    )
+    assert await store.record_attempt(
+        "r1", token, FailedAttempt("flaky", 2, '{"n": 2}', T0 + 8, T0 + 20), T0 + 9
+    )
+    assert await store.record_attempt(
+        "r1", token, FailedAttempt("flaky", 2, '{"n": 9}', T0 + 8, T0), T0 + 9
+    )
+    nap = await store.begin_wait(
+        "r1", token, NewWait("nap", "sleep", T0 + 99, None, T0, ""), T0 + 10
+    )
     assert (nap.state, nap.wake_at) == ("pending", T0 + 99)
 
     rows = {r.key: r for r in await store.load_history("r1")}
@@ -300,7 +315,9 @@ async def test_load_history_shows_recorded_retrying_and_waiting_steps(store: Sto
 
     # Recording the retried step replaces its retrying row; resolving the sleep its waiting row.
     assert await store.record_step("r1", token, step("flaky", "ok", started_at=T0 + 5), T0 + 21)
-    slept = await store.begin_wait("r1", token, "nap", "sleep", T0 + 99, None, T0, "", T0 + 99)
+    slept = await store.begin_wait(
+        "r1", token, NewWait("nap", "sleep", T0 + 99, None, T0, ""), T0 + 99
+    )
     assert slept.state == "resolved" and slept.event is None
     rows = {r.key: r for r in await store.load_history("r1")}
     assert (rows["flaky"].status, rows["flaky"].output) == ("completed", "ok")
@@ -316,8 +333,12 @@ async def test_claim_returns_history_and_records_due_sleeps(store: Store) -> Non
     token = run.lease_token
     assert run.history == ()  # a first claim: nothing recorded yet
     assert await store.record_step("r1", token, step("done", 42, started_at=T0 + 1), T0 + 2)
-    soon = await store.begin_wait("r1", token, "soon", "sleep", T0 + 50, None, T0, "", T0 + 3)
-    late = await store.begin_wait("r1", token, "late", "sleep", T0 + 90, None, T0, "", T0 + 4)
+    soon = await store.begin_wait(
+        "r1", token, NewWait("soon", "sleep", T0 + 50, None, T0, ""), T0 + 3
+    )
+    late = await store.begin_wait(
+        "r1", token, NewWait("late", "sleep", T0 + 90, None, T0, ""), T0 + 4
+    )
     assert (soon.state, late.state) == ("pending", "pending")
     assert await store.suspend_run("r1", token, T0 + 50, "sleep soon", T0 + 5)
 
@@ -341,7 +362,7 @@ async def test_claim_returns_history_and_records_due_sleeps(store: Store) -> Non
     ]
     # Replaying the elapsed sleep finds it recorded, as when begin_wait recorded it.
     replay = await store.begin_wait(
-        "r1", again.lease_token, "soon", "sleep", T0 + 60, None, T0, "", T0 + 51
+        "r1", again.lease_token, NewWait("soon", "sleep", T0 + 60, None, T0, ""), T0 + 51
     )
     assert (replay.state, replay.event) == ("resolved", None)
 
@@ -352,16 +373,26 @@ async def test_claim_returns_history_and_records_due_sleeps(store: Store) -> Non
 async def test_sleep_deadline_is_recorded_once(store: Store) -> None:
     [run] = await running(store, "r1")
     token = run.lease_token
-    first = await store.begin_wait("r1", token, "nap", "sleep", T0 + 100, None, T0, "", T0 + 1)
+    first = await store.begin_wait(
+        "r1", token, NewWait("nap", "sleep", T0 + 100, None, T0, ""), T0 + 1
+    )
     assert (first.state, first.wake_at) == ("pending", T0 + 100)
-    later = await store.begin_wait("r1", token, "nap", "sleep", T0 + 200, None, T0, "", T0 + 2)
+    later = await store.begin_wait(
+        "r1", token, NewWait("nap", "sleep", T0 + 200, None, T0, ""), T0 + 2
+    )
     assert (later.state, later.wake_at) == ("pending", T0 + 100)
-    early = await store.begin_wait("r1", token, "nap", "sleep", T0 + 200, None, T0, "", T0 + 99)
+    early = await store.begin_wait(
+        "r1", token, NewWait("nap", "sleep", T0 + 200, None, T0, ""), T0 + 99
+    )
     assert early.state == "pending"
-    done = await store.begin_wait("r1", token, "nap", "sleep", T0 + 200, None, T0, "", T0 + 100)
+    done = await store.begin_wait(
+        "r1", token, NewWait("nap", "sleep", T0 + 200, None, T0, ""), T0 + 100
+    )
     assert done.state == "resolved"
     # Reached again (a retry whose first answer was lost): resolved, nothing new recorded.
-    again = await store.begin_wait("r1", token, "nap", "sleep", T0 + 500, None, T0, "", T0 + 1)
+    again = await store.begin_wait(
+        "r1", token, NewWait("nap", "sleep", T0 + 500, None, T0, ""), T0 + 1
+    )
     assert (again.state, again.event) == ("resolved", None)
     [row] = await store.load_history("r1")
     assert (row.status, row.completed_at) == ("completed", T0 + 100)
@@ -500,7 +531,7 @@ async def test_finished_child_wakes_its_waiting_parent(store: Store) -> None:
     await store.start_run(new_run("c", "child", parent_run_id="p", parent_step_key="call"), T0)
     match = WaitMatch(RUN_FINISHED_EVENT, (("data.run_id", "c"),))
     call = await store.begin_wait(
-        "p", parent.lease_token, "call", "invoke", None, match, T0, parent.event.id, T0 + 1
+        "p", parent.lease_token, NewWait("call", "invoke", None, match, T0, parent.event.id), T0 + 1
     )
     assert call.state == "pending"
     assert await store.suspend_run("p", parent.lease_token, None, "invoke", T0 + 1)
@@ -511,7 +542,7 @@ async def test_finished_child_wakes_its_waiting_parent(store: Store) -> None:
 
     [parent] = await store.claim_runs("w1", 5, LEASE, T0 + 4)
     done = await store.begin_wait(
-        "p", parent.lease_token, "call", "invoke", None, match, T0, parent.event.id, T0 + 5
+        "p", parent.lease_token, NewWait("call", "invoke", None, match, T0, parent.event.id), T0 + 5
     )
     assert done.event is not None
     assert done.event.data["status"] == "completed" and done.event.data["result"] == {"n": 3}
@@ -545,7 +576,9 @@ async def test_retry_run_keeps_results_and_forgets_failures(store: Store) -> Non
     token = run.lease_token
     assert await store.record_step("r1", token, step("good", "kept"), T0 + 1)
     assert await store.record_step("r1", token, step("bad", status="failed"), T0 + 2)
-    assert await store.record_attempt("r1", token, "flaky", 1, "{}", T0, T0 + 9, T0 + 3)
+    assert await store.record_attempt(
+        "r1", token, FailedAttempt("flaky", 1, "{}", T0, T0 + 9), T0 + 3
+    )
     assert await store.fail_run("r1", token, '{"type": "StepFailed"}', T0 + 4)
     failed = await store.get_run("r1")
     assert failed is not None and failed.error == {"type": "StepFailed"}
@@ -622,9 +655,9 @@ async def test_purge_finished_also_purges_old_events(store: Store) -> None:
     await send(store, "old", "order/created", {}, T0)
     await send(store, "new", "order/created", {}, T0 + 20)
     assert await store.purge_finished(T0 + 10, 10) == 1
-    [again] = await store.send_events([EventIntake(event("old"))], T0 + 30)
+    [again] = (await store.send_events([EventIntake(event("old"))], T0 + 30)).results
     assert not again.duplicate  # forgotten: a redelivery this late is new
-    [kept] = await store.send_events([EventIntake(event("new"))], T0 + 30)
+    [kept] = (await store.send_events([EventIntake(event("new"))], T0 + 30)).results
     assert kept.duplicate
 
 
@@ -652,7 +685,7 @@ async def test_concurrent_sends_share_a_transaction_and_still_dedupe(store: Stor
         return EventIntake(e, (NewRun(run_id, "wf", e),))
 
     sends = [store.send_events([intake(f"e{i % 5}", f"r{i}")], T0) for i in range(20)]
-    results = [r for [r] in await asyncio.gather(*sends)]
+    results = [r for sent in await asyncio.gather(*sends) for r in sent.results]
     by_event: dict[str, set[tuple[str, ...]]] = {}
     for result in results:
         by_event.setdefault(result.event_id, set()).add(result.run_ids)

@@ -22,16 +22,18 @@ from typing import Any, TypeVar
 import psycopg
 import pytest
 
-from dataflows.errors import StoreError
 from dataflows.records import (
     ClaimedRun,
+    ClaimRequest,
     EventIntake,
     IntakeResult,
     NewEvent,
+    NewWait,
     StoredEvent,
     WaitMatch,
 )
 from dataflows.store import Store
+from dataflows.store.events import Sending
 from dataflows.store.queries import load_migrations
 from dataflows.store.sql_store import SqlStore
 from dataflows.store.sqlite import sqlite_path
@@ -149,7 +151,9 @@ async def test_intake_answers_the_runs_whose_waits_it_resolved(store: Store, oth
     assert (await wait_for(other, r3, "ok", seven, T0 + 1)).state == "pending"  # still running
     assert (await wait_for(other, r3, "again", seven, T0 + 1)).state == "pending"
 
-    [first] = await store.send_events([EventIntake(event("e1", decided, {"task": 7}))], T0 + 2)
+    [first] = (
+        await store.send_events([EventIntake(event("e1", decided, {"task": 7}))], T0 + 2)
+    ).results
     assert first == IntakeResult("e1", (), False, ("r1", "r2", "r3"))
 
     await suspended(other, r4, "ok", WaitMatch(decided, (("data.task", 8),)), T0 + 3)
@@ -158,7 +162,7 @@ async def test_intake_answers_the_runs_whose_waits_it_resolved(store: Store, oth
         EventIntake(event("e3", decided, {"task": 9})),
         EventIntake(event("e1", decided, {"task": 7})),
     ]
-    assert await store.send_events(batch, T0 + 4) == [
+    assert (await store.send_events(batch, T0 + 4)).results == [
         IntakeResult("e2", (), False, ("r4",)),
         IntakeResult("e3", (), False, ()),
         IntakeResult("e1", (), True, ()),
@@ -170,9 +174,10 @@ async def test_the_step_by_step_intake_answers_the_runs_it_resumed(store: Store)
     function (and SQLite always runs) answer the same."""
     [r1] = await running(store, "r1")
     await suspended(store, r1, "ok", WaitMatch("tick", (("data.lane", "x"),)), T0 + 1)
-    items = [(EventIntake(event("e1", "tick", {"lane": "x"})), T0 + 2)]
+    items = [Sending(EventIntake(event("e1", "tick", {"lane": "x"})), T0 + 2)]
     assert isinstance(store, SqlStore)
-    assert await SqlStore._intake_batch(store, items) == [IntakeResult("e1", (), False, ("r1",))]
+    [sent] = await SqlStore._intake_batch(store, items)
+    assert sent.results == [IntakeResult("e1", (), False, ("r1",))]
     assert await status(store, "r1") == "queued"
 
 
@@ -318,12 +323,7 @@ async def test_concurrent_waits_and_intake_resolve_every_wait_once(
                 await plan.store.begin_wait(
                     run.id,
                     run.lease_token,
-                    f"w{n}",
-                    "wait",
-                    None,
-                    match,
-                    run.created_at,
-                    run.event.id,
+                    NewWait(f"w{n}", "wait", None, match, run.created_at, run.event.id),
                     now(),
                 )
             )
@@ -348,7 +348,7 @@ async def test_concurrent_waits_and_intake_resolve_every_wait_once(
     sent: list[list[IntakeResult]] = []
 
     async def deliver(batch: list[NewEvent], via: Store) -> None:
-        sent.append(await via.send_events([EventIntake(e) for e in batch], now()))
+        sent.append((await via.send_events([EventIntake(e) for e in batch], now())).results)
 
     # A few events before any wait, so some waits find theirs when reached whatever the timing
     # of the race below (where a burst of new shapes makes intakes queue behind the waits).
@@ -676,32 +676,6 @@ async def test_waits_pending_at_the_upgrade_are_resolved(db: DbTarget) -> None:
 # -- eager dispatch: PostgreSQL intake claims for a worker of the sending process ---------------
 
 
-class _Claimer:
-    """A worker's side of eager dispatch, recording what it is given."""
-
-    def __init__(self, slots: int) -> None:
-        self.id = "eager-worker"
-        self.slots = slots
-        self.reserved = 0
-        self.delivered: list[ClaimedRun] = []
-        self.woken = 0
-
-    @property
-    def lease_seconds(self) -> float:
-        return LEASE
-
-    def reserve(self) -> int:
-        self.reserved += self.slots
-        return self.slots
-
-    def deliver(self, runs: list[ClaimedRun], reserved: int) -> None:
-        self.reserved -= reserved
-        self.delivered.extend(runs)
-
-    def wake(self) -> None:
-        self.woken += 1
-
-
 async def test_intake_claims_the_runs_it_wakes_for_a_local_worker(pg_url: DbTarget) -> None:
     store = new_store(pg_url)
     await store.open()
@@ -710,40 +684,52 @@ async def test_intake_claims_the_runs_it_wakes_for_a_local_worker(pg_url: DbTarg
         r1, r2 = await running(store, "r1", "r2")
         await suspended(store, r1, "ok", match, T0 + 1)
         await suspended(store, r2, "ok", WaitMatch("approval/decided", (("data.task", 8),)), T0 + 1)
-        claimer = _Claimer(slots=3)
-        store.eager_claimer = claimer
-        store.add_listener(claimer.wake)
+        woken = {"eager-worker": 0, "other": 0}
+        store.add_listener(
+            lambda: woken.update({"eager-worker": woken["eager-worker"] + 1}),
+            worker_id="eager-worker",
+        )
+        store.add_listener(lambda: woken.update({"other": woken["other"] + 1}))
+        claim = ClaimRequest("eager-worker", 3, LEASE)
 
-        await send(store, "e1", "approval/decided", {"task": 7}, T0 + 3)
+        one = [EventIntake(event("e1", "approval/decided", {"task": 7}))]
+        sent = await store.send_events(one, T0 + 3, claim)
+        assert sent.results == [IntakeResult("e1", (), False, ("r1",))]
         # Claimed in the intake's own transaction: leased to the worker, history included.
-        [run] = claimer.delivered
+        [run] = sent.claimed
         assert (run.id, run.lease_token) == ("r1", r1.lease_token + 1)
         assert [(h.key, h.status, h.event_id) for h in run.history] == [("ok", "completed", "e1")]
         row = await store.get_run("r1")
         assert row is not None and row.status == "running"
-        assert claimer.reserved == 0 and claimer.woken == 0  # slots given back, no claim loop
-        assert await status(store, "r2") == "waiting"
+        assert woken == {"eager-worker": 0, "other": 1}  # its claim loop would find nothing more
 
-        # A claimer with no free slot: the run is queued for whoever claims next.
-        claimer.slots = 0
-        await send(store, "e2", "approval/decided", {"task": 8}, T0 + 4)
-        assert [r.id for r in claimer.delivered] == ["r1"] and claimer.woken == 1
+        # No claim (a worker with no free slot): the run is queued for whoever claims next.
+        two = [EventIntake(event("e2", "approval/decided", {"task": 8}))]
+        assert (await store.send_events(two, T0 + 4)).claimed == []
+        assert woken == {"eager-worker": 1, "other": 2}
         assert await status(store, "r2") == "queued"
     finally:
         await store.close()
 
 
-async def test_a_failed_intake_gives_the_reserved_slots_back(pg_url: DbTarget) -> None:
+async def test_concurrent_intakes_share_their_claim_by_the_slots_each_held(
+    pg_url: DbTarget,
+) -> None:
     store = new_store(pg_url)
     await store.open()
-    claimer = _Claimer(slots=2)
-    store.eager_claimer = claimer
     try:
-        [run] = await running(store, "r1")
-        await suspended(store, run, "ok", WaitMatch("approval/decided", ()), T0 + 1)
-        await store.close()  # the next intake fails: its store is closed
-        with pytest.raises(StoreError):
-            await send(store, "e1", "approval/decided", {}, T0 + 2)
-        assert claimer.reserved == 0 and claimer.delivered == []
+        runs = await running(store, "r1", "r2", "r3")
+        for n, run in enumerate(runs):
+            await suspended(store, run, "ok", WaitMatch("go", (("data.n", n),)), T0 + 1)
+        sends = [
+            store.send_events([EventIntake(event(f"e{n}", "go", {"n": n}))], T0 + 2, claim)
+            for n, claim in enumerate(
+                [ClaimRequest("w", 1, LEASE), None, ClaimRequest("w", 2, LEASE)]
+            )
+        ]
+        first, second, third = await asyncio.gather(*sends)
+        assert (len(first.claimed), len(second.claimed)) == (1, 0)
+        claimed = [run.id for sent in (first, second, third) for run in sent.claimed]
+        assert sorted(claimed) == sorted(set(claimed)) and len(claimed) <= 3
     finally:
         await store.close()

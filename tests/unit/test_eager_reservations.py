@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 import dataflows as df
+from dataflows.errors import StoreError
+from dataflows.records import EventIntake, NewEvent
 from dataflows.worker import Worker, WorkerOptions
 
 
@@ -43,3 +47,11 @@ async def test_a_stopping_worker_reserves_nothing(tmp_path: Path) -> None:
     worker = make_worker(tmp_path, concurrency=2)
     worker.request_stop()
     assert worker.reserve() == 0
+
+
+async def test_a_failed_send_gives_the_reserved_slots_back(tmp_path: Path) -> None:
+    worker = make_worker(tmp_path, concurrency=2)  # its store is not open: the send fails
+    intake = EventIntake(NewEvent("e1", "ping", "{}", 0.0))
+    with pytest.raises(StoreError):
+        await worker.send_events([intake], 0.0)
+    assert worker.reserve() == 2

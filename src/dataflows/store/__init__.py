@@ -1,13 +1,13 @@
-"""Store backends behind one interface: :func:`open_store` picks one from a URL."""
+"""Store backends behind one interface: :func:`create_store` picks one from a URL."""
 
 from __future__ import annotations
 
 import os
-from urllib.parse import urlsplit, urlunsplit
 
 from dataflows.errors import InvalidDatabaseURL
 from dataflows.extras import needed_for
 from dataflows.store.base import Store
+from dataflows.store.urls import redact_password
 
 __all__ = ["Store", "create_store", "database_url", "redact_password", "DEFAULT_SQLITE_URL"]
 
@@ -55,16 +55,3 @@ def database_url(url: str | None = None) -> str:
         redact_password(url),
         "use postgresql://user:password@host:port/database or sqlite:///path/to/file.db",
     )
-
-
-def redact_password(url: str) -> str:
-    """``url`` with its password, if any, replaced by ``***``: safe to print or log."""
-    try:
-        parts = urlsplit(url)
-        password = parts.password
-    except ValueError:  # e.g. an unclosed [IPv6] bracket: show the scheme only
-        return url.partition(":")[0] + ":…"
-    if password is None:
-        return url
-    netloc = parts.netloc.replace(f":{password}@", ":***@", 1)
-    return urlunsplit(parts._replace(netloc=netloc))

@@ -14,44 +14,22 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Callable, Sequence
-from typing import Protocol
 
 from dataflows.records import (
     ClaimedRun,
+    ClaimRequest,
     EventIntake,
-    IntakeResult,
+    FailedAttempt,
     NewRun,
     NewStep,
+    NewWait,
     RunRow,
+    SentEvents,
     StepRow,
-    WaitMatch,
     WaitOutcome,
 )
 
 Listener = Callable[[], None]
-
-
-class EagerClaimer(Protocol):
-    """A worker in this process that takes runs claimed for it by event intake (a store may
-    claim in the transaction that stores events, sparing the woken run a claim round trip)."""
-
-    id: str
-
-    @property
-    def lease_seconds(self) -> float: ...
-
-    def reserve(self) -> int:
-        """Free slots, held for runs claimed now; 0 to claim nothing."""
-        ...
-
-    def wake(self) -> None:
-        """Its listener: the store need not call it after claiming for it."""
-        ...
-
-    def deliver(self, runs: list[ClaimedRun], reserved: int) -> None:
-        """Run ``runs`` (claimed for this worker) and give back the ``reserved`` slots; called
-        once per ``reserve`` that returned slots, with no runs if the claim failed."""
-        ...
 
 
 class Store(abc.ABC):
@@ -60,9 +38,8 @@ class Store(abc.ABC):
     dialect: str
 
     def __init__(self) -> None:
-        self._listeners: list[Listener] = []
-        #: Set by a worker of this process; stores that can claim at intake use it.
-        self.eager_claimer: EagerClaimer | None = None
+        #: Each listener with the id of the worker it wakes, if it is a worker's.
+        self._listeners: dict[Listener, str | None] = {}
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -87,32 +64,38 @@ class Store(abc.ABC):
 
     # -- wake-up hints -----------------------------------------------------------------------------
 
-    def add_listener(self, listener: Listener) -> None:
+    def add_listener(self, listener: Listener, *, worker_id: str | None = None) -> None:
         """Call ``listener`` (from the event loop) when new work may be runnable.
 
-        A hint for latency only: workers also poll.
+        A hint for latency only: workers also poll. A worker's listener names its
+        ``worker_id``: an intake that claimed runs for that worker does not wake it.
         """
-        self._listeners.append(listener)
+        self._listeners[listener] = worker_id
 
     def remove_listener(self, listener: Listener) -> None:
-        if listener in self._listeners:
-            self._listeners.remove(listener)
+        self._listeners.pop(listener, None)
 
-    def notify_listeners(self, skip: Listener | None = None) -> None:
-        for listener in list(self._listeners):
-            if listener != skip:
+    def notify_listeners(self, skip_worker: str | None = None) -> None:
+        for listener, worker_id in list(self._listeners.items()):
+            if skip_worker is None or worker_id != skip_worker:
                 listener()
 
     # -- intake ------------------------------------------------------------------------------------
 
     @abc.abstractmethod
-    async def send_events(self, intakes: Sequence[EventIntake], now: float) -> list[IntakeResult]:
+    async def send_events(
+        self, intakes: Sequence[EventIntake], now: float, claim: ClaimRequest | None = None
+    ) -> SentEvents:
         """Store events and create the runs they start, in one transaction.
 
         An event whose id is already stored is a duplicate: nothing is written for it and the
         result carries the ids of the runs it started the first time. Every stored event wakes
         the runs with a wait that it matches (``queued`` if they were ``waiting``; flagged so a
         run about to suspend re-queues instead).
+
+        With a ``claim``, a store may also claim runnable runs for that worker in the same
+        transaction (eager dispatch: a run an event starts or wakes begins without a further
+        round trip); they come back in the answer, which the caller then runs.
         """
 
     @abc.abstractmethod
@@ -173,33 +156,16 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def record_attempt(
-        self,
-        run_id: str,
-        lease_token: int,
-        key: str,
-        attempt: int,
-        error_json: str,
-        started_at: float,
-        retry_at: float,
-        now: float,
+        self, run_id: str, lease_token: int, attempt: FailedAttempt, now: float
     ) -> bool:
-        """Record a failed attempt of a step that will be retried at ``retry_at`` (fenced).
+        """Record a failed attempt of a step that will be retried at ``attempt.retry_at`` (fenced).
 
         Like :meth:`record_step`, ``False`` means fenced and a repeated record returns ``True``.
         """
 
     @abc.abstractmethod
     async def begin_wait(
-        self,
-        run_id: str,
-        lease_token: int,
-        key: str,
-        kind: str,
-        wake_at: float | None,
-        match: WaitMatch | None,
-        since: float,
-        trigger_event_id: str,
-        now: float,
+        self, run_id: str, lease_token: int, wait: NewWait, now: float
     ) -> WaitOutcome:
         """Reach a sleep or an event wait, in one transaction (fenced).
 

@@ -18,29 +18,35 @@ import secrets
 import time
 from collections.abc import Sequence
 from typing import Any
-from urllib.parse import urlsplit
 
 import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.pq import TransactionStatus
-from psycopg.rows import TupleRow
+from psycopg.rows import TupleRow, dict_row
 from psycopg_pool import AsyncConnectionPool
 
 from dataflows.errors import (
-    DatabaseAuthFailed,
-    DatabaseNotFound,
     DatabaseUnreachable,
     InvalidDatabaseURL,
     StoreError,
     StoreUnavailable,
-    UnknownDatabaseHost,
 )
-from dataflows.records import ClaimedRun, EventIntake, IntakeResult
-from dataflows.store import programs, redact_password
-from dataflows.store.programs import NOTIFY, Program, Query
+from dataflows.records import SentEvents
+from dataflows.store.events import (
+    Sending,
+    batch_claim,
+    intake_call,
+    intake_results,
+    share_claimed,
+)
+from dataflows.store.pg_connect import address, connect_error, scrub
+from dataflows.store.program import NOTIFY, Program, Query
 from dataflows.store.queries import load_migrations, load_queries
+from dataflows.store.rows import claimed_runs
 from dataflows.store.sql_store import SqlStore
+from dataflows.store.steps import record_steps_counts, record_steps_query
+from dataflows.store.urls import redact_password
 
 __all__ = ["PostgresStore"]
 
@@ -239,7 +245,7 @@ class PostgresStore(SqlStore):
     async def _record_batch(self, queries: Sequence[Query]) -> list[int]:
         """New steps on a connection of their own: the batcher writes one batch at a time, so
         the hot path skips the pool (one round trip, nothing else)."""
-        query = queries[0] if len(queries) == 1 else programs.record_steps_query(queries)
+        query = queries[0] if len(queries) == 1 else record_steps_query(queries)
         async with self._translate("recording steps"):
             conn = self._step_conn
             if conn is None or conn.closed or conn.broken:
@@ -254,59 +260,53 @@ class PostgresStore(SqlStore):
                 raise
         if len(queries) == 1:
             return [int(answer)]
-        return programs.record_steps_counts(queries, answer)
+        return record_steps_counts(queries, answer)
 
-    async def _intake_batch(self, items: Sequence[tuple[EventIntake, float]]) -> list[IntakeResult]:
-        """Events in one round trip: the ``intake_events`` function (migrations 0003, 0004)
-        stores them, starts their runs and resolves their waits, given the wait keys computed
-        here from the filter shapes last seen, and claims runs for this process's worker if it
-        has free slots (eager dispatch). If a wait registered a new shape since, the function
-        writes nothing and returns the current shapes, and the call is made again with them;
-        if that too is out of date, the step-by-step program, which reads the shapes under its
-        locks, stores the events (new shapes are rare: a new kind of wait)."""
+    async def _intake_batch(self, items: Sequence[Sending]) -> list[SentEvents]:
+        """Events in one round trip: the ``intake_events`` function stores them, starts their
+        runs and resolves their waits, given the wait keys computed here from the filter shapes
+        last seen, and claims runs for the items' :class:`ClaimRequest` (eager dispatch). If a
+        wait registered a new shape since, the function writes nothing and returns the current
+        shapes, and the call is made again with them; if that too is out of date, the
+        step-by-step program, which reads the shapes under its locks, stores the events (new
+        shapes are rare: a new kind of wait)."""
         for _ in range(2):
             answer = await self._intake_call(items)
             if "shapes" not in answer:
-                return programs.intake_results(items, answer["results"])
-            names = {intake.event.name for intake, _ in items}
+                results = intake_results(items, answer["results"])
+                return share_claimed(items, results, claimed_runs(answer.get("claimed", ())))
+            names = {item.intake.event.name for item in items}
             self._wait_shapes.update({name: answer["shapes"].get(name, []) for name in names})
         return await super()._intake_batch(items)
 
-    async def _intake_call(self, items: Sequence[tuple[EventIntake, float]]) -> dict[str, Any]:
-        claimer = self.eager_claimer
-        reserved = 0 if claimer is None else claimer.reserve()
-        claim = None
-        if claimer is not None and reserved:
-            now = items[-1][1]
-            claim = {
-                "worker": claimer.id,
-                "limit": reserved,
-                "lease_until": now + claimer.lease_seconds,
-                "now": now,
-            }
-        claimed: list[ClaimedRun] = []
-        try:
-            params: dict[str, str | None] = {
-                **programs.intake_call(items, self._wait_shapes),
-                "channel": self.channel,
-                "sender": self._sender,
-                "claim": None if claim is None else json.dumps(claim),
-            }
-            async with self._translate("storing events"), self._open_pool().connection() as conn:
-                cursor = await conn.execute(_INTAKE_EVENTS, params)
-                row = await cursor.fetchone()
-            assert row is not None
-            answer: dict[str, Any] = row[0]
-            claimed = programs.claimed_runs(
-                [tuple(c[k] for k in programs.CLAIM_COLUMNS) for c in answer.get("claimed", ())]
-            )
-        finally:
-            if claimer is not None and reserved:
-                claimer.deliver(claimed, reserved)
+    async def _intake_call(self, items: Sequence[Sending]) -> dict[str, Any]:
+        claim = batch_claim(items)
+        now = items[-1].now
+        params: dict[str, str | None] = {
+            **intake_call(items, self._wait_shapes),
+            "channel": self.channel,
+            "sender": self._sender,
+            "claim": None
+            if claim is None
+            else json.dumps(
+                {
+                    "worker": claim.worker_id,
+                    "limit": claim.limit,
+                    "lease_until": now + claim.lease_seconds,
+                    "now": now,
+                }
+            ),
+        }
+        async with self._translate("storing events"), self._open_pool().connection() as conn:
+            cursor = conn.cursor(row_factory=dict_row)
+            await cursor.execute(_INTAKE_EVENTS, params)
+            row = await cursor.fetchone()
+        assert row is not None
+        answer: dict[str, Any] = row["answer"]
         if answer.get("notified"):
-            # Having claimed for our worker, up to its free slots, its claim loop would find
+            # Having claimed for a worker, up to its free slots, its claim loop would find
             # nothing more: wake the others only.
-            self.notify_listeners(skip=None if claimer is None or claim is None else claimer.wake)
+            self.notify_listeners(skip_worker=None if claim is None else claim.worker_id)
         return answer
 
     async def _run_one(self, query: Query) -> Any:
@@ -328,7 +328,8 @@ class PostgresStore(SqlStore):
                 answer = await self._fetch(conn, query)
 
     async def _fetch(self, conn: Connection, query: Query) -> Any:
-        cursor = await conn.execute(self._queries[query.name], query.params)
+        cursor = conn.cursor(row_factory=dict_row)
+        await cursor.execute(self._queries[query.name], query.params)
         if query.fetch == "all":
             return await cursor.fetchall()
         if query.fetch == "one":
@@ -348,7 +349,7 @@ class PostgresStore(SqlStore):
         except TimeoutError:
             params = conninfo_to_dict(self.url)
             reason = f"no answer within {self.connect_timeout:g} s"
-            raise DatabaseUnreachable(_address(params), reason) from None
+            raise DatabaseUnreachable(address(params), reason) from None
         except psycopg.Error as exc:
             raise connect_error(exc, self.url) from exc
 
@@ -362,7 +363,7 @@ class PostgresStore(SqlStore):
         try:
             given = conninfo_to_dict(self.url)
         except psycopg.ProgrammingError as exc:
-            hint = _scrub(str(exc), self.url).strip()
+            hint = scrub(str(exc), self.url).strip()
             raise InvalidDatabaseURL(redact_password(self.url), hint) from None
         kwargs: dict[str, Any] = {k: v for k, v in _CONNECT_DEFAULTS.items() if k not in given}
         options = given.get("options", "")
@@ -411,7 +412,7 @@ class PostgresStore(SqlStore):
 #: See PostgresStore._intake_batch.
 _INTAKE_EVENTS = (
     "SELECT intake_events(%(events)s::jsonb, %(shapes)s::jsonb, %(name_locks)s::jsonb,"
-    " %(key_locks)s::jsonb, %(channel)s, %(sender)s, %(claim)s::jsonb)"
+    " %(key_locks)s::jsonb, %(channel)s, %(sender)s, %(claim)s::jsonb) AS answer"
 )
 
 
@@ -437,91 +438,3 @@ def _channel(schema: str) -> str:
     if len(channel) > 63:
         channel = "dataflows_" + hashlib.sha256(schema.encode()).hexdigest()[:32]
     return channel
-
-
-# -- why a connection failed ---------------------------------------------------------------------
-
-_NO_DATABASE = re.compile(r'database "(.+?)" does not exist')
-_NO_ROLE = re.compile(r'role "(.+?)" does not exist')
-
-
-def connect_error(exc: psycopg.Error, url: str) -> StoreError:
-    """The dataflows error for a connection that failed with ``exc``, in one line.
-
-    Permanent causes (no such database, credentials rejected, an unknown host name) become
-    :class:`DatabaseRejected` errors, a server that does not answer :class:`DatabaseUnreachable`,
-    anything else :class:`StoreUnavailable` with the driver's first line. libpq reports these
-    causes as text only (no SQLSTATE before the session exists), hence the matching.
-    """
-    text = _scrub(str(exc), url)
-    params = _effective(exc, url)
-    where, user = _address(params), params.get("user") or "?"
-    if found := _NO_DATABASE.search(text):
-        return DatabaseNotFound(found.group(1), where)
-    auth = _auth_problem(text, user)
-    if auth is not None:
-        return DatabaseAuthFailed(f"PostgreSQL {auth} on {where}", user=user, address=where)
-    if "resolve host" in text or "translate host name" in text:
-        if "Temporary failure" not in text:
-            return UnknownDatabaseHost(params.get("host") or "?")
-        return DatabaseUnreachable(where, "its host name cannot be resolved right now")
-    for clue, reason in _UNREACHABLE:
-        if clue in text:
-            return DatabaseUnreachable(where, reason)
-    first = text.removeprefix("connection failed: ").splitlines()[0] if text else type(exc).__name__
-    return StoreUnavailable(f"cannot connect to PostgreSQL at {where}: {first}")
-
-
-#: Driver text → the reason shown in "cannot reach PostgreSQL at … (reason)".
-_UNREACHABLE = (
-    ("Connection refused", "connection refused"),
-    ("timeout expired", "no answer within the connect timeout"),
-    ("timed out", "no answer within the connect timeout"),
-    ("No route to host", "no route to host"),
-    ("No such file or directory", "no server socket there"),
-)
-
-
-def _auth_problem(text: str, user: str) -> str | None:
-    if "password authentication failed" in text:
-        return f'rejected the password for user "{user}"'
-    if "no password supplied" in text:
-        return f'asks for a password for user "{user}" and the URL has none'
-    if _NO_ROLE.search(text):
-        return f'has no role (user) "{user}"'
-    if "no pg_hba.conf entry" in text:
-        return f'accepts no connection from this machine for user "{user}" (pg_hba.conf)'
-    if "authentication failed" in text:
-        return f'rejected the credentials of user "{user}"'
-    return None
-
-
-def _effective(exc: psycopg.Error, url: str) -> dict[str, str]:
-    """Host, port, user and database the failed attempt used: libpq's, else the URL's."""
-    params = {k: str(v) for k, v in conninfo_to_dict(url).items() if k != "password"}
-    pgconn = exc.pgconn
-    if pgconn is not None:
-        for key, value in (("host", pgconn.host), ("port", pgconn.port), ("user", pgconn.user)):
-            if value:
-                params[key] = value.decode(errors="replace")
-    return params
-
-
-def _address(params: dict[str, Any]) -> str:
-    host = str(params.get("host") or "localhost")
-    port = str(params.get("port") or "5432")
-    if host.startswith("/"):  # a Unix-domain socket directory
-        return f"{host}/.s.PGSQL.{port}"
-    return f"{host}:{port}"
-
-
-def _scrub(text: str, url: str) -> str:
-    """``text`` without the URL's password, which some driver messages quote."""
-    passwords: set[str] = set()
-    with contextlib.suppress(ValueError):
-        passwords.add(urlsplit(url).password or "")
-    with contextlib.suppress(psycopg.Error):
-        passwords.add(str(conninfo_to_dict(url).get("password") or ""))
-    for password in passwords - {""}:
-        text = text.replace(password, "***")
-    return text

@@ -1,4 +1,9 @@
-"""A :class:`Store` over SQL: every domain operation is a program run in one transaction."""
+"""A :class:`Store` over SQL: every domain operation is a program run in one transaction.
+
+Each method hands the program of its operation (from the module named after its noun) to the
+backend's :meth:`SqlStore._run`; the hot paths send a single statement without a transaction
+around it, and new step results and lone events go through group commit.
+"""
 
 from __future__ import annotations
 
@@ -8,24 +13,23 @@ from typing import Any
 
 from dataflows.records import (
     ClaimedRun,
+    ClaimRequest,
     EventIntake,
+    FailedAttempt,
     IntakeResult,
     NewRun,
     NewStep,
+    NewWait,
     RunRow,
+    SentEvents,
     StepRow,
-    WaitMatch,
     WaitOutcome,
 )
-from dataflows.store import programs
+from dataflows.store import events, leases, runs, steps, waits
 from dataflows.store.base import Store
 from dataflows.store.batching import Batcher
-from dataflows.store.programs import Program, Query
-
-
-def _single(query: Query) -> Program:
-    result = yield query
-    return result
+from dataflows.store.events import Sending
+from dataflows.store.program import Program, Query, single
 
 
 class SqlStore(Store):
@@ -34,7 +38,7 @@ class SqlStore(Store):
     def __init__(self) -> None:
         super().__init__()
         self._steps: Batcher[Query, int] = Batcher(self._record_batch)
-        self._intake: Batcher[tuple[EventIntake, float], IntakeResult] = Batcher(self._intake_batch)
+        self._intake: Batcher[Sending, SentEvents] = Batcher(self._intake_batch)
 
     @abc.abstractmethod
     async def _run(self, program: Program) -> Any:
@@ -44,8 +48,8 @@ class SqlStore(Store):
         """Record several new steps (``record_step`` queries) in one transaction; row counts."""
         if len(queries) == 1:
             return [int(await self._run_one(queries[0]))]
-        rows = await self._run_one(programs.record_steps_query(queries))
-        return programs.record_steps_counts(queries, rows)
+        rows = await self._run_one(steps.record_steps_query(queries))
+        return steps.record_steps_counts(queries, rows)
 
     async def _run_single(self, program: Program) -> Any:
         """Run a program that sends exactly one statement (a read, a claim) without a
@@ -60,27 +64,37 @@ class SqlStore(Store):
 
     async def _run_one(self, query: Query) -> Any:
         """Run a single statement. Backends may send it alone, in autocommit: one round trip."""
-        return await self._run(_single(query))
+        return await self._run(single(query))
 
-    async def send_events(self, intakes: Sequence[EventIntake], now: float) -> list[IntakeResult]:
+    async def send_events(
+        self, intakes: Sequence[EventIntake], now: float, claim: ClaimRequest | None = None
+    ) -> SentEvents:
         if len(intakes) == 1:
             # Concurrent single events (webhooks, app.send) share one transaction.
-            return [await self._intake.submit((intakes[0], now))]
-        return await self._intake_batch([(intake, now) for intake in intakes])
+            return await self._intake.submit(Sending(intakes[0], now, claim))
+        items = [
+            Sending(intake, now, claim if n == 0 else None) for n, intake in enumerate(intakes)
+        ]
+        sent = await self._intake_batch(items)
+        return SentEvents(
+            [r for s in sent for r in s.results], [c for s in sent for c in s.claimed]
+        )
 
-    async def _intake_batch(self, items: Sequence[tuple[EventIntake, float]]) -> list[IntakeResult]:
-        result: list[IntakeResult] = await self._run(programs.send_each(items))
-        return result
+    async def _intake_batch(self, items: Sequence[Sending]) -> list[SentEvents]:
+        """Store ``items`` in one transaction. Claims nothing: stores that claim at intake
+        override this."""
+        results: list[IntakeResult] = await self._run(events.send_each(items))
+        return [SentEvents([result]) for result in results]
 
     async def start_run(self, run: NewRun, now: float) -> tuple[str, bool]:
-        result: tuple[str, bool] = await self._run(programs.start_run(run, now))
+        result: tuple[str, bool] = await self._run(runs.start_run(run, now))
         return result
 
     async def claim_runs(
         self, worker_id: str, limit: int, lease_seconds: float, now: float
     ) -> list[ClaimedRun]:
         result: list[ClaimedRun] = await self._run_single(
-            programs.claim_runs(worker_id, limit, lease_seconds, now)
+            leases.claim_runs(worker_id, limit, lease_seconds, now)
         )
         return result
 
@@ -88,12 +102,12 @@ class SqlStore(Store):
         self, worker_id: str, run_ids: Sequence[str], lease_seconds: float, now: float
     ) -> set[str]:
         result: set[str] = await self._run_single(
-            programs.heartbeat(worker_id, run_ids, lease_seconds, now)
+            leases.heartbeat(worker_id, run_ids, lease_seconds, now)
         )
         return result
 
     async def load_history(self, run_id: str) -> list[StepRow]:
-        result: list[StepRow] = await self._run_single(programs.load_history(run_id))
+        result: list[StepRow] = await self._run_single(steps.load_history(run_id))
         return result
 
     async def record_step(
@@ -107,56 +121,29 @@ class SqlStore(Store):
         if not events:
             # The hot path: a new step result is one fenced INSERT, one round trip (the steps
             # of concurrent runs share it).
-            query = programs.record_step_query(run_id, lease_token, step, now)
+            query = steps.record_step_query(run_id, lease_token, step, now)
             if await (self._steps.submit(query) if step.kind == "run" else self._run_one(query)):
                 return True
             # Nothing inserted: fenced, or a retry of a record whose answer was lost. The
             # program below tells the two apart (rare, so its extra round trips do not matter).
-        return bool(await self._run(programs.record_step(run_id, lease_token, step, now, events)))
+        return bool(await self._run(steps.record_step(run_id, lease_token, step, now, events)))
 
     async def record_attempt(
-        self,
-        run_id: str,
-        lease_token: int,
-        key: str,
-        attempt: int,
-        error_json: str,
-        started_at: float,
-        retry_at: float,
-        now: float,
+        self, run_id: str, lease_token: int, attempt: FailedAttempt, now: float
     ) -> bool:
-        return bool(
-            await self._run(
-                programs.record_attempt(
-                    run_id, lease_token, key, attempt, error_json, started_at, retry_at, now
-                )
-            )
-        )
+        return bool(await self._run(steps.record_attempt(run_id, lease_token, attempt, now)))
 
     async def begin_wait(
-        self,
-        run_id: str,
-        lease_token: int,
-        key: str,
-        kind: str,
-        wake_at: float | None,
-        match: WaitMatch | None,
-        since: float,
-        trigger_event_id: str,
-        now: float,
+        self, run_id: str, lease_token: int, wait: NewWait, now: float
     ) -> WaitOutcome:
-        result: WaitOutcome = await self._run(
-            programs.begin_wait(
-                run_id, lease_token, key, kind, wake_at, match, since, trigger_event_id, now
-            )
-        )
+        result: WaitOutcome = await self._run(waits.begin_wait(run_id, lease_token, wait, now))
         return result
 
     async def suspend_run(
         self, run_id: str, lease_token: int, wake_at: float | None, reason: str, now: float
     ) -> bool:
         changed = bool(
-            await self._run_single(programs.suspend_run(run_id, lease_token, wake_at, reason, now))
+            await self._run_single(leases.suspend_run(run_id, lease_token, wake_at, reason, now))
         )
         if changed:
             self.notify_listeners()  # the run may be queued again, or need a timer
@@ -172,7 +159,7 @@ class SqlStore(Store):
         has_parent: bool = True,
     ) -> bool:
         return await self._finish(
-            programs.finish_run(run_id, lease_token, "completed", result_json, None, now),
+            runs.finish_run(run_id, lease_token, "completed", result_json, None, now),
             has_parent,
         )
 
@@ -180,7 +167,7 @@ class SqlStore(Store):
         self, run_id: str, lease_token: int, error_json: str, now: float, *, has_parent: bool = True
     ) -> bool:
         return await self._finish(
-            programs.finish_run(run_id, lease_token, "failed", None, error_json, now), has_parent
+            runs.finish_run(run_id, lease_token, "failed", None, error_json, now), has_parent
         )
 
     async def _finish(self, program: Program, has_parent: bool) -> bool:
@@ -188,18 +175,18 @@ class SqlStore(Store):
         return bool(await (self._run(program) if has_parent else self._run_single(program)))
 
     async def release_run(self, run_id: str, lease_token: int, now: float) -> bool:
-        return bool(await self._run(programs.release_run(run_id, lease_token, now)))
+        return bool(await self._run(leases.release_run(run_id, lease_token, now)))
 
     async def next_wake_at(self) -> float | None:
-        result: float | None = await self._run_single(programs.next_wake_at())
+        result: float | None = await self._run_single(leases.next_wake_at())
         return result
 
     async def get_run(self, run_id: str) -> RunRow | None:
-        result: RunRow | None = await self._run(programs.get_run(run_id))
+        result: RunRow | None = await self._run(runs.get_run(run_id))
         return result
 
     async def run_status(self, run_id: str) -> str | None:
-        result: str | None = await self._run_single(programs.run_status(run_id))
+        result: str | None = await self._run_single(runs.run_status(run_id))
         return result
 
     async def list_runs(
@@ -210,19 +197,19 @@ class SqlStore(Store):
         before: tuple[float, str] | None = None,
     ) -> list[RunRow]:
         result: list[RunRow] = await self._run_single(
-            programs.list_runs(workflow_id, status, limit, before)
+            runs.list_runs(workflow_id, status, limit, before)
         )
         return result
 
     async def cancel_run(self, run_id: str, now: float) -> str:
-        return str(await self._run(programs.cancel_run(run_id, now)))
+        return str(await self._run(runs.cancel_run(run_id, now)))
 
     async def retry_run(self, run_id: str, now: float) -> str:
-        return str(await self._run(programs.retry_run(run_id, now)))
+        return str(await self._run(runs.retry_run(run_id, now)))
 
     async def run_counts(self) -> list[tuple[str, str, int]]:
-        result: list[tuple[str, str, int]] = await self._run_single(programs.run_counts())
+        result: list[tuple[str, str, int]] = await self._run_single(runs.run_counts())
         return result
 
     async def purge_finished(self, before: float, batch: int) -> int:
-        return int(await self._run(programs.purge_finished(before, batch)))
+        return int(await self._run(runs.purge_finished(before, batch)))

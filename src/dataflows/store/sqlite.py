@@ -16,7 +16,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from dataflows.errors import InvalidDatabaseURL, StoreError, StoreUnavailable
-from dataflows.store.programs import NOTIFY, Program, Query
+from dataflows.store.program import NOTIFY, Program, Query
 from dataflows.store.queries import load_migrations, load_queries
 from dataflows.store.sql_store import SqlStore
 
@@ -75,6 +75,7 @@ class SQLiteStore(SqlStore):
         conn = sqlite3.connect(
             self.path, timeout=self.busy_timeout, isolation_level=None, check_same_thread=False
         )
+        conn.row_factory = sqlite3.Row  # rows read by column name
         conn.execute("PRAGMA journal_mode=WAL")
         # FULL: a transaction that returned is on disk, even across a power cut (guarantee 4).
         conn.execute("PRAGMA synchronous=FULL")

@@ -1,7 +1,14 @@
--- Runtime queries for the PostgreSQL store, one named block each ("-- name: x").
+-- Runtime queries for the PostgreSQL store, one named block each ("-- name: x"),
+-- and the fragments they share ("-- fragment: x", used as {x}).
 -- The SQLite file defines the same names with the same result columns; a test keeps them in step.
 -- Tables are unqualified: every connection's search_path is the store's schema. Parameters that
 -- may be NULL, or whose type PostgreSQL cannot infer, carry an explicit cast.
+
+-- fragment: fence
+-- The fence of every write a worker makes for a run: the run is still running under the lease
+-- token the worker got when it claimed it. A worker that lost its lease (paused, partitioned,
+-- slow) writes nothing. Queries say {fence}, or {fence r} for runs named r.
+runs.lease_token = %(lease_token)s AND runs.status = 'running'
 
 -- name: insert_event
 -- A lone event takes its wait keys' locks here (see lock_wait_keys), before its row is numbered.
@@ -33,6 +40,7 @@ SELECT id FROM runs WHERE workflow_id = %(workflow_id)s AND idempotency_key = %(
 -- The function (migrations 0003, 0005) records the waits this event resolves and wakes their
 -- runs; one row per run whose wait it resolved.
 SELECT unnest(resolve_waits(%(event_name)s, %(keys)s::jsonb, %(event_id)s, %(output)s, %(now)s))
+       AS run_id
 
 -- name: lock_waiting_runs
 SELECT lock_waiting_runs(%(keys)s::jsonb)
@@ -82,7 +90,7 @@ INSERT INTO steps (run_id, step_key, kind, status, output, error, attempts, even
                    started_at, completed_at)
 SELECT id, %(key)s, %(kind)s, %(status)s, %(output)s::text, %(error)s::text, %(attempts)s,
        %(event_id)s::text, %(started_at)s, %(now)s
-FROM runs WHERE id = %(run_id)s AND lease_token = %(lease_token)s AND status = 'running'
+FROM runs WHERE id = %(run_id)s AND {fence}
 FOR SHARE
 ON CONFLICT DO NOTHING
 
@@ -96,7 +104,7 @@ FROM jsonb_to_recordset(%(steps)s::jsonb) AS v(
          run_id text, lease_token bigint, key text, kind text, status text, output text,
          error text, attempts int, event_id text, started_at double precision,
          now double precision)
-JOIN runs r ON r.id = v.run_id AND r.lease_token = v.lease_token AND r.status = 'running'
+JOIN runs r ON r.id = v.run_id AND {fence r v.lease_token}
 FOR SHARE OF r
 ON CONFLICT DO NOTHING
 RETURNING run_id, step_key
@@ -109,7 +117,7 @@ WITH recorded AS (
                        started_at, completed_at)
     SELECT id, %(key)s, %(kind)s, %(status)s, %(output)s::text, %(error)s::text, %(attempts)s,
            %(event_id)s::text, %(started_at)s, %(now)s
-    FROM runs WHERE id = %(run_id)s AND lease_token = %(lease_token)s AND status = 'running'
+    FROM runs WHERE id = %(run_id)s AND {fence}
     FOR SHARE
     ON CONFLICT DO NOTHING
     RETURNING run_id, step_key
@@ -122,13 +130,13 @@ SELECT run_id FROM recorded
 -- name: record_attempt
 INSERT INTO step_attempts (run_id, step_key, attempt, error, started_at, failed_at, retry_at)
 SELECT id, %(key)s, %(attempt)s, %(error)s, %(started_at)s, %(now)s, %(retry_at)s
-FROM runs WHERE id = %(run_id)s AND lease_token = %(lease_token)s AND status = 'running'
+FROM runs WHERE id = %(run_id)s AND {fence}
 FOR SHARE
 ON CONFLICT DO NOTHING
 
 -- name: holds_lease
 SELECT 1 FROM runs
-WHERE id = %(run_id)s AND lease_token = %(lease_token)s AND status = 'running'
+WHERE id = %(run_id)s AND {fence}
 FOR SHARE
 
 -- name: wait_state
@@ -139,7 +147,7 @@ SELECT w.wake_at, s.run_id IS NOT NULL AS recorded, w.created_at, w.after_seq
 FROM runs r
 LEFT JOIN waits w ON w.run_id = r.id AND w.step_key = %(key)s
 LEFT JOIN steps s ON s.run_id = r.id AND s.step_key = %(key)s
-WHERE r.id = %(run_id)s AND r.lease_token = %(lease_token)s AND r.status = 'running'
+WHERE r.id = %(run_id)s AND {fence r}
 FOR SHARE OF r
 
 -- name: insert_wait
@@ -174,7 +182,7 @@ SET status = CASE WHEN signaled THEN 'queued' ELSE 'waiting' END,
     lease_owner = NULL,
     lease_expires_at = NULL,
     updated_at = %(now)s
-WHERE id = %(run_id)s AND lease_token = %(lease_token)s AND status = 'running'
+WHERE id = %(run_id)s AND {fence}
 
 -- name: finish_run
 -- One statement (autocommit for a run without a parent): the run's pending waits go with it.
@@ -183,7 +191,7 @@ WITH finished AS (
     SET status = %(status)s, result = %(result)s::text, error = %(error)s::text,
         completed_at = %(now)s, updated_at = %(now)s, wake_at = NULL, wait_reason = NULL,
         signaled = false, lease_owner = NULL, lease_expires_at = NULL
-    WHERE id = %(run_id)s AND lease_token = %(lease_token)s AND status = 'running'
+    WHERE id = %(run_id)s AND {fence}
     RETURNING id, workflow_id, parent_run_id
 ), cleared AS (
     DELETE FROM waits WHERE run_id IN (SELECT id FROM finished)
@@ -196,10 +204,10 @@ DELETE FROM waits WHERE run_id = %(run_id)s
 -- name: release_run
 UPDATE runs
 SET status = 'queued', lease_owner = NULL, lease_expires_at = NULL, updated_at = %(now)s
-WHERE id = %(run_id)s AND lease_token = %(lease_token)s AND status = 'running'
+WHERE id = %(run_id)s AND {fence}
 
 -- name: next_wake_at
-SELECT min(wake_at) FROM runs WHERE status = 'waiting'
+SELECT min(wake_at) AS wake_at FROM runs WHERE status = 'waiting'
 
 -- name: get_run
 SELECT id, workflow_id, status, event_id, event_name, event_data, event_ts, result, error,
@@ -294,7 +302,7 @@ FROM (SELECT EXISTS (SELECT 1 FROM wait_shapes
 SELECT pg_notify({channel}, {sender}); COMMIT
 
 -- name: run_counts
-SELECT workflow_id, status, count(*) FROM runs
+SELECT workflow_id, status, count(*) AS count FROM runs
 WHERE status IN ('queued', 'running', 'waiting')
 GROUP BY workflow_id, status
 

@@ -1,5 +1,12 @@
--- Runtime queries for the SQLite store, one named block each ("-- name: x").
+-- Runtime queries for the SQLite store, one named block each ("-- name: x"),
+-- and the fragments they share ("-- fragment: x", used as {x}).
 -- The PostgreSQL file defines the same names; a test keeps the two in step.
+
+-- fragment: fence
+-- The fence of every write a worker makes for a run: the run is still running under the lease
+-- token the worker got when it claimed it. A worker that lost its lease (paused, partitioned,
+-- slow) writes nothing. Queries say {fence}, or {fence r} for runs named r.
+runs.lease_token = :lease_token AND runs.status = 'running'
 
 -- name: insert_event
 INSERT INTO events (id, name, data, ts, received_at)
@@ -107,7 +114,7 @@ WHERE run_id IN (SELECT id FROM temp.claimed) AND kind = 'sleep' AND wake_at <= 
 SELECT r.id, r.workflow_id, r.event_id, r.event_name, r.event_data, r.event_ts, r.created_at,
        r.lease_token, r.recoveries, r.parent_run_id,
        h.step_key, h.kind, h.status, h.output, h.error, h.attempts, h.started_at,
-       h.completed_at, h.wake_at, h.event_id
+       h.completed_at, h.wake_at, h.event_id AS step_event_id
 FROM temp.claimed c JOIN runs r ON r.id = c.id
 LEFT JOIN (
     SELECT run_id, step_key, kind, status, output, error, attempts, started_at, completed_at,
@@ -160,19 +167,23 @@ ORDER BY step_key, attempt
 INSERT INTO steps (run_id, step_key, kind, status, output, error, attempts, event_id,
                    started_at, completed_at)
 SELECT :run_id, :key, :kind, :status, :output, :error, :attempts, :event_id, :started_at, :now
-FROM runs WHERE id = :run_id AND lease_token = :lease_token AND status = 'running'
+FROM runs WHERE id = :run_id AND {fence}
 ON CONFLICT DO NOTHING
 
 -- name: record_steps
 -- Group commit: the record_step rows of many runs at once, each fenced by its own lease.
 INSERT INTO steps (run_id, step_key, kind, status, output, error, attempts, event_id,
                    started_at, completed_at)
-SELECT r.id, v.value ->> '$.key', v.value ->> '$.kind', v.value ->> '$.status',
-       v.value ->> '$.output', v.value ->> '$.error', v.value ->> '$.attempts',
-       v.value ->> '$.event_id', v.value ->> '$.started_at', v.value ->> '$.now'
-FROM json_each(:steps) AS v
-JOIN runs r ON r.id = v.value ->> '$.run_id'
-           AND r.lease_token = v.value ->> '$.lease_token' AND r.status = 'running'
+SELECT r.id, v.key, v.kind, v.status, v.output, v.error, v.attempts, v.event_id,
+       v.started_at, v.now
+FROM (SELECT value ->> '$.run_id' AS run_id, value ->> '$.lease_token' AS lease_token,
+             value ->> '$.key' AS key, value ->> '$.kind' AS kind,
+             value ->> '$.status' AS status, value ->> '$.output' AS output,
+             value ->> '$.error' AS error, value ->> '$.attempts' AS attempts,
+             value ->> '$.event_id' AS event_id, value ->> '$.started_at' AS started_at,
+             value ->> '$.now' AS now
+      FROM json_each(:steps)) AS v
+JOIN runs r ON r.id = v.run_id AND {fence r v.lease_token}
 WHERE true
 ON CONFLICT DO NOTHING
 RETURNING run_id, step_key
@@ -182,21 +193,21 @@ RETURNING run_id, step_key
 DELETE FROM waits
 WHERE run_id = :run_id AND step_key = :key
   AND EXISTS (SELECT 1 FROM runs
-              WHERE id = :run_id AND lease_token = :lease_token AND status = 'running');
+              WHERE id = :run_id AND {fence});
 INSERT INTO steps (run_id, step_key, kind, status, output, error, attempts, event_id,
                    started_at, completed_at)
 SELECT :run_id, :key, :kind, :status, :output, :error, :attempts, :event_id, :started_at, :now
-FROM runs WHERE id = :run_id AND lease_token = :lease_token AND status = 'running'
+FROM runs WHERE id = :run_id AND {fence}
 ON CONFLICT DO NOTHING
 
 -- name: record_attempt
 INSERT INTO step_attempts (run_id, step_key, attempt, error, started_at, failed_at, retry_at)
 SELECT :run_id, :key, :attempt, :error, :started_at, :now, :retry_at
-FROM runs WHERE id = :run_id AND lease_token = :lease_token AND status = 'running'
+FROM runs WHERE id = :run_id AND {fence}
 ON CONFLICT DO NOTHING
 
 -- name: holds_lease
-SELECT 1 FROM runs WHERE id = :run_id AND lease_token = :lease_token AND status = 'running'
+SELECT 1 FROM runs WHERE id = :run_id AND {fence}
 
 -- name: wait_state
 -- As on PostgreSQL (writers are serialised: nothing to lock).
@@ -204,7 +215,7 @@ SELECT w.wake_at, s.run_id IS NOT NULL AS recorded, w.created_at, w.after_seq
 FROM runs r
 LEFT JOIN waits w ON w.run_id = r.id AND w.step_key = :key
 LEFT JOIN steps s ON s.run_id = r.id AND s.step_key = :key
-WHERE r.id = :run_id AND r.lease_token = :lease_token AND r.status = 'running'
+WHERE r.id = :run_id AND {fence r}
 
 -- name: insert_wait
 -- after_seq: events stored from now on get higher numbers (writers are serialised).
@@ -235,19 +246,19 @@ SET status = CASE WHEN signaled = 1 THEN 'queued' ELSE 'waiting' END,
     lease_owner = NULL,
     lease_expires_at = NULL,
     updated_at = :now
-WHERE id = :run_id AND lease_token = :lease_token AND status = 'running'
+WHERE id = :run_id AND {fence}
 
 -- name: finish_run
 -- The run's pending waits go with it (deleted first, while the fence can still be checked).
 DELETE FROM waits
 WHERE run_id = :run_id
   AND EXISTS (SELECT 1 FROM runs
-              WHERE id = :run_id AND lease_token = :lease_token AND status = 'running');
+              WHERE id = :run_id AND {fence});
 
 UPDATE runs
 SET status = :status, result = :result, error = :error, completed_at = :now, updated_at = :now,
     wake_at = NULL, wait_reason = NULL, signaled = 0, lease_owner = NULL, lease_expires_at = NULL
-WHERE id = :run_id AND lease_token = :lease_token AND status = 'running'
+WHERE id = :run_id AND {fence}
 RETURNING workflow_id, parent_run_id
 
 -- name: delete_run_waits
@@ -256,10 +267,10 @@ DELETE FROM waits WHERE run_id = :run_id
 -- name: release_run
 UPDATE runs
 SET status = 'queued', lease_owner = NULL, lease_expires_at = NULL, updated_at = :now
-WHERE id = :run_id AND lease_token = :lease_token AND status = 'running'
+WHERE id = :run_id AND {fence}
 
 -- name: next_wake_at
-SELECT min(wake_at) FROM runs WHERE status = 'waiting'
+SELECT min(wake_at) AS wake_at FROM runs WHERE status = 'waiting'
 
 -- name: get_run
 SELECT id, workflow_id, status, event_id, event_name, event_data, event_ts, result, error,
@@ -331,7 +342,7 @@ SELECT :locks
 -- name: lock_wait
 -- Whether the wait's filter shape is registered (nothing to lock, as above).
 SELECT EXISTS (SELECT 1 FROM wait_shapes
-               WHERE event_name = :event_name AND filter_paths = :filter_paths), :key_lock,
+               WHERE event_name = :event_name AND filter_paths = :filter_paths) AS known, :key_lock,
        :name_lock
 
 -- name: notify_work
@@ -339,7 +350,7 @@ SELECT EXISTS (SELECT 1 FROM wait_shapes
 SELECT 1
 
 -- name: run_counts
-SELECT workflow_id, status, count(*) FROM runs
+SELECT workflow_id, status, count(*) AS count FROM runs
 WHERE status IN ('queued', 'running', 'waiting')
 GROUP BY workflow_id, status
 

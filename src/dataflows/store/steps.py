@@ -1,0 +1,93 @@
+"""Step checkpoints: a step's outcome is recorded once, fenced by the run's lease.
+
+A new step result is one fenced ``INSERT`` (``record_step``); the results of several runs that
+finish meanwhile share one multi-row insert (:func:`record_steps_query`, group commit), each
+fenced by its own lease. A key already recorded is never overwritten. A failed attempt that will
+be retried is recorded the same way (``record_attempt``), and the history a replay goes by is
+read back in one query (``load_history``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+
+from dataflows.records import EventIntake, FailedAttempt, NewStep
+from dataflows.store.events import intake_one, lock_for_intake
+from dataflows.store.leases import holds_lease
+from dataflows.store.program import Program, Query
+from dataflows.store.rows import Row, step_row
+
+
+def record_step(
+    run_id: str, lease_token: int, step: NewStep, now: float, events: Sequence[EventIntake] = ()
+) -> Program:
+    """Record ``step`` with the events it sends; ``False`` when fenced."""
+    # Every advisory lock before the step's insert locks the run's row: none deferred.
+    wakes, locks = yield from lock_for_intake([intake.event for intake in events], defer=False)
+    inserted = yield record_step_query(run_id, lease_token, step, now)
+    if not inserted:  # fenced, or recorded already: by this holder, whose answer was lost
+        return (yield from holds_lease(run_id, lease_token))
+    for intake, keys in zip(events, wakes, strict=True):
+        yield from intake_one(intake, now, keys, locks)
+    return True
+
+
+def record_step_query(run_id: str, lease_token: int, step: NewStep, now: float) -> Query:
+    """One fenced insert of ``step``; for a wait's step (a sleep waited out in the worker) the
+    wait goes in the same statement."""
+    return Query(
+        "record_step" if step.kind == "run" else "record_wait_step",
+        {
+            "run_id": run_id,
+            "lease_token": lease_token,
+            "key": step.key,
+            "kind": step.kind,
+            "status": step.status,
+            "output": step.output_json,
+            "error": step.error_json,
+            "attempts": step.attempts,
+            "event_id": step.event_id,
+            "started_at": step.started_at,
+            "now": now,
+        },
+        "rowcount",
+    )
+
+
+def record_steps_query(queries: Sequence[Query]) -> Query:
+    """Several ``record_step`` queries as one fenced multi-row insert (group commit)."""
+    return Query("record_steps", {"steps": json.dumps([q.params for q in queries])}, "all")
+
+
+def record_steps_counts(queries: Sequence[Query], inserted: Sequence[Row]) -> list[int]:
+    """Per query, 1 if the multi-row insert recorded its step (it returns run ids and keys)."""
+    done = {(row["run_id"], row["step_key"]) for row in inserted}
+    return [int((q.params["run_id"], q.params["key"]) in done) for q in queries]
+
+
+def record_attempt(run_id: str, lease_token: int, attempt: FailedAttempt, now: float) -> Program:
+    """Record a failed attempt of a step retried at ``attempt.retry_at``; ``False`` when fenced."""
+    inserted = yield Query(
+        "record_attempt",
+        {
+            "run_id": run_id,
+            "lease_token": lease_token,
+            "key": attempt.key,
+            "attempt": attempt.attempt,
+            "error": attempt.error_json,
+            "started_at": attempt.started_at,
+            "retry_at": attempt.retry_at,
+            "now": now,
+        },
+        "rowcount",
+    )
+    if not inserted:  # fenced, or recorded already: by this holder, whose answer was lost
+        return (yield from holds_lease(run_id, lease_token))
+    return True
+
+
+def load_history(run_id: str) -> Program:
+    """The run's steps, recorded and in progress, in recording order."""
+    rows = yield Query("load_history", {"run_id": run_id}, "all")
+    return [step_row(r) for r in rows]
