@@ -403,6 +403,8 @@ class Worker:
             metrics.RUNS_FINISHED.labels(run.workflow_id, status).inc()
             if status == "failed":
                 _log_failed(run, json.loads(payload))
+        else:  # fenced: the run was taken over (or cancelled) while this worker held it
+            log.info("run %s: lease lost or run cancelled; its outcome was not recorded", run.id)
 
     # -- leases ----------------------------------------------------------------------------------------
 

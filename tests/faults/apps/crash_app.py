@@ -7,8 +7,11 @@ Configured by environment variables:
   ``"{run_id} {step_key}"`` to ``calls.log`` there (``O_APPEND`` + ``fsync``, so a line survives
   the SIGKILL that may follow it); crash-point markers and release files live there too.
 - ``FAULTS_LEASE``, ``FAULTS_POLL``, ``FAULTS_GRACE``, ``FAULTS_MAX_RECOVERIES``: worker options.
-- ``FAULTS_BLOCK=1``: the ``blocker`` workflow's step waits for its release file (so only the
-  worker started with it blocks; a worker taking over runs the step straight through).
+- ``FAULTS_BLOCK=1``: the ``blocker`` workflow's step and the ``tail_blocker`` workflow's last
+  line wait for a release file: ``release-{run_id}`` frees every worker, ``release-{run_id}-{pid}``
+  one (so only a worker started with it blocks; a worker taking over runs straight through).
+- ``FAULTS_DEAF=1``: the worker's heartbeats never report a lost lease (as if they went nowhere),
+  so a paused worker that wakes up goes on to write, and only the database's fence stops it.
 
 The test process imports this module too and calls :func:`register` on its client app, so that
 ``app.start`` knows the same workflow ids.
@@ -16,6 +19,7 @@ The test process imports this module too and calls :func:`register` on its clien
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import signal
@@ -25,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import dataflows as df
+from dataflows.worker import Worker
 
 CALLS = "calls.log"
 #: How long a blocked step waits for its release file before giving up (bounds every test).
@@ -88,13 +93,25 @@ def step_block() -> dict[str, Any]:
     """Mark that the step started (with our pid), then wait for the release file if told to."""
     ctx = record_call()
     _append(scratch() / f"started-{ctx.run_id}", str(os.getpid()))
-    if os.environ.get("FAULTS_BLOCK") == "1":
-        release = scratch() / f"release-{ctx.run_id}"
-        deadline = time.monotonic() + BLOCK_LIMIT
-        while not release.exists() and time.monotonic() < deadline:
-            time.sleep(0.02)
+    wait_for_release(ctx.run_id)
     _append(scratch() / f"finished-{ctx.run_id}", str(os.getpid()))
     return _output("block")
+
+
+def wait_for_release(run_id: str) -> None:
+    """With ``FAULTS_BLOCK=1``, wait for this run's release file, or this process's own."""
+    if os.environ.get("FAULTS_BLOCK") != "1":
+        return
+    releases = [scratch() / f"release-{run_id}", scratch() / f"release-{run_id}-{os.getpid()}"]
+    deadline = time.monotonic() + BLOCK_LIMIT
+    while not any(r.exists() for r in releases) and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+
+def tail_block(run_id: str) -> None:
+    """The last line of ``tail_blocker``, outside any step: mark it reached, wait for release."""
+    _append(scratch() / f"tail-{run_id}", str(os.getpid()))
+    wait_for_release(run_id)
 
 
 def step_poison() -> None:
@@ -137,9 +154,20 @@ def register(app: df.Dataflows) -> None:
         c = await step.run("c", step_c, 1)
         return {"block": block, "c": c}
 
+    @app.workflow("tail_blocker")
+    async def tail_blocker(event: df.Event, step: df.Step) -> dict[str, Any]:
+        a = await step.run("a", step_a, 1)
+        await asyncio.to_thread(tail_block, step.run_id)  # after the last step: the outcome next
+        return {"a": a, "pid": os.getpid()}
+
     @app.workflow("poison", retries=0)
     async def poison(event: df.Event, step: df.Step) -> None:
         await step.run("boom", step_poison)
+
+
+async def _deaf_renewal(self: Worker) -> None:
+    """A heartbeat whose answers never arrive: the worker believes it still holds its leases."""
+    self._renewed_at = time.monotonic()
 
 
 def main() -> int:
@@ -149,6 +177,8 @@ def main() -> int:
         format=f"%(asctime)s [{os.getpid()}] %(name)s %(levelname)s %(message)s",
     )
     env = os.environ
+    if env.get("FAULTS_DEAF") == "1":
+        Worker._renew_leases = _deaf_renewal  # type: ignore[method-assign]
     app = df.Dataflows(env["FAULTS_DB_URL"], schema=env.get("FAULTS_DB_SCHEMA") or "dataflows")
     register(app)
     return app.run_worker(
