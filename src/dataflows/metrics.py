@@ -1,14 +1,21 @@
 """Prometheus metrics the engine keeps (served by the HTTP API's ``/metrics``).
 
-Counters live in this process; queue depth is read from the database when scraped, so it is the
-same whichever process serves it.
+Counters live in this process — or, when ``PROMETHEUS_MULTIPROC_DIR`` names a folder (``dataflows
+serve --workers N`` sets one up), in files there shared by the server processes, so a scrape
+answered by any of them counts what all of them did. Queue depth is read from the database when
+scraped, so it is the same whichever process serves it.
 """
 
 from __future__ import annotations
 
 import functools
+import os
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
+from prometheus_client.multiprocess import MultiProcessCollector
+
+#: The environment variable naming the folder server processes share their counters in.
+MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"
 
 RUNS_STARTED = Counter(
     "dataflows_runs_started", "Runs created (by events, starts and invokes).", ["workflow"]
@@ -47,3 +54,12 @@ def step_outcomes(workflow: str, kind: str, status: str) -> Counter:
 def step_durations(workflow: str) -> Histogram:
     """The ``dataflows_step_duration_seconds`` child for this workflow."""
     return STEP_DURATION.labels(workflow)
+
+
+def registry() -> CollectorRegistry:
+    """Where ``/metrics`` reads the counters: this process's, or every server process's."""
+    if not os.environ.get(MULTIPROCESS_DIR):
+        return REGISTRY
+    shared = CollectorRegistry()
+    MultiProcessCollector(shared)  # type: ignore[no-untyped-call]
+    return shared

@@ -216,3 +216,23 @@ def _status(url: str) -> int | None:
         return httpx.get(url).status_code
     except httpx.TransportError:
         return None
+
+
+def test_metrics_add_up_across_server_processes(start: Callable[..., Command]) -> None:
+    """Under ``serve --workers 2`` each request is counted by the process that took it; every
+    scrape, whichever process answers it, reports the total of both."""
+    serve = start("serve", "flows.py", "--port", "0", "--workers", "2")
+    url = serve.url()
+    eventually(lambda: serve.output().count("Application startup complete") == 2, 20, "both", serve)
+    sent = 24
+    for n in range(sent):  # a new connection each: the processes share the accepted ones
+        answer = httpx.post(f"{url}/events", json={"name": "test/pid", "data": {"n": n}})
+        assert answer.status_code == 202, answer.text
+    started = re.compile(r'^dataflows_runs_started_total\{workflow="record-pid"\} (\S+)$', re.M)
+    totals = set()
+    for _ in range(10):
+        found = started.search(httpx.get(f"{url}/metrics").text)
+        assert found is not None
+        totals.add(float(found.group(1)))
+    assert totals == {float(sent)}
+    assert serve.stop() == 0

@@ -7,6 +7,7 @@ import logging
 import os
 import signal
 import socket
+import tempfile
 
 import click
 import uvicorn
@@ -24,6 +25,7 @@ from dataflows.cli.common import (
 )
 from dataflows.cli.logs import log_level_option, setup_logging
 from dataflows.cli.server import Server, api_keys, base_url, listen
+from dataflows.metrics import MULTIPROCESS_DIR
 from dataflows.runner import StopSignals
 
 log = logging.getLogger("dataflows.cli")
@@ -107,4 +109,9 @@ def _serve_processes(sock: socket.socket, workers: int, log_level: str) -> None:
     # uvicorn's supervisor: it restarts a server process that dies and stops them all on SIGTERM.
     from uvicorn.supervisors import Multiprocess
 
-    Multiprocess(config, sockets=[sock]).run()
+    with tempfile.TemporaryDirectory(prefix="dataflows-metrics-") as shared:
+        # The server processes keep their counters in files here, and whichever one answers
+        # GET /metrics adds up all of them (prometheus-client's multiprocess mode). Each process
+        # reads this at its first import of prometheus_client, so it is set before they start.
+        os.environ.setdefault(MULTIPROCESS_DIR, shared)
+        Multiprocess(config, sockets=[sock]).run()

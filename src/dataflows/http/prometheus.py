@@ -1,6 +1,7 @@
 """``GET /metrics``: the engine's counters, and the queue depth read from the database.
 
-The counters (:mod:`dataflows.metrics`) count what this process did. Queue depth — unfinished runs
+The counters (:mod:`dataflows.metrics`) count what this process did (what all the server
+processes did, under ``dataflows serve --workers N``). Queue depth — unfinished runs
 by workflow and status — is read from the store when scraped, so it is the same whichever process
 serves it. The store is async, so the counts are gathered in the route and rendered from a
 snapshot; while the database is unreachable the counters are still served, with
@@ -11,13 +12,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 
-from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
 from starlette.requests import Request
 from starlette.responses import Response
 
+from dataflows import metrics as engine_metrics
 from dataflows.app import Dataflows
 from dataflows.errors import StoreUnavailable
 from dataflows.http.context import context
@@ -35,7 +37,7 @@ async def metrics(request: Request) -> Response:
     counts = await _queue_counts(app)
     snapshot = CollectorRegistry(auto_describe=False)
     snapshot.register(_Snapshot(counts, [w.id for w in app.registry]))
-    body = generate_latest(REGISTRY) + generate_latest(snapshot)
+    body = generate_latest(engine_metrics.registry()) + generate_latest(snapshot)
     return Response(body, media_type=CONTENT_TYPE_LATEST)
 
 
