@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import subprocess
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import psutil
 import psycopg
 
 from tests.pg import PgServer, start_embedded
@@ -62,6 +64,19 @@ class PrivatePostgres:
             " -c fsync=off -c full_page_writes=off"
         )
         self._ctl("-l", str(self.data / "server.log"), "-o", opts, "-w", "start")
+
+    def freeze(self) -> None:
+        """SIGSTOP the server and every backend: connections stay open, nothing answers."""
+        for process in self._processes():
+            process.send_signal(signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        for process in self._processes():
+            process.send_signal(signal.SIGCONT)
+
+    def _processes(self) -> list[psutil.Process]:
+        postmaster = psutil.Process(int((self.data / "postmaster.pid").read_text().split()[0]))
+        return [postmaster, *postmaster.children(recursive=True)]
 
     def close(self) -> None:
         """Stop the server if it runs and delete its data directory."""

@@ -25,7 +25,7 @@ from dataflows.app import Dataflows
 from dataflows.errors import DataflowsError, StoreUnavailable
 from dataflows.http import events, health, hooks, prometheus, runs, workflows
 from dataflows.http.auth import BearerAuthMiddleware, parse_api_keys
-from dataflows.http.context import ApiContext, context
+from dataflows.http.context import ApiContext, context, store_deadline
 from dataflows.http.errors import ApiError, CatchAllMiddleware, handle_exception
 from dataflows.http.openapi import openapi_document
 from dataflows.http.responses import JsonResponse
@@ -57,7 +57,7 @@ def create_api(
         if api_keys is None
         else tuple(key for key in api_keys if key)
     )
-    ctx = ApiContext(app, keys, max_body_bytes, env)
+    ctx = ApiContext(app, keys, max_body_bytes, env, store_deadline(env))
     api = Starlette(
         routes=_routes(),
         middleware=[

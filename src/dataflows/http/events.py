@@ -25,7 +25,7 @@ async def send_events(request: Request) -> Response:
     """
     ctx = context(request)
     events = events_in(await read_json(request, ctx.max_body_bytes))
-    results = await ctx.app.send_many([(e.name, e.data, e.id) for e in events])
+    results = await ctx.store(ctx.app.send_many([(e.name, e.data, e.id) for e in events]))
     per_event = [sent_answer(r) for r in results]
     return JsonResponse(
         {

@@ -47,7 +47,8 @@ async def receive_webhook(request: Request) -> Response:
     if answer is not None:
         return JsonResponse(answer, status_code=200)
     event = _parse(source, hook)
-    sent = await ctx.app.send(event.name, event.data, id=delivery_event_id(name, event.delivery_id))
+    event_id = delivery_event_id(name, event.delivery_id)
+    sent = await ctx.store(ctx.app.send(event.name, event.data, id=event_id))
     return JsonResponse(
         {
             "event_id": sent.event_id,

@@ -10,6 +10,7 @@ snapshot; while the database is unreachable the counters are still served, with
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable, Iterator
 
 from prometheus_client import CollectorRegistry, generate_latest
@@ -22,7 +23,7 @@ from starlette.responses import Response
 from dataflows import metrics as engine_metrics
 from dataflows.app import Dataflows
 from dataflows.errors import StoreUnavailable
-from dataflows.http.context import context
+from dataflows.http.context import ApiContext, context, forget_outcome
 
 __all__ = ["QUEUE_STATUSES", "metrics"]
 
@@ -32,21 +33,35 @@ QUEUE_STATUSES = ("queued", "running", "waiting")
 Counts = list[tuple[str, str, int]]
 
 
+#: How long a scrape waits for the queue depth before answering without it.
+QUEUE_DEPTH_WAIT_SECONDS = 0.25
+
+
 async def metrics(request: Request) -> Response:
-    app = context(request).app
-    counts = await _queue_counts(app)
+    ctx = context(request)
+    counts = await _queue_counts(ctx)
     snapshot = CollectorRegistry(auto_describe=False)
-    snapshot.register(_Snapshot(counts, [w.id for w in app.registry]))
+    snapshot.register(_Snapshot(counts, [w.id for w in ctx.app.registry]))
     body = generate_latest(engine_metrics.registry()) + generate_latest(snapshot)
     return Response(body, media_type=CONTENT_TYPE_LATEST)
 
 
-async def _queue_counts(app: Dataflows) -> Counts | None:
+async def _queue_counts(ctx: ApiContext) -> Counts | None:
+    """The queue depth, if the database gives it within a moment. A scrape never waits out an
+    outage: one read at a time is in flight, and a scrape that finds it slow answers without
+    it (``dataflows_store_up 0``)."""
+    if ctx.depth_read is None or ctx.depth_read.done():
+        ctx.depth_read = asyncio.ensure_future(_read_counts(ctx.app))
+        ctx.depth_read.add_done_callback(forget_outcome)
     try:
-        await app.open()
-        return await app.store.run_counts()
-    except StoreUnavailable:
+        return await asyncio.wait_for(asyncio.shield(ctx.depth_read), QUEUE_DEPTH_WAIT_SECONDS)
+    except (TimeoutError, StoreUnavailable):
         return None
+
+
+async def _read_counts(app: Dataflows) -> Counts:
+    await app.open()
+    return await app.store.run_counts()
 
 
 class _Snapshot(Collector):

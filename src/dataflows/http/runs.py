@@ -11,6 +11,7 @@ from dataflows.http.responses import JsonResponse
 from dataflows.http.shapes import encode_cursor, is_valid_id, runs_query
 from dataflows.http.views import run_detail, run_summary
 from dataflows.models import Run
+from dataflows.records import RunRow
 
 __all__ = ["cancel_run", "get_run", "list_runs", "retry_run"]
 
@@ -19,12 +20,16 @@ async def list_runs(request: Request) -> Response:
     """Newest first; ``next_cursor`` is ``null`` on the last page."""
     ctx = context(request)
     query = runs_query(request.query_params)
-    await ctx.app.open()
-    # The store's rows carry created_at as the exact float the cursor needs (a datetime would
-    # round it to microseconds, and the next page could repeat or skip a run).
-    rows = await ctx.app.store.list_runs(
-        query.workflow_id, query.status, query.limit + 1, query.before
-    )
+
+    async def read() -> list[RunRow]:
+        await ctx.app.open()
+        # The store's rows carry created_at as the exact float the cursor needs (a datetime
+        # would round it to microseconds, and the next page could repeat or skip a run).
+        return await ctx.app.store.list_runs(
+            query.workflow_id, query.status, query.limit + 1, query.before
+        )
+
+    rows = await ctx.store(read())
     page = rows[: query.limit]
     last = page[-1] if len(rows) > query.limit else None
     return JsonResponse(
@@ -43,14 +48,15 @@ def _run_id(request: Request) -> str:
 
 
 async def get_run(request: Request) -> Response:
-    run = await context(request).app.get_run(_run_id(request))
+    ctx = context(request)
+    run = await ctx.store(ctx.app.get_run(_run_id(request)))
     return JsonResponse(run_detail(run))
 
 
 async def cancel_run(request: Request) -> Response:
     """202 if the run is (now, or already) cancelled; 409 if it had already completed or failed."""
-    run_id = _run_id(request)
-    status = await context(request).app.cancel(run_id)
+    run_id, ctx = _run_id(request), context(request)
+    status = await ctx.store(ctx.app.cancel(run_id))
     if status != "cancelled":
         raise InvalidRunState(run_id, status, "cancel")
     return JsonResponse({"run_id": run_id, "status": status}, status_code=202)
@@ -58,6 +64,6 @@ async def cancel_run(request: Request) -> Response:
 
 async def retry_run(request: Request) -> Response:
     """202 once a failed or cancelled run is queued again; 409 for a run in any other state."""
-    run_id = _run_id(request)
-    status = await context(request).app.retry(run_id)
+    run_id, ctx = _run_id(request), context(request)
+    status = await ctx.store(ctx.app.retry(run_id))
     return JsonResponse({"run_id": run_id, "status": status}, status_code=202)

@@ -25,5 +25,5 @@ async def start_run(request: Request) -> Response:
     workflow_id: str = request.path_params["workflow_id"]
     ctx.app.registry.get(workflow_id)  # 404 before reading the body
     data, key = run_start_in(await read_json(request, ctx.max_body_bytes, optional=True))
-    run_id = await ctx.app.start(workflow_id, data, idempotency_key=key)
+    run_id = await ctx.store(ctx.app.start(workflow_id, data, idempotency_key=key))
     return JsonResponse({"run_id": run_id}, status_code=202)

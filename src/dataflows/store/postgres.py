@@ -16,7 +16,7 @@ import logging
 import re
 import secrets
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import psycopg
@@ -70,6 +70,9 @@ _CONNECT_DEFAULTS = {
     "application_name": "dataflows",
 }
 _LISTEN_CHECK_SECONDS = 30.0
+#: After a connection failed: how often, and how patiently, a fresh connection is tried.
+_RECOVERY_POLL_SECONDS = 0.1
+_RECOVERY_CONNECT_SECONDS = 1.0
 _MAX_BACKOFF_SECONDS = 10.0
 
 
@@ -108,6 +111,7 @@ class PostgresStore(SqlStore):
             channel=sql.Literal(self.channel), sender=sql.Literal(self._sender)
         )
         self._pool: AsyncConnectionPool[Connection] | None = None
+        self._recovery: asyncio.Task[None] | None = None
         self._step_conn: Connection | None = None
         #: The filter shapes of waits, by event name, as last seen (intake_events checks them).
         self._wait_shapes: dict[str, list[str]] = {}
@@ -130,15 +134,7 @@ class PostgresStore(SqlStore):
             if migrate:
                 async with self._translate("migrating"):
                     await self._migrate_on(conn)
-        pool: AsyncConnectionPool[Connection] = AsyncConnectionPool(
-            self.url,
-            kwargs=self._connect_kwargs(),
-            min_size=self.min_size,
-            max_size=self.max_size,
-            timeout=self.timeout,
-            open=False,
-            name=f"dataflows:{self.schema}",
-        )
+        pool = self._new_pool()
         try:
             async with self._translate("connecting"):
                 await pool.open(wait=True, timeout=self.timeout)
@@ -156,6 +152,10 @@ class PostgresStore(SqlStore):
             self._listener.cancel()
             await asyncio.gather(self._listener, return_exceptions=True)
             self._listener = None
+        if self._recovery is not None:
+            self._recovery.cancel()
+            await asyncio.gather(self._recovery, return_exceptions=True)
+            self._recovery = None
         if self._pool is not None:
             pool, self._pool = self._pool, None
             await pool.close()
@@ -353,6 +353,44 @@ class PostgresStore(SqlStore):
         except psycopg.Error as exc:
             raise connect_error(exc, self.url) from exc
 
+    def _new_pool(self) -> AsyncConnectionPool[Connection]:
+        return AsyncConnectionPool(
+            self.url,
+            kwargs=self._connect_kwargs(),
+            min_size=self.min_size,
+            max_size=self.max_size,
+            timeout=self.timeout,
+            open=False,
+            name=f"dataflows:{self.schema}",
+        )
+
+    def _outage(self) -> None:
+        """A connection failed: watch for the database to answer again (see ``_recover``)."""
+        if self._pool is not None and (self._recovery is None or self._recovery.done()):
+            self._recovery = asyncio.create_task(self._recover(), name="dataflows-recover")
+
+    async def _recover(self) -> None:
+        """Try a fresh connection every moment until one succeeds, then give the store a new
+        pool at once: the old pool's own reconnects back off for seconds after an outage, and
+        requests would wait for them. The old pool closes in the background, once the
+        connections still out (a frozen server's, say) come back or time out."""
+        while True:
+            try:
+                async with asyncio.timeout(_RECOVERY_CONNECT_SECONDS):
+                    conn = await Connection.connect(self.url, **self._connect_kwargs())
+                await conn.close()
+                break
+            except (TimeoutError, *_UNAVAILABLE):
+                await asyncio.sleep(_RECOVERY_POLL_SECONDS)
+        old = self._pool
+        if old is None:  # closed meanwhile
+            return
+        fresh = self._new_pool()
+        await fresh.open(wait=False)
+        self._pool = fresh
+        logger.info("PostgreSQL (%s) answers again; connections renewed", self.schema)
+        await old.close(timeout=self.timeout)
+
     def _open_pool(self) -> AsyncConnectionPool[Connection]:
         if self._pool is None:
             raise StoreError("the PostgreSQL store is not open")
@@ -375,7 +413,7 @@ class PostgresStore(SqlStore):
         return kwargs
 
     def _translate(self, doing: str) -> _Translate:
-        return _Translate(f"PostgreSQL ({self.schema}) unavailable while {doing}")
+        return _Translate(f"PostgreSQL ({self.schema}) unavailable while {doing}", self._outage)
 
     def _sweep(self) -> None:
         """Check the idle pooled connections in the background, dropping dead ones at once."""
@@ -419,8 +457,9 @@ _INTAKE_EVENTS = (
 class _Translate:
     """Turn driver connection errors into StoreUnavailable, keeping the cause."""
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, on_unavailable: Callable[[], None]) -> None:
         self.message = message
+        self.on_unavailable = on_unavailable
 
     async def __aenter__(self) -> None:
         return None
@@ -429,6 +468,7 @@ class _Translate:
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: Any
     ) -> None:
         if isinstance(exc, _UNAVAILABLE):
+            self.on_unavailable()
             raise StoreUnavailable(f"{self.message}: {exc}") from exc
 
 
