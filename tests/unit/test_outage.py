@@ -67,7 +67,9 @@ def test_the_pool_warnings_go_through_the_outage(caplog: pytest.LogCaptureFixtur
     pool = logging.getLogger("psycopg.pool")
     before = list(pool.filters)
     caplog.set_level(logging.INFO)
+    disabled, level = pool.disabled, pool.level
     pool.filters[:] = []  # an app opened earlier in this process watches them for the process
+    pool.disabled, pool.level = False, logging.NOTSET  # as an earlier test may have left them
     try:
         watch_pool_logs(outage)
         watch_pool_logs(outage)  # once
@@ -78,6 +80,7 @@ def test_the_pool_warnings_go_through_the_outage(caplog: pytest.LogCaptureFixtur
         pool.warning("something else")
     finally:
         pool.filters[:] = before
+        pool.disabled, pool.level = disabled, level
     assert [r.getMessage() for r in caplog.records if r.name == "psycopg.pool"] == [
         "something else"
     ]
