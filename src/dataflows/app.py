@@ -10,7 +10,7 @@ from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any
 
-from dataflows import metrics, runner
+from dataflows import metrics, runner, tracing
 from dataflows.blocking import BlockingClient
 from dataflows.clock import Clock, SystemClock
 from dataflows.durations import Duration, parse_duration
@@ -18,6 +18,7 @@ from dataflows.errors import RunFailed, RunNotFound
 from dataflows.intake import event_intake, new_id, start_event
 from dataflows.models import Run, SendResult
 from dataflows.names import check_workflow_id
+from dataflows.outage import watch_pool_logs
 from dataflows.records import FINISHED_STATUSES, NewRun
 from dataflows.retry import RetryPolicy
 from dataflows.serialization import DEFAULT_MAX_PAYLOAD, check_event_data
@@ -131,6 +132,7 @@ class Dataflows:
 
     async def _open(self) -> None:
         self._loop = asyncio.get_running_loop()
+        watch_pool_logs()  # a database outage is logged in a few lines, not one per connection
         await self.store.open(migrate=self.auto_migrate)
         await self.sync_clock()
 
@@ -200,6 +202,9 @@ class Dataflows:
         for intake, result in zip(intakes, results, strict=True):
             if not result.duplicate:
                 metrics.runs_started([run.workflow_id for run in intake.runs])
+        # The request (or whatever span is current) links to the traces of the runs it started
+        # or resumed.
+        tracing.link_current_span(i for r in results for i in (*r.run_ids, *r.resumed_run_ids))
         return [SendResult(r.event_id, r.run_ids, r.duplicate, r.resumed_run_ids) for r in results]
 
     async def start(
@@ -220,6 +225,7 @@ class Dataflows:
         )
         if created:
             metrics.runs_started([workflow_id])
+        tracing.link_current_span([started])
         return started
 
     async def get_run(self, run_id: str) -> Run:

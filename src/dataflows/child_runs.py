@@ -10,11 +10,11 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from dataflows import metrics
+from dataflows import metrics, tracing
 from dataflows.errors import StepFailed
 from dataflows.execution import Execution, retry_unavailable
 from dataflows.intake import start_event
-from dataflows.records import RUN_FINISHED_EVENT, NewRun, WaitMatch
+from dataflows.records import RUN_FINISHED_EVENT, NewRun, StepRow, WaitMatch
 
 _CHILD_IDS = uuid.UUID("6f1d6c1e-2b1a-4d8e-9a51-3c2f0b7d9e10")
 
@@ -27,6 +27,23 @@ async def invoke(x: Execution, key: str, workflow_id: str, data: Any, timeout: f
     """The child's result; :class:`StepFailed` if it failed or did not finish by ``timeout``."""
     row = x.recorded(key, "invoke")
     child_id = child_run_id(x.run.id, key)
+    if row is not None and row.status == "completed":
+        return _result(key, child_id, row.output)
+    attributes = {"dataflows.child_run_id": child_id, "dataflows.child_workflow_id": workflow_id}
+    span = tracing.step_span(x.trace, "step.invoke", key, attributes=attributes, links=[child_id])
+    with span:
+        return await _invoke(x, key, row, child_id, workflow_id, data, timeout)
+
+
+async def _invoke(
+    x: Execution,
+    key: str,
+    row: StepRow | None,
+    child_id: str,
+    workflow_id: str,
+    data: Any,
+    timeout: float | None,
+) -> Any:
     if row is None:
         x.rt.registry.get(workflow_id)
         event = start_event(child_id, data, now=x.rt.clock.now(), limit=x.rt.max_payload)
@@ -41,7 +58,10 @@ async def invoke(x: Execution, key: str, workflow_id: str, data: Any, timeout: f
     if row is not None and row.status == "waiting":
         deadline = row.wake_at
     match = WaitMatch(RUN_FINISHED_EVENT, (("data.run_id", child_id),))
-    finished = await x.wait_step(key, match, deadline, kind="invoke")
+    return _result(key, child_id, await x.wait_step(key, match, deadline, kind="invoke"))
+
+
+def _result(key: str, child_id: str, finished: dict[str, Any] | None) -> Any:
     if finished is None:
         raise StepFailed(key, "TimeoutError", f"child run {child_id} did not finish in time")
     info = finished["data"]

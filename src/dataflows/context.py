@@ -28,3 +28,25 @@ def current_step() -> StepContext:
     if ctx is None:
         raise RuntimeError("df.current_step() is only available inside a step function")
     return ctx
+
+
+#: The fields a log line about a run carries (``extra=`` of a logging call); JSON logs print them.
+LOG_FIELDS = ("run_id", "workflow_id", "step_key", "attempt", "error")
+
+
+def log_fields(
+    run_id: str,
+    workflow_id: str,
+    step_key: str | None = None,
+    attempt: int | None = None,
+    error: str | None = None,
+) -> dict[str, object]:
+    """``extra=`` for a log line about a run (and a step of it): the fields JSON logs print."""
+    fields: dict[str, object] = {"run_id": run_id, "workflow_id": workflow_id}
+    if step_key is not None:
+        fields["step_key"] = step_key
+    if attempt is not None:
+        fields["attempt"] = attempt
+    if error is not None:
+        fields["error"] = error
+    return fields

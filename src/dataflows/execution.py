@@ -21,12 +21,13 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, NoReturn, TypeVar
 
-from dataflows import metrics, serialization
+from dataflows import metrics, serialization, tracing
 from dataflows.clock import Clock
-from dataflows.context import StepContext, _current
+from dataflows.context import StepContext, _current, log_fields
 from dataflows.errors import NonDeterminismError, StepFailed, StoreUnavailable, Suspend
 from dataflows.intake import event_intake
 from dataflows.models import Event, error_line
+from dataflows.outage import STORE_OUTAGE
 from dataflows.records import (
     ClaimedRun,
     FailedAttempt,
@@ -78,15 +79,20 @@ def error_json(exc: BaseException) -> str:
 async def retry_unavailable(op: Callable[[], Awaitable[T]]) -> T:
     """Call the store until it answers: workers wait out a database outage, never exit or spin.
 
-    Retrying a write is safe because every write is idempotent or fenced by the run's lease.
+    Retrying a write is safe because every write is idempotent or fenced by the run's lease. The
+    outage is logged in a few lines for the whole process (:data:`~dataflows.outage.STORE_OUTAGE`).
     """
     delay = 0.05
     while True:
         try:
-            return await op()
-        except StoreUnavailable:
+            result = await op()
+        except StoreUnavailable as exc:
+            STORE_OUTAGE.unavailable(exc)
             await asyncio.sleep(delay)
             delay = min(delay * 2, 5.0)
+        else:
+            STORE_OUTAGE.available()
+            return result
 
 
 class Execution:
@@ -108,6 +114,8 @@ class Execution:
         self._idle.set()
         self._interrupted = asyncio.Event()  # sleeps held in memory give up at once
         self._background: set[asyncio.Task[None]] = set()
+        #: This attempt's spans, when spans are recorded (see :mod:`dataflows.tracing`).
+        self.trace: tracing.RunTrace | None = None
 
     @property
     def abandoned(self) -> bool:
@@ -230,10 +238,11 @@ class Execution:
             while True:
                 started = self.rt.clock.now()
                 try:
-                    value = await self._call(key, attempt, fn, args, timeout)
-                    output = serialization.dumps(
-                        value, what=f"the result of step {key!r}", limit=self.rt.max_payload
-                    )
+                    with tracing.step_span(self.trace, "step.run", key, attempt):
+                        value = await self._call(key, attempt, fn, args, timeout)
+                        output = serialization.dumps(
+                            value, what=f"the result of step {key!r}", limit=self.rt.max_payload
+                        )
                 except Exception as exc:
                     delay = await self._attempt_failed(key, exc, attempt, started, policy)
                     await self.rt.clock.sleep(delay)
@@ -253,15 +262,22 @@ class Execution:
         """
         error = error_json(exc)
         delay = retry_delay(exc, attempt, policy)
-        what = (self.run.id, key, attempt, policy.retries + 1, error_line(json.loads(error)))
+        line = error_line(json.loads(error))
+        what = (self.run.id, key, attempt, policy.retries + 1, line)
+        fields = log_fields(self.run.id, self.workflow.id, key, attempt, line)
         if delay is None:
             last = "no retries left" if attempt > policy.retries else "not retried"
-            log.error("step failed: run=%s step=%s attempt=%d/%d error=%s (%s)", *what, last)
+            log.error(
+                "step failed: run=%s step=%s attempt=%d/%d error=%s (%s)", *what, last, extra=fields
+            )
             await self._record(key, "run", "failed", None, error, attempt, started)
             raise StepFailed.from_record(key, json.loads(error)) from exc
         pause = f"{delay:.1f}s" if delay >= 0.1 else f"{delay * 1000:.0f}ms"
         log.warning(
-            "step failed: run=%s step=%s attempt=%d/%d error=%s (retrying in %s)", *what, pause
+            "step failed: run=%s step=%s attempt=%d/%d error=%s (retrying in %s)",
+            *what,
+            pause,
+            extra=fields,
         )
         retry_at = self.rt.clock.now() + delay
         await self.write(
@@ -324,13 +340,18 @@ class Execution:
 
     async def sleep_step(self, key: str, wake_at: float) -> None:
         row = self.recorded(key, "sleep")
+        if row is not None and row.status == "completed":
+            return
+        with tracing.step_span(
+            self.trace, "step.sleep", key, attributes={"dataflows.wake_at": wake_at}
+        ):
+            await self._sleep(key, wake_at, row)
+
+    async def _sleep(self, key: str, wake_at: float, row: StepRow | None) -> None:
         started = self.rt.clock.now()
-        if row is not None:
-            if row.status == "completed":
-                return
-            if row.wake_at is not None and row.wake_at > started:
-                await self._sleep_until(key, row.wake_at, row.started_at or started)
-                return
+        if row is not None and row.wake_at is not None and row.wake_at > started:
+            await self._sleep_until(key, row.wake_at, row.started_at or started)
+            return
         outcome = await self._begin_wait(key, "sleep", wake_at, None)
         if outcome.state != "resolved":
             await self._sleep_until(key, outcome.wake_at, started)
@@ -386,6 +407,15 @@ class Execution:
         if row is not None and row.status == "completed":
             output: dict[str, Any] | None = row.output
             return output
+        if kind == "invoke":  # step.invoke's own span covers it
+            return await self._wait(key, match, deadline, kind)
+        attributes = {"dataflows.event_name": match.event_name}
+        with tracing.step_span(self.trace, "step.wait_for_event", key, attributes=attributes):
+            return await self._wait(key, match, deadline, kind)
+
+    async def _wait(
+        self, key: str, match: WaitMatch, deadline: float | None, kind: str
+    ) -> dict[str, Any] | None:
         outcome = await self._begin_wait(key, kind, deadline, match)
         if outcome.state == "resolved":
             if outcome.event is None:
@@ -426,12 +456,15 @@ class Execution:
             limit=self.rt.max_payload,
         )
         step = NewStep(key, "send", "completed", json.dumps(intake.event.id), None, 1, now)
+        started = [run.id for run in intake.runs]
+        span = tracing.step_span(self.trace, "step.send_event", key, links=started)
         async with self.tracking():
-            await self.write(
-                lambda: self.rt.store.record_step(
-                    self.run.id, self.run.lease_token, step, self.rt.clock.now(), (intake,)
+            with span:
+                await self.write(
+                    lambda: self.rt.store.record_step(
+                        self.run.id, self.run.lease_token, step, self.rt.clock.now(), (intake,)
+                    )
                 )
-            )
         metrics.step_outcomes(self.workflow.id, "send", "completed").inc()
         metrics.runs_started([run.workflow_id for run in intake.runs])
         return intake.event.id

@@ -19,6 +19,7 @@ from types import TracebackType
 from typing import Any
 
 from dataflows.errors import StoreUnavailable
+from dataflows.outage import STORE_OUTAGE
 from dataflows.worker import Worker, WorkerApp, WorkerOptions, step_threads_left
 
 log = logging.getLogger("dataflows.runner")
@@ -142,11 +143,12 @@ async def _start(worker: Worker, stop: asyncio.Event, wait_for_store: bool) -> b
     while not stop.is_set():
         try:
             await worker.start()
+            STORE_OUTAGE.available()
             return True
         except StoreUnavailable as exc:
             if not wait_for_store:
                 raise
-            log.warning("database unreachable, retrying in %gs: %s", delay, exc)
+            STORE_OUTAGE.unavailable(exc)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), delay)
             delay = min(delay * 2, 10.0)

@@ -24,12 +24,14 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Protocol
 
-from dataflows import metrics, serialization
+from dataflows import metrics, serialization, tracing
 from dataflows.clock import Clock
+from dataflows.context import log_fields
 from dataflows.durations import Duration
 from dataflows.errors import PayloadError, StoreUnavailable, Suspend, UnknownWorkflow
 from dataflows.execution import Execution, Runtime, error_json, retry_unavailable
 from dataflows.models import Event, error_line
+from dataflows.outage import STORE_OUTAGE
 from dataflows.records import ClaimedRun, ClaimRequest, EventIntake, IntakeResult
 from dataflows.step import Step
 from dataflows.store.base import Store
@@ -204,8 +206,9 @@ class Worker:
                     await self._renew_leases()
                 claimed = await self._claim(free) if free > 0 else []
                 backoff = 0.1
+                STORE_OUTAGE.available()
             except StoreUnavailable as exc:
-                log.warning("store unavailable, retrying in %.1fs: %s", backoff, exc)
+                STORE_OUTAGE.unavailable(exc)
                 await self._idle(backoff)
                 backoff = min(backoff * 2, 10.0)
                 continue
@@ -328,12 +331,21 @@ class Worker:
             task, _ = self._active[run.id]
             if task is asyncio.current_task():  # not superseded by a newer claim meanwhile
                 self._active[run.id] = (task, execution)
-            await self._drive(execution)
+            execution.trace = tracing.start_run(
+                run.id, run.workflow_id, run.lease_token, run.parent_run_id
+            )
+            try:
+                await self._drive(execution)
+            finally:
+                if execution.trace is not None:
+                    execution.trace.end()
         except asyncio.CancelledError:
             raise
         except Exception:  # a bug in the engine: never let it kill the worker
             log.exception(
-                "run %s: unexpected error; its lease will expire and it will retry", run.id
+                "run %s: unexpected error; its lease will expire and it will retry",
+                run.id,
+                extra=log_fields(run.id, run.workflow_id),
             )
 
     async def _drive(self, x: Execution) -> None:
@@ -345,10 +357,11 @@ class Worker:
             if deadline is not None and clock.now() >= deadline:
                 raise TimeoutError(f"workflow {workflow.id!r} timed out after {workflow.timeout}s")
             body = workflow.fn(Event.from_stored(run.event), Step(x))
-            if deadline is None:
-                result = await body
-            else:
-                result = await asyncio.wait_for(body, max(0.0, deadline - clock.now()))
+            with x.trace.activate() if x.trace is not None else contextlib.nullcontext():
+                if deadline is None:
+                    result = await body
+                else:
+                    result = await asyncio.wait_for(body, max(0.0, deadline - clock.now()))
         except Suspend:
             pass
         except Exception as exc:
@@ -356,22 +369,30 @@ class Worker:
         await x.drain()
         run = x.run  # the lease token may have been renewed by a re-claim meanwhile
         if x.abandoned:
-            log.info("run %s: lease lost or run cancelled; dropping it", run.id)
+            log.info(
+                "run %s: lease lost or run cancelled; dropping it",
+                run.id,
+                extra=log_fields(run.id, run.workflow_id),
+            )
             return
         if x.fatal is not None:
+            _trace_outcome(x, "failed", x.fatal)
             await self._fail(run, error_json(x.fatal))
         elif x.suspensions:
             wake_at, reason = _earliest(x.suspensions)
             if deadline is not None and (wake_at is None or deadline < wake_at):
                 wake_at, reason = deadline, "workflow timeout"
+            _trace_outcome(x, "suspended")
             await retry_unavailable(
                 lambda: self.app.store.suspend_run(
                     run.id, run.lease_token, wake_at, reason, clock.now()
                 )
             )
         elif outcome is not None:
+            _trace_outcome(x, "failed", outcome)
             await self._fail(run, error_json(outcome))
         else:
+            _trace_outcome(x, "completed")
             await self._complete(run, result)
 
     async def _complete(self, run: ClaimedRun, result: object) -> None:
@@ -411,8 +432,10 @@ class Worker:
     async def _heartbeat_loop(self) -> None:
         while True:
             await asyncio.sleep(self.options.lease_seconds / 3)
-            with contextlib.suppress(StoreUnavailable):
+            try:
                 await self._renew_leases()
+            except StoreUnavailable as exc:
+                STORE_OUTAGE.unavailable(exc)
 
     async def _renew_leases(self) -> None:
         """Extend the leases of the runs this worker executes; drop those it no longer holds."""
@@ -436,8 +459,8 @@ class Worker:
                 await self.app.sync_clock()
                 if self.app.retention is not None:
                     await self.app.purge(self.app.retention, batch=500)
-            except StoreUnavailable:
-                continue
+            except StoreUnavailable as exc:
+                STORE_OUTAGE.unavailable(exc)
 
 
 def _earliest(suspensions: list[tuple[float | None, str]]) -> tuple[float | None, str]:
@@ -445,14 +468,22 @@ def _earliest(suspensions: list[tuple[float | None, str]]) -> tuple[float | None
     return min(timed, key=lambda s: s[0]) if timed else suspensions[0]  # type: ignore[arg-type,return-value]
 
 
+def _trace_outcome(x: Execution, outcome: str, error: BaseException | None = None) -> None:
+    if x.trace is not None:
+        x.trace.outcome(outcome, error)
+
+
 def _log_failed(run: ClaimedRun, error: dict[str, object]) -> None:
-    step = f" (in step {error['step']})" if error.get("step") else ""
+    step_key = str(error["step"]) if error.get("step") else None
+    step = f" (in step {step_key})" if step_key else ""
+    line = error_line(error)
     log.error(
         "run failed: workflow=%s run=%s error=%s%s",
         run.workflow_id,
         run.id,
-        error_line(error),
+        line,
         step,
+        extra=log_fields(run.id, run.workflow_id, step_key, error=line),
     )
 
 

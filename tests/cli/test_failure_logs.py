@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -94,4 +96,65 @@ def test_failed_attempts_and_runs_are_printed(
     for line in expected:
         assert line in printed, printed
     assert "body: slow down" not in printed  # one line per failure: the message's first line
+    assert cmd.stop() == 0
+
+
+@pytest.mark.parametrize("command", ["worker", "dev"])
+def test_json_lines_carry_the_run_fields(
+    folder: Path, commands: list[Command], command: str
+) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DATAFLOWS_")}
+    env["DATAFLOWS_DATABASE_URL"] = f"sqlite:///{folder / 'flows.db'}"
+    env["DATAFLOWS_LOG_FORMAT"] = "json"
+    extra = ["--poll-interval", "0.05"] if command == "worker" else ["--port", "0"]
+    cmd = Command(folder, [command, "flows.py", *extra], env)
+    commands.append(cmd)
+    eventually(lambda: "started" in cmd.err.read_text(), 20, "the worker to start", cmd)
+
+    run_id = start_failing_run(folder)
+
+    def lines() -> list[dict[str, Any]]:
+        text = cmd.err.read_text()
+        return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+
+    eventually(
+        lambda: any(line["message"].startswith("run failed") for line in lines()),
+        10,
+        "the run's error line",
+        cmd,
+    )
+    about_run = [line for line in lines() if line.get("run_id") == run_id]
+    common = {"run_id": run_id, "workflow_id": "copy"}
+    error = "HTTPStatusError: 429 Too Many Requests"
+    assert [
+        {k: v for k, v in line.items() if k not in ("ts", "message")} for line in about_run
+    ] == [
+        {
+            "level": "WARNING",
+            "logger": "dataflows.execution",
+            **common,
+            "step_key": "create-task",
+            "attempt": 1,
+            "error": error,
+        },
+        {
+            "level": "ERROR",
+            "logger": "dataflows.execution",
+            **common,
+            "step_key": "create-task",
+            "attempt": 2,
+            "error": error,
+        },
+        {
+            "level": "ERROR",
+            "logger": "dataflows.worker",
+            **common,
+            "step_key": "create-task",
+            "error": error,
+        },
+    ]
+    assert about_run[-1]["message"] == (
+        f"run failed: workflow=copy run={run_id} error={error} (in step create-task)"
+    )
+    assert all("ts" in line and "level" in line for line in lines())
     assert cmd.stop() == 0

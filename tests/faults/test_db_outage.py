@@ -22,6 +22,9 @@ pytestmark = pytest.mark.crash
 OUTAGE = 3.0
 #: CPU seconds a worker may burn while the database is away for OUTAGE seconds.
 CPU_BUDGET = 1.0
+#: Lines a worker may log while the database is away for OUTAGE seconds (the outage's start, and
+#: the run the blocked step belongs to, whose lease runs out meanwhile).
+MAX_OUTAGE_LINES = 3
 
 
 @pytest.fixture
@@ -57,6 +60,7 @@ async def test_worker_survives_postgres_restart(
     await faults.wait_status(sleeping, "waiting")
     await eventually(lambda: faults.pids("started", blocked), 15, "the blocking step to start")
 
+    logged = len(worker.log_text().splitlines())
     private_pg.stop(mode)
     # During the outage: the sleep comes due, and the blocked step finishes and must record.
     (faults.scratch / f"release-{blocked}").touch()
@@ -66,6 +70,10 @@ async def test_worker_survives_postgres_restart(
     assert worker.alive(), worker.log_text()
     assert burnt < CPU_BUDGET, f"worker spun: {burnt:.2f}s CPU in {OUTAGE}s of outage"
     assert faults.pids("finished", blocked) == [worker.pid]
+    # Dozens of retried operations, one line: the outage's start (its summary comes each minute).
+    during = worker.log_text().splitlines()[logged:]
+    assert len(during) <= MAX_OUTAGE_LINES, "\n".join(during)
+    assert sum("database unreachable" in line for line in during) == 1, "\n".join(during)
 
     private_pg.start()
     for run_id in (sleeping, blocked):
@@ -79,6 +87,9 @@ async def test_worker_survives_postgres_restart(
     block_calls = faults.calls(blocked)
     assert block_run.recoveries <= 1
     assert set(block_calls) == {"block", "c"} and max(block_calls.values()) <= 2, block_calls
+
+    back = [line for line in worker.log_text().splitlines() if "reachable again" in line]
+    assert len(back) == 1 and "operations retried" in back[0], worker.log_text()
 
     fresh = await faults.client.start("crashy", {"n": 1})
     run = await finished(faults, fresh, 15)

@@ -36,13 +36,15 @@ from dataflows.workflow import Workflow
     help="Runs the worker executes at once.",
 )
 @log_level_option
-def dev(app_spec: str, host: str, port: int, concurrency: int, log_level: str) -> None:
+def dev(
+    app_spec: str, host: str, port: int, concurrency: int, log_level: str, log_format: str
+) -> None:
     """Run APP's HTTP API and a worker in one process (SQLite unless the app says otherwise).
 
     Prints where the API listens, the webhook URL of every enabled source and a curl command
     that sends an event. Ctrl-C or SIGTERM stops both gracefully.
     """
-    setup_logging(log_level)
+    setup_logging(log_level, log_format)
     app = start_app(app_spec)
     sock = listen(host, port)
     try:

@@ -47,13 +47,15 @@ OPEN_API_WARNING = (
     help="Server processes sharing the port.",
 )
 @log_level_option
-def serve(app_spec: str, host: str, port: int, workers: int, log_level: str) -> None:
+def serve(
+    app_spec: str, host: str, port: int, workers: int, log_level: str, log_format: str
+) -> None:
     """Serve APP's HTTP API (no worker: run `dataflows worker` for that).
 
     With --workers N, N server processes share the port; each loads APP from DATAFLOWS_APP.
     Without DATAFLOWS_API_KEYS the API needs no credentials, and this says so at start.
     """
-    setup_logging(log_level)
+    setup_logging(log_level, log_format)
     app = start_app(app_spec)  # fail here, once, if APP or its database is wrong
     if not api_keys():
         stderr().print(OPEN_API_WARNING, style="bold red")

@@ -97,6 +97,7 @@ def worker(
     status_interval: float,
     no_supervisor: bool,
     log_level: str,
+    log_format: str,
 ) -> None:
     """Run a worker that executes APP's runs until SIGTERM or Ctrl-C.
 
@@ -104,7 +105,7 @@ def worker(
     finish; a second one exits at once. With --max-runs or --max-rss-mb the worker runs in a
     child process that is replaced by a fresh one each time it recycles itself (or crashes).
     """
-    setup_logging(log_level)
+    setup_logging(log_level, log_format)
     # A supervised child's supervisor checked the database; the child waits out an outage.
     app = start_app(app_spec, check=SUPERVISOR_ENV not in os.environ)
     options = WorkerOptions(

@@ -430,7 +430,7 @@ class PostgresStore(SqlStore):
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # never let the hint channel take anything down
-                logger.info("dataflows listener on %s lost: %r; retrying", self.channel, exc)
+                logger.debug("dataflows listener on %s lost: %r; retrying", self.channel, exc)
             await asyncio.sleep(delay)
             delay = min(delay * 2, _MAX_BACKOFF_SECONDS)
 
