@@ -9,6 +9,7 @@ import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 import uvicorn
@@ -23,12 +24,14 @@ from tests.pg import DbTarget
 
 
 @asynccontextmanager
-async def uvicorn_server(api: Starlette) -> AsyncIterator[int]:
+async def uvicorn_server(
+    api: Starlette, config_class: type[uvicorn.Config] = uvicorn.Config, **options: Any
+) -> AsyncIterator[int]:
     """``api`` served by uvicorn on a free local port, in this event loop."""
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     port: int = sock.getsockname()[1]
-    config = uvicorn.Config(api, log_config=None, ws="none", lifespan="on")
+    config = config_class(api, log_config=None, ws="none", lifespan="on", **options)
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))
     try:

@@ -10,7 +10,6 @@ import socket
 from typing import Any
 
 import click
-import uvicorn
 from rich.console import Group
 from rich.text import Text
 
@@ -19,7 +18,9 @@ from dataflows.cli.banner import database_text, summary, trigger_names, workflow
 from dataflows.cli.common import app_argument, friendly_errors, listen_options, start_app, stdout
 from dataflows.cli.logs import log_level_option, setup_logging
 from dataflows.cli.progress import Progress
-from dataflows.cli.server import Server, api_keys, base_url, listen
+from dataflows.cli.server import Server, api_keys, base_url, listen, max_header_bytes_option
+from dataflows.http import create_api
+from dataflows.http.protocol import ServerConfig
 from dataflows.runner import StopSignals
 from dataflows.worker import Worker, WorkerOptions
 from dataflows.workflow import Workflow
@@ -35,9 +36,16 @@ from dataflows.workflow import Workflow
     show_default=True,
     help="Runs the worker executes at once.",
 )
+@max_header_bytes_option
 @log_level_option
 def dev(
-    app_spec: str, host: str, port: int, concurrency: int, log_level: str, log_format: str
+    app_spec: str,
+    host: str,
+    port: int,
+    concurrency: int,
+    max_header_bytes: int,
+    log_level: str,
+    log_format: str,
 ) -> None:
     """Run APP's HTTP API and a worker in one process (SQLite unless the app says otherwise).
 
@@ -49,25 +57,35 @@ def dev(
     sock = listen(host, port)
     try:
         with friendly_errors():
-            asyncio.run(_run(app, app_spec, sock, concurrency))
+            asyncio.run(_run(app, app_spec, sock, concurrency, max_header_bytes))
     finally:
         sock.close()
 
 
-async def _run(app: Dataflows, spec: str, sock: socket.socket, concurrency: int) -> None:
+async def _run(
+    app: Dataflows, spec: str, sock: socket.socket, concurrency: int, max_header_bytes: int
+) -> None:
     with StopSignals("%s: stopping the worker, then the API (signal again to exit now)") as stop:
-        await _serve(app, spec, sock, concurrency, stop.requested)
+        config = ServerConfig(
+            create_api(app),
+            max_header_bytes=max_header_bytes,
+            log_config=None,
+            timeout_graceful_shutdown=10,
+        )
+        await _serve(app, spec, sock, concurrency, config, stop.requested)
 
 
 async def _serve(
-    app: Dataflows, spec: str, sock: socket.socket, concurrency: int, stop: asyncio.Event
+    app: Dataflows,
+    spec: str,
+    sock: socket.socket,
+    concurrency: int,
+    config: ServerConfig,
+    stop: asyncio.Event,
 ) -> None:
-    from dataflows.http import create_api
-
     await app.open()
     worker = Worker(app, WorkerOptions(concurrency=concurrency))
     await worker.start()
-    config = uvicorn.Config(create_api(app), log_config=None, timeout_graceful_shutdown=10)
     server = Server(config)
     serving = asyncio.create_task(server.serve(sockets=[sock]))
     progress = asyncio.create_task(Progress(worker, 5.0).run())

@@ -10,7 +10,6 @@ import socket
 import tempfile
 
 import click
-import uvicorn
 
 from dataflows.app import Dataflows
 from dataflows.cli.banner import database_text, summary
@@ -24,7 +23,8 @@ from dataflows.cli.common import (
     stdout,
 )
 from dataflows.cli.logs import log_level_option, setup_logging
-from dataflows.cli.server import Server, api_keys, base_url, listen
+from dataflows.cli.server import Server, api_keys, base_url, listen, max_header_bytes_option
+from dataflows.http.protocol import ServerConfig
 from dataflows.metrics import MULTIPROCESS_DIR
 from dataflows.runner import StopSignals
 
@@ -46,9 +46,16 @@ OPEN_API_WARNING = (
     show_default=True,
     help="Server processes sharing the port.",
 )
+@max_header_bytes_option
 @log_level_option
 def serve(
-    app_spec: str, host: str, port: int, workers: int, log_level: str, log_format: str
+    app_spec: str,
+    host: str,
+    port: int,
+    workers: int,
+    max_header_bytes: int,
+    log_level: str,
+    log_format: str,
 ) -> None:
     """Serve APP's HTTP API (no worker: run `dataflows worker` for that).
 
@@ -65,9 +72,9 @@ def serve(
         stdout().print(_banner(app, app_spec, base_url(sock), workers))
         if workers == 1:
             with friendly_errors():
-                asyncio.run(_serve_here(app, sock))
+                asyncio.run(_serve_here(app, sock, max_header_bytes))
         else:
-            _serve_processes(sock, workers, log_level)
+            _serve_processes(sock, workers, max_header_bytes, log_level)
     finally:
         sock.close()
 
@@ -85,10 +92,16 @@ def _banner(app: Dataflows, spec: str, url: str, workers: int) -> object:
     )
 
 
-async def _serve_here(app: Dataflows, sock: socket.socket) -> None:
+async def _serve_here(app: Dataflows, sock: socket.socket, max_header_bytes: int) -> None:
     from dataflows.http import create_api
 
-    server = Server(uvicorn.Config(create_api(app), log_config=None, timeout_graceful_shutdown=30))
+    config = ServerConfig(
+        create_api(app),
+        max_header_bytes=max_header_bytes,
+        log_config=None,
+        timeout_graceful_shutdown=30,
+    )
+    server = Server(config)
 
     def stop() -> None:
         server.should_exit = True
@@ -104,9 +117,15 @@ async def _serve_here(app: Dataflows, sock: socket.socket) -> None:
         await app.close()
 
 
-def _serve_processes(sock: socket.socket, workers: int, log_level: str) -> None:
-    config = uvicorn.Config(
-        "dataflows.http:app_from_env", factory=True, workers=workers, log_level=log_level
+def _serve_processes(
+    sock: socket.socket, workers: int, max_header_bytes: int, log_level: str
+) -> None:
+    config = ServerConfig(
+        "dataflows.http:app_from_env",
+        max_header_bytes=max_header_bytes,
+        factory=True,
+        workers=workers,
+        log_level=log_level,
     )
     # uvicorn's supervisor: it restarts a server process that dies and stops them all on SIGTERM.
     from uvicorn.supervisors import Multiprocess

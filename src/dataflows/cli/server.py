@@ -1,14 +1,22 @@
-"""Running the HTTP API in this process: a listening socket, and uvicorn without its signal handling."""
+"""Running the HTTP API: a listening socket, uvicorn without its signal handling, the header limit."""
 
 from __future__ import annotations
 
 import contextlib
 import os
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 
 import click
 import uvicorn
+
+from dataflows.http.protocol import DEFAULT_MAX_HEADER_BYTES
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+#: The header limit's environment variable (``--max-header-bytes``).
+MAX_HEADER_BYTES_ENV = "DATAFLOWS_MAX_HEADER_BYTES"
 
 
 class Server(uvicorn.Server):
@@ -21,6 +29,19 @@ class Server(uvicorn.Server):
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
         yield
+
+
+def max_header_bytes_option(fn: F) -> F:
+    """``--max-header-bytes`` (or ``DATAFLOWS_MAX_HEADER_BYTES``), for the commands that serve."""
+    return click.option(
+        "--max-header-bytes",
+        type=click.IntRange(min=1024),
+        default=DEFAULT_MAX_HEADER_BYTES,
+        show_default=True,
+        envvar=MAX_HEADER_BYTES_ENV,
+        show_envvar=True,
+        help="Largest request line and headers of a request; larger ones are answered 431.",
+    )(fn)
 
 
 def listen(host: str, port: int) -> socket.socket:

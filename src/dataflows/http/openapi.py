@@ -243,7 +243,7 @@ _SCHEMAS["RunDetail"] = {
 }
 
 _ERRORS: dict[int, str] = {
-    400: "Malformed JSON (invalid_json) or request (bad_request).",
+    400: "Malformed JSON (invalid_json), request (bad_request) or HTTP (malformed_request).",
     401: "Missing or invalid credentials (unauthorized) or webhook signature (invalid_signature).",
     404: "Unknown source, workflow, run or path.",
     409: "The run is not in a state the operation applies to (invalid_run_state).",
