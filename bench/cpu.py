@@ -1,9 +1,10 @@
 """Wall time and CPU time over a measured stretch: this process's, and the PostgreSQL server's.
 
 The server runs on the benchmark's machine, so its CPU is read from ``/proc``: user + system time
-of every process named ``postgres`` (backends, WAL writer, checkpointer). A backend that exits
-inside the stretch takes its time with it; the systems keep their connections open while they
-run, so the figure is a floor, to within one clock tick per process.
+of every process named ``postgres`` (backends, WAL writer, checkpointer), process by process. A
+backend that exits inside the stretch takes its time with it (other clients' connections closing
+cannot make the figure negative); the systems keep their connections open while they run, so the
+figure is a floor, to within one clock tick per process.
 """
 
 from __future__ import annotations
@@ -16,9 +17,13 @@ from typing import Any
 _TICK = os.sysconf("SC_CLK_TCK")
 
 
-def server_cpu_seconds() -> float | None:
-    """CPU seconds used so far by this machine's ``postgres`` processes; ``None`` if none."""
-    ticks, found = 0, False
+#: A process, by pid and start time (so a reused pid is another process), and its CPU ticks.
+Ticks = dict[tuple[int, int], int]
+
+
+def server_cpu_ticks() -> Ticks | None:
+    """CPU ticks used so far by each of this machine's ``postgres`` processes; ``None`` if none."""
+    ticks: Ticks = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -30,9 +35,15 @@ def server_cpu_seconds() -> float | None:
         if stat[stat.find("(") + 1 : name_end] != "postgres":
             continue
         fields = stat[name_end + 2 :].split()
-        ticks += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
-        found = True
-    return ticks / _TICK if found else None
+        # utime and stime (fields 14 and 15 of stat), start time (field 22)
+        ticks[(int(entry.name), int(fields[19]))] = int(fields[11]) + int(fields[12])
+    return ticks or None
+
+
+def server_cpu_between(before: Ticks, after: Ticks) -> float:
+    """CPU seconds the server's processes used between two readings: each process alive at the
+    end, less what it had used at the start (a process started meanwhile counts whole)."""
+    return sum(t - before.get(key, 0) for key, t in after.items()) / _TICK
 
 
 class Stretch:
@@ -41,17 +52,17 @@ class Stretch:
 
     def __init__(self, server: bool) -> None:
         self._server = server
-        self._start: tuple[float | None, float, float] | None = None
-        self._stop: tuple[float, float, float | None] | None = None
+        self._start: tuple[Ticks | None, float, float] | None = None
+        self._stop: tuple[float, float, Ticks | None] | None = None
 
     def start(self) -> None:
         if self._start is None:
-            server = server_cpu_seconds() if self._server else None
+            server = server_cpu_ticks() if self._server else None
             self._start = (server, time.process_time(), time.perf_counter())
 
     def stop(self) -> None:
         wall, client = time.perf_counter(), time.process_time()
-        self._stop = (wall, client, server_cpu_seconds() if self._server else None)
+        self._stop = (wall, client, server_cpu_ticks() if self._server else None)
 
     def figures(self) -> dict[str, Any]:
         assert self._start is not None and self._stop is not None, "stretch not run"
@@ -59,5 +70,5 @@ class Stretch:
         wall1, client1, server1 = self._stop
         out: dict[str, Any] = {"seconds": wall1 - wall0, "client_cpu_seconds": client1 - client0}
         if server0 is not None and server1 is not None:
-            out["server_cpu_seconds"] = server1 - server0
+            out["server_cpu_seconds"] = server_cpu_between(server0, server1)
         return out
