@@ -642,6 +642,7 @@ async def test_waits_pending_at_the_upgrade_are_resolved(db: DbTarget) -> None:
             "0003_intake_function",
             "0004_eager_claim",
             "0005_resumed_runs",
+            "0006_wait_keys_in_sql",
         ]
         before = await s.get_run("r1")
         assert before is not None and before.status == "waiting"
