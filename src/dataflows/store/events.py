@@ -1,19 +1,20 @@
 """Event intake: an event is stored once, starts the runs it triggers and resolves the waits it
 matches, in one transaction.
 
-Intake and the waits an event can resolve serialise by the waits' keys (:mod:`.keys`), so a wait
-and an event that could match never miss each other. Each dialect takes events in one way, its
-:class:`Intake`, in two parts so that a program can write in between (a step that sends events
-is recorded after the locks and before the events): :meth:`Intake.keys`, before any row is
-touched, and :meth:`Intake.store`. SQLite runs statements one by one (:class:`SqliteIntake`);
-PostgreSQL calls its functions (:class:`PostgresIntake`), and ``intake_events`` does both parts
-and the eager claim in one round trip when nothing else shares the transaction.
+Intake and the waits an event can resolve serialise by the waits' keys
+(:mod:`dataflows.store.keys`), so a wait and an event that could match never miss each other.
+Each dialect takes events in one way, its :class:`Intake`, in two parts so that a program can
+write in between (a step that sends events is recorded after the locks and before the events):
+:meth:`Intake.keys`, before any row is touched, and :meth:`Intake.store`. SQLite runs
+statements one by one (:class:`SqliteIntake`); PostgreSQL calls its functions
+(:class:`PostgresIntake`), and its ``intake_events`` function does both parts and the eager
+claim in one round trip when nothing else shares the transaction.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -164,7 +165,7 @@ def _event_json(event: NewEvent, fields: dict[str, Any]) -> str:
     return f'{{"data": {event.data_json}, {rest[1:]}'
 
 
-def _json_list(objects: Any) -> str:
+def _json_list(objects: Iterable[str]) -> str:
     return "[" + ", ".join(objects) + "]"
 
 

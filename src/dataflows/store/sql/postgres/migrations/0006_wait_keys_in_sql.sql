@@ -2,54 +2,61 @@
 -- the wait keys itself, in SQL, under its locks; a wait computes its key with the same SQL.
 -- Runs with search_path set to the store's schema; the functions resolve tables through it.
 
--- A wait key is canonical_jsonb(its filter values, in filter path order)::text. jsonb orders
--- object members and spaces its text one way for every value; numbers lose trailing zeros here,
--- so 1 and 1.0 are one key, at any depth.
-CREATE FUNCTION canonical_jsonb(v jsonb) RETURNS jsonb
-LANGUAGE plpgsql IMMUTABLE STRICT AS $$
+-- The members of an array or object, each made canonical (see canonical_jsonb, which calls this;
+-- PL/pgSQL, so the two can call each other).
+CREATE FUNCTION canonical_members(v jsonb) RETURNS jsonb
+LANGUAGE plpgsql IMMUTABLE AS $$
 BEGIN
-    CASE jsonb_typeof(v)
-    WHEN 'number' THEN
-        RETURN to_jsonb(trim_scale(v::numeric));
-    WHEN 'array' THEN
+    IF jsonb_typeof(v) = 'array' THEN
         RETURN (SELECT coalesce(jsonb_agg(canonical_jsonb(x.value) ORDER BY x.n), '[]')
                 FROM jsonb_array_elements(v) WITH ORDINALITY AS x(value, n));
-    WHEN 'object' THEN
-        RETURN (SELECT coalesce(jsonb_object_agg(x.key, canonical_jsonb(x.value)), '{}')
-                FROM jsonb_each(v) AS x);
-    ELSE
-        RETURN v;
-    END CASE;
+    END IF;
+    RETURN (SELECT coalesce(jsonb_object_agg(x.key, canonical_jsonb(x.value)), '{}')
+            FROM jsonb_each(v) AS x);
 END
+$$;
+
+-- A wait key is canonical_jsonb(its filter values, in filter path order)::text. jsonb orders
+-- object members and spaces its text one way for every value; numbers lose trailing zeros here,
+-- so 1 and 1.0 are one key, at any depth. Plain SQL, so the planner inlines it: a scalar costs
+-- no function call.
+CREATE FUNCTION canonical_jsonb(v jsonb) RETURNS jsonb
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT CASE jsonb_typeof(v)
+           WHEN 'number' THEN trim_scale(v::numeric)::text::jsonb
+           WHEN 'array' THEN canonical_members(v)
+           WHEN 'object' THEN canonical_members(v)
+           ELSE v END
 $$;
 
 -- The key an event's data has for a filter shape (p_paths: a JSON list of "data.a.b" paths), or
 -- NULL if a path leads nowhere. Paths follow object members only, as the engine's own matching
--- does: a step into an array, a string or a number finds nothing (a JSON null is found).
+-- does: a step into an array, a string or a number finds nothing (a JSON null is found). The
+-- key is the array of the values found, each canonical: canonical_jsonb of that array. Simple
+-- expressions only, no queries: intake calls this for every event and filter shape.
 CREATE FUNCTION wait_key(p_data jsonb, p_paths text) RETURNS text
 LANGUAGE plpgsql IMMUTABLE AS $$
 DECLARE
-    path text;
+    paths jsonb := p_paths::jsonb;
     parts text[];
-    part text;
     node jsonb;
     found jsonb := '[]';
 BEGIN
-    FOR path IN SELECT jsonb_array_elements_text(p_paths::jsonb) LOOP
-        parts := string_to_array(path, '.');
+    FOR i IN 0 .. jsonb_array_length(paths) - 1 LOOP
+        parts := string_to_array(paths ->> i, '.');
         IF parts[1] IS DISTINCT FROM 'data' THEN
             RETURN NULL;
         END IF;
         node := p_data;
-        FOREACH part IN ARRAY parts[2:] LOOP
-            IF jsonb_typeof(node) <> 'object' OR NOT node ? part THEN
+        FOR j IN 2 .. cardinality(parts) LOOP
+            IF jsonb_typeof(node) <> 'object' OR NOT node ? parts[j] THEN
                 RETURN NULL;
             END IF;
-            node := node -> part;
+            node := node -> parts[j];
         END LOOP;
-        found := found || jsonb_build_array(node);
+        found := found || jsonb_build_array(canonical_jsonb(node));
     END LOOP;
-    RETURN canonical_jsonb(found)::text;
+    RETURN found::text;
 END
 $$;
 
@@ -85,17 +92,14 @@ WHERE filter_key IS NOT NULL;
 CREATE FUNCTION lock_intake(p_events jsonb) RETURNS jsonb
 LANGUAGE plpgsql VOLATILE AS $$
 DECLARE
-    lock_id bigint;
     keys jsonb;
-    every jsonb;
+    matched bigint;
 BEGIN
-    FOR lock_id IN
-        SELECT DISTINCT event_name_lock(x ->> 'name') FROM jsonb_array_elements(p_events) AS x
-        ORDER BY 1
-    LOOP
-        PERFORM pg_advisory_xact_lock_shared(lock_id);
-    END LOOP;
-    SELECT coalesce(jsonb_agg(coalesce(m.keys, '[]') ORDER BY e.n), '[]') INTO keys
+    -- DISTINCT keeps the subquery whole, so the locks are taken in its order.
+    PERFORM pg_advisory_xact_lock_shared(l.id)
+    FROM (SELECT DISTINCT event_name_lock(x ->> 'name') AS id
+          FROM jsonb_array_elements(p_events) AS x ORDER BY 1) AS l;
+    SELECT jsonb_agg(coalesce(m.keys, '[]') ORDER BY e.n), count(m.keys) INTO keys, matched
     FROM jsonb_array_elements(p_events) WITH ORDINALITY AS e(x, n)
     LEFT JOIN LATERAL (
         SELECT jsonb_agg(jsonb_build_array(s.filter_paths, k.key)) AS keys
@@ -103,20 +107,19 @@ BEGIN
         CROSS JOIN LATERAL wait_key(e.x -> 'data', s.filter_paths) AS k(key)
         WHERE s.event_name = e.x ->> 'name' AND k.key IS NOT NULL
     ) AS m ON true;
-    SELECT coalesce(jsonb_agg(jsonb_build_array(e.x ->> 'name', k.value ->> 0, k.value ->> 1)),
-                    '[]') INTO every
-    FROM jsonb_array_elements(p_events) WITH ORDINALITY AS e(x, n)
-    CROSS JOIN LATERAL jsonb_array_elements(keys -> (e.n::integer - 1)) AS k;
-    FOR lock_id IN
-        SELECT DISTINCT wait_key_lock(w ->> 0, w ->> 1, w ->> 2)
-        FROM jsonb_array_elements(every) AS w
-        ORDER BY 1
-    LOOP
-        PERFORM pg_advisory_xact_lock(lock_id);
-    END LOOP;
-    IF jsonb_array_length(p_events) > 1 AND jsonb_array_length(every) > 0 THEN
-        -- Several events may resolve waits of the same runs: lock those runs in one order.
-        PERFORM lock_waiting_runs(every);
+    IF matched > 0 THEN
+        PERFORM pg_advisory_xact_lock(l.id)
+        FROM (SELECT DISTINCT wait_key_lock(e.x ->> 'name', k.value ->> 0, k.value ->> 1) AS id
+              FROM jsonb_array_elements(p_events) WITH ORDINALITY AS e(x, n)
+              CROSS JOIN LATERAL jsonb_array_elements(keys -> (e.n::integer - 1)) AS k
+              ORDER BY 1) AS l;
+        IF jsonb_array_length(p_events) > 1 THEN
+            -- Several events may resolve waits of the same runs: lock those runs in one order.
+            PERFORM lock_waiting_runs((
+                SELECT jsonb_agg(jsonb_build_array(e.x ->> 'name', k.value ->> 0, k.value ->> 1))
+                FROM jsonb_array_elements(p_events) WITH ORDINALITY AS e(x, n)
+                CROSS JOIN LATERAL jsonb_array_elements(keys -> (e.n::integer - 1)) AS k));
+        END IF;
     END IF;
     RETURN keys;
 END
