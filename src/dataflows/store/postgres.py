@@ -283,7 +283,8 @@ class PostgresStore(SqlStore):
                 }
             ),
         }
-        row = await self._run_one(Query("intake_events", params, "one"))
+        async with self._translate("storing events"), self._open_pool().connection() as conn:
+            row = await self._fetch(conn, Query("intake_events", params, "one"))
         answer: dict[str, Any] = row["answer"]
         if answer["work"]:
             # Having claimed for a worker, up to its free slots, its claim loop would find
