@@ -3,13 +3,18 @@
 -- Runs with search_path set to the store's schema; the functions resolve tables through it.
 
 -- The members of an array or object, each made canonical (see canonical_jsonb, which calls this;
--- PL/pgSQL, so the two can call each other).
+-- PL/pgSQL, so the two can call each other). An array, such as the filter values of every wait,
+-- by simple expressions, without a query.
 CREATE FUNCTION canonical_members(v jsonb) RETURNS jsonb
 LANGUAGE plpgsql IMMUTABLE AS $$
+DECLARE
+    members jsonb := '[]';
 BEGIN
     IF jsonb_typeof(v) = 'array' THEN
-        RETURN (SELECT coalesce(jsonb_agg(canonical_jsonb(x.value) ORDER BY x.n), '[]')
-                FROM jsonb_array_elements(v) WITH ORDINALITY AS x(value, n));
+        FOR i IN 0 .. jsonb_array_length(v) - 1 LOOP
+            members := members || jsonb_build_array(canonical_jsonb(v -> i));
+        END LOOP;
+        RETURN members;
     END IF;
     RETURN (SELECT coalesce(jsonb_object_agg(x.key, canonical_jsonb(x.value)), '{}')
             FROM jsonb_each(v) AS x);
