@@ -103,6 +103,7 @@ async def test_migrations_apply_once(db: DbTarget) -> None:
             "0003_intake_function",
             "0004_eager_claim",
             "0005_resumed_runs",
+            "0006_wait_keys_in_sql",
         ]
         assert await first.migrate() == []
     finally:
@@ -131,6 +132,7 @@ async def test_concurrent_migrations_apply_once(db: DbTarget) -> None:
         "0003_intake_function",
         "0004_eager_claim",
         "0005_resumed_runs",
+        "0006_wait_keys_in_sql",
     ]
 
 

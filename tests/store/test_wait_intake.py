@@ -2,24 +2,20 @@
 
 Intake records a matching pending wait's step itself (the event as output), deletes the wait
 and queues the run, or signals it if it is still running. These tests hold both stores to that,
-to the once-per-run rule when two waits of a run match one event, to the per-name and per-key
-locking under concurrency (several stores: several pools, as several processes would have),
-and to upgrading a store whose waits were registered under schema version 1.
+to the once-per-run rule when two waits of a run match one event, and to the per-name and
+per-key locking under concurrency (several stores: several pools, as several processes would
+have).
 """
 
 from __future__ import annotations
 
 import asyncio
 import itertools
-import json
 import random
-import sqlite3
-import time
 from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-import psycopg
 import pytest
 
 from dataflows.records import (
@@ -34,9 +30,7 @@ from dataflows.records import (
 )
 from dataflows.store import Store
 from dataflows.store.events import Sending
-from dataflows.store.queries import load_migrations
 from dataflows.store.sql_store import SqlStore
-from dataflows.store.sqlite import sqlite_path
 from tests.pg import DbTarget
 from tests.store.conftest import new_store
 from tests.store.test_store_contract import (
@@ -102,9 +96,8 @@ async def test_intake_records_the_wait_step_of_a_suspended_run(store: Store) -> 
 async def test_a_store_unaware_of_a_new_filter_shape_still_resolves_its_waits(
     store: Store, other: Store
 ) -> None:
-    """PostgreSQL intake computes wait keys from the filter shapes it last saw, and the database
-    checks they are all there are: shapes registered meanwhile by another process are caught
-    (the event is then stored step by step), and learnt for the next event."""
+    """Intake reads the filter shapes of waits when it takes an event in, so shapes another
+    process registered meanwhile count at once: nothing is cached between events."""
     decided = "approval/decided"
     await send(store, "e0", decided, {"task": 1}, T0 + 1)  # no waits yet: `store` knows none
     r1, r2, r3 = await running(other, "r1", "r2", "r3")
@@ -169,9 +162,10 @@ async def test_intake_answers_the_runs_whose_waits_it_resolved(store: Store, oth
     ]
 
 
-async def test_the_step_by_step_intake_answers_the_runs_it_resumed(store: Store) -> None:
-    """The statements PostgreSQL falls back to when the filter shapes changed under its intake
-    function (and SQLite always runs) answer the same."""
+async def test_intake_inside_a_program_answers_the_runs_it_resumed(store: Store) -> None:
+    """Intake as a program runs it inside its own transaction (a step that sends events, a
+    child run's finish) answers the same; on PostgreSQL that is two function calls instead of
+    one."""
     [r1] = await running(store, "r1")
     await suspended(store, r1, "ok", WaitMatch("tick", (("data.lane", "x"),)), T0 + 1)
     items = [Sending(EventIntake(event("e1", "tick", {"lane": "x"})), T0 + 2)]
@@ -248,6 +242,58 @@ async def test_event_with_another_key_leaves_the_wait_pending(store: Store) -> N
     assert woken is not None and woken.status == "queued"
     assert [(s.key, s.event_id) for s in woken.steps] == [("ok", "other-key")]
     assert [c.id for c in await store.claim_runs("w1", 5, LEASE, T0 + 6)] == ["r2"]
+
+
+#: Per run: the value its wait filters on, and the value an event that resolves it carries.
+_EQUAL_VALUES: dict[str, tuple[Any, Any]] = {
+    "float": (1.0, 1),
+    "int": (2, 2.0),
+    "nested": (
+        {"id": 9, "lines": [{"sku": "a", "qty": 2.5}]},
+        {"lines": [{"qty": 2.5, "sku": "a"}], "id": 9.0},
+    ),
+    "unicode": ("Zoë ☃ 東京", "Zoë ☃ 東京"),
+    "list": ([1, "x", None, True], [1.0, "x", None, True]),
+}
+
+
+async def test_intake_finds_waits_on_equal_values_written_differently(store: Store) -> None:
+    """1 and 1.0 are one value, at any depth; objects are equal whatever their members' order."""
+    runs = await running(store, *_EQUAL_VALUES)
+    for run, (waited, _) in zip(runs, _EQUAL_VALUES.values(), strict=True):
+        await suspended(store, run, "ok", WaitMatch("tick", (("data.v", waited),)), T0 + 1)
+    sent = await store.send_events(
+        [EventIntake(event(f"e-{r}", "tick", {"v": v})) for r, (_, v) in _EQUAL_VALUES.items()],
+        T0 + 2,
+    )
+    assert [r.resumed_run_ids for r in sent.results] == [(r,) for r in _EQUAL_VALUES]
+
+
+async def test_a_filter_path_follows_object_members_only(store: Store) -> None:
+    """As the engine's own matching: a path that leads nowhere gives the event no key for that
+    filter (a JSON null is a value like any other), and a step into an array finds nothing."""
+    by_null = WaitMatch("tick", (("data.a.b", None),))
+    by_member_0 = WaitMatch("tick", (("data.items.0", "x"),))
+    nulls, zeros = await running(store, "nulls", "zeros")
+    await suspended(store, nulls, "ok", by_null, T0 + 1)
+    await suspended(store, zeros, "ok", by_member_0, T0 + 1)
+
+    misses: list[dict[str, Any]] = [
+        {"a": {}},
+        {"a": None},
+        {"a": [None]},
+        {"items": ["x"]},
+        {"items": "x"},
+        {"items": [{"0": "x"}]},
+    ]
+    for n, data in enumerate(misses):
+        await send(store, f"miss{n}", "tick", data, T0 + 2 + n)
+    assert (await status(store, "nulls"), await status(store, "zeros")) == ("waiting", "waiting")
+
+    await send(store, "null", "tick", {"a": {"b": None}}, T0 + 10)
+    await send(store, "member", "tick", {"items": {"0": "x"}}, T0 + 11)
+    for run_id, event_id in (("nulls", "null"), ("zeros", "member")):
+        assert [(s.key, s.event_id) for s in await store.load_history(run_id)] == [("ok", event_id)]
 
 
 # -- 4. concurrency: many stores, waits and intake racing ----------------------------------------
@@ -560,117 +606,6 @@ async def test_an_event_matching_two_waits_of_a_run_goes_to_the_earlier_one(
     await send(store, "e2", "ping", {"k": 1 if later == "k1" else 2}, T0 + 6)
     steps = {s.key: (s.status, s.event_id) for s in await store.load_history("r1")}
     assert steps == {earlier: ("completed", "e1"), later: ("completed", "e2")}
-
-
-# -- 5. upgrading a store with pending waits --------------------------------------------------
-
-#: Rows as version 1 wrote them: r1 suspended on a wait for task 7; r2's wait for task 8 was
-#: woken by the event "old" (version 1 only queued the run), and the upgrade came before the
-#: worker replayed it. Filter paths and keys in version 1's text form.
-_V1_ROWS: list[tuple[str, list[tuple[Any, ...]]]] = [
-    (
-        "INSERT INTO runs (id, workflow_id, status, event_id, event_name, event_data, event_ts,"
-        " created_at, updated_at, wake_at, wait_reason, lease_token)"
-        " VALUES (?, 'wf', ?, ?, 'order/created', '{}', ?, ?, ?, NULL, ?, 1)",
-        [
-            ("r1", "waiting", "r1/trigger", T0, T0, T0 + 1, "event"),
-            ("r2", "queued", "r2/trigger", T0, T0, T0 + 2, None),
-        ],
-    ),
-    (
-        "INSERT INTO waits (run_id, step_key, kind, wake_at, event_name, filter_paths,"
-        " filter_key, created_at) VALUES (?, 'ok', 'wait', NULL, 'approval/decided', ?, ?, ?)",
-        [("r1", '["data.task"]', "[7]", T0 + 1), ("r2", '["data.task"]', "[8]", T0 + 1)],
-    ),
-    (
-        "INSERT INTO wait_shapes (event_name, filter_paths) VALUES (?, ?)",
-        [("approval/decided", '["data.task"]')],
-    ),
-    (
-        "INSERT INTO events (id, name, data, ts, received_at) VALUES (?, ?, ?{jsonb}, ?, ?)",
-        [("old", "approval/decided", json.dumps({"task": 8}), T0 + 2, T0 + 2)],
-    ),
-]
-
-
-def _install_version_1(target: DbTarget) -> None:
-    """Migration 0001 only, recorded in ``migrations`` as the store records it, plus rows."""
-    [(version, name, script), *_] = load_migrations(
-        "sqlite" if target.kind == "sqlite" else "postgres"
-    )
-    assert (version, name) == (1, "initial")
-    if target.kind == "sqlite":
-        conn = sqlite3.connect(sqlite_path(target.url))
-        try:
-            conn.executescript(script)
-            conn.execute(
-                "CREATE TABLE migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL,"
-                " applied_at REAL NOT NULL)"
-            )
-            conn.execute("INSERT INTO migrations VALUES (?, ?, ?)", (version, name, time.time()))
-            for sql, rows in _V1_ROWS:
-                conn.executemany(sql.replace("{jsonb}", ""), rows)
-            conn.commit()
-        finally:
-            conn.close()
-        return
-    assert target.schema is not None
-    with (
-        psycopg.connect(
-            target.url, autocommit=True, options=f"-c search_path={target.schema}"
-        ) as pg,
-        pg.transaction(),
-    ):
-        pg.execute(script.encode(), prepare=False)
-        pg.execute(
-            "CREATE TABLE migrations (version integer PRIMARY KEY, name text NOT NULL,"
-            " applied_at double precision NOT NULL)"
-        )
-        pg.execute("INSERT INTO migrations VALUES (%s, %s, %s)", (version, name, time.time()))
-        with pg.cursor() as cur:
-            for sql, rows in _V1_ROWS:
-                cur.executemany(sql.replace("{jsonb}", "::jsonb").replace("?", "%s"), rows)
-
-
-async def test_waits_pending_at_the_upgrade_are_resolved(db: DbTarget) -> None:
-    _install_version_1(db)
-    s = new_store(db)
-    await s.open(migrate=False)
-    try:
-        assert await s.migrate() == [
-            "0002_wait_after_seq",
-            "0003_intake_function",
-            "0004_eager_claim",
-            "0005_resumed_runs",
-        ]
-        before = await s.get_run("r1")
-        assert before is not None and before.status == "waiting"
-        assert [(x.key, x.status) for x in before.steps] == [("ok", "waiting")]
-
-        # An event for the version-1 wait, stored by the upgraded store: recorded at intake.
-        await send(s, "e1", "approval/decided", {"task": 7}, T0 + 3)
-        after = await s.get_run("r1")
-        assert after is not None and after.status == "queued"
-        assert [(x.key, x.status, x.event_id) for x in after.steps] == [("ok", "completed", "e1")]
-        assert after.steps[0].output == {
-            "id": "e1",
-            "name": "approval/decided",
-            "data": {"task": 7},
-            "ts": T0 + 3,
-        }
-
-        # r2's event came under version 1: the replay's re-check finds it (the wait was
-        # registered before the sequence numbers were kept, so its search starts at 0).
-        claimed = {c.id: c for c in await s.claim_runs("w1", 5, LEASE, T0 + 4)}
-        assert sorted(claimed) == ["r1", "r2"]
-        match7 = WaitMatch("approval/decided", (("data.task", 7),))
-        match8 = WaitMatch("approval/decided", (("data.task", 8),))
-        got = await wait_for(s, claimed["r2"], "ok", match8, T0 + 5)
-        assert got.state == "resolved" and got.event is not None and got.event.id == "old"
-        got = await wait_for(s, claimed["r1"], "ok", match7, T0 + 5)
-        assert got.state == "resolved" and got.event is not None and got.event.id == "e1"
-    finally:
-        await s.close()
 
 
 # -- eager dispatch: PostgreSQL intake claims for a worker of the sending process ---------------

@@ -1,18 +1,22 @@
 """Event intake: an event is stored once, starts the runs it triggers and resolves the waits it
 matches, in one transaction.
 
-Intake serialises with the waits an event can resolve by their keys' locks
-(:func:`lock_for_intake`), so a wait and an event that could match never miss each other. This
-is the program SQLite runs; PostgreSQL runs the same steps in one call of its ``intake_events``
-function (:func:`intake_call` makes its arguments), one round trip.
+Intake and the waits an event can resolve serialise by the waits' keys
+(:mod:`dataflows.store.keys`), so a wait and an event that could match never miss each other.
+Each dialect takes events in one way, its :class:`Intake`, in two parts so that a program can
+write in between (a step that sends events is recorded after the locks and before the events):
+:meth:`Intake.keys`, before any row is touched, and :meth:`Intake.store`. SQLite runs
+statements one by one (:class:`SqliteIntake`); PostgreSQL calls its functions
+(:class:`PostgresIntake`), and its ``intake_events`` function does both parts and the eager
+claim in one round trip when nothing else shares the transaction.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Generator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from dataflows.records import (
     RUN_FINISHED_EVENT,
@@ -24,7 +28,7 @@ from dataflows.records import (
     NewRun,
     SentEvents,
 )
-from dataflows.store.keys import WaitKeys, name_lock, wait_keys, wait_output
+from dataflows.store.keys import WaitKeys, wait_keys, wait_output
 from dataflows.store.program import NOTIFY, Program, Query, json_column
 
 
@@ -37,12 +41,146 @@ class Sending:
     claim: ClaimRequest | None = None
 
 
-def send_each(items: Sequence[Sending]) -> Program:
-    """Events sent by several callers (each with its own time), in one transaction."""
-    wakes, locks = yield from lock_for_intake([item.intake.event for item in items])
+class Intake(Protocol):
+    """How a dialect takes in events inside a program's transaction."""
+
+    def keys(self, events: Sequence[NewEvent]) -> Program:
+        """Per event, the wait keys it matches: read before any row is touched and, where
+        intake and waits run concurrently, under the locks that serialise them."""
+        ...
+
+    def store(self, items: Sequence[Sending], keys: Sequence[WaitKeys]) -> Program:
+        """Store the events, start their runs and resolve the waits they match (``keys``, as
+        :meth:`keys` answered): per item, its :class:`IntakeResult`."""
+        ...
+
+
+def send(intake: Intake, items: Sequence[Sending]) -> Program:
+    """Take in the events of ``items`` in one transaction: per item, its result."""
+    keys = yield from intake.keys([item.intake.event for item in items])
+    return (yield from intake.store(items, keys))
+
+
+class SqliteIntake:
+    """Statement by statement. ``BEGIN IMMEDIATE`` serialises SQLite's writers, so a wait and an
+    intake never overlap: nothing to lock, the keys computed here from the shapes read."""
+
+    def keys(self, events: Sequence[NewEvent]) -> Program:
+        if not events:
+            return []
+        names = sorted({event.name for event in events})
+        rows = yield Query("wait_shapes", {"names": json.dumps(names)}, "all")
+        shapes: dict[str, list[str]] = {}
+        for row in rows:
+            shapes.setdefault(row["event_name"], []).append(row["filter_paths"])
+        return wait_keys(events, shapes)
+
+    def store(self, items: Sequence[Sending], keys: Sequence[WaitKeys]) -> Program:
+        results = []
+        for item, wakes in zip(items, keys, strict=True):
+            results.append((yield from _store_one(item.intake, item.now, wakes)))
+        return results
+
+
+def _store_one(intake: EventIntake, now: float, keys: WaitKeys) -> Program:
+    event = intake.event
+    inserted = yield Query(
+        "insert_event",
+        {"id": event.id, "name": event.name, "data": event.data_json, "ts": event.ts, "now": now},
+        "rowcount",
+    )
+    if not inserted:
+        rows = yield Query("runs_of_event", {"event_id": event.id}, "all")
+        return IntakeResult(event.id, tuple(row["id"] for row in rows), duplicate=True)
+    for run in intake.runs:
+        yield insert_run(run, now)
+    resumed: tuple[str, ...] = ()
+    if keys:
+        rows = yield Query(
+            "resolve_waits",
+            {
+                "event_name": event.name,
+                "keys": json.dumps(keys),
+                "event_id": event.id,
+                "output": wait_output(event.id, event.name, event.data_json, event.ts),
+                "now": now,
+            },
+            "all",
+        )
+        resumed = tuple(sorted({row["run_id"] for row in rows}))
+    if intake.runs or resumed:
+        yield NOTIFY
+    return IntakeResult(event.id, tuple(r.id for r in intake.runs), False, resumed)
+
+
+class PostgresIntake:
+    """The ``lock_intake`` function (it reads the filter shapes and computes the keys in SQL,
+    under its locks), then ``store_events``."""
+
+    def keys(self, events: Sequence[NewEvent]) -> Program:
+        if not events:
+            return []
+        row = yield Query(
+            "lock_intake", {"events": _json_list(_event_json(e, {}) for e in events)}, "one"
+        )
+        return row["keys"]
+
+    def store(self, items: Sequence[Sending], keys: Sequence[WaitKeys]) -> Program:
+        if not items:
+            return []
+        row = yield Query(
+            "store_events", {"events": intake_payload(items), "keys": json.dumps(keys)}, "one"
+        )
+        answer = row["answer"]
+        if answer["work"]:
+            yield NOTIFY
+        return intake_results(items, answer["results"])
+
+
+def intake_payload(items: Sequence[Sending]) -> str:
+    """The events of ``items`` as PostgreSQL's intake functions take them: each with its time,
+    the output its wait steps record and the runs it starts."""
+    return _json_list(
+        _event_json(
+            item.intake.event,
+            {
+                "ts": item.intake.event.ts,
+                "now": item.now,
+                "output": wait_output(
+                    item.intake.event.id,
+                    item.intake.event.name,
+                    item.intake.event.data_json,
+                    item.intake.event.ts,
+                ),
+                "runs": [insert_run(run, item.now).params for run in item.intake.runs],
+            },
+        )
+        for item in items
+    )
+
+
+def _event_json(event: NewEvent, fields: dict[str, Any]) -> str:
+    """An event as a JSON object, its data embedded as it came (the database parses it once)."""
+    rest = json.dumps({"id": event.id, "name": event.name, **fields})
+    return f'{{"data": {event.data_json}, {rest[1:]}'
+
+
+def _json_list(objects: Iterable[str]) -> str:
+    return "[" + ", ".join(objects) + "]"
+
+
+def intake_results(
+    items: Sequence[Sending], answers: Sequence[Mapping[str, Any]]
+) -> list[IntakeResult]:
+    """What PostgreSQL's intake answered, per item."""
     results = []
-    for item, keys in zip(items, wakes, strict=True):
-        results.append((yield from intake_one(item.intake, item.now, keys, locks)))
+    for intake, answer in zip((item.intake for item in items), answers, strict=True):
+        if answer["duplicate"]:
+            results.append(IntakeResult(intake.event.id, tuple(answer["runs"]), duplicate=True))
+        else:
+            runs = tuple(run.id for run in intake.runs)
+            resumed = tuple(answer["resumed"])
+            results.append(IntakeResult(intake.event.id, runs, False, resumed))
     return results
 
 
@@ -75,86 +213,6 @@ def share_claimed(
     return shared
 
 
-def lock_for_intake(
-    events: Sequence[NewEvent], *, defer: bool = True
-) -> Generator[Query, Any, tuple[list[WaitKeys], str]]:
-    """Serialise storing these events with the waits they can resolve; per event, its wait keys.
-
-    First every name's lock, shared: no wait registers a new filter shape for these names until
-    commit, so the shapes read next are all there are. Then, exclusive, the lock of every wait
-    key the events match (see ``lock_wait`` in :mod:`dataflows.store.waits`): a wait with one of
-    those keys either committed before (intake then sees and wakes it) or registers after this
-    commits (its search then sees the event). Waits on other keys of the same name go on in
-    parallel. All locks are taken before any row is touched, names before keys and each set
-    sorted, so lockers cannot deadlock on each other.
-
-    Also returns the key locks (a JSON list) the insert of a lone event takes, in the same
-    statement, before it is numbered (``defer``, a round trip saved); a batch takes them here,
-    all at once.
-    """
-    if not events:
-        return [], "[]"
-    names = sorted({event.name for event in events})
-    rows = yield Query(
-        "lock_wait_shapes",
-        {"names": json.dumps(names), "locks": json.dumps([name_lock(n) for n in names])},
-        "all",
-    )
-    shapes: dict[str, list[str]] = {name: [] for name in names}
-    for row in rows:
-        shapes[row["event_name"]].append(row["filter_paths"])
-    wakes, locks = wait_keys(events, shapes)
-    if defer and len(events) == 1:
-        return wakes, json.dumps(locks)
-    if locks:
-        yield Query("lock_wait_keys", {"locks": json.dumps(locks)})
-    if locks and len(events) > 1:
-        # Several events may resolve waits of the same runs: lock those runs in one order.
-        every = [[e.name, p, k] for e, ks in zip(events, wakes, strict=True) for p, k in ks]
-        yield Query("lock_waiting_runs", {"keys": json.dumps(every)})
-    return wakes, "[]"
-
-
-def intake_one(intake: EventIntake, now: float, keys: WaitKeys, locks: str = "[]") -> Program:
-    """Store one event and wake the waits it resolves, under :func:`lock_for_intake`
-    (``locks``: the key locks it left to this insert)."""
-    event = intake.event
-    inserted = yield Query(
-        "insert_event",
-        {
-            "id": event.id,
-            "name": event.name,
-            "data": event.data_json,
-            "ts": event.ts,
-            "now": now,
-            "locks": locks,
-        },
-        "rowcount",
-    )
-    if not inserted:
-        rows = yield Query("runs_of_event", {"event_id": event.id}, "all")
-        return IntakeResult(event.id, tuple(row["id"] for row in rows), duplicate=True)
-    for run in intake.runs:
-        yield insert_run(run, now)
-    resumed: tuple[str, ...] = ()
-    if keys:
-        rows = yield Query(
-            "resolve_waits",
-            {
-                "event_name": event.name,
-                "keys": json.dumps(keys),
-                "event_id": event.id,
-                "output": wait_output(event.id, event.name, event.data_json, event.ts),
-                "now": now,
-            },
-            "all",
-        )
-        resumed = tuple(sorted({row["run_id"] for row in rows}))
-    if intake.runs or resumed:
-        yield NOTIFY
-    return IntakeResult(event.id, tuple(r.id for r in intake.runs), False, resumed)
-
-
 def insert_run(run: NewRun, now: float) -> Query:
     """A ``queued`` run started by ``run.event`` (nothing if its id or idempotency key is taken)."""
     ev = run.event
@@ -183,6 +241,7 @@ def run_finished(
     result_json: str | None,
     error_json: str | None,
     now: float,
+    intake: Intake,
 ) -> Program:
     """Take in the event a finished child run sends its parent (``step.invoke`` waits for it)."""
     data = {
@@ -193,53 +252,4 @@ def run_finished(
         "error": json_column(error_json),
     }
     event = NewEvent(f"{run_id}:finished:{now!r}", RUN_FINISHED_EVENT, json.dumps(data), now)
-    wakes, locks = yield from lock_for_intake([event])
-    yield from intake_one(EventIntake(event), now, wakes[0], locks)
-
-
-# -- PostgreSQL's intake function -----------------------------------------------------------------
-
-
-def intake_call(items: Sequence[Sending], shapes: Mapping[str, Sequence[str]]) -> dict[str, str]:
-    """The arguments of PostgreSQL's ``intake_events`` function: the events of ``items`` with
-    the wait keys they match among ``shapes``, which the function checks are all the filter
-    shapes registered for their names."""
-    events = [item.intake.event for item in items]
-    names = sorted({event.name for event in events})
-    wakes, locks = wait_keys(events, shapes)
-    payload = [
-        {
-            "id": intake.event.id,
-            "name": intake.event.name,
-            "data": intake.event.data_json,
-            "ts": intake.event.ts,
-            "now": now,
-            "output": wait_output(
-                intake.event.id, intake.event.name, intake.event.data_json, intake.event.ts
-            ),
-            "keys": keys,
-            "runs": [insert_run(run, now).params for run in intake.runs],
-        }
-        for (intake, now), keys in zip(((i.intake, i.now) for i in items), wakes, strict=True)
-    ]
-    return {
-        "events": json.dumps(payload),
-        "shapes": json.dumps({n: sorted(shapes[n]) for n in names if shapes.get(n)}),
-        "name_locks": json.dumps([name_lock(n) for n in names]),
-        "key_locks": json.dumps(locks),
-    }
-
-
-def intake_results(
-    items: Sequence[Sending], answers: Sequence[Mapping[str, Any]]
-) -> list[IntakeResult]:
-    """What ``intake_events`` answered, per item."""
-    results = []
-    for intake, answer in zip((item.intake for item in items), answers, strict=True):
-        if answer["duplicate"]:
-            results.append(IntakeResult(intake.event.id, tuple(answer["runs"]), duplicate=True))
-        else:
-            runs = tuple(run.id for run in intake.runs)
-            resumed = tuple(answer["resumed"])
-            results.append(IntakeResult(intake.event.id, runs, False, resumed))
-    return results
+    yield from send(intake, [Sending(EventIntake(event), now)])

@@ -1,10 +1,14 @@
-"""Wait keys: which waits an event can resolve, and the advisory locks that serialise them.
+"""Wait keys: which waits an event can resolve.
 
-A wait's *key* is its event name, its filter paths (its *shape*) and its filter values. The
-values are stored as canonical JSON text (sorted keys, no spaces, integral floats as integers),
-so ``1`` and ``1.0`` find each other, and event intake finds the waits an event resolves by an
-index lookup per key instead of testing every wait of the event's name. Intake and waits of
-one key serialise on that key's lock (see :mod:`dataflows.store.events`).
+A wait's *key* is its event name, its filter paths (its *shape*) and its filter values, stored as
+canonical JSON text so that ``1`` and ``1.0`` find each other, and event intake finds the waits
+an event resolves by an index lookup per key instead of testing every wait of the event's name.
+
+The database computes each key, from the values a wait passes as JSON and from the data of the
+events it takes in, so a wait and an event always agree on it: on PostgreSQL in SQL
+(``canonical_jsonb``, which intake runs under the locks that serialise it with waits), on SQLite
+with :func:`canonical`, which the SQLite store registers as the SQL function ``canonical_json``
+and its intake program (:mod:`dataflows.store.events`) calls through :func:`wait_keys`.
 """
 
 from __future__ import annotations
@@ -21,8 +25,13 @@ WaitKeys = list[tuple[str, str]]
 
 
 def canonical(value: Any) -> str:
-    """A stable text for filter values, so ``1`` and ``1.0`` find each other."""
+    """A stable text for filter values (SQLite's keys), so ``1`` and ``1.0`` find each other."""
     return json.dumps(_normalize(value), sort_keys=True, separators=(",", ":"))
+
+
+def canonical_json(text: str | None) -> str | None:
+    """:func:`canonical` of a JSON text: SQLite's SQL function ``canonical_json``."""
+    return None if text is None else canonical(json.loads(text))
 
 
 def _normalize(value: Any) -> Any:
@@ -37,11 +46,12 @@ def _normalize(value: Any) -> Any:
 
 @dataclass(frozen=True, slots=True)
 class WaitShape:
-    """A wait's event name, filter paths (its shape) and filter values (its key), as stored."""
+    """A wait's event name, filter paths (its shape, as stored) and filter values (JSON, in the
+    order of the paths), from which the database makes its key."""
 
     event_name: str
     paths: str
-    key: str
+    values: str
 
     @classmethod
     def of(cls, match: WaitMatch) -> WaitShape:
@@ -49,27 +59,14 @@ class WaitShape:
         return cls(
             match.event_name,
             json.dumps([p for p, _ in filters]),
-            canonical([v for _, v in filters]),
+            json.dumps([v for _, v in filters]),
         )
 
 
-def name_lock(event_name: str) -> str:
-    """The lock intake holds shared and a wait registering a new shape holds exclusive."""
-    return json.dumps(["event", event_name])
-
-
-def key_lock(event_name: str, paths: str, key: str) -> str:
-    """The lock of one wait key: intake and a wait with that key take it exclusive."""
-    return json.dumps(["wait", event_name, paths, key])
-
-
-def wait_keys(
-    events: Sequence[NewEvent], shapes: Mapping[str, Sequence[str]]
-) -> tuple[list[WaitKeys], list[str]]:
+def wait_keys(events: Sequence[NewEvent], shapes: Mapping[str, Sequence[str]]) -> list[WaitKeys]:
     """Per event, the wait keys (filter paths, filter key) it matches among ``shapes`` (filter
-    paths by event name); and the locks of all those keys, sorted."""
+    paths by event name): SQLite's intake."""
     wakes: list[WaitKeys] = []
-    locks: set[str] = set()
     for event in events:
         keys: WaitKeys = []
         if shapes.get(event.name):
@@ -78,9 +75,8 @@ def wait_keys(
                 found = [lookup(data, path) for path in json.loads(paths)]
                 if all(ok for ok, _ in found):
                     keys.append((paths, canonical([value for _, value in found])))
-            locks.update(key_lock(event.name, paths, key) for paths, key in keys)
         wakes.append(keys)
-    return wakes, sorted(locks)
+    return wakes
 
 
 def wait_output(event_id: str, name: str, data_json: str, ts: float) -> str:

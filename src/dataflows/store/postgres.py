@@ -34,9 +34,10 @@ from dataflows.errors import (
 )
 from dataflows.records import SentEvents
 from dataflows.store.events import (
+    PostgresIntake,
     Sending,
     batch_claim,
-    intake_call,
+    intake_payload,
     intake_results,
     share_claimed,
 )
@@ -78,6 +79,7 @@ _MAX_BACKOFF_SECONDS = 10.0
 
 class PostgresStore(SqlStore):
     dialect = "postgres"
+    intake = PostgresIntake()
 
     def __init__(
         self,
@@ -113,8 +115,6 @@ class PostgresStore(SqlStore):
         self._pool: AsyncConnectionPool[Connection] | None = None
         self._recovery: asyncio.Task[None] | None = None
         self._step_conn: Connection | None = None
-        #: The filter shapes of waits, by event name, as last seen (intake_events checks them).
-        self._wait_shapes: dict[str, list[str]] = {}
         self._listener: asyncio.Task[None] | None = None
         self._sweeper: asyncio.Task[None] | None = None
 
@@ -263,27 +263,13 @@ class PostgresStore(SqlStore):
         return record_steps_counts(queries, answer)
 
     async def _intake_batch(self, items: Sequence[Sending]) -> list[SentEvents]:
-        """Events in one round trip: the ``intake_events`` function stores them, starts their
-        runs and resolves their waits, given the wait keys computed here from the filter shapes
-        last seen, and claims runs for the items' :class:`ClaimRequest` (eager dispatch). If a
-        wait registered a new shape since, the function writes nothing and returns the current
-        shapes, and the call is made again with them; if that too is out of date, the
-        step-by-step program, which reads the shapes under its locks, stores the events (new
-        shapes are rare: a new kind of wait)."""
-        for _ in range(2):
-            answer = await self._intake_call(items)
-            if "shapes" not in answer:
-                results = intake_results(items, answer["results"])
-                return share_claimed(items, results, claimed_runs(answer.get("claimed", ())))
-            names = {item.intake.event.name for item in items}
-            self._wait_shapes.update({name: answer["shapes"].get(name, []) for name in names})
-        return await super()._intake_batch(items)
-
-    async def _intake_call(self, items: Sequence[Sending]) -> dict[str, Any]:
+        """Events in one round trip: the ``intake_events`` function takes its locks, computes
+        the events' wait keys, stores them, starts their runs, resolves their waits and claims
+        runs for the items' :class:`ClaimRequest` (eager dispatch)."""
         claim = batch_claim(items)
         now = items[-1].now
-        params: dict[str, str | None] = {
-            **intake_call(items, self._wait_shapes),
+        params = {
+            "events": intake_payload(items),
             "channel": self.channel,
             "sender": self._sender,
             "claim": None
@@ -298,16 +284,14 @@ class PostgresStore(SqlStore):
             ),
         }
         async with self._translate("storing events"), self._open_pool().connection() as conn:
-            cursor = conn.cursor(row_factory=dict_row)
-            await cursor.execute(_INTAKE_EVENTS, params)
-            row = await cursor.fetchone()
-        assert row is not None
+            row = await self._fetch(conn, Query("intake_events", params, "one"))
         answer: dict[str, Any] = row["answer"]
-        if answer.get("notified"):
+        if answer["work"]:
             # Having claimed for a worker, up to its free slots, its claim loop would find
             # nothing more: wake the others only.
             self.notify_listeners(skip_worker=None if claim is None else claim.worker_id)
-        return answer
+        results = intake_results(items, answer["results"])
+        return share_claimed(items, results, claimed_runs(answer.get("claimed", ())))
 
     async def _run_one(self, query: Query) -> Any:
         """One statement in autocommit: no BEGIN and COMMIT, one round trip."""
@@ -445,13 +429,6 @@ class PostgresStore(SqlStore):
                         self.notify_listeners()
                 # Quiet for a while: make sure the connection is still alive.
                 await asyncio.wait_for(conn.execute("SELECT 1"), _LISTEN_CHECK_SECONDS)
-
-
-#: See PostgresStore._intake_batch.
-_INTAKE_EVENTS = (
-    "SELECT intake_events(%(events)s::jsonb, %(shapes)s::jsonb, %(name_locks)s::jsonb,"
-    " %(key_locks)s::jsonb, %(channel)s, %(sender)s, %(claim)s::jsonb) AS answer"
-)
 
 
 class _Translate:

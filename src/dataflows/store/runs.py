@@ -12,7 +12,7 @@ import json
 
 from dataflows.errors import InvalidRunState, RunNotFound
 from dataflows.records import NewRun
-from dataflows.store.events import insert_run, run_finished
+from dataflows.store.events import Intake, insert_run, run_finished
 from dataflows.store.program import NOTIFY, Program, Query
 from dataflows.store.rows import attempt_row, run_row
 from dataflows.store.steps import load_history
@@ -44,8 +44,10 @@ def finish_run(
     result_json: str | None,
     error_json: str | None,
     now: float,
+    intake: Intake,
 ) -> Program:
-    """``completed`` or ``failed`` (fenced), its waits dropped; ``False`` when fenced."""
+    """``completed`` or ``failed`` (fenced), its waits dropped; ``False`` when fenced. A child
+    run's parent gets its ``run.finished`` event through ``intake``."""
     rows = yield Query(
         "finish_run",
         {
@@ -62,7 +64,7 @@ def finish_run(
         return False
     workflow_id, parent_run_id = rows[0]["workflow_id"], rows[0]["parent_run_id"]
     if parent_run_id is not None:
-        yield from run_finished(run_id, workflow_id, status, result_json, error_json, now)
+        yield from run_finished(run_id, workflow_id, status, result_json, error_json, now, intake)
     return True
 
 
@@ -98,7 +100,7 @@ def list_runs(
     return [run_row(row) for row in rows]
 
 
-def cancel_run(run_id: str, now: float) -> Program:
+def cancel_run(run_id: str, now: float, intake: Intake) -> Program:
     error = json.dumps({"type": "Cancelled", "message": "the run was cancelled"})
     rows = yield Query("cancel_run", {"run_id": run_id, "now": now, "error": error}, "all")
     if not rows:
@@ -109,7 +111,7 @@ def cancel_run(run_id: str, now: float) -> Program:
     yield Query("delete_run_waits", {"run_id": run_id})
     workflow_id, parent_run_id = rows[0]["workflow_id"], rows[0]["parent_run_id"]
     if parent_run_id is not None:
-        yield from run_finished(run_id, workflow_id, "cancelled", None, error, now)
+        yield from run_finished(run_id, workflow_id, "cancelled", None, error, now, intake)
     yield NOTIFY  # a worker holding it learns at its next heartbeat; this wakes waiters of it
     return "cancelled"
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 from dataflows.records import (
     ClaimedRun,
@@ -28,12 +28,15 @@ from dataflows.records import (
 from dataflows.store import events, leases, runs, steps, waits
 from dataflows.store.base import Store
 from dataflows.store.batching import Batcher
-from dataflows.store.events import Sending
+from dataflows.store.events import Intake, Sending
 from dataflows.store.program import Program, Query, single
 
 
 class SqlStore(Store):
-    """Backends implement :meth:`_run`: execute a program's queries in one transaction."""
+    """Backends implement :meth:`_run`: execute a program's queries in one transaction; and
+    say how their dialect takes in events (:attr:`intake`)."""
+
+    intake: ClassVar[Intake]
 
     def __init__(self) -> None:
         super().__init__()
@@ -83,7 +86,7 @@ class SqlStore(Store):
     async def _intake_batch(self, items: Sequence[Sending]) -> list[SentEvents]:
         """Store ``items`` in one transaction. Claims nothing: stores that claim at intake
         override this."""
-        results: list[IntakeResult] = await self._run(events.send_each(items))
+        results: list[IntakeResult] = await self._run(events.send(self.intake, items))
         return [SentEvents([result]) for result in results]
 
     async def start_run(self, run: NewRun, now: float) -> tuple[str, bool]:
@@ -118,15 +121,17 @@ class SqlStore(Store):
         now: float,
         events: Sequence[EventIntake] = (),
     ) -> bool:
-        if not events:
-            # The hot path: a new step result is one fenced INSERT, one round trip (the steps
-            # of concurrent runs share it).
-            query = steps.record_step_query(run_id, lease_token, step, now)
-            if await (self._steps.submit(query) if step.kind == "run" else self._run_one(query)):
-                return True
-            # Nothing inserted: fenced, or a retry of a record whose answer was lost. The
-            # program below tells the two apart (rare, so its extra round trips do not matter).
-        return bool(await self._run(steps.record_step(run_id, lease_token, step, now, events)))
+        if events:
+            program = steps.record_step_sending(run_id, lease_token, step, now, events, self.intake)
+            return bool(await self._run(program))
+        # The hot path: a new step result is one fenced INSERT, one round trip (the steps of
+        # concurrent runs share it).
+        query = steps.record_step_query(run_id, lease_token, step, now)
+        if await (self._steps.submit(query) if step.kind == "run" else self._run_one(query)):
+            return True
+        # Nothing inserted: fenced, or a retry of a record whose answer was lost. The program
+        # below tells the two apart (rare, so its extra round trips do not matter).
+        return bool(await self._run(steps.record_step(run_id, lease_token, step, now)))
 
     async def record_attempt(
         self, run_id: str, lease_token: int, attempt: FailedAttempt, now: float
@@ -159,7 +164,7 @@ class SqlStore(Store):
         has_parent: bool = True,
     ) -> bool:
         return await self._finish(
-            runs.finish_run(run_id, lease_token, "completed", result_json, None, now),
+            runs.finish_run(run_id, lease_token, "completed", result_json, None, now, self.intake),
             has_parent,
         )
 
@@ -167,7 +172,8 @@ class SqlStore(Store):
         self, run_id: str, lease_token: int, error_json: str, now: float, *, has_parent: bool = True
     ) -> bool:
         return await self._finish(
-            runs.finish_run(run_id, lease_token, "failed", None, error_json, now), has_parent
+            runs.finish_run(run_id, lease_token, "failed", None, error_json, now, self.intake),
+            has_parent,
         )
 
     async def _finish(self, program: Program, has_parent: bool) -> bool:
@@ -202,7 +208,7 @@ class SqlStore(Store):
         return result
 
     async def cancel_run(self, run_id: str, now: float) -> str:
-        return str(await self._run(runs.cancel_run(run_id, now)))
+        return str(await self._run(runs.cancel_run(run_id, now, self.intake)))
 
     async def retry_run(self, run_id: str, now: float) -> str:
         return str(await self._run(runs.retry_run(run_id, now)))

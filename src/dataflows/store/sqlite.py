@@ -16,6 +16,8 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from dataflows.errors import InvalidDatabaseURL, StoreError, StoreUnavailable
+from dataflows.store.events import SqliteIntake
+from dataflows.store.keys import canonical_json
 from dataflows.store.program import NOTIFY, Program, Query
 from dataflows.store.queries import load_migrations, load_queries
 from dataflows.store.sql_store import SqlStore
@@ -49,6 +51,7 @@ def _sqlite_hint(url: str) -> str:
 
 class SQLiteStore(SqlStore):
     dialect = "sqlite"
+    intake = SqliteIntake()
 
     def __init__(self, path: str = DEFAULT_PATH, *, busy_timeout: float = 30.0) -> None:
         super().__init__()
@@ -76,6 +79,8 @@ class SQLiteStore(SqlStore):
             self.path, timeout=self.busy_timeout, isolation_level=None, check_same_thread=False
         )
         conn.row_factory = sqlite3.Row  # rows read by column name
+        # A wait's key, made in SQL as intake makes an event's (see store/keys.py).
+        conn.create_function("canonical_json", 1, canonical_json, deterministic=True)
         conn.execute("PRAGMA journal_mode=WAL")
         # FULL: a transaction that returned is on disk, even across a power cut (guarantee 4).
         conn.execute("PRAGMA synchronous=FULL")
@@ -139,9 +144,11 @@ class SQLiteStore(SqlStore):
         try:
             query = next(program)
             while True:
-                if query is NOTIFY:
+                if query is NOTIFY:  # other processes poll; listeners here are called on commit
                     notify = True
-                query = program.send(self._fetch(conn, query))
+                    query = program.send(None)
+                else:
+                    query = program.send(self._fetch(conn, query))
         except StopIteration as stop:
             conn.execute("COMMIT")
             return stop.value, notify

@@ -13,23 +13,35 @@ import json
 from collections.abc import Sequence
 
 from dataflows.records import EventIntake, FailedAttempt, NewStep
-from dataflows.store.events import intake_one, lock_for_intake
+from dataflows.store.events import Intake, Sending
 from dataflows.store.leases import holds_lease
 from dataflows.store.program import Program, Query
 from dataflows.store.rows import Row, step_row
 
 
-def record_step(
-    run_id: str, lease_token: int, step: NewStep, now: float, events: Sequence[EventIntake] = ()
-) -> Program:
-    """Record ``step`` with the events it sends; ``False`` when fenced."""
-    # Every advisory lock before the step's insert locks the run's row: none deferred.
-    wakes, locks = yield from lock_for_intake([intake.event for intake in events], defer=False)
+def record_step(run_id: str, lease_token: int, step: NewStep, now: float) -> Program:
+    """Record ``step``; ``False`` when fenced."""
     inserted = yield record_step_query(run_id, lease_token, step, now)
     if not inserted:  # fenced, or recorded already: by this holder, whose answer was lost
         return (yield from holds_lease(run_id, lease_token))
-    for intake, keys in zip(events, wakes, strict=True):
-        yield from intake_one(intake, now, keys, locks)
+    return True
+
+
+def record_step_sending(
+    run_id: str,
+    lease_token: int,
+    step: NewStep,
+    now: float,
+    events: Sequence[EventIntake],
+    intake: Intake,
+) -> Program:
+    """Record ``step`` with the events it sends, taken in by ``intake``; ``False`` when fenced."""
+    # Intake's locks come before the step's insert locks the run's row, as in every intake.
+    keys = yield from intake.keys([sent.event for sent in events])
+    inserted = yield record_step_query(run_id, lease_token, step, now)
+    if not inserted:  # as in record_step; the events went in with the step, if it was recorded
+        return (yield from holds_lease(run_id, lease_token))
+    yield from intake.store([Sending(sent, now) for sent in events], keys)
     return True
 
 

@@ -13,7 +13,7 @@ import json
 from typing import Any
 
 from dataflows.records import NewStep, NewWait, StoredEvent, WaitMatch, WaitOutcome
-from dataflows.store.keys import WaitShape, key_lock, name_lock, wait_output
+from dataflows.store.keys import WaitShape, wait_output
 from dataflows.store.program import Program, Query, json_column
 from dataflows.store.steps import load_history, record_step
 
@@ -62,14 +62,14 @@ def begin_wait(run_id: str, lease_token: int, wait: NewWait, now: float) -> Prog
 
 def _lock_wait(shape: WaitShape) -> Program:
     """Serialise with the intake of the events that can resolve this wait: whichever commits
-    second sees the other. Whether the wait's shape is registered already."""
+    second sees the other (PostgreSQL takes the lock of the wait's key, or of its event name if
+    the shape is new; SQLite serialises every writer). Whether the shape is registered already."""
     row = yield Query(
         "lock_wait",
         {
             "event_name": shape.event_name,
             "filter_paths": shape.paths,
-            "key_lock": key_lock(shape.event_name, shape.paths, shape.key),
-            "name_lock": name_lock(shape.event_name),
+            "filter_values": shape.values,
         },
         "one",
     )
@@ -99,7 +99,7 @@ def _insert_wait(
             "wake_at": wake_at,
             "event_name": None if shape is None else shape.event_name,
             "filter_paths": None if shape is None else shape.paths,
-            "filter_key": None if shape is None else shape.key,
+            "filter_values": None if shape is None else shape.values,
             "now": now,
         },
     )

@@ -1,6 +1,8 @@
 -- Runtime queries for the PostgreSQL store, one named block each ("-- name: x"),
 -- and the fragments they share ("-- fragment: x", used as {x}).
--- The SQLite file defines the same names with the same result columns; a test keeps them in step.
+-- The SQLite file defines the same names with the same result columns for the operations both
+-- dialects run the same way; a test keeps them in step. Event intake differs: here it is the
+-- functions of migration 0006 (intake_events, lock_intake, store_events).
 -- Tables are unqualified: every connection's search_path is the store's schema. Parameters that
 -- may be NULL, or whose type PostgreSQL cannot infer, carry an explicit cast.
 
@@ -9,21 +11,6 @@
 -- token the worker got when it claimed it. A worker that lost its lease (paused, partitioned,
 -- slow) writes nothing. Queries say {fence}, or {fence r} for runs named r.
 runs.lease_token = %(lease_token)s AND runs.status = 'running'
-
--- name: insert_event
--- A lone event takes its wait keys' locks here (see lock_wait_keys), before its row is numbered.
-WITH locked AS (
-    SELECT count(pg_advisory_xact_lock(hashtextextended(current_schema() || l.key, 0)))
-    FROM jsonb_array_elements_text(%(locks)s::jsonb) WITH ORDINALITY AS l(key, n)
-)
-INSERT INTO events (id, name, data, ts, received_at)
-SELECT %(id)s, %(name)s, %(data)s::jsonb, %(ts)s, %(now)s FROM locked
-ON CONFLICT (id) DO NOTHING
-
--- name: runs_of_event
-SELECT id FROM runs
-WHERE event_id = %(event_id)s AND parent_run_id IS NULL
-ORDER BY created_at, id
 
 -- name: insert_run
 INSERT INTO runs (id, workflow_id, status, event_id, event_name, event_data, event_ts,
@@ -35,15 +22,6 @@ ON CONFLICT DO NOTHING
 
 -- name: run_by_idempotency_key
 SELECT id FROM runs WHERE workflow_id = %(workflow_id)s AND idempotency_key = %(idempotency_key)s
-
--- name: resolve_waits
--- The function (migrations 0003, 0005) records the waits this event resolves and wakes their
--- runs; one row per run whose wait it resolved.
-SELECT unnest(resolve_waits(%(event_name)s, %(keys)s::jsonb, %(event_id)s, %(output)s, %(now)s))
-       AS run_id
-
--- name: lock_waiting_runs
-SELECT lock_waiting_runs(%(keys)s::jsonb)
 
 -- name: claim_runs
 -- The function (migration 0004) leases runnable runs for this worker and returns each with its
@@ -152,10 +130,11 @@ FOR SHARE OF r
 
 -- name: insert_wait
 -- after_seq: events stored from now on get higher numbers (the caller holds the wait's lock).
+-- The key is made from the filter values as intake makes it from an event's data.
 INSERT INTO waits (run_id, step_key, kind, wake_at, event_name, filter_paths, filter_key,
                    created_at, after_seq)
 VALUES (%(run_id)s, %(key)s, %(kind)s, %(wake_at)s::double precision, %(event_name)s::text,
-        %(filter_paths)s::text, %(filter_key)s::text, %(now)s,
+        %(filter_paths)s::text, canonical_jsonb(%(filter_values)s::jsonb)::text, %(now)s,
         (SELECT coalesce(max(seq), 0) FROM events))
 ON CONFLICT DO NOTHING
 
@@ -269,27 +248,16 @@ DELETE FROM waits WHERE run_id = %(run_id)s
 -- name: purge_run
 DELETE FROM runs WHERE id = %(run_id)s
 
--- name: lock_wait_shapes
--- Intake holds its event names' locks shared, so waits can register a new filter shape (which
--- takes its name's lock exclusive) only between intakes: every intake sees every shape. Locks
--- are keyed by text made in Python (sorted, so lockers of several keys cannot deadlock) with
--- the schema, so stores sharing a database do not contend. The function (migration 0002) then
--- reads the shapes of those names, in a snapshot taken after the locks were granted.
-SELECT event_name, filter_paths FROM lock_wait_shapes(%(names)s::jsonb, %(locks)s::jsonb)
-
--- name: lock_wait_keys
--- Intake holds the lock of each wait key its event matches (sorted, like the shared locks
--- before them) while it stores the event and wakes the waits that have that key.
-SELECT count(pg_advisory_xact_lock(hashtextextended(current_schema() || l.key, 0)))
-FROM jsonb_array_elements_text(%(locks)s::jsonb) WITH ORDINALITY AS l(key, n)
-
 -- name: lock_wait
 -- A wait serialises with the intakes of the events that can resolve it: by its key's lock if
--- its filter shape is registered (every intake since has seen the shape and takes that key's
+-- its filter shape is registered (every intake since has read the shape and takes that key's
 -- lock), else by its name's lock, exclusive, while it registers the shape. One lock, never two,
--- so waits cannot deadlock with intakes. Returns whether the shape was registered already.
-SELECT s.known, pg_advisory_xact_lock(hashtextextended(
-           current_schema() || CASE WHEN s.known THEN %(key_lock)s ELSE %(name_lock)s END, 0))
+-- so waits cannot deadlock with intakes. The key and the locks' names come from the same SQL
+-- functions intake uses (migration 0006). Returns whether the shape was registered already.
+SELECT s.known, pg_advisory_xact_lock(CASE
+           WHEN s.known THEN wait_key_lock(%(event_name)s, %(filter_paths)s,
+                                           canonical_jsonb(%(filter_values)s::jsonb)::text)
+           ELSE event_name_lock(%(event_name)s) END)
 FROM (SELECT EXISTS (SELECT 1 FROM wait_shapes
                      WHERE event_name = %(event_name)s AND filter_paths = %(filter_paths)s)
              AS known
@@ -309,3 +277,18 @@ GROUP BY workflow_id, status
 -- name: purge_events
 DELETE FROM events WHERE seq IN (
     SELECT seq FROM events WHERE received_at < %(before)s ORDER BY seq LIMIT %(batch)s)
+
+-- name: intake_events
+-- Event intake in one round trip (nothing else in its transaction): the function (migration
+-- 0006) locks, reads the filter shapes and computes the wait keys, stores the events, starts
+-- their runs, resolves their waits, notifies workers and, given a claim, claims runs for that
+-- worker (eager dispatch).
+SELECT intake_events(%(events)s::jsonb, %(channel)s, %(sender)s, %(claim)s::jsonb) AS answer
+
+-- name: lock_intake
+-- Intake inside a program's transaction, first part: the locks, and per event its wait keys.
+SELECT lock_intake(%(events)s::jsonb) AS keys
+
+-- name: store_events
+-- Second part: store the events under those locks (the program notifies workers on commit).
+SELECT store_events(%(events)s::jsonb, %(keys)s::jsonb) AS answer

@@ -110,20 +110,82 @@ CREATE INDEX events_data ON events USING gin (data jsonb_path_ops);
 
 -- == Functions ====================================================================================
 
--- Intake's first step in one round trip: its event names' locks, shared, then the filter shapes
--- of waits on those names. The shapes are read after the locks are held: a VOLATILE function
--- takes a fresh snapshot for each statement in it (a single statement's snapshot would predate
--- the lock and could miss a shape registered just before it was granted).
-CREATE FUNCTION lock_wait_shapes(names jsonb, locks jsonb)
-RETURNS TABLE (event_name text, filter_paths text)
-LANGUAGE plpgsql VOLATILE AS $$
+-- The members of an array or object, each made canonical (see canonical_jsonb, which calls this;
+-- PL/pgSQL, so the two can call each other). An array, such as the filter values of every wait,
+-- by simple expressions, without a query.
+CREATE FUNCTION canonical_members(v jsonb) RETURNS jsonb
+LANGUAGE plpgsql IMMUTABLE AS $$
+DECLARE
+    members jsonb := '[]';
 BEGIN
-    PERFORM count(pg_advisory_xact_lock_shared(hashtextextended(current_schema() || l.key, 0)))
-    FROM jsonb_array_elements_text(locks) WITH ORDINALITY AS l(key, n);
-    RETURN QUERY
-        SELECT s.event_name, s.filter_paths FROM wait_shapes s
-        WHERE s.event_name IN (SELECT jsonb_array_elements_text(names));
+    IF jsonb_typeof(v) = 'array' THEN
+        FOR i IN 0 .. jsonb_array_length(v) - 1 LOOP
+            members := members || jsonb_build_array(canonical_jsonb(v -> i));
+        END LOOP;
+        RETURN members;
+    END IF;
+    RETURN (SELECT coalesce(jsonb_object_agg(x.key, canonical_jsonb(x.value)), '{}')
+            FROM jsonb_each(v) AS x);
 END
+$$;
+
+-- A wait key is canonical_jsonb(its filter values, in filter path order)::text. jsonb orders
+-- object members and spaces its text one way for every value; numbers lose trailing zeros here,
+-- so 1 and 1.0 are one key, at any depth. Plain SQL, so the planner inlines it: a scalar costs
+-- no function call.
+CREATE FUNCTION canonical_jsonb(v jsonb) RETURNS jsonb
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT CASE jsonb_typeof(v)
+           WHEN 'number' THEN trim_scale(v::numeric)::text::jsonb
+           WHEN 'array' THEN canonical_members(v)
+           WHEN 'object' THEN canonical_members(v)
+           ELSE v END
+$$;
+
+-- The key an event's data has for a filter shape (p_paths: a JSON list of "data.a.b" paths), or
+-- NULL if a path leads nowhere. Paths follow object members only, as the engine's own matching
+-- does: a step into an array, a string or a number finds nothing (a JSON null is found). The
+-- key is the array of the values found, each canonical: canonical_jsonb of that array. Simple
+-- expressions only, no queries: intake calls this for every event and filter shape.
+CREATE FUNCTION wait_key(p_data jsonb, p_paths text) RETURNS text
+LANGUAGE plpgsql IMMUTABLE AS $$
+DECLARE
+    paths jsonb := p_paths::jsonb;
+    parts text[];
+    node jsonb;
+    found jsonb := '[]';
+BEGIN
+    FOR i IN 0 .. jsonb_array_length(paths) - 1 LOOP
+        parts := string_to_array(paths ->> i, '.');
+        IF parts[1] IS DISTINCT FROM 'data' THEN
+            RETURN NULL;
+        END IF;
+        node := p_data;
+        FOR j IN 2 .. cardinality(parts) LOOP
+            IF jsonb_typeof(node) <> 'object' OR NOT node ? parts[j] THEN
+                RETURN NULL;
+            END IF;
+            node := node -> parts[j];
+        END LOOP;
+        found := found || jsonb_build_array(canonical_jsonb(node));
+    END LOOP;
+    RETURN found::text;
+END
+$$;
+
+-- The advisory locks intake and waits share, named once, here, so both always name a lock alike
+-- (with the schema, so stores sharing a database do not contend). An event name's lock: intake
+-- holds it shared, a wait registering a new filter shape for the name exclusive.
+CREATE FUNCTION event_name_lock(p_event_name text) RETURNS bigint
+LANGUAGE sql STABLE AS $$
+    SELECT hashtextextended(current_schema() || jsonb_build_array('event', p_event_name)::text, 0)
+$$;
+
+-- A wait key's lock: intake and a wait with that key hold it exclusive.
+CREATE FUNCTION wait_key_lock(p_event_name text, p_paths text, p_key text) RETURNS bigint
+LANGUAGE sql STABLE AS $$
+    SELECT hashtextextended(
+        current_schema() || jsonb_build_array('wait', p_event_name, p_paths, p_key)::text, 0)
 $$;
 
 -- Before several events resolve waits in one transaction: every run they may touch, locked in id
@@ -144,6 +206,51 @@ LANGUAGE sql VOLATILE AS $$
         ORDER BY r.id
         FOR UPDATE
     ) AS locked
+$$;
+
+-- Intake's locks, taken before it touches a row, and the wait keys its events match: per event,
+-- in order, [[filter paths, key]]. First every event name's lock, shared: no wait registers a
+-- new filter shape for those names until commit, so the shapes read next (a new statement of a
+-- VOLATILE function: a snapshot taken after the locks were granted) are all there are. Then,
+-- exclusive, the lock of every key the events match: a wait with one of those keys either
+-- committed before (intake sees and resolves it) or registers after this commits (its search
+-- sees the event). Waits on other keys go on in parallel. Names before keys, each set sorted,
+-- so lockers cannot deadlock; a batch then locks the runs waiting on its keys, in id order.
+-- p_events: [{name, data}, ...].
+CREATE FUNCTION lock_intake(p_events jsonb) RETURNS jsonb
+LANGUAGE plpgsql VOLATILE AS $$
+DECLARE
+    keys jsonb;
+    matched bigint;
+BEGIN
+    -- DISTINCT keeps the subquery whole, so the locks are taken in its order.
+    PERFORM pg_advisory_xact_lock_shared(l.id)
+    FROM (SELECT DISTINCT event_name_lock(x ->> 'name') AS id
+          FROM jsonb_array_elements(p_events) AS x ORDER BY 1) AS l;
+    SELECT jsonb_agg(coalesce(m.keys, '[]') ORDER BY e.n), count(m.keys) INTO keys, matched
+    FROM jsonb_array_elements(p_events) WITH ORDINALITY AS e(x, n)
+    LEFT JOIN LATERAL (
+        SELECT jsonb_agg(jsonb_build_array(s.filter_paths, k.key)) AS keys
+        FROM wait_shapes s
+        CROSS JOIN LATERAL wait_key(e.x -> 'data', s.filter_paths) AS k(key)
+        WHERE s.event_name = e.x ->> 'name' AND k.key IS NOT NULL
+    ) AS m ON true;
+    IF matched > 0 THEN
+        PERFORM pg_advisory_xact_lock(l.id)
+        FROM (SELECT DISTINCT wait_key_lock(e.x ->> 'name', k.value ->> 0, k.value ->> 1) AS id
+              FROM jsonb_array_elements(p_events) WITH ORDINALITY AS e(x, n)
+              CROSS JOIN LATERAL jsonb_array_elements(keys -> (e.n::integer - 1)) AS k
+              ORDER BY 1) AS l;
+        IF jsonb_array_length(p_events) > 1 THEN
+            -- Several events may resolve waits of the same runs: lock those runs in one order.
+            PERFORM lock_waiting_runs((
+                SELECT jsonb_agg(jsonb_build_array(e.x ->> 'name', k.value ->> 0, k.value ->> 1))
+                FROM jsonb_array_elements(p_events) WITH ORDINALITY AS e(x, n)
+                CROSS JOIN LATERAL jsonb_array_elements(keys -> (e.n::integer - 1)) AS k));
+        END IF;
+    END IF;
+    RETURN keys;
+END
 $$;
 
 -- The waits an event resolves (by its wait keys; the caller holds their locks) get their step
@@ -203,53 +310,26 @@ BEGIN
 END
 $$;
 
--- Store events, start their runs and resolve the waits they match: one call, one transaction.
--- The caller computed each event's wait keys from the filter shapes it knows (p_shapes: name ->
--- sorted filter paths, names without shapes left out). Under the names' locks, shared, this
--- checks those are all the shapes there are; if not, it writes nothing and returns
--- {"shapes": ...} for the caller to compute the keys again. Then the key locks, exclusive
--- (sorted by the caller, after the names), the runs of a batch locked in id order, and per event
--- its insert, its runs and its waits. p_events: [{id, name, data (JSON text), ts, now, output (a
--- wait step's output), keys: [[paths, key]], runs: [insert_run parameters]}]. Returns
--- {"results": [{"duplicate": true, "runs": [a duplicate's runs]} or {"duplicate": false,
--- "resumed": [run ids]}], "notified": bool}; notifies p_channel (payload p_sender) if it started
--- runs or resumed any.
-CREATE FUNCTION store_events(
-    p_events jsonb, p_shapes jsonb, p_name_locks jsonb, p_key_locks jsonb, p_channel text,
-    p_sender text
-) RETURNS jsonb
+-- Store events, start their runs and resolve the waits they match, under lock_intake's locks
+-- (p_keys: what it answered for p_events). p_events: [{id, name, data, ts, now, output (a wait
+-- step's output), runs: [insert_run parameters]}]. Returns {"results": [{"duplicate": true,
+-- "runs": [a duplicate's runs]} or {"duplicate": false, "resumed": [run ids]}], "work": bool},
+-- "work" meaning it started runs or resumed some (the caller wakes workers).
+CREATE FUNCTION store_events(p_events jsonb, p_keys jsonb) RETURNS jsonb
 LANGUAGE plpgsql VOLATILE AS $$
 DECLARE
     e jsonb;
-    found jsonb;
+    n bigint;
+    keys jsonb;
     inserted integer;
     resumed text[];
     work boolean := false;
     results jsonb := '[]';
 BEGIN
-    PERFORM count(pg_advisory_xact_lock_shared(hashtextextended(current_schema() || l.key, 0)))
-    FROM jsonb_array_elements_text(p_name_locks) WITH ORDINALITY AS l(key, n);
-    -- A fresh snapshot (this is a new statement of a VOLATILE function): taken after the locks.
-    SELECT coalesce(jsonb_object_agg(s.event_name, s.paths), '{}') INTO found
-    FROM (SELECT w.event_name, jsonb_agg(w.filter_paths ORDER BY w.filter_paths COLLATE "C")
-                 AS paths
-          FROM wait_shapes w
-          WHERE w.event_name IN (SELECT x ->> 'name' FROM jsonb_array_elements(p_events) AS x)
-          GROUP BY w.event_name) AS s;
-    IF found <> p_shapes THEN
-        RETURN jsonb_build_object('shapes', found);
-    END IF;
-    PERFORM count(pg_advisory_xact_lock(hashtextextended(current_schema() || l.key, 0)))
-    FROM jsonb_array_elements_text(p_key_locks) WITH ORDINALITY AS l(key, n);
-    IF jsonb_array_length(p_events) > 1 AND jsonb_array_length(p_key_locks) > 0 THEN
-        PERFORM lock_waiting_runs(
-            (SELECT coalesce(jsonb_agg(jsonb_build_array(x ->> 'name', k ->> 0, k ->> 1)), '[]')
-             FROM jsonb_array_elements(p_events) AS x
-             CROSS JOIN jsonb_array_elements(x -> 'keys') AS k));
-    END IF;
-    FOR e IN SELECT x FROM jsonb_array_elements(p_events) AS x LOOP
+    FOR e, n IN SELECT x.value, x.n FROM jsonb_array_elements(p_events) WITH ORDINALITY AS x(value, n)
+    LOOP
         INSERT INTO events (id, name, data, ts, received_at)
-        VALUES (e ->> 'id', e ->> 'name', (e ->> 'data')::jsonb, (e ->> 'ts')::double precision,
+        VALUES (e ->> 'id', e ->> 'name', e -> 'data', (e ->> 'ts')::double precision,
                 (e ->> 'now')::double precision)
         ON CONFLICT (id) DO NOTHING;
         GET DIAGNOSTICS inserted = ROW_COUNT;
@@ -274,19 +354,17 @@ BEGIN
             ON CONFLICT DO NOTHING;
             work := true;
         END IF;
+        keys := p_keys -> (n::integer - 1);
         resumed := '{}';
-        IF jsonb_array_length(e -> 'keys') > 0 THEN
-            resumed := resolve_waits(e ->> 'name', e -> 'keys', e ->> 'id', e ->> 'output',
+        IF jsonb_array_length(keys) > 0 THEN
+            resumed := resolve_waits(e ->> 'name', keys, e ->> 'id', e ->> 'output',
                                      (e ->> 'now')::double precision);
             work := work OR cardinality(resumed) > 0;
         END IF;
         results := results || jsonb_build_array(
             jsonb_build_object('duplicate', false, 'resumed', to_jsonb(resumed)));
     END LOOP;
-    IF work THEN
-        PERFORM pg_notify(p_channel, p_sender);
-    END IF;
-    RETURN jsonb_build_object('results', results, 'notified', work);
+    RETURN jsonb_build_object('results', results, 'work', work);
 END
 $$;
 
@@ -388,25 +466,28 @@ BEGIN
 END
 $$;
 
--- Intake in one round trip: store_events, then, given p_claim ({worker, limit, lease_until,
--- now}) and work to do, claims runs for that worker as claim_runs does, in the same transaction,
--- returning them under "claimed" (claim_runs' rows as objects).
-CREATE FUNCTION intake_events(
-    p_events jsonb, p_shapes jsonb, p_name_locks jsonb, p_key_locks jsonb, p_channel text,
-    p_sender text, p_claim jsonb
-) RETURNS jsonb
+-- Intake in one round trip: lock_intake, then store_events; if that started runs or resumed
+-- some, a NOTIFY on p_channel (payload p_sender) and, given p_claim ({worker, limit,
+-- lease_until, now}), a claim for that worker as claim_runs makes, in the same transaction,
+-- returned under "claimed" (claim_runs' rows as objects).
+CREATE FUNCTION intake_events(p_events jsonb, p_channel text, p_sender text, p_claim jsonb)
+RETURNS jsonb
 LANGUAGE plpgsql VOLATILE AS $$
 DECLARE
+    keys jsonb;
     answer jsonb;
 BEGIN
-    answer := store_events(p_events, p_shapes, p_name_locks, p_key_locks, p_channel, p_sender);
-    -- "notified": it started runs or woke some (absent when the shapes were out of date).
-    IF p_claim IS NOT NULL AND coalesce((answer ->> 'notified')::boolean, false) THEN
-        answer := answer || jsonb_build_object('claimed', (
-            SELECT coalesce(jsonb_agg(to_jsonb(c)), '[]')
-            FROM claim_runs(p_claim ->> 'worker', (p_claim ->> 'limit')::integer,
-                            (p_claim ->> 'lease_until')::double precision,
-                            (p_claim ->> 'now')::double precision) AS c));
+    keys := lock_intake(p_events);
+    answer := store_events(p_events, keys);
+    IF (answer ->> 'work')::boolean THEN
+        PERFORM pg_notify(p_channel, p_sender);
+        IF p_claim IS NOT NULL THEN
+            answer := answer || jsonb_build_object('claimed', (
+                SELECT coalesce(jsonb_agg(to_jsonb(c)), '[]')
+                FROM claim_runs(p_claim ->> 'worker', (p_claim ->> 'limit')::integer,
+                                (p_claim ->> 'lease_until')::double precision,
+                                (p_claim ->> 'now')::double precision) AS c));
+        END IF;
     END IF;
     RETURN answer;
 END

@@ -1,6 +1,8 @@
 -- Runtime queries for the SQLite store, one named block each ("-- name: x"),
 -- and the fragments they share ("-- fragment: x", used as {x}).
--- The PostgreSQL file defines the same names; a test keeps the two in step.
+-- The PostgreSQL file defines the same names for the operations both dialects run the same way; a
+-- test keeps them in step. Event intake differs: SQLite runs it statement by statement
+-- (wait_shapes, insert_event, runs_of_event, resolve_waits), PostgreSQL in its functions.
 
 -- fragment: fence
 -- The fence of every write a worker makes for a run: the run is still running under the lease
@@ -27,7 +29,7 @@ ON CONFLICT DO NOTHING
 SELECT id FROM runs WHERE workflow_id = :workflow_id AND idempotency_key = :idempotency_key
 
 -- name: resolve_waits
--- As on PostgreSQL, in three statements (SQLite has no data-modifying WITH; writers are
+-- As PostgreSQL's resolve_waits function, in three statements (SQLite has no data-modifying WITH; writers are
 -- serialised, so nothing to lock); the store runs them in order and answers with the last one's
 -- rows: the run of each wait resolved.
 INSERT INTO steps (run_id, step_key, kind, status, output, error, attempts, event_id,
@@ -67,10 +69,6 @@ WHERE (run_id, step_key) IN (
     JOIN steps s
       ON s.run_id = w.run_id AND s.step_key = w.step_key AND s.event_id = :event_id)
 RETURNING run_id
-
--- name: lock_waiting_runs
--- Writers are serialised: nothing to lock.
-SELECT :keys
 
 -- name: claim_runs
 -- As on PostgreSQL: claim, record the claimed runs' due sleeps, answer with runs and history.
@@ -218,11 +216,13 @@ LEFT JOIN steps s ON s.run_id = r.id AND s.step_key = :key
 WHERE r.id = :run_id AND {fence r}
 
 -- name: insert_wait
--- after_seq: events stored from now on get higher numbers (writers are serialised).
+-- after_seq: events stored from now on get higher numbers (writers are serialised). The key is
+-- made from the filter values as intake makes it from an event's data (canonical_json is the
+-- engine's, registered by the store).
 INSERT INTO waits (run_id, step_key, kind, wake_at, event_name, filter_paths, filter_key,
                    created_at, after_seq)
-VALUES (:run_id, :key, :kind, :wake_at, :event_name, :filter_paths, :filter_key, :now,
-        (SELECT coalesce(max(seq), 0) FROM events))
+VALUES (:run_id, :key, :kind, :wake_at, :event_name, :filter_paths,
+        canonical_json(:filter_values), :now, (SELECT coalesce(max(seq), 0) FROM events))
 ON CONFLICT DO NOTHING
 
 -- name: insert_wait_shape
@@ -331,23 +331,16 @@ DELETE FROM waits WHERE run_id = :run_id
 -- name: purge_run
 DELETE FROM runs WHERE id = :run_id
 
--- name: lock_wait_shapes
--- SQLite serialises writers already (BEGIN IMMEDIATE): nothing to lock, only the shapes to read.
+-- name: wait_shapes
+-- Intake's first step: the filter shapes of waits on its events' names.
 SELECT event_name, filter_paths FROM wait_shapes
-WHERE event_name IN (SELECT value FROM json_each(:names)) AND :locks IS NOT NULL
-
--- name: lock_wait_keys
-SELECT :locks
+WHERE event_name IN (SELECT value FROM json_each(:names))
 
 -- name: lock_wait
--- Whether the wait's filter shape is registered (nothing to lock, as above).
+-- Whether the wait's filter shape is registered. Nothing to lock: BEGIN IMMEDIATE serialises
+-- the wait with every intake already.
 SELECT EXISTS (SELECT 1 FROM wait_shapes
-               WHERE event_name = :event_name AND filter_paths = :filter_paths) AS known, :key_lock,
-       :name_lock
-
--- name: notify_work
--- Other processes poll; this process's listeners are called after commit.
-SELECT 1
+               WHERE event_name = :event_name AND filter_paths = :filter_paths) AS known
 
 -- name: run_counts
 SELECT workflow_id, status, count(*) AS count FROM runs

@@ -1,0 +1,4 @@
+-- dataflows schema, version 6 (SQLite): no change. On PostgreSQL this version makes event intake
+-- read the filter shapes and compute the wait keys in SQL, under its locks; SQLite serialises
+-- writers, so its intake reads the shapes and computes the keys in the engine, as before (the
+-- keys' text is unchanged). Versions stay numbered alike on both stores.
