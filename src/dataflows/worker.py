@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import dataclasses
 import functools
-import json
 import logging
 import os
 import random
@@ -19,18 +18,18 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Protocol
 
-from dataflows import metrics, serialization, tracing
+from dataflows import outcomes, tracing
 from dataflows.clock import Clock
 from dataflows.context import log_fields
 from dataflows.durations import Duration
-from dataflows.errors import PayloadError, StoreUnavailable, Suspend, UnknownWorkflow
+from dataflows.errors import StoreUnavailable, Suspend, UnknownWorkflow
 from dataflows.execution import Execution, Runtime, error_json, retry_unavailable
-from dataflows.models import Event, error_line
+from dataflows.models import Event
 from dataflows.outage import STORE_OUTAGE
 from dataflows.records import ClaimedRun, ClaimRequest, EventIntake, IntakeResult
 from dataflows.step import Step
@@ -320,12 +319,12 @@ class Worker:
     async def _execute(self, run: ClaimedRun) -> None:
         try:
             if run.recoveries > self.options.max_recoveries:
-                await self._fail(run, _poison_error(run))
+                await outcomes.fail(self.app.store, self.app.clock, run, outcomes.poison_error(run))
                 return
             try:
                 workflow = self.app.registry.get(run.workflow_id)
             except UnknownWorkflow as exc:
-                await self._fail(run, error_json(exc))
+                await outcomes.fail(self.app.store, self.app.clock, run, error_json(exc))
                 return
             execution = Execution(self.runtime, run, workflow, list(run.history))
             task, _ = self._active[run.id]
@@ -377,7 +376,7 @@ class Worker:
             return
         if x.fatal is not None:
             _trace_outcome(x, "failed", x.fatal)
-            await self._fail(run, error_json(x.fatal))
+            await outcomes.fail(self.app.store, self.app.clock, run, error_json(x.fatal))
         elif x.suspensions:
             wake_at, reason = _earliest(x.suspensions)
             if deadline is not None and (wake_at is None or deadline < wake_at):
@@ -390,42 +389,12 @@ class Worker:
             )
         elif outcome is not None:
             _trace_outcome(x, "failed", outcome)
-            await self._fail(run, error_json(outcome))
+            await outcomes.fail(self.app.store, self.app.clock, run, error_json(outcome))
         else:
             _trace_outcome(x, "completed")
-            await self._complete(run, result)
-
-    async def _complete(self, run: ClaimedRun, result: object) -> None:
-        try:
-            text = serialization.dumps(
-                result, what="the workflow's result", limit=self.app.max_payload
+            await outcomes.complete(
+                self.app.store, self.app.clock, run, result, self.app.max_payload
             )
-        except PayloadError as exc:
-            await self._fail(run, error_json(exc))
-            return
-        await self._finish(run, "completed", self.app.store.complete_run, text)
-
-    async def _fail(self, run: ClaimedRun, error: str) -> None:
-        await self._finish(run, "failed", self.app.store.fail_run, error)
-
-    async def _finish(
-        self, run: ClaimedRun, status: str, finish: Callable[..., Awaitable[bool]], payload: str
-    ) -> None:
-        """Write the run's outcome (its result or error) with ``finish``; count it if it landed."""
-        if await retry_unavailable(
-            lambda: finish(
-                run.id,
-                run.lease_token,
-                payload,
-                self.app.clock.now(),
-                has_parent=run.parent_run_id is not None,
-            )
-        ):
-            metrics.RUNS_FINISHED.labels(run.workflow_id, status).inc()
-            if status == "failed":
-                _log_failed(run, json.loads(payload))
-        else:  # fenced: the run was taken over (or cancelled) while this worker held it
-            log.info("run %s: lease lost or run cancelled; its outcome was not recorded", run.id)
 
     # -- leases ----------------------------------------------------------------------------------------
 
@@ -471,28 +440,6 @@ def _earliest(suspensions: list[tuple[float | None, str]]) -> tuple[float | None
 def _trace_outcome(x: Execution, outcome: str, error: BaseException | None = None) -> None:
     if x.trace is not None:
         x.trace.outcome(outcome, error)
-
-
-def _log_failed(run: ClaimedRun, error: dict[str, object]) -> None:
-    step_key = str(error["step"]) if error.get("step") else None
-    step = f" (in step {step_key})" if step_key else ""
-    line = error_line(error)
-    log.error(
-        "run failed: workflow=%s run=%s error=%s%s",
-        run.workflow_id,
-        run.id,
-        line,
-        step,
-        extra=log_fields(run.id, run.workflow_id, step_key, error=line),
-    )
-
-
-def _poison_error(run: ClaimedRun) -> str:
-    message = (
-        f"the run's worker was lost {run.recoveries} times while running it (crash, OOM or "
-        "os._exit); quarantined instead of retried again"
-    )
-    return json.dumps({"type": "PoisonRun", "message": message, "recoveries": run.recoveries})
 
 
 def step_threads_left(timeout: float) -> bool:
