@@ -282,8 +282,7 @@ class Execution:
         retry_at = self.rt.clock.now() + delay
         await self.write(
             lambda: self.rt.store.record_attempt(
-                self.run.id,
-                self.run.lease_token,
+                self.run.lease,
                 FailedAttempt(key, attempt, error, started, retry_at),
                 self.rt.clock.now(),
             )
@@ -328,9 +327,7 @@ class Execution:
     ) -> None:
         step = NewStep(key, kind, status, output, error, attempts, started, event_id)  # type: ignore[arg-type]
         await self.write(
-            lambda: self.rt.store.record_step(
-                self.run.id, self.run.lease_token, step, self.rt.clock.now()
-            )
+            lambda: self.rt.store.record_step(self.run.lease, step, self.rt.clock.now())
         )
         metrics.step_outcomes(self.workflow.id, kind, status).inc()
         if status == "completed":
@@ -392,9 +389,7 @@ class Execution:
 
     async def _record_elapsed(self, step: NewStep) -> None:
         recorded = await retry_unavailable(
-            lambda: self.rt.store.record_step(
-                self.run.id, self.run.lease_token, step, self.rt.clock.now()
-            )
+            lambda: self.rt.store.record_step(self.run.lease, step, self.rt.clock.now())
         )
         if not recorded:
             self.abandoned = True  # the next step, or the outcome, is fenced too
@@ -430,8 +425,7 @@ class Execution:
         async with self.tracking():
             outcome = await retry_unavailable(
                 lambda: self.rt.store.begin_wait(
-                    self.run.id,
-                    self.run.lease_token,
+                    self.run.lease,
                     NewWait(key, kind, wake_at, match, self.run.created_at, self.run.event.id),
                     self.rt.clock.now(),
                 )
@@ -455,15 +449,14 @@ class Execution:
             now=now,
             limit=self.rt.max_payload,
         )
-        step = NewStep(key, "send", "completed", json.dumps(intake.event.id), None, 1, now)
+        output = json.dumps(intake.event.id)
+        step = NewStep(key, "send", "completed", output, None, 1, now, sends=(intake,))
         started = [run.id for run in intake.runs]
         span = tracing.step_span(self.trace, "step.send_event", key, links=started)
         async with self.tracking():
             with span:
                 await self.write(
-                    lambda: self.rt.store.record_step(
-                        self.run.id, self.run.lease_token, step, self.rt.clock.now(), (intake,)
-                    )
+                    lambda: self.rt.store.record_step(self.run.lease, step, self.rt.clock.now())
                 )
         metrics.step_outcomes(self.workflow.id, "send", "completed").inc()
         metrics.runs_started([run.workflow_id for run in intake.runs])

@@ -51,13 +51,7 @@ async def _finish(
     payload: str,
 ) -> None:
     if await retry_unavailable(
-        lambda: finish(
-            run.id,
-            run.lease_token,
-            payload,
-            clock.now(),
-            has_parent=run.parent_run_id is not None,
-        )
+        lambda: finish(run.lease, payload, clock.now(), has_parent=run.parent_run_id is not None)
     ):
         metrics.RUNS_FINISHED.labels(run.workflow_id, status).inc()
         if status == "failed":

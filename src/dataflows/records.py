@@ -100,6 +100,11 @@ class ClaimedRun:
     #: What was recorded when it was claimed (sleeps found due were recorded by the claim).
     history: tuple[StepRow, ...] = ()
 
+    @property
+    def lease(self) -> Lease:
+        """The lease this claim holds: what every write for the run is fenced by."""
+        return Lease(self.id, self.lease_token)
+
 
 @dataclass(frozen=True, slots=True)
 class NewStep:
@@ -113,6 +118,28 @@ class NewStep:
     attempts: int
     started_at: float
     event_id: str | None = None
+    #: The events the step sends (``step.send_event``), stored in the step's transaction.
+    sends: tuple[EventIntake, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """A worker's hold on a run, from its claim: the run's id and the lease token the claim
+    gave. Every write the worker makes for the run names it, and the store's fence lets the
+    write through only while the run is still running under that token."""
+
+    run_id: str
+    token: int
+
+
+@dataclass(frozen=True, slots=True)
+class RunOutcome:
+    """How a run ends: ``completed`` with its result, ``failed`` or ``cancelled`` with its error
+    (JSON text)."""
+
+    status: Literal["completed", "failed", "cancelled"]
+    result_json: str | None = None
+    error_json: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,7 +31,7 @@ from dataflows.errors import StoreUnavailable, Suspend, UnknownWorkflow
 from dataflows.execution import Execution, Runtime, error_json, retry_unavailable
 from dataflows.models import Event
 from dataflows.outage import STORE_OUTAGE
-from dataflows.records import ClaimedRun, ClaimRequest, EventIntake, IntakeResult
+from dataflows.records import ClaimedRun, ClaimRequest, EventIntake, IntakeResult, Lease
 from dataflows.step import Step
 from dataflows.store.base import Store
 from dataflows.workflow import Registry
@@ -188,7 +188,7 @@ class Worker:
         if token is None:
             return
         with contextlib.suppress(StoreUnavailable):
-            await self.app.store.release_run(run_id, token, self.app.clock.now())
+            await self.app.store.release_run(Lease(run_id, token), self.app.clock.now())
 
     # -- claiming ------------------------------------------------------------------------------------
 
@@ -256,7 +256,7 @@ class Worker:
 
     async def _hand_back(self, run: ClaimedRun) -> None:
         with contextlib.suppress(StoreUnavailable):
-            await self.app.store.release_run(run.id, run.lease_token, self.app.clock.now())
+            await self.app.store.release_run(run.lease, self.app.clock.now())
 
     async def _claim(self, free: int) -> list[ClaimedRun]:
         return await self.app.store.claim_runs(
@@ -383,9 +383,7 @@ class Worker:
                 wake_at, reason = deadline, "workflow timeout"
             _trace_outcome(x, "suspended")
             await retry_unavailable(
-                lambda: self.app.store.suspend_run(
-                    run.id, run.lease_token, wake_at, reason, clock.now()
-                )
+                lambda: self.app.store.suspend_run(run.lease, wake_at, reason, clock.now())
             )
         elif outcome is not None:
             _trace_outcome(x, "failed", outcome)

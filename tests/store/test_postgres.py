@@ -13,7 +13,7 @@ import pytest
 from psycopg import sql
 
 from dataflows.errors import StoreError, StoreUnavailable
-from dataflows.records import NewEvent, NewRun, NewStep
+from dataflows.records import Lease, NewEvent, NewRun, NewStep
 from dataflows.store.postgres import PostgresStore
 from tests.pg import DbTarget
 
@@ -212,7 +212,7 @@ async def test_a_claim_in_flight_fences_the_old_holders_write(
         await thief.execute(
             sql.SQL("UPDATE {} SET lease_token = lease_token + 1 WHERE id = 'r1'").format(runs)
         )
-        write = asyncio.create_task(store.record_step("r1", held.lease_token, step, T0 + 20))
+        write = asyncio.create_task(store.record_step(Lease("r1", held.lease_token), step, T0 + 20))
         await asyncio.sleep(0.3)
         assert not write.done()  # waits for the claim to settle instead of slipping in
         await thief.commit()

@@ -18,6 +18,7 @@ from dataflows.records import (
     ClaimedRun,
     EventIntake,
     FailedAttempt,
+    Lease,
     NewEvent,
     NewRun,
     NewStep,
@@ -49,10 +50,11 @@ def step(
     status: str = "completed",
     kind: str = "run",
     started_at: float = T0,
+    sends: tuple[EventIntake, ...] = (),
 ) -> NewStep:
     output_json = json.dumps(output) if status == "completed" else None
     error_json = json.dumps({"type": "Boom"}) if status == "failed" else None
-    return NewStep(key, kind, status, output_json, error_json, 1, started_at)  # type: ignore[arg-type]
+    return NewStep(key, kind, status, output_json, error_json, 1, started_at, sends=sends)  # type: ignore[arg-type]
 
 
 async def send(store: Store, event_id: str, name: str, data: dict[str, Any], now: float) -> None:
@@ -77,8 +79,7 @@ async def wait_for(
     wake_at: float | None = None,
 ) -> Any:
     return await store.begin_wait(
-        run.id,
-        run.lease_token,
+        Lease(run.id, run.lease_token),
         NewWait(key, "wait", wake_at, match, run.created_at, run.event.id),
         now,
     )
@@ -196,7 +197,7 @@ async def test_claim_leases_oldest_first(store: Store) -> None:
     assert await status(store, "r0") == "running"
 
     # Released and claimed again: a new lease token, and not a recovery.
-    assert await store.release_run("r0", 1, T0 + 12)
+    assert await store.release_run(Lease("r0", 1), T0 + 12)
     [again] = await store.claim_runs("w3", 5, LEASE, T0 + 13)
     assert (again.id, again.lease_token, again.recoveries) == ("r0", 2, 0)
 
@@ -221,21 +222,21 @@ async def test_expired_lease_is_recovered_and_the_old_holder_fenced(store: Store
     assert (taken.id, taken.lease_token, taken.recoveries) == ("r1", 2, 1)
 
     stale = held.lease_token
-    assert not await store.record_step("r1", stale, step("a"), T0 + 40)
+    assert not await store.record_step(Lease("r1", stale), step("a"), T0 + 40)
     assert not await store.record_attempt(
-        "r1", stale, FailedAttempt("b", 1, "{}", T0, T0 + 50), T0 + 40
+        Lease("r1", stale), FailedAttempt("b", 1, "{}", T0, T0 + 50), T0 + 40
     )
     assert (await wait_for(store, held, "w", WaitMatch("x"), T0 + 40)).state == "fenced"
-    assert not await store.suspend_run("r1", stale, None, "sleep", T0 + 40)
-    assert not await store.complete_run("r1", stale, "1", T0 + 40)
-    assert not await store.fail_run("r1", stale, "{}", T0 + 40)
-    assert not await store.release_run("r1", stale, T0 + 40)
+    assert not await store.suspend_run(Lease("r1", stale), None, "sleep", T0 + 40)
+    assert not await store.complete_run(Lease("r1", stale), "1", T0 + 40)
+    assert not await store.fail_run(Lease("r1", stale), "{}", T0 + 40)
+    assert not await store.release_run(Lease("r1", stale), T0 + 40)
     assert await store.heartbeat("w1", ["r1"], LEASE, T0 + 40) == set()
     assert await store.load_history("r1") == []
     assert await status(store, "r1") == "running"
 
-    assert await store.record_step("r1", taken.lease_token, step("a"), T0 + 41)
-    assert await store.complete_run("r1", taken.lease_token, '"ok"', T0 + 42)
+    assert await store.record_step(Lease("r1", taken.lease_token), step("a"), T0 + 41)
+    assert await store.complete_run(Lease("r1", taken.lease_token), '"ok"', T0 + 42)
     run = await store.get_run("r1")
     assert run is not None and (run.status, run.result, run.recoveries) == ("completed", "ok", 1)
 
@@ -253,9 +254,9 @@ async def test_heartbeat_extends_the_leases_held(store: Store) -> None:
 
 async def test_record_step_never_overwrites(store: Store) -> None:
     [run] = await running(store, "r1")
-    assert await store.record_step("r1", run.lease_token, step("a", {"v": 1}), T0 + 1)
+    assert await store.record_step(Lease("r1", run.lease_token), step("a", {"v": 1}), T0 + 1)
     # True: still the holder, so a retry (the first answer lost) is not taken for a lost lease.
-    assert await store.record_step("r1", run.lease_token, step("a", {"v": 2}), T0 + 2)
+    assert await store.record_step(Lease("r1", run.lease_token), step("a", {"v": 2}), T0 + 2)
     [row] = await store.load_history("r1")
     assert (row.key, row.status, row.output, row.completed_at) == (
         "a",
@@ -269,32 +270,36 @@ async def test_record_step_sends_its_events(store: Store) -> None:
     [run] = await running(store, "r1")
     child_event = event("sent-1", "order/shipped")
     intake = EventIntake(child_event, (NewRun("r2", "shipper", child_event),))
-    assert await store.record_step("r1", run.lease_token, step("send", kind="send"), T0, [intake])
+    assert await store.record_step(
+        Lease("r1", run.lease_token), step("send", kind="send", sends=(intake,)), T0
+    )
     assert await status(store, "r2") == "queued"
     # A fenced record sends nothing.
     intake = EventIntake(event("sent-2"), (NewRun("r3", "x", event("sent-2")),))
-    assert not await store.record_step("r1", 99, step("send2", kind="send"), T0, [intake])
+    assert not await store.record_step(
+        Lease("r1", 99), step("send2", kind="send", sends=(intake,)), T0
+    )
     assert await store.get_run("r3") is None
 
 
 async def test_load_history_shows_recorded_retrying_and_waiting_steps(store: Store) -> None:
     [run] = await running(store, "r1")
     token = run.lease_token
-    assert await store.record_step("r1", token, step("done", 42, started_at=T0 + 1), T0 + 2)
+    assert await store.record_step(Lease("r1", token), step("done", 42, started_at=T0 + 1), T0 + 2)
     assert await store.record_step(
-        "r1", token, step("bad", status="failed", started_at=T0 + 3), T0 + 4
+        Lease("r1", token), step("bad", status="failed", started_at=T0 + 3), T0 + 4
     )
     assert await store.record_attempt(
-        "r1", token, FailedAttempt("flaky", 1, '{"n": 1}', T0 + 5, T0 + 7), T0 + 6
+        Lease("r1", token), FailedAttempt("flaky", 1, '{"n": 1}', T0 + 5, T0 + 7), T0 + 6
     )
     assert await store.record_attempt(
-        "r1", token, FailedAttempt("flaky", 2, '{"n": 2}', T0 + 8, T0 + 20), T0 + 9
+        Lease("r1", token), FailedAttempt("flaky", 2, '{"n": 2}', T0 + 8, T0 + 20), T0 + 9
     )
     assert await store.record_attempt(
-        "r1", token, FailedAttempt("flaky", 2, '{"n": 9}', T0 + 8, T0), T0 + 9
+        Lease("r1", token), FailedAttempt("flaky", 2, '{"n": 9}', T0 + 8, T0), T0 + 9
     )
     nap = await store.begin_wait(
-        "r1", token, NewWait("nap", "sleep", T0 + 99, None, T0, ""), T0 + 10
+        Lease("r1", token), NewWait("nap", "sleep", T0 + 99, None, T0, ""), T0 + 10
     )
     assert (nap.state, nap.wake_at) == ("pending", T0 + 99)
 
@@ -316,9 +321,11 @@ async def test_load_history_shows_recorded_retrying_and_waiting_steps(store: Sto
     )
 
     # Recording the retried step replaces its retrying row; resolving the sleep its waiting row.
-    assert await store.record_step("r1", token, step("flaky", "ok", started_at=T0 + 5), T0 + 21)
+    assert await store.record_step(
+        Lease("r1", token), step("flaky", "ok", started_at=T0 + 5), T0 + 21
+    )
     slept = await store.begin_wait(
-        "r1", token, NewWait("nap", "sleep", T0 + 99, None, T0, ""), T0 + 99
+        Lease("r1", token), NewWait("nap", "sleep", T0 + 99, None, T0, ""), T0 + 99
     )
     assert slept.state == "resolved" and slept.event is None
     rows = {r.key: r for r in await store.load_history("r1")}
@@ -334,15 +341,15 @@ async def test_claim_returns_history_and_records_due_sleeps(store: Store) -> Non
     [run] = await running(store, "r1")
     token = run.lease_token
     assert run.history == ()  # a first claim: nothing recorded yet
-    assert await store.record_step("r1", token, step("done", 42, started_at=T0 + 1), T0 + 2)
+    assert await store.record_step(Lease("r1", token), step("done", 42, started_at=T0 + 1), T0 + 2)
     soon = await store.begin_wait(
-        "r1", token, NewWait("soon", "sleep", T0 + 50, None, T0, ""), T0 + 3
+        Lease("r1", token), NewWait("soon", "sleep", T0 + 50, None, T0, ""), T0 + 3
     )
     late = await store.begin_wait(
-        "r1", token, NewWait("late", "sleep", T0 + 90, None, T0, ""), T0 + 4
+        Lease("r1", token), NewWait("late", "sleep", T0 + 90, None, T0, ""), T0 + 4
     )
     assert (soon.state, late.state) == ("pending", "pending")
-    assert await store.suspend_run("r1", token, T0 + 50, "sleep soon", T0 + 5)
+    assert await store.suspend_run(Lease("r1", token), T0 + 50, "sleep soon", T0 + 5)
 
     assert await store.claim_runs("w1", 5, LEASE, T0 + 49.999) == []  # never early
     [again] = await store.claim_runs("w1", 5, LEASE, T0 + 50)
@@ -364,7 +371,7 @@ async def test_claim_returns_history_and_records_due_sleeps(store: Store) -> Non
     ]
     # Replaying the elapsed sleep finds it recorded, as when begin_wait recorded it.
     replay = await store.begin_wait(
-        "r1", again.lease_token, NewWait("soon", "sleep", T0 + 60, None, T0, ""), T0 + 51
+        Lease("r1", again.lease_token), NewWait("soon", "sleep", T0 + 60, None, T0, ""), T0 + 51
     )
     assert (replay.state, replay.event) == ("resolved", None)
 
@@ -376,24 +383,24 @@ async def test_sleep_deadline_is_recorded_once(store: Store) -> None:
     [run] = await running(store, "r1")
     token = run.lease_token
     first = await store.begin_wait(
-        "r1", token, NewWait("nap", "sleep", T0 + 100, None, T0, ""), T0 + 1
+        Lease("r1", token), NewWait("nap", "sleep", T0 + 100, None, T0, ""), T0 + 1
     )
     assert (first.state, first.wake_at) == ("pending", T0 + 100)
     later = await store.begin_wait(
-        "r1", token, NewWait("nap", "sleep", T0 + 200, None, T0, ""), T0 + 2
+        Lease("r1", token), NewWait("nap", "sleep", T0 + 200, None, T0, ""), T0 + 2
     )
     assert (later.state, later.wake_at) == ("pending", T0 + 100)
     early = await store.begin_wait(
-        "r1", token, NewWait("nap", "sleep", T0 + 200, None, T0, ""), T0 + 99
+        Lease("r1", token), NewWait("nap", "sleep", T0 + 200, None, T0, ""), T0 + 99
     )
     assert early.state == "pending"
     done = await store.begin_wait(
-        "r1", token, NewWait("nap", "sleep", T0 + 200, None, T0, ""), T0 + 100
+        Lease("r1", token), NewWait("nap", "sleep", T0 + 200, None, T0, ""), T0 + 100
     )
     assert done.state == "resolved"
     # Reached again (a retry whose first answer was lost): resolved, nothing new recorded.
     again = await store.begin_wait(
-        "r1", token, NewWait("nap", "sleep", T0 + 500, None, T0, ""), T0 + 1
+        Lease("r1", token), NewWait("nap", "sleep", T0 + 500, None, T0, ""), T0 + 1
     )
     assert (again.state, again.event) == ("resolved", None)
     [row] = await store.load_history("r1")
@@ -488,7 +495,7 @@ async def test_event_during_a_pending_wait_requeues_the_suspending_run(store: St
     assert (await wait_for(store, run, "ok", match, T0 + 1)).state == "pending"
     await send(store, "e1", "approval/decided", {"task": 7}, T0 + 2)  # run still running
     assert await status(store, "r1") == "running"
-    assert await store.suspend_run("r1", run.lease_token, None, "event", T0 + 3)
+    assert await store.suspend_run(Lease("r1", run.lease_token), None, "event", T0 + 3)
     after = await store.get_run("r1")
     assert after is not None and (after.status, after.wake_at) == ("queued", None)
 
@@ -502,7 +509,7 @@ async def test_matching_event_wakes_a_waiting_run(store: Store) -> None:
     [run] = await running(store, "r1")
     match = WaitMatch("approval/decided", (("data.task", 7),))
     assert (await wait_for(store, run, "ok", match, T0 + 1, wake_at=T0 + 500)).state == "pending"
-    assert await store.suspend_run("r1", run.lease_token, T0 + 500, "event", T0 + 2)
+    assert await store.suspend_run(Lease("r1", run.lease_token), T0 + 500, "event", T0 + 2)
     waiting = await store.get_run("r1")
     assert waiting is not None
     assert (waiting.status, waiting.wake_at, waiting.wait_reason) == ("waiting", T0 + 500, "event")
@@ -521,7 +528,7 @@ async def test_matching_event_wakes_a_waiting_run(store: Store) -> None:
 
 async def test_sleeping_run_is_claimable_at_its_wake_time(store: Store) -> None:
     [run] = await running(store, "r1")
-    assert await store.suspend_run("r1", run.lease_token, T0 + 10, "sleep", T0 + 1)
+    assert await store.suspend_run(Lease("r1", run.lease_token), T0 + 10, "sleep", T0 + 1)
     assert await store.claim_runs("w1", 1, LEASE, T0 + 9.999) == []
     [again] = await store.claim_runs("w1", 1, LEASE, T0 + 10)
     assert (again.id, again.recoveries) == ("r1", 0)
@@ -533,18 +540,22 @@ async def test_finished_child_wakes_its_waiting_parent(store: Store) -> None:
     await store.start_run(new_run("c", "child", parent_run_id="p", parent_step_key="call"), T0)
     match = WaitMatch(RUN_FINISHED_EVENT, (("data.run_id", "c"),))
     call = await store.begin_wait(
-        "p", parent.lease_token, NewWait("call", "invoke", None, match, T0, parent.event.id), T0 + 1
+        Lease("p", parent.lease_token),
+        NewWait("call", "invoke", None, match, T0, parent.event.id),
+        T0 + 1,
     )
     assert call.state == "pending"
-    assert await store.suspend_run("p", parent.lease_token, None, "invoke", T0 + 1)
+    assert await store.suspend_run(Lease("p", parent.lease_token), None, "invoke", T0 + 1)
     [child] = await store.claim_runs("w1", 5, LEASE, T0 + 2)
     assert (child.id, child.parent_run_id) == ("c", "p")
-    assert await store.complete_run("c", child.lease_token, '{"n": 3}', T0 + 3)
+    assert await store.complete_run(Lease("c", child.lease_token), '{"n": 3}', T0 + 3)
     assert await status(store, "p") == "queued"
 
     [parent] = await store.claim_runs("w1", 5, LEASE, T0 + 4)
     done = await store.begin_wait(
-        "p", parent.lease_token, NewWait("call", "invoke", None, match, T0, parent.event.id), T0 + 5
+        Lease("p", parent.lease_token),
+        NewWait("call", "invoke", None, match, T0, parent.event.id),
+        T0 + 5,
     )
     assert done.event is not None
     assert done.event.data["status"] == "completed" and done.event.data["result"] == {"n": 3}
@@ -563,11 +574,11 @@ async def test_cancel_run(store: Store) -> None:
 
     [held] = await running(store, "held", now=T0 + 3)
     assert await store.cancel_run("held", T0 + 4) == "cancelled"
-    assert not await store.record_step("held", held.lease_token, step("a"), T0 + 5)
-    assert not await store.complete_run("held", held.lease_token, "1", T0 + 5)
+    assert not await store.record_step(Lease("held", held.lease_token), step("a"), T0 + 5)
+    assert not await store.complete_run(Lease("held", held.lease_token), "1", T0 + 5)
 
     [done] = await running(store, "done", now=T0 + 6)
-    assert await store.complete_run("done", done.lease_token, "1", T0 + 7)
+    assert await store.complete_run(Lease("done", done.lease_token), "1", T0 + 7)
     assert await store.cancel_run("done", T0 + 8) == "completed"
     with pytest.raises(RunNotFound):
         await store.cancel_run("missing", T0)
@@ -576,12 +587,12 @@ async def test_cancel_run(store: Store) -> None:
 async def test_retry_run_keeps_results_and_forgets_failures(store: Store) -> None:
     [run] = await running(store, "r1")
     token = run.lease_token
-    assert await store.record_step("r1", token, step("good", "kept"), T0 + 1)
-    assert await store.record_step("r1", token, step("bad", status="failed"), T0 + 2)
+    assert await store.record_step(Lease("r1", token), step("good", "kept"), T0 + 1)
+    assert await store.record_step(Lease("r1", token), step("bad", status="failed"), T0 + 2)
     assert await store.record_attempt(
-        "r1", token, FailedAttempt("flaky", 1, "{}", T0, T0 + 9), T0 + 3
+        Lease("r1", token), FailedAttempt("flaky", 1, "{}", T0, T0 + 9), T0 + 3
     )
-    assert await store.fail_run("r1", token, '{"type": "StepFailed"}', T0 + 4)
+    assert await store.fail_run(Lease("r1", token), '{"type": "StepFailed"}', T0 + 4)
     failed = await store.get_run("r1")
     assert failed is not None and failed.error == {"type": "StepFailed"}
 
@@ -603,9 +614,9 @@ async def test_retry_run_keeps_results_and_forgets_failures(store: Store) -> Non
 
 async def test_purge_finished_deletes_old_runs_in_batches(store: Store) -> None:
     old, newer, alive = await running(store, "old", "newer", "alive")
-    assert await store.record_step("old", old.lease_token, step("a"), T0 + 1)
-    assert await store.complete_run("old", old.lease_token, "1", T0 + 1)
-    assert await store.fail_run("newer", newer.lease_token, "{}", T0 + 2)
+    assert await store.record_step(Lease("old", old.lease_token), step("a"), T0 + 1)
+    assert await store.complete_run(Lease("old", old.lease_token), "1", T0 + 1)
+    assert await store.fail_run(Lease("newer", newer.lease_token), "{}", T0 + 2)
     assert await store.purge_finished(T0 + 1, 10) == 0  # strictly before
     assert await store.purge_finished(T0 + 10, 1) == 1
     assert await store.get_run("old") is None and await store.load_history("old") == []
@@ -669,7 +680,7 @@ async def test_concurrent_steps_are_recorded_together_each_fenced(store: Store) 
     tokens = [c.lease_token for c in claimed]
     tokens[2] = stale
     writes = [
-        store.record_step(c.id, token, step(key, output=c.id), T0 + 1)
+        store.record_step(Lease(c.id, token), step(key, output=c.id), T0 + 1)
         for c, token in zip(claimed, tokens, strict=True)
         for key in ("a", "b")
     ]
@@ -702,5 +713,5 @@ async def test_run_status_reads_the_status_alone(store: Store) -> None:
     assert await store.run_status("r1") == "queued"
     [run] = await store.claim_runs("w1", 1, LEASE, T0)
     assert await store.run_status("r1") == "running" == await status(store, "r1")
-    assert await store.complete_run("r1", run.lease_token, "1", T0 + 1)
+    assert await store.complete_run(Lease("r1", run.lease_token), "1", T0 + 1)
     assert await store.run_status("r1") == "completed" == await status(store, "r1")

@@ -14,7 +14,7 @@ from typing import Any
 
 import psycopg
 
-from dataflows.records import EventIntake, IntakeResult, WaitMatch
+from dataflows.records import EventIntake, IntakeResult, Lease, WaitMatch
 from dataflows.store.keys import canonical
 from dataflows.store.queries import load_migrations
 from dataflows.store.sqlite import sqlite_path
@@ -176,7 +176,7 @@ async def test_waits_pending_at_the_upgrade_to_keys_made_in_sql_are_resolved(
         [late] = await running(s, "late", now=T0 + 2)
         same_as_float = WaitMatch("approval/decided", (("data.n", 1),))
         assert (await wait_for(s, late, "ok", same_as_float, T0 + 2)).state == "pending"
-        assert await s.suspend_run("late", late.lease_token, None, "event", T0 + 2)
+        assert await s.suspend_run(Lease("late", late.lease_token), None, "event", T0 + 2)
 
         decided: list[tuple[str, dict[str, Any]]] = [
             ("e-float", {"n": 1}),  # an integer for the wait on 1.0

@@ -23,6 +23,7 @@ from dataflows.records import (
     ClaimRequest,
     EventIntake,
     IntakeResult,
+    Lease,
     NewEvent,
     NewWait,
     StoredEvent,
@@ -51,7 +52,7 @@ async def suspended(store: Store, run: ClaimedRun, key: str, match: WaitMatch, n
     """The engine's order: reach the wait (pending), then suspend the run on it."""
     outcome = await wait_for(store, run, key, match, now, wake_at=T0 + 500)
     assert outcome.state == "pending"
-    assert await store.suspend_run(run.id, run.lease_token, outcome.wake_at, "event", now)
+    assert await store.suspend_run(Lease(run.id, run.lease_token), outcome.wake_at, "event", now)
     row = await store.get_run(run.id)
     assert row is not None and row.status == "waiting"
 
@@ -130,7 +131,7 @@ async def test_intake_records_the_wait_of_a_run_still_running(store: Store, othe
     mid = await store.get_run("r1")
     assert mid is not None and mid.status == "running"
     assert [(s.key, s.status, s.event_id) for s in mid.steps] == [("ok", "completed", "e1")]
-    assert await store.suspend_run("r1", run.lease_token, None, "event", T0 + 3)
+    assert await store.suspend_run(Lease("r1", run.lease_token), None, "event", T0 + 3)
     assert await status(store, "r1") == "queued"
 
 
@@ -187,7 +188,7 @@ async def test_one_event_resolves_only_the_earlier_of_two_equal_waits(
     # "b" is registered first: registration order, not key order, decides.
     assert (await wait_for(store, run, "b", match, T0 + 1)).state == "pending"
     assert (await wait_for(store, run, "a", match, T0 + 2)).state == "pending"
-    assert await store.suspend_run("r1", run.lease_token, None, "event", T0 + 3)
+    assert await store.suspend_run(Lease("r1", run.lease_token), None, "event", T0 + 3)
 
     first, second = event("e1", "tick", {"lane": "x"}, T0 + 4), event("e2", "tick", {"lane": "x"})
     if batched:
@@ -207,7 +208,7 @@ async def test_one_event_resolves_only_the_earlier_of_two_equal_waits(
     b = await wait_for(store, again, "b", match, T0 + 6)
     assert b.state == "resolved" and b.event is not None and b.event.id == "e1"
     assert (await wait_for(store, again, "a", match, T0 + 6)).state == "pending"
-    assert await store.suspend_run("r1", again.lease_token, None, "event", T0 + 7)
+    assert await store.suspend_run(Lease("r1", again.lease_token), None, "event", T0 + 7)
     assert await status(store, "r1") == "waiting"
 
     await store.send_events([EventIntake(second)], T0 + 8)
@@ -367,17 +368,18 @@ async def test_concurrent_waits_and_intake_resolve_every_wait_once(
         for n, match in enumerate(plan.matches):
             plan.outcomes.append(
                 await plan.store.begin_wait(
-                    run.id,
-                    run.lease_token,
+                    Lease(run.id, run.lease_token),
                     NewWait(f"w{n}", "wait", None, match, run.created_at, run.event.id),
                     now(),
                 )
             )
         if all(o.state == "resolved" for o in plan.outcomes):
-            assert await plan.store.complete_run(run.id, run.lease_token, "1", now())
+            assert await plan.store.complete_run(Lease(run.id, run.lease_token), "1", now())
         else:
             assert all(o.state in ("resolved", "pending") for o in plan.outcomes)
-            assert await plan.store.suspend_run(run.id, run.lease_token, None, "event", now())
+            assert await plan.store.suspend_run(
+                Lease(run.id, run.lease_token), None, "event", now()
+            )
 
     # Exactly as many events per group as its busiest run has waits: an event missed by a wait
     # is not made up for by a later one (filterless waits aside: they match every event).
@@ -495,7 +497,7 @@ async def test_a_wait_and_its_event_racing_never_miss_each_other(
         paths["intake"] += 1
         assert outcome.state == "pending"
         # The event was stored after the wait: intake must have recorded it.
-        assert await store.suspend_run(run_id, run.lease_token, None, "event", T0 + 1 + i)
+        assert await store.suspend_run(Lease(run_id, run.lease_token), None, "event", T0 + 1 + i)
         row = await store.get_run(run_id)
         assert row is not None
         assert [(s.key, s.status, s.event_id) for s in row.steps] == [("w", "completed", f"e{i}")]
@@ -556,7 +558,7 @@ async def test_intakes_waking_the_same_runs_in_opposite_orders_do_not_deadlock(
             for n, (path, value) in enumerate(filters):
                 match = WaitMatch("ping", ((path, value),))
                 assert (await wait_for(first, run, f"w{n}", match, T0 + 1)).state == "pending"
-            assert await first.suspend_run(run_id, run.lease_token, None, "event", T0 + 1)
+            assert await first.suspend_run(Lease(run_id, run.lease_token), None, "event", T0 + 1)
 
     if how == "batches":
         sends = [
@@ -596,7 +598,7 @@ async def test_an_event_matching_two_waits_of_a_run_goes_to_the_earlier_one(
     (earlier, _), (later, _) = order
     for i, (key, match) in enumerate(order):
         assert (await wait_for(store, run, key, match, T0 + 2 + i)).state == "pending"
-    assert await store.suspend_run("r1", run.lease_token, None, "event", T0 + 4)
+    assert await store.suspend_run(Lease("r1", run.lease_token), None, "event", T0 + 4)
 
     await send(store, "e1", "ping", {"k": 1}, T0 + 5)
     steps = {s.key: (s.status, s.event_id) for s in await store.load_history("r1")}

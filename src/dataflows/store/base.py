@@ -20,6 +20,7 @@ from dataflows.records import (
     ClaimRequest,
     EventIntake,
     FailedAttempt,
+    Lease,
     NewRun,
     NewStep,
     NewWait,
@@ -139,15 +140,9 @@ class Store(abc.ABC):
         """The run's steps, recorded and in progress, in one query, in recording order."""
 
     @abc.abstractmethod
-    async def record_step(
-        self,
-        run_id: str,
-        lease_token: int,
-        step: NewStep,
-        now: float,
-        events: Sequence[EventIntake] = (),
-    ) -> bool:
-        """Record a step's outcome once (fenced), with the events it sends, in one transaction.
+    async def record_step(self, lease: Lease, step: NewStep, now: float) -> bool:
+        """Record a step's outcome once (fenced), with the events it sends (``step.sends``), in
+        one transaction.
 
         A step key already recorded is never overwritten. Any wait row of the step is removed.
         Returns ``False`` only when fenced: a key already recorded while the caller still holds
@@ -155,18 +150,14 @@ class Store(abc.ABC):
         """
 
     @abc.abstractmethod
-    async def record_attempt(
-        self, run_id: str, lease_token: int, attempt: FailedAttempt, now: float
-    ) -> bool:
+    async def record_attempt(self, lease: Lease, attempt: FailedAttempt, now: float) -> bool:
         """Record a failed attempt of a step that will be retried at ``attempt.retry_at`` (fenced).
 
         Like :meth:`record_step`, ``False`` means fenced and a repeated record returns ``True``.
         """
 
     @abc.abstractmethod
-    async def begin_wait(
-        self, run_id: str, lease_token: int, wait: NewWait, now: float
-    ) -> WaitOutcome:
+    async def begin_wait(self, lease: Lease, wait: NewWait, now: float) -> WaitOutcome:
         """Reach a sleep or an event wait, in one transaction (fenced).
 
         The deadline is stored the first time the step is reached and never moved later. With a
@@ -180,7 +171,7 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def suspend_run(
-        self, run_id: str, lease_token: int, wake_at: float | None, reason: str, now: float
+        self, lease: Lease, wake_at: float | None, reason: str, now: float
     ) -> bool:
         """Release the run to ``waiting`` until ``wake_at`` (fenced).
 
@@ -189,13 +180,7 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def complete_run(
-        self,
-        run_id: str,
-        lease_token: int,
-        result_json: str,
-        now: float,
-        *,
-        has_parent: bool = True,
+        self, lease: Lease, result_json: str, now: float, *, has_parent: bool = True
     ) -> bool:
         """Finish the run as ``completed`` (fenced); a child run tells its parent.
 
@@ -205,12 +190,12 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def fail_run(
-        self, run_id: str, lease_token: int, error_json: str, now: float, *, has_parent: bool = True
+        self, lease: Lease, error_json: str, now: float, *, has_parent: bool = True
     ) -> bool:
         """Finish the run as ``failed`` (fenced); a child run tells its parent (see complete_run)."""
 
     @abc.abstractmethod
-    async def release_run(self, run_id: str, lease_token: int, now: float) -> bool:
+    async def release_run(self, lease: Lease, now: float) -> bool:
         """Give a held run back as ``queued`` (graceful shutdown) without counting a recovery."""
 
     @abc.abstractmethod

@@ -26,6 +26,7 @@ from dataflows.records import (
     IntakeResult,
     NewEvent,
     NewRun,
+    RunOutcome,
     SentEvents,
 )
 from dataflows.store.keys import WaitKeys, wait_keys, wait_output
@@ -234,22 +235,14 @@ def insert_run(run: NewRun, now: float) -> Query:
     )
 
 
-def run_finished(
-    run_id: str,
-    workflow_id: str,
-    status: str,
-    result_json: str | None,
-    error_json: str | None,
-    now: float,
-    intake: Intake,
-) -> Program:
-    """Take in the event a finished child run sends its parent (``step.invoke`` waits for it)."""
+def run_finished(run_id: str, workflow_id: str, outcome: RunOutcome, now: float) -> EventIntake:
+    """The event a finished child run sends its parent (``step.invoke`` waits for it)."""
     data = {
         "run_id": run_id,
         "workflow_id": workflow_id,
-        "status": status,
-        "result": json_column(result_json),
-        "error": json_column(error_json),
+        "status": outcome.status,
+        "result": json_column(outcome.result_json),
+        "error": json_column(outcome.error_json),
     }
     event = NewEvent(f"{run_id}:finished:{now!r}", RUN_FINISHED_EVENT, json.dumps(data), now)
-    yield from send(intake, [Sending(EventIntake(event), now)])
+    return EventIntake(event)

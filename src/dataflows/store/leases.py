@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 
+from dataflows.records import Lease
 from dataflows.store.program import NOTIFY, Program, Query
 from dataflows.store.rows import claimed_runs
 
@@ -40,21 +41,19 @@ def heartbeat(worker_id: str, run_ids: Sequence[str], lease_seconds: float, now:
     return {row["id"] for row in rows}
 
 
-def holds_lease(run_id: str, lease_token: int) -> Program:
+def holds_lease(lease: Lease) -> Program:
     """Whether the fence lets this holder write (after a write that changed nothing)."""
-    held = yield Query("holds_lease", {"run_id": run_id, "lease_token": lease_token}, "one")
+    held = yield Query("holds_lease", {"run_id": lease.run_id, "lease_token": lease.token}, "one")
     return held is not None
 
 
-def suspend_run(
-    run_id: str, lease_token: int, wake_at: float | None, reason: str, now: float
-) -> Program:
+def suspend_run(lease: Lease, wake_at: float | None, reason: str, now: float) -> Program:
     """Give the run back as ``waiting`` until ``wake_at`` (``queued`` if an event matched)."""
     changed = yield Query(
         "suspend_run",
         {
-            "run_id": run_id,
-            "lease_token": lease_token,
+            "run_id": lease.run_id,
+            "lease_token": lease.token,
             "wake_at": wake_at,
             "reason": reason,
             "now": now,
@@ -66,10 +65,10 @@ def suspend_run(
     return bool(changed)
 
 
-def release_run(run_id: str, lease_token: int, now: float) -> Program:
+def release_run(lease: Lease, now: float) -> Program:
     """Give a held run back as ``queued`` (graceful shutdown)."""
     changed = yield Query(
-        "release_run", {"run_id": run_id, "lease_token": lease_token, "now": now}, "rowcount"
+        "release_run", {"run_id": lease.run_id, "lease_token": lease.token, "now": now}, "rowcount"
     )
     if changed:
         yield NOTIFY

@@ -11,8 +11,8 @@ from __future__ import annotations
 import json
 
 from dataflows.errors import InvalidRunState, RunNotFound
-from dataflows.records import NewRun
-from dataflows.store.events import Intake, insert_run, run_finished
+from dataflows.records import Lease, NewRun, RunOutcome
+from dataflows.store.events import Intake, Sending, insert_run, run_finished, send
 from dataflows.store.program import NOTIFY, Program, Query
 from dataflows.store.rows import attempt_row, run_row
 from dataflows.store.steps import load_history
@@ -37,25 +37,17 @@ def start_run(run: NewRun, now: float) -> Program:
     raise RuntimeError(f"run {run.id!r} could not be created")
 
 
-def finish_run(
-    run_id: str,
-    lease_token: int,
-    status: str,
-    result_json: str | None,
-    error_json: str | None,
-    now: float,
-    intake: Intake,
-) -> Program:
+def finish_run(lease: Lease, outcome: RunOutcome, now: float, intake: Intake) -> Program:
     """``completed`` or ``failed`` (fenced), its waits dropped; ``False`` when fenced. A child
     run's parent gets its ``run.finished`` event through ``intake``."""
     rows = yield Query(
         "finish_run",
         {
-            "run_id": run_id,
-            "lease_token": lease_token,
-            "status": status,
-            "result": result_json,
-            "error": error_json,
+            "run_id": lease.run_id,
+            "lease_token": lease.token,
+            "status": outcome.status,
+            "result": outcome.result_json,
+            "error": outcome.error_json,
             "now": now,
         },
         "all",
@@ -64,7 +56,8 @@ def finish_run(
         return False
     workflow_id, parent_run_id = rows[0]["workflow_id"], rows[0]["parent_run_id"]
     if parent_run_id is not None:
-        yield from run_finished(run_id, workflow_id, status, result_json, error_json, now, intake)
+        finished = run_finished(lease.run_id, workflow_id, outcome, now)
+        yield from send(intake, [Sending(finished, now)])
     return True
 
 
@@ -111,7 +104,8 @@ def cancel_run(run_id: str, now: float, intake: Intake) -> Program:
     yield Query("delete_run_waits", {"run_id": run_id})
     workflow_id, parent_run_id = rows[0]["workflow_id"], rows[0]["parent_run_id"]
     if parent_run_id is not None:
-        yield from run_finished(run_id, workflow_id, "cancelled", None, error, now, intake)
+        cancelled = RunOutcome("cancelled", None, error)
+        yield from send(intake, [Sending(run_finished(run_id, workflow_id, cancelled, now), now)])
     yield NOTIFY  # a worker holding it learns at its next heartbeat; this wakes waiters of it
     return "cancelled"
 

@@ -17,9 +17,11 @@ from dataflows.records import (
     EventIntake,
     FailedAttempt,
     IntakeResult,
+    Lease,
     NewRun,
     NewStep,
     NewWait,
+    RunOutcome,
     RunRow,
     SentEvents,
     StepRow,
@@ -113,75 +115,52 @@ class SqlStore(Store):
         result: list[StepRow] = await self._run_single(steps.load_history(run_id))
         return result
 
-    async def record_step(
-        self,
-        run_id: str,
-        lease_token: int,
-        step: NewStep,
-        now: float,
-        events: Sequence[EventIntake] = (),
-    ) -> bool:
-        if events:
-            program = steps.record_step_sending(run_id, lease_token, step, now, events, self.intake)
+    async def record_step(self, lease: Lease, step: NewStep, now: float) -> bool:
+        if step.sends:
+            program = steps.record_step_sending(lease, step, now, self.intake)
             return bool(await self._run(program))
         # The hot path: a new step result is one fenced INSERT, one round trip (the steps of
         # concurrent runs share it).
-        query = steps.record_step_query(run_id, lease_token, step, now)
+        query = steps.record_step_query(lease, step, now)
         if await (self._steps.submit(query) if step.kind == "run" else self._run_one(query)):
             return True
         # Nothing inserted: fenced, or a retry of a record whose answer was lost. The program
         # below tells the two apart (rare, so its extra round trips do not matter).
-        return bool(await self._run(steps.record_step(run_id, lease_token, step, now)))
+        return bool(await self._run(steps.record_step(lease, step, now)))
 
-    async def record_attempt(
-        self, run_id: str, lease_token: int, attempt: FailedAttempt, now: float
-    ) -> bool:
-        return bool(await self._run(steps.record_attempt(run_id, lease_token, attempt, now)))
+    async def record_attempt(self, lease: Lease, attempt: FailedAttempt, now: float) -> bool:
+        return bool(await self._run(steps.record_attempt(lease, attempt, now)))
 
-    async def begin_wait(
-        self, run_id: str, lease_token: int, wait: NewWait, now: float
-    ) -> WaitOutcome:
-        result: WaitOutcome = await self._run(waits.begin_wait(run_id, lease_token, wait, now))
+    async def begin_wait(self, lease: Lease, wait: NewWait, now: float) -> WaitOutcome:
+        result: WaitOutcome = await self._run(waits.begin_wait(lease, wait, now))
         return result
 
     async def suspend_run(
-        self, run_id: str, lease_token: int, wake_at: float | None, reason: str, now: float
+        self, lease: Lease, wake_at: float | None, reason: str, now: float
     ) -> bool:
-        changed = bool(
-            await self._run_single(leases.suspend_run(run_id, lease_token, wake_at, reason, now))
-        )
+        changed = bool(await self._run_single(leases.suspend_run(lease, wake_at, reason, now)))
         if changed:
             self.notify_listeners()  # the run may be queued again, or need a timer
         return changed
 
     async def complete_run(
-        self,
-        run_id: str,
-        lease_token: int,
-        result_json: str,
-        now: float,
-        *,
-        has_parent: bool = True,
+        self, lease: Lease, result_json: str, now: float, *, has_parent: bool = True
     ) -> bool:
-        return await self._finish(
-            runs.finish_run(run_id, lease_token, "completed", result_json, None, now, self.intake),
-            has_parent,
-        )
+        outcome = RunOutcome("completed", result_json=result_json)
+        return await self._finish(runs.finish_run(lease, outcome, now, self.intake), has_parent)
 
     async def fail_run(
-        self, run_id: str, lease_token: int, error_json: str, now: float, *, has_parent: bool = True
+        self, lease: Lease, error_json: str, now: float, *, has_parent: bool = True
     ) -> bool:
-        return await self._finish(
-            runs.finish_run(run_id, lease_token, "failed", None, error_json, now, self.intake),
-            has_parent,
-        )
+        outcome = RunOutcome("failed", error_json=error_json)
+        return await self._finish(runs.finish_run(lease, outcome, now, self.intake), has_parent)
 
     async def _finish(self, program: Program, has_parent: bool) -> bool:
         # Without a parent to tell, finishing is one statement: no transaction around it.
         return bool(await (self._run(program) if has_parent else self._run_single(program)))
 
-    async def release_run(self, run_id: str, lease_token: int, now: float) -> bool:
-        return bool(await self._run(leases.release_run(run_id, lease_token, now)))
+    async def release_run(self, lease: Lease, now: float) -> bool:
+        return bool(await self._run(leases.release_run(lease, now)))
 
     async def next_wake_at(self) -> float | None:
         result: float | None = await self._run_single(leases.next_wake_at())

@@ -12,47 +12,41 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 
-from dataflows.records import EventIntake, FailedAttempt, NewStep
+from dataflows.records import FailedAttempt, Lease, NewStep
 from dataflows.store.events import Intake, Sending
 from dataflows.store.leases import holds_lease
 from dataflows.store.program import Program, Query
 from dataflows.store.rows import Row, step_row
 
 
-def record_step(run_id: str, lease_token: int, step: NewStep, now: float) -> Program:
+def record_step(lease: Lease, step: NewStep, now: float) -> Program:
     """Record ``step``; ``False`` when fenced."""
-    inserted = yield record_step_query(run_id, lease_token, step, now)
+    inserted = yield record_step_query(lease, step, now)
     if not inserted:  # fenced, or recorded already: by this holder, whose answer was lost
-        return (yield from holds_lease(run_id, lease_token))
+        return (yield from holds_lease(lease))
     return True
 
 
-def record_step_sending(
-    run_id: str,
-    lease_token: int,
-    step: NewStep,
-    now: float,
-    events: Sequence[EventIntake],
-    intake: Intake,
-) -> Program:
-    """Record ``step`` with the events it sends, taken in by ``intake``; ``False`` when fenced."""
+def record_step_sending(lease: Lease, step: NewStep, now: float, intake: Intake) -> Program:
+    """Record ``step`` with the events it sends (``step.sends``), taken in by ``intake``;
+    ``False`` when fenced."""
     # Intake's locks come before the step's insert locks the run's row, as in every intake.
-    keys = yield from intake.keys([sent.event for sent in events])
-    inserted = yield record_step_query(run_id, lease_token, step, now)
+    keys = yield from intake.keys([sent.event for sent in step.sends])
+    inserted = yield record_step_query(lease, step, now)
     if not inserted:  # as in record_step; the events went in with the step, if it was recorded
-        return (yield from holds_lease(run_id, lease_token))
-    yield from intake.store([Sending(sent, now) for sent in events], keys)
+        return (yield from holds_lease(lease))
+    yield from intake.store([Sending(sent, now) for sent in step.sends], keys)
     return True
 
 
-def record_step_query(run_id: str, lease_token: int, step: NewStep, now: float) -> Query:
+def record_step_query(lease: Lease, step: NewStep, now: float) -> Query:
     """One fenced insert of ``step``; for a wait's step (a sleep waited out in the worker) the
     wait goes in the same statement."""
     return Query(
         "record_step" if step.kind == "run" else "record_wait_step",
         {
-            "run_id": run_id,
-            "lease_token": lease_token,
+            "run_id": lease.run_id,
+            "lease_token": lease.token,
             "key": step.key,
             "kind": step.kind,
             "status": step.status,
@@ -78,13 +72,13 @@ def record_steps_counts(queries: Sequence[Query], inserted: Sequence[Row]) -> li
     return [int((q.params["run_id"], q.params["key"]) in done) for q in queries]
 
 
-def record_attempt(run_id: str, lease_token: int, attempt: FailedAttempt, now: float) -> Program:
+def record_attempt(lease: Lease, attempt: FailedAttempt, now: float) -> Program:
     """Record a failed attempt of a step retried at ``attempt.retry_at``; ``False`` when fenced."""
     inserted = yield Query(
         "record_attempt",
         {
-            "run_id": run_id,
-            "lease_token": lease_token,
+            "run_id": lease.run_id,
+            "lease_token": lease.token,
             "key": attempt.key,
             "attempt": attempt.attempt,
             "error": attempt.error_json,
@@ -95,7 +89,7 @@ def record_attempt(run_id: str, lease_token: int, attempt: FailedAttempt, now: f
         "rowcount",
     )
     if not inserted:  # fenced, or recorded already: by this holder, whose answer was lost
-        return (yield from holds_lease(run_id, lease_token))
+        return (yield from holds_lease(lease))
     return True
 
 

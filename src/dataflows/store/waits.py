@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from dataflows.records import NewStep, NewWait, StoredEvent, WaitMatch, WaitOutcome
+from dataflows.records import Lease, NewStep, NewWait, StoredEvent, WaitMatch, WaitOutcome
 from dataflows.store.keys import WaitShape, wait_output
 from dataflows.store.program import Program, Query, json_column
 from dataflows.store.steps import load_history, record_step
@@ -21,7 +21,7 @@ from dataflows.store.steps import load_history, record_step
 EVENT_BATCH = 500
 
 
-def begin_wait(run_id: str, lease_token: int, wait: NewWait, now: float) -> Program:
+def begin_wait(lease: Lease, wait: NewWait, now: float) -> Program:
     """Reach a sleep or event wait (fenced): ``resolved``, ``pending`` or ``fenced``."""
     key, kind, wake_at, match = wait.key, wait.kind, wait.wake_at, wait.match
     shape = None if match is None else WaitShape.of(match)
@@ -29,33 +29,33 @@ def begin_wait(run_id: str, lease_token: int, wait: NewWait, now: float) -> Prog
     if shape is not None:
         shape_known = yield from _lock_wait(shape)
     state = yield Query(
-        "wait_state", {"run_id": run_id, "lease_token": lease_token, "key": key}, "one"
+        "wait_state", {"run_id": lease.run_id, "lease_token": lease.token, "key": key}, "one"
     )
     if state is None:
         return WaitOutcome("fenced")
     if state["recorded"]:
-        return (yield from _recorded_wait(run_id, key))
+        return (yield from _recorded_wait(lease.run_id, key))
     if state["created_at"] is None:  # reached for the first time
         if shape is not None and not shape_known:
             yield Query(
                 "insert_wait_shape", {"event_name": shape.event_name, "filter_paths": shape.paths}
             )
-        yield _insert_wait(run_id, key, kind, wake_at, shape, now)
+        yield _insert_wait(lease.run_id, wait, shape, now)
         deadline, started, after = wake_at, now, 0
     else:
         # A sleep's duration runs from when it was reached; events that can resolve the wait
         # came after it was registered.
         deadline, started, after = state["wake_at"], state["created_at"], state["after_seq"]
     if match is not None:
-        event = yield from _find_event(run_id, match, wait.since, wait.trigger_event_id, after)
+        event = yield from _find_event(lease.run_id, wait, after)
         if event is not None:
             output = wait_output(event.id, event.name, json.dumps(event.data), event.ts)
             step = NewStep(key, kind, "completed", output, None, 1, started, event.id)  # type: ignore[arg-type]
-            yield from record_step(run_id, lease_token, step, now)
+            yield from record_step(lease, step, now)
             return WaitOutcome("resolved", event=event)
     if deadline is not None and now >= deadline:
         step = NewStep(key, kind, "completed", "null", None, 1, started)  # type: ignore[arg-type]
-        yield from record_step(run_id, lease_token, step, now)
+        yield from record_step(lease, step, now)
         return WaitOutcome("resolved")
     return WaitOutcome("pending", wake_at=deadline)
 
@@ -87,16 +87,14 @@ def _recorded_wait(run_id: str, key: str) -> Program:
     return WaitOutcome("resolved")
 
 
-def _insert_wait(
-    run_id: str, key: str, kind: str, wake_at: float | None, shape: WaitShape | None, now: float
-) -> Query:
+def _insert_wait(run_id: str, wait: NewWait, shape: WaitShape | None, now: float) -> Query:
     return Query(
         "insert_wait",
         {
             "run_id": run_id,
-            "key": key,
-            "kind": kind,
-            "wake_at": wake_at,
+            "key": wait.key,
+            "kind": wait.kind,
+            "wake_at": wait.wake_at,
             "event_name": None if shape is None else shape.event_name,
             "filter_paths": None if shape is None else shape.paths,
             "filter_values": None if shape is None else shape.values,
@@ -105,10 +103,11 @@ def _insert_wait(
     )
 
 
-def _find_event(
-    run_id: str, match: WaitMatch, since: float, trigger_event_id: str, after: int
-) -> Program:
-    """The first stored event after sequence number ``after`` that resolves the wait, if any."""
+def _find_event(run_id: str, wait: NewWait, after: int) -> Program:
+    """The first stored event after sequence number ``after`` that resolves ``wait`` (which
+    waits for an event), if any."""
+    match, since, trigger_event_id = wait.match, wait.since, wait.trigger_event_id
+    assert match is not None
     while True:
         rows = yield Query(
             "candidate_events",
