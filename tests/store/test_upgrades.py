@@ -19,8 +19,8 @@ from dataflows.store.keys import canonical
 from dataflows.store.queries import load_migrations
 from dataflows.store.sqlite import sqlite_path
 from tests.pg import DbTarget
+from tests.store.builders import LEASE, T0, event, running, send, wait_for
 from tests.store.conftest import new_store
-from tests.store.test_store_contract import LEASE, T0, event, running, send, wait_for
 
 Rows = list[tuple[str, list[tuple[Any, ...]]]]
 
