@@ -15,6 +15,8 @@ import logging
 import time
 from collections.abc import Callable
 
+from dataflows.durations import format_duration
+
 __all__ = ["SUMMARY_EVERY", "STORE_OUTAGE", "StoreOutage", "watch_pool_logs"]
 
 #: Seconds between "still unreachable" lines while an outage lasts.
@@ -59,7 +61,7 @@ class StoreOutage:
             self._summarised_at = now
             self.log.warning(
                 "database still unreachable after %s: %d operations retried; last error: %s",
-                format_seconds(now - self.down_since),
+                format_duration(now - self.down_since),
                 self.retried,
                 error,
             )
@@ -72,22 +74,9 @@ class StoreOutage:
         self.down_since = None
         self.log.warning(
             "database reachable again after %s (%d operations retried)",
-            format_seconds(lasted),
+            format_duration(lasted),
             self.retried,
         )
-
-
-def format_seconds(seconds: float) -> str:
-    """``"850ms"``, ``"12.3s"``, ``"3m05s"``, ``"2h10m"``."""
-    if seconds < 1:
-        return f"{seconds * 1000:.0f}ms"
-    if seconds < 60:
-        return f"{seconds:.1f}s"
-    minutes, secs = divmod(int(seconds), 60)
-    if minutes < 60:
-        return f"{minutes}m{secs:02d}s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h{minutes:02d}m"
 
 
 STORE_OUTAGE = StoreOutage(logging.getLogger("dataflows.store"))
