@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 import dataflows as df
-from tests.cli.test_processes import Command, eventually
+from tests.cli.test_processes import Command, database_url, eventually, starter
 
 APP = """
 import dataflows as df
@@ -35,26 +34,24 @@ async def copy(event: df.Event, step: df.Step) -> None:
 
 
 @pytest.fixture
-def folder(tmp_path: Path) -> Path:
-    (tmp_path / "flows.py").write_text(APP)
-    return tmp_path
+def start(tmp_path: Path) -> Iterator[Callable[..., Command]]:
+    with starter(tmp_path, APP) as start:
+        yield start
 
 
-@pytest.fixture
-def commands() -> Iterator[list[Command]]:
-    started: list[Command] = []
-    yield started
-    for cmd in started:
-        if cmd.popen.poll() is None:
-            cmd.popen.kill()
-            cmd.popen.wait(10)
+def start_command(start: Callable[..., Command], command: str, **env: str) -> Command:
+    """``dataflows worker`` or ``dev`` on ``flows.py``, once its worker has started."""
+    extra = ["--poll-interval", "0.05"] if command == "worker" else ["--port", "0"]
+    cmd = start(command, "flows.py", *extra, **env)
+    eventually(lambda: "started" in cmd.err.read_text(), 20, "the worker to start", cmd)
+    return cmd
 
 
 def start_failing_run(folder: Path) -> str:
     """Send the event from a client of the same database; the run's id, once it has failed."""
 
     async def go() -> str:
-        app = df.Dataflows(f"sqlite:///{folder / 'flows.db'}")
+        app = df.Dataflows(database_url(folder))
 
         @app.workflow("copy", trigger=df.on_event("test/copy"))
         async def copy(event: df.Event, step: df.Step) -> None:
@@ -71,17 +68,10 @@ def start_failing_run(folder: Path) -> str:
 
 @pytest.mark.parametrize("command", ["worker", "dev"])
 def test_failed_attempts_and_runs_are_printed(
-    folder: Path, commands: list[Command], command: str
+    tmp_path: Path, start: Callable[..., Command], command: str
 ) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DATAFLOWS_")}
-    env["DATAFLOWS_DATABASE_URL"] = f"sqlite:///{folder / 'flows.db'}"
-    extra = ["--poll-interval", "0.05"] if command == "worker" else ["--port", "0"]
-    args = [command, "flows.py", *extra]
-    cmd = Command(folder, args, env)
-    commands.append(cmd)
-    eventually(lambda: "started" in cmd.err.read_text(), 20, "the worker to start", cmd)
-
-    run_id = start_failing_run(folder)
+    cmd = start_command(start, command)
+    run_id = start_failing_run(tmp_path)
 
     expected = [
         f"WARNING  step failed: run={run_id} step=create-task attempt=1/2 "
@@ -101,17 +91,10 @@ def test_failed_attempts_and_runs_are_printed(
 
 @pytest.mark.parametrize("command", ["worker", "dev"])
 def test_json_lines_carry_the_run_fields(
-    folder: Path, commands: list[Command], command: str
+    tmp_path: Path, start: Callable[..., Command], command: str
 ) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DATAFLOWS_")}
-    env["DATAFLOWS_DATABASE_URL"] = f"sqlite:///{folder / 'flows.db'}"
-    env["DATAFLOWS_LOG_FORMAT"] = "json"
-    extra = ["--poll-interval", "0.05"] if command == "worker" else ["--port", "0"]
-    cmd = Command(folder, [command, "flows.py", *extra], env)
-    commands.append(cmd)
-    eventually(lambda: "started" in cmd.err.read_text(), 20, "the worker to start", cmd)
-
-    run_id = start_failing_run(folder)
+    cmd = start_command(start, command, DATAFLOWS_LOG_FORMAT="json")
+    run_id = start_failing_run(tmp_path)
 
     def lines() -> list[dict[str, Any]]:
         text = cmd.err.read_text()

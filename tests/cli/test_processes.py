@@ -11,6 +11,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -85,24 +86,33 @@ def eventually(check: Callable[[], T | None], timeout: float, what: str, cmd: Co
         time.sleep(0.05)
 
 
-@pytest.fixture
-def start(tmp_path: Path) -> Iterator[Callable[..., Command]]:
-    """Starts ``dataflows ARGS`` in ``tmp_path`` (holding ``flows.py``); kills leftovers."""
-    (tmp_path / "flows.py").write_text(APP)
+@contextmanager
+def starter(folder: Path, app: str) -> Iterator[Callable[..., Command]]:
+    """Starts ``dataflows ARGS`` in ``folder`` (holding ``app`` as ``flows.py``, its database
+    beside it) with extra environment variables; kills leftovers."""
+    (folder / "flows.py").write_text(app)
     base = {k: v for k, v in os.environ.items() if not k.startswith("DATAFLOWS_")}
-    base["DATAFLOWS_DATABASE_URL"] = database_url(tmp_path)
+    base["DATAFLOWS_DATABASE_URL"] = database_url(folder)
     started: list[Command] = []
 
     def start(*args: str, **env: str) -> Command:
-        cmd = Command(tmp_path, list(args), {**base, **env})
+        cmd = Command(folder, list(args), {**base, **env})
         started.append(cmd)
         return cmd
 
-    yield start
-    for cmd in started:
-        if cmd.popen.poll() is None:
-            cmd.popen.kill()
-            cmd.popen.wait(10)
+    try:
+        yield start
+    finally:
+        for cmd in started:
+            if cmd.popen.poll() is None:
+                cmd.popen.kill()
+                cmd.popen.wait(10)
+
+
+@pytest.fixture
+def start(tmp_path: Path) -> Iterator[Callable[..., Command]]:
+    with starter(tmp_path, APP) as start:
+        yield start
 
 
 def database_url(folder: Path) -> str:
