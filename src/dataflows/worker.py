@@ -222,7 +222,7 @@ class Worker:
     async def send_events(self, intakes: Sequence[EventIntake], now: float) -> list[IntakeResult]:
         """Store events, the store claiming for this worker's free slots the runs they start or
         wake in the same transaction (eager dispatch: they begin without a claim round trip)."""
-        slots = self.reserve()
+        slots = self.reserve() if self.app.store.claims_at_intake else 0
         claim = ClaimRequest(self.id, slots, self.options.lease_seconds) if slots else None
         claimed: list[ClaimedRun] = []
         try:

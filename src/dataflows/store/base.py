@@ -37,6 +37,9 @@ class Store(abc.ABC):
     """A place where runs, steps and events live. Backends: SQLite and PostgreSQL."""
 
     dialect: str
+    #: Whether event intake can claim runs for a worker of the sending process in its own
+    #: transaction (eager dispatch). A worker reserves slots for it only where it can.
+    claims_at_intake: bool = False
 
     def __init__(self) -> None:
         #: Each listener with the id of the worker it wakes, if it is a worker's.

@@ -196,10 +196,13 @@ def batch_claim(items: Sequence[Sending]) -> ClaimRequest | None:
 
 
 def share_claimed(
-    items: Sequence[Sending], results: Sequence[IntakeResult], claimed: Sequence[ClaimedRun]
+    items: Sequence[Sending],
+    results: Sequence[IntakeResult],
+    claimed: Sequence[ClaimedRun],
+    worker: ClaimRequest | None,
 ) -> list[SentEvents]:
-    """Per item, its result and the claimed runs that fill the slots it held."""
-    worker = batch_claim(items)
+    """Per item, its result and the claimed runs (claimed for ``worker``, the batch's claim)
+    that fill the slots it held."""
     left = list(claimed)
     shared = []
     for item, result in zip(items, results, strict=True):

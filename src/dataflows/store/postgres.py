@@ -79,6 +79,7 @@ _MAX_BACKOFF_SECONDS = 10.0
 
 class PostgresStore(SqlStore):
     dialect = "postgres"
+    claims_at_intake = True
     intake = PostgresIntake()
 
     def __init__(
@@ -291,7 +292,7 @@ class PostgresStore(SqlStore):
             # nothing more: wake the others only.
             self.notify_listeners(skip_worker=None if claim is None else claim.worker_id)
         results = intake_results(items, answer["results"])
-        return share_claimed(items, results, claimed_runs(answer.get("claimed", ())))
+        return share_claimed(items, results, claimed_runs(answer.get("claimed", ())), claim)
 
     async def _run_one(self, query: Query) -> Any:
         """One statement in autocommit: no BEGIN and COMMIT, one round trip."""

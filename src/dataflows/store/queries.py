@@ -23,6 +23,19 @@ _PARAMETER = re.compile(r"(lease_token = )(%\(lease_token\)s|:lease_token)")
 @cache
 def load_queries(dialect: str) -> dict[str, str]:
     """Every ``-- name: x`` block of the dialect's query file, by name, fragments expanded."""
+    blocks = _blocks(dialect)
+    fragments = blocks["fragment"]
+    return {name: _expand(body, fragments) for name, body in blocks["name"].items()}
+
+
+def load_fragments(dialect: str) -> list[str]:
+    """The names of the dialect's fragments (both dialects define the same ones)."""
+    return list(_blocks(dialect)["fragment"])
+
+
+@cache
+def _blocks(dialect: str) -> dict[str, dict[str, str]]:
+    """The query file's blocks by kind (``name``, ``fragment``) and name, as written."""
     text = _sql_dir(dialect).joinpath("queries.sql").read_text(encoding="utf-8")
     parts = _BLOCK.split(text)
     blocks: dict[str, dict[str, str]] = {"name": {}, "fragment": {}}
@@ -30,14 +43,7 @@ def load_queries(dialect: str) -> dict[str, str]:
         if name in blocks[kind]:
             raise ValueError(f"{kind} {name!r} is defined twice for {dialect}")
         blocks[kind][name] = _without_comments(body) if kind == "fragment" else body.strip()
-    fragments = blocks["fragment"]
-    return {name: _expand(body, fragments) for name, body in blocks["name"].items()}
-
-
-def load_fragments(dialect: str) -> list[str]:
-    """The names of the dialect's fragments (both dialects define the same ones)."""
-    text = _sql_dir(dialect).joinpath("queries.sql").read_text(encoding="utf-8")
-    return [name for kind, name in _BLOCK.findall(text) if kind == "fragment"]
+    return blocks
 
 
 def _expand(body: str, fragments: dict[str, str]) -> str:

@@ -43,7 +43,7 @@ class SqlStore(Store):
     def __init__(self) -> None:
         super().__init__()
         self._steps: Batcher[Query, int] = Batcher(self._record_batch)
-        self._intake: Batcher[Sending, SentEvents] = Batcher(self._intake_batch)
+        self._intake_batcher: Batcher[Sending, SentEvents] = Batcher(self._intake_batch)
 
     @abc.abstractmethod
     async def _run(self, program: Program) -> Any:
@@ -76,7 +76,7 @@ class SqlStore(Store):
     ) -> SentEvents:
         if len(intakes) == 1:
             # Concurrent single events (webhooks, app.send) share one transaction.
-            return await self._intake.submit(Sending(intakes[0], now, claim))
+            return await self._intake_batcher.submit(Sending(intakes[0], now, claim))
         items = [
             Sending(intake, now, claim if n == 0 else None) for n, intake in enumerate(intakes)
         ]
