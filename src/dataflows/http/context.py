@@ -41,16 +41,16 @@ class ApiContext:
     depth_read: asyncio.Future[list[tuple[str, str, int]]] | None = field(default=None, repr=False)
     _sources: Mapping[str, Source] | None = field(default=None, repr=False)
 
-    async def store(self, operation: Awaitable[T]) -> T:
-        """``operation``'s result, or :class:`StoreUnavailable` once ``deadline`` has passed."""
+    async def store(self, operation: Awaitable[T], deadline: float | None = None) -> T:
+        """``operation``'s result, or :class:`StoreUnavailable` once ``deadline`` (default: the
+        store deadline) has passed."""
+        deadline = self.deadline if deadline is None else deadline
         task = asyncio.ensure_future(operation)
         try:
-            return await asyncio.wait_for(asyncio.shield(task), self.deadline)
+            return await asyncio.wait_for(asyncio.shield(task), deadline)
         except TimeoutError:
             task.add_done_callback(forget_outcome)  # it goes on; its outcome is nobody's to report
-            raise StoreUnavailable(
-                f"the database did not answer within {self.deadline:g} s"
-            ) from None
+            raise StoreUnavailable(f"the database did not answer within {deadline:g} s") from None
 
     def sources(self) -> Mapping[str, Source]:
         """The enabled webhook sources by name, resolved once (at startup, or on first use)."""

@@ -20,6 +20,7 @@ from dataflows.errors import WebhookInvalid, WebhookUnauthorized
 from dataflows.http.body import read_body
 from dataflows.http.context import context
 from dataflows.http.errors import ApiError
+from dataflows.http.events import sent_answer
 from dataflows.http.responses import JsonResponse
 from dataflows.http.strict_json import check_json
 from dataflows.names import MAX_NAME_LENGTH, check_sent_event_name
@@ -49,15 +50,8 @@ async def receive_webhook(request: Request) -> Response:
     event = _parse(source, hook)
     event_id = delivery_event_id(name, event.delivery_id)
     sent = await ctx.store(ctx.app.send(event.name, event.data, id=event_id))
-    return JsonResponse(
-        {
-            "event_id": sent.event_id,
-            "run_ids": sorted(sent.run_ids),
-            "resumed_run_ids": sorted(sent.resumed_run_ids),
-            "duplicate": sent.duplicate,
-        },
-        status_code=202,
-    )
+    answer = sent_answer(sent)
+    return JsonResponse({"event_id": answer.pop("id"), **answer}, status_code=202)
 
 
 def delivery_event_id(source: str, delivery_id: str) -> str:

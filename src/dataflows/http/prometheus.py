@@ -23,7 +23,7 @@ from starlette.responses import Response
 from dataflows import metrics as engine_metrics
 from dataflows.app import Dataflows
 from dataflows.errors import StoreUnavailable
-from dataflows.http.context import ApiContext, context, forget_outcome
+from dataflows.http.context import ApiContext, context
 
 __all__ = ["QUEUE_STATUSES", "metrics"]
 
@@ -52,10 +52,9 @@ async def _queue_counts(ctx: ApiContext) -> Counts | None:
     it (``dataflows_store_up 0``)."""
     if ctx.depth_read is None or ctx.depth_read.done():
         ctx.depth_read = asyncio.ensure_future(_read_counts(ctx.app))
-        ctx.depth_read.add_done_callback(forget_outcome)
     try:
-        return await asyncio.wait_for(asyncio.shield(ctx.depth_read), QUEUE_DEPTH_WAIT_SECONDS)
-    except (TimeoutError, StoreUnavailable):
+        return await ctx.store(ctx.depth_read, QUEUE_DEPTH_WAIT_SECONDS)
+    except StoreUnavailable:
         return None
 
 
