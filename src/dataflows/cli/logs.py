@@ -19,7 +19,7 @@ import click
 from rich.logging import RichHandler
 
 from dataflows.cli.common import stderr
-from dataflows.context import LOG_FIELDS, _current
+from dataflows.context import LOG_FIELDS, _current, log_fields
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -87,10 +87,5 @@ def _run_fields(record: logging.LogRecord) -> dict[str, Any]:
     if not fields:
         step = _current.get()  # a line logged by a step function: the step it runs in
         if step is not None:
-            fields = {
-                "run_id": step.run_id,
-                "workflow_id": step.workflow_id,
-                "step_key": step.step_key,
-                "attempt": step.attempt,
-            }
+            fields = log_fields(step.run_id, step.workflow_id, step.step_key, step.attempt)
     return fields
