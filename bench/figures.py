@@ -71,6 +71,10 @@ def webhook(raw: dict[str, Any]) -> Figures:
     }
 
 
+def failover(raw: dict[str, Any]) -> Figures:
+    return latency_summary(raw["seconds"])
+
+
 EXTRACT = {
     "sequential": sequential,
     "throughput": throughput,
@@ -78,6 +82,7 @@ EXTRACT = {
     "sleep": sleep,
     "memory": memory,
     "webhook": webhook,
+    "failover": failover,
 }
 
 

@@ -28,7 +28,7 @@ from bench.procs import ROOT
 from bench.report import print_report, write_json
 
 SYSTEMS = ("dataflows", "dbos", "absurd")
-MEASURES = ("sequential", "throughput", "event", "sleep", "memory", "webhook")
+MEASURES = ("sequential", "throughput", "event", "sleep", "memory", "webhook", "failover")
 BACKENDS = ("postgres", "sqlite")
 PACKAGES = {"dbos": "dbos", "absurd": "absurd_sdk"}
 
@@ -44,6 +44,7 @@ TIMEOUTS = {
     "sleep": 300,
     "memory": 5400,
     "webhook": 600,
+    "failover": 600,
 }
 
 QUICK_MEASURES = "sequential,throughput,event,sleep"
@@ -106,6 +107,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--webhook-rate", type=float, default=1000, help="fixed offered load, req/s")
     p.add_argument("--webhook-workers", type=int, default=2, help="dataflows serve --workers")
     p.add_argument(
+        "--failover-kills", type=int, default=20, help="workers killed in the failover measure"
+    )
+    p.add_argument(
         "--max-ratio",
         type=float,
         default=QUICK_MAX_RATIO,
@@ -148,11 +152,14 @@ class Plan:
                     "rate": args.webhook_rate,
                     "workers": args.webhook_workers,
                 },
+                "failover": {"kills": args.failover_kills},
             },
             concurrency={s: override or CONCURRENCY[s] for s in SYSTEMS},
         )
 
     def applies(self, backend: str, system: str, measure: str) -> bool:
+        if measure == "failover":  # kill -9 → resumed elsewhere: dataflows' liveness locks
+            return system == "dataflows"
         if backend == "sqlite":  # the SQLite figures asked for; Absurd is PostgreSQL-only
             return system in ("dataflows", "dbos") and measure in ("sequential", "throughput")
         return measure != "webhook" or system == "dataflows"

@@ -35,6 +35,10 @@ ROWS = [
     ("webhook", "fixed_p50_ms", "  p50 ms at fixed load", "{:.1f}"),
     ("webhook", "fixed_p99_ms", "  p99 ms at fixed load", "{:.1f}"),
     ("webhook", "all_accepted_stored", "  every 202 stored", "{}"),
+    ("failover", "p50_ms", "failover: kill -9 → resumed elsewhere, p50 ms", "{:.0f}"),
+    ("failover", "p99_ms", "  p99 ms", "{:.0f}"),
+    ("failover", "max_ms", "  slowest, ms", "{:.0f}"),
+    ("failover", "samples", "  kills", "{:.0f}"),
 ]
 
 

@@ -10,10 +10,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
+import os
 import random
 import secrets
+import shutil
+import signal
+import subprocess
+import tempfile
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import dataflows as df
@@ -256,3 +262,61 @@ def memory(url: str, count: int) -> dict[str, Any]:
         stop_process(worker)
         _cleanup(url, schema)
     return {"count": count, "all_resumed": figures["resumed"] == count, **figures}
+
+
+# -- failover -------------------------------------------------------------------------------------
+
+FAILOVER_WORKERS = 3
+
+
+def failover(url: str, kills: int) -> dict[str, Any]:
+    """Three worker processes (30 s lease); ``kills`` times: start a run, SIGKILL the worker
+    whose step holds it, and time from the kill to the moment another worker's step began
+    (the run resumed elsewhere); then start a worker in place of the dead one."""
+    from bench.apps.failover_dataflows import make_app
+
+    schema = None if url.startswith("sqlite:") else f"bench_{secrets.token_hex(4)}"
+    markers = Path(tempfile.mkdtemp(prefix="bench_failover_"))
+    app = make_app(url, schema or "dataflows", markers)
+    argv = ["-m", "bench.apps.failover_dataflows", url, schema or "dataflows", str(markers)]
+    workers: dict[int, subprocess.Popen[bytes]] = {}
+
+    def spawn() -> None:
+        proc = start_process(argv)
+        workers[proc.pid] = proc
+
+    async def all_registered() -> bool:
+        return len(await app.store.list_workers()) == FAILOVER_WORKERS
+
+    async def main() -> list[float]:
+        taken_over: list[float] = []
+        async with app:
+            for _ in range(FAILOVER_WORKERS):
+                spawn()
+            for _ in range(kills):
+                await wait_until(all_registered, 60, 0.05)
+                run_id = await app.start("failover", {})
+                marker = markers / f"held-{run_id}"
+                await wait_until(lambda: marker.exists() and marker.read_text() != "", 60, 0.005)
+                holder = int(marker.read_text())
+                killed_at = time.time()
+                os.kill(holder, signal.SIGKILL)
+                run = await app.wait_for_run(run_id, timeout=120, raise_on_failure=True)
+                taken_over.append(run.result["resumed_at"] - killed_at)
+                workers.pop(holder).wait()
+                spawn()
+        return taken_over
+
+    async def migrate() -> None:  # before the workers start, so they find their tables
+        async with app:
+            pass
+
+    asyncio.run(migrate())
+    try:
+        seconds = asyncio.run(main())
+    finally:
+        for proc in workers.values():
+            stop_process(proc)
+        shutil.rmtree(markers, ignore_errors=True)
+        _cleanup(url, schema)
+    return {"workers": FAILOVER_WORKERS, "lease_s": 30.0, "seconds": seconds}

@@ -58,12 +58,14 @@ class WorkerOptions:
     inline_sleep_limit: float = 2.0
     #: Seconds (on average) between clock re-alignments and retention purges.
     maintenance_interval: float = 60.0
+    #: Seconds (on average) between looks for dead workers, whose runs are then taken over.
+    failover_interval: float = 0.2
 
     def __post_init__(self) -> None:
         if self.concurrency < 1:
             raise ValueError("concurrency must be at least 1")
-        if self.lease_seconds <= 0 or self.poll_interval <= 0:
-            raise ValueError("lease_seconds and poll_interval must be positive")
+        if self.lease_seconds <= 0 or self.poll_interval <= 0 or self.failover_interval <= 0:
+            raise ValueError("lease_seconds, poll_interval and failover_interval must be positive")
 
 
 class WorkerApp(Protocol):
@@ -105,6 +107,7 @@ class Worker:
         self._deferred = False  # the claim loop found every free slot reserved
         self._handing_back: set[asyncio.Task[None]] = set()
         self._renewed_at = time.monotonic()
+        self._registered = False  # the store holds this worker's liveness lock
         self.finished_runs = 0
         self.recycled = False
 
@@ -134,8 +137,12 @@ class Worker:
         add_clock_listener = getattr(self.app.clock, "add_listener", None)
         if add_clock_listener is not None:
             add_clock_listener(self.wake)
+        with contextlib.suppress(StoreUnavailable):  # else the failover loop registers it
+            await self.app.store.register_worker(self.id, self.app.clock.now())
+            self._registered = True
         self._tasks = [
             asyncio.create_task(self._claim_loop(), name=f"dataflows-claim-{self.id}"),
+            asyncio.create_task(self._failover_loop(), name=f"dataflows-failover-{self.id}"),
             asyncio.create_task(self._heartbeat_loop(), name=f"dataflows-heartbeat-{self.id}"),
             asyncio.create_task(self._maintenance_loop(), name=f"dataflows-maintenance-{self.id}"),
         ]
@@ -174,6 +181,8 @@ class Worker:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        with contextlib.suppress(StoreUnavailable):
+            await self.app.store.unregister_worker(self.id)
         self.app.store.remove_listener(self.wake)
         if self.app.eager_worker is self:
             self.app.eager_worker = None
@@ -417,6 +426,28 @@ class Worker:
                     # Cancelled, or taken over after our lease expired: start no further step.
                     entry[1].abandoned = True
         self._renewed_at = time.monotonic()
+
+    async def _failover_loop(self) -> None:
+        """Look for workers whose process died (their liveness lock is free) and end the leases
+        of their runs, so that a claim (ours or another worker's) resumes them within about a
+        second, not a lease later. A paused worker keeps its lock: its runs wait out the lease."""
+        while True:
+            await asyncio.sleep(self.options.failover_interval * (0.5 + random.random()))
+            try:
+                now = self.app.clock.now()
+                if not self._registered:
+                    await self.app.store.register_worker(self.id, now)
+                    self._registered = True
+                taken = await self.app.store.reap_workers(now)
+            except StoreUnavailable:
+                continue  # the claim loop reports outages
+            if taken:
+                log.warning(
+                    "%d run(s) of a worker that died are taken over: %s",
+                    len(taken),
+                    ", ".join(taken[:10]) + (" …" if len(taken) > 10 else ""),
+                )
+                self.wake()
 
     async def _maintenance_loop(self) -> None:
         """Now and then: re-align the clock with the database and purge expired finished runs."""

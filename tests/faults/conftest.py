@@ -156,6 +156,10 @@ class Faults:
         path = self.scratch / f"{kind}-{run_id}"
         return [int(x) for x in path.read_text().split()] if path.exists() else []
 
+    async def registered(self) -> list[str]:
+        """The ids of the workers the store records alive."""
+        return [worker_id for worker_id, _ in await self.client.store.list_workers()]
+
     async def wait_status(self, run_id: str, status: str, timeout: float = 15.0) -> df.Run:
         async def check() -> df.Run | None:
             run = await self.client.get_run(run_id)

@@ -38,6 +38,7 @@ async def test_migrations_apply_once(db: DbTarget) -> None:
             "0004_eager_claim",
             "0005_resumed_runs",
             "0006_wait_keys_in_sql",
+            "0007_worker_liveness",
         ]
         assert await first.migrate() == []
     finally:
@@ -67,6 +68,7 @@ async def test_concurrent_migrations_apply_once(db: DbTarget) -> None:
         "0004_eager_claim",
         "0005_resumed_runs",
         "0006_wait_keys_in_sql",
+        "0007_worker_liveness",
     ]
 
 

@@ -201,6 +201,29 @@ class Store(abc.ABC):
     async def release_run(self, lease: Lease, now: float) -> bool:
         """Give a held run back as ``queued`` (graceful shutdown) without counting a recovery."""
 
+    # -- liveness: failover without waiting for a lease ---------------------------------------------
+
+    @abc.abstractmethod
+    async def register_worker(self, worker_id: str, now: float) -> None:
+        """Hold a lock that says ``worker_id`` is alive for as long as this process lives (a
+        PostgreSQL session advisory lock, an OS file lock beside a SQLite file) and record the
+        worker. The lock dies with the process, so :meth:`reap_workers` sees the death at once;
+        a paused process keeps it, and the lease still fences it."""
+
+    @abc.abstractmethod
+    async def unregister_worker(self, worker_id: str) -> None:
+        """The worker stopped: remove its record and release its lock."""
+
+    @abc.abstractmethod
+    async def reap_workers(self, now: float) -> list[str]:
+        """End the leases of the running runs of every worker whose lock is free (its process
+        died), so that the next claim takes them over now; return those runs' ids. Also renews
+        this store's own locks if the connection holding them was lost."""
+
+    @abc.abstractmethod
+    async def list_workers(self) -> list[tuple[str, float]]:
+        """``(worker_id, registered_at)`` of the workers recorded alive, oldest first."""
+
     @abc.abstractmethod
     async def next_wake_at(self) -> float | None:
         """The earliest ``wake_at`` among waiting runs, for the worker's local timer."""

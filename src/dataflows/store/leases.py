@@ -79,3 +79,25 @@ def next_wake_at() -> Program:
     """The earliest ``wake_at`` of a waiting run: when a claim next finds one due."""
     row = yield Query("next_wake_at", {}, "one")
     return None if row is None else row["wake_at"]
+
+
+# -- liveness (SQLite; PostgreSQL runs these queries on a connection of their own) ---------------
+
+
+def register_worker(worker_id: str, now: float) -> Program:
+    yield Query("register_worker", {"worker_id": worker_id, "now": now}, "one")
+
+
+def unregister_worker(worker_id: str) -> Program:
+    yield Query("unregister_worker", {"worker_id": worker_id})
+
+
+def list_workers() -> Program:
+    rows = yield Query("list_workers", {}, "all")
+    return [(row["id"], row["registered_at"]) for row in rows]
+
+
+def reap_worker(worker_id: str) -> Program:
+    """A dead worker's record goes and its running runs' leases end now; their ids."""
+    rows = yield Query("reap_workers", {"worker_id": worker_id}, "all")
+    return [row["id"] for row in rows]

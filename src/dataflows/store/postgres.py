@@ -75,6 +75,17 @@ _LISTEN_CHECK_SECONDS = 30.0
 _RECOVERY_POLL_SECONDS = 0.1
 _RECOVERY_CONNECT_SECONDS = 1.0
 _MAX_BACKOFF_SECONDS = 10.0
+#: Liveness: how long a worker's lock must stay free before its runs are taken over (time for a
+#: live worker whose connection broke, say in a database restart, to lock again), and how long a
+#: liveness round trip may take before its connection is given up (a frozen server).
+_LIVENESS_GRACE_SECONDS = 0.5
+_LIVENESS_TIMEOUT_SECONDS = 2.0
+#: The liveness connection asks the server to notice a vanished client host (no reset) within
+#: about eight seconds and end the session, which releases the worker's lock.
+_LIVENESS_OPTIONS = (
+    "-c tcp_keepalives_idle=5 -c tcp_keepalives_interval=1 -c tcp_keepalives_count=3"
+    " -c tcp_user_timeout=8000"
+)
 
 
 class PostgresStore(SqlStore):
@@ -118,6 +129,13 @@ class PostgresStore(SqlStore):
         self._step_conn: Connection | None = None
         self._listener: asyncio.Task[None] | None = None
         self._sweeper: asyncio.Task[None] | None = None
+        # Liveness: the workers of this process, each holding an advisory lock (the store's
+        # class, a key from a sequence) on one connection of their own.
+        self._lock_class = _lock_class(schema)
+        self._liveness: Connection | None = None
+        self._alive: set[str] = set()
+        self._locked: set[str] = set()  # of those, the ones locked on the current connection
+        self._liveness_mutex = asyncio.Lock()
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
@@ -146,6 +164,8 @@ class PostgresStore(SqlStore):
         self._listener = asyncio.create_task(self._listen_forever(), name="dataflows-listen")
 
     async def close(self) -> None:
+        self._alive.clear()
+        await self._drop_liveness()
         if self._step_conn is not None:
             conn, self._step_conn = self._step_conn, None
             await conn.close()
@@ -323,6 +343,90 @@ class PostgresStore(SqlStore):
             return cursor.rowcount
         return None
 
+    # -- liveness ----------------------------------------------------------------------------------
+
+    async def register_worker(self, worker_id: str, now: float) -> None:
+        self._alive.add(worker_id)
+        await self._on_liveness(now, None)
+
+    async def unregister_worker(self, worker_id: str) -> None:
+        self._alive.discard(worker_id)
+        if worker_id in self._locked:
+            params = {"worker_id": worker_id, "lock_class": self._lock_class}
+            await self._on_liveness(None, Query("unregister_worker", params, "all"))
+            self._locked.discard(worker_id)
+        if not self._alive:
+            await self._drop_liveness()
+
+    async def reap_workers(self, now: float) -> list[str]:
+        params = {
+            "now": now,
+            "grace": _LIVENESS_GRACE_SECONDS,
+            "lock_class_oid": self._lock_class & 0xFFFFFFFF,  # pg_locks shows it as an oid
+        }
+        rows = await self._on_liveness(now, Query("reap_workers", params, "all"))
+        if rows:
+            self.notify_listeners()
+        return [row["id"] for row in rows or ()]
+
+    async def list_workers(self) -> list[tuple[str, float]]:
+        rows = await self._run_one(Query("list_workers", {}, "all"))
+        return [(row["id"], row["registered_at"]) for row in rows]
+
+    async def _on_liveness(self, now: float | None, query: Query | None) -> Any:
+        """Run ``query`` on the liveness connection, (re)connecting and locking for every worker
+        of this process first if that connection was lost; the connection is given up if the
+        server does not answer in time (frozen), so a fresh one locks again once it does."""
+        async with self._liveness_mutex:
+            # A connection that broke since its last use is noticed by the next round trip:
+            # then one more try, on a fresh connection, at once.
+            for retry in (self._liveness is not None, False):
+                try:
+                    async with asyncio.timeout(_LIVENESS_TIMEOUT_SECONDS):
+                        return await self._liveness_round_trip(now, query)
+                except (TimeoutError, *_UNAVAILABLE) as exc:
+                    await self._drop_liveness()
+                    if not retry or isinstance(exc, TimeoutError):
+                        message = f"PostgreSQL ({self.schema}) unavailable while checking workers"
+                        raise StoreUnavailable(f"{message}: {exc!r}") from exc
+        raise AssertionError("unreachable")
+
+    async def _liveness_round_trip(self, now: float | None, query: Query | None) -> Any:
+        conn = await self._liveness_connection(now)
+        if query is None:
+            return None
+        answer = await self._fetch(conn, query)
+        if query.name == "reap_workers" and answer:
+            await conn.execute("SELECT pg_notify(%s, %s)", [self.channel, self._sender])
+        return answer
+
+    async def _liveness_connection(self, now: float | None) -> Connection:
+        conn = self._liveness
+        if conn is None or conn.closed or conn.broken:
+            await self._drop_liveness()
+            kwargs = self._connect_kwargs()
+            kwargs["options"] = f"{kwargs['options']} {_LIVENESS_OPTIONS}"
+            conn = self._liveness = await Connection.connect(self.url, **kwargs)
+        for worker_id in sorted(self._alive - self._locked):
+            params = {
+                "worker_id": worker_id,
+                "now": time.time() if now is None else now,
+                "lock_class": self._lock_class,
+            }
+            # A key from the sequence is free unless it wrapped round onto a live worker's.
+            while await self._fetch(conn, Query("register_worker", params, "one")) is None:
+                pass
+            self._locked.add(worker_id)
+        return conn
+
+    async def _drop_liveness(self) -> None:
+        """Close the liveness connection: the server releases its locks when the session ends."""
+        conn, self._liveness = self._liveness, None
+        self._locked.clear()
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                await conn.close()
+
     # -- connections -------------------------------------------------------------------------------
 
     async def _first_connection(self) -> Connection:
@@ -448,6 +552,13 @@ class _Translate:
         if isinstance(exc, _UNAVAILABLE):
             self.on_unavailable()
             raise StoreUnavailable(f"{self.message}: {exc}") from exc
+
+
+def _lock_class(schema: str) -> int:
+    """The first key of the schema's worker locks: a signed 32-bit hash of its name, so that
+    stores in other schemas of the same database do not share locks."""
+    digest = hashlib.sha256(f"dataflows.workers/{schema}".encode()).digest()
+    return int.from_bytes(digest[:4], "big", signed=True)
 
 
 def _channel(schema: str) -> str:

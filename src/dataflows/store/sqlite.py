@@ -8,6 +8,10 @@ processes; WAL lets readers go on meanwhile.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import fcntl
+import os
+import re
 import sqlite3
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -16,6 +20,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from dataflows.errors import InvalidDatabaseURL, StoreError, StoreUnavailable
+from dataflows.store import leases
 from dataflows.store.events import SqliteIntake
 from dataflows.store.keys import canonical_json
 from dataflows.store.program import NOTIFY, Program, Query
@@ -64,6 +69,8 @@ class SQLiteStore(SqlStore):
         }
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dataflows-sqlite")
         self._conn: sqlite3.Connection | None = None
+        #: Liveness: the open, locked file of each worker of this process.
+        self._lock_files: dict[str, int] = {}
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
@@ -88,6 +95,8 @@ class SQLiteStore(SqlStore):
         self._conn = conn
 
     async def close(self) -> None:
+        for worker_id in list(self._lock_files):
+            _unlock(self._lock_files.pop(worker_id), self._lock_file(worker_id))
         if self._conn is not None:
             await self._call(self._conn.close)
             self._conn = None
@@ -128,6 +137,58 @@ class SQLiteStore(SqlStore):
 
     async def database_time(self) -> float:
         return time.time()
+
+    # -- liveness ----------------------------------------------------------------------------------
+
+    async def register_worker(self, worker_id: str, now: float) -> None:
+        """Lock the worker's file (``<database>-workers/<worker id>``), then record it."""
+        if self.path == ":memory:" or worker_id in self._lock_files:
+            return  # one process only: nobody to fail over to
+        path = self._lock_file(worker_id)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        self._lock_files[worker_id] = fd
+        await self._run(leases.register_worker(worker_id, now))
+
+    async def unregister_worker(self, worker_id: str) -> None:
+        fd = self._lock_files.pop(worker_id, None)
+        if fd is not None:
+            await self._run(leases.unregister_worker(worker_id))
+            _unlock(fd, self._lock_file(worker_id))
+
+    async def reap_workers(self, now: float) -> list[str]:
+        """Every recorded worker of another process whose file can be locked is dead."""
+        if self.path == ":memory:":
+            return []
+        taken: list[str] = []
+        for worker_id, _ in await self.list_workers():
+            if worker_id in self._lock_files:
+                continue
+            path = self._lock_file(worker_id)
+            try:
+                fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            except OSError:
+                continue
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)  # alive
+                continue
+            try:
+                taken += await self._run(leases.reap_worker(worker_id))
+            finally:
+                _unlock(fd, path)
+        if taken:
+            self.notify_listeners()
+        return taken
+
+    async def list_workers(self) -> list[tuple[str, float]]:
+        workers: list[tuple[str, float]] = await self._run_single(leases.list_workers())
+        return workers
+
+    def _lock_file(self, worker_id: str) -> Path:
+        return Path(f"{self.path}-workers") / re.sub(r"[^\w.:-]", "_", worker_id)
 
     # -- running programs --------------------------------------------------------------------------
 
@@ -185,6 +246,13 @@ class SQLiteStore(SqlStore):
                 raise  # a bug in a query, not a problem with the database
             # "file is not a database", corruption: retrying will not help.
             raise StoreError(f"SQLite at {self.path}: {exc}") from exc
+
+
+def _unlock(fd: int, path: Path) -> None:
+    """Remove a worker's lock file, then close it (which releases the lock)."""
+    with contextlib.suppress(OSError):
+        path.unlink()
+    os.close(fd)
 
 
 def _statements(sql: str) -> list[str]:

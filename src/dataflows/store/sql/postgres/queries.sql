@@ -292,3 +292,46 @@ SELECT lock_intake(%(events)s::jsonb) AS keys
 -- name: store_events
 -- Second part: store the events under those locks (the program notifies workers on commit).
 SELECT store_events(%(events)s::jsonb, %(keys)s::jsonb) AS answer
+
+-- name: register_worker
+-- On the store's liveness connection: take a fresh key's advisory lock and, in the same
+-- statement (so the row is seen only once the lock is held), record the worker under it.
+INSERT INTO workers (id, lock_key, registered_at)
+SELECT %(worker_id)s, k.key, %(now)s
+FROM (SELECT nextval('worker_lock_keys')::integer AS key OFFSET 0) AS k
+WHERE pg_try_advisory_lock(%(lock_class)s, k.key)
+ON CONFLICT (id) DO UPDATE SET lock_key = excluded.lock_key, lock_free_since = NULL
+RETURNING lock_key
+
+-- name: unregister_worker
+-- A worker stopping: its row goes, and (on the liveness connection) its lock.
+WITH gone AS (DELETE FROM workers WHERE id = %(worker_id)s RETURNING lock_key)
+SELECT pg_advisory_unlock(%(lock_class)s, lock_key) FROM gone
+
+-- name: list_workers
+SELECT id, registered_at FROM workers ORDER BY registered_at, id
+
+-- name: reap_workers
+-- Workers whose lock no session holds: their process died, or lost its connection for a moment.
+-- Seen free the first time, a worker is marked; still free `grace` seconds later (time enough
+-- for a live one to reconnect and lock again), it is removed and the leases of its running runs
+-- end now, for the next claim to take them over. Rows another reaper holds are skipped.
+WITH free AS (
+    SELECT w.id, w.lock_free_since FROM workers w
+    WHERE NOT EXISTS (
+        SELECT 1 FROM pg_locks l
+        WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2
+          AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+          AND l.classid::bigint = %(lock_class_oid)s AND l.objid::bigint = w.lock_key)
+    FOR UPDATE OF w SKIP LOCKED
+), marked AS (
+    UPDATE workers SET lock_free_since = %(now)s
+    FROM free WHERE workers.id = free.id AND free.lock_free_since IS NULL
+), dead AS (
+    DELETE FROM workers USING free
+    WHERE workers.id = free.id AND free.lock_free_since <= %(now)s - %(grace)s
+    RETURNING workers.id
+)
+UPDATE runs SET lease_expires_at = 0
+FROM dead WHERE runs.lease_owner = dead.id AND runs.status = 'running'
+RETURNING runs.id

@@ -43,6 +43,17 @@ CREATE INDEX runs_created ON runs (created_at, id);
 CREATE INDEX runs_workflow ON runs (workflow_id, created_at);
 CREATE INDEX runs_finished ON runs (completed_at) WHERE completed_at IS NOT NULL;
 
+-- The workers alive now: each holds the advisory lock (the store's namespace, lock_key) on a
+-- session of its own while its process lives. A worker whose lock is free (lock_free_since) a
+-- moment later is removed, and the leases of its running runs end at once.
+CREATE SEQUENCE worker_lock_keys AS integer MINVALUE 1 CYCLE;
+CREATE TABLE workers (
+    id              text PRIMARY KEY,
+    lock_key        integer NOT NULL,
+    registered_at   double precision NOT NULL,
+    lock_free_since double precision
+);
+
 -- A step's final outcome. One row per (run, key), never updated: guarantee 1.
 CREATE TABLE steps (
     run_id       text NOT NULL,

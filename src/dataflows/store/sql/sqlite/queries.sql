@@ -350,3 +350,22 @@ GROUP BY workflow_id, status
 -- name: purge_events
 DELETE FROM events WHERE seq IN (
     SELECT seq FROM events WHERE received_at < :before ORDER BY seq LIMIT :batch)
+
+-- name: register_worker
+-- The worker's file is locked already (the store does that first).
+INSERT INTO workers (id, lock_key, registered_at) VALUES (:worker_id, 0, :now)
+ON CONFLICT (id) DO UPDATE SET lock_free_since = NULL
+RETURNING lock_key
+
+-- name: unregister_worker
+DELETE FROM workers WHERE id = :worker_id
+
+-- name: list_workers
+SELECT id, registered_at FROM workers ORDER BY registered_at, id
+
+-- name: reap_workers
+-- A worker whose file the store could lock is dead: its row goes and the leases of its running
+-- runs end now, for the next claim to take them over.
+DELETE FROM workers WHERE id = :worker_id;
+UPDATE runs SET lease_expires_at = 0 WHERE lease_owner = :worker_id AND status = 'running'
+RETURNING id

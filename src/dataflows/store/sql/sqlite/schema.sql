@@ -40,6 +40,16 @@ CREATE INDEX runs_created ON runs (created_at, id);
 CREATE INDEX runs_workflow ON runs (workflow_id, created_at);
 CREATE INDEX runs_finished ON runs (completed_at) WHERE completed_at IS NOT NULL;
 
+-- The workers alive now: each holds an exclusive lock on a file of its own beside the database
+-- while its process lives. A worker whose file another can lock is removed, and the leases of its
+-- running runs end at once. (lock_key and lock_free_since serve PostgreSQL; 0 and NULL here.)
+CREATE TABLE workers (
+    id              TEXT PRIMARY KEY,
+    lock_key        INTEGER NOT NULL,
+    registered_at   REAL NOT NULL,
+    lock_free_since REAL
+);
+
 -- A step's final outcome. One row per (run, key), never updated: guarantee 1.
 CREATE TABLE steps (
     run_id       TEXT NOT NULL,
