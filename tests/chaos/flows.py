@@ -24,8 +24,10 @@ import dataflows as df
 
 #: Seconds between the reservation and the charge (a sleep held in the worker: under 2 s).
 SETTLE = 1.5
-#: The longest the stand-in API takes to answer, in seconds.
-API_LATENCY = 0.05
+#: The longest a request to the stand-in API takes to get there, and its answer to come back,
+#: in seconds: a worker killed while the answer is on its way has made the effect but not
+#: recorded it (a crash point).
+API_LATENCY = (0.02, 0.05)
 
 app = df.Dataflows()
 
@@ -33,7 +35,7 @@ app = df.Dataflows()
 def effect(name: str) -> dict[str, Any]:
     """Call the stand-in external API: one line in the effects log."""
     ctx = df.current_step()
-    time.sleep(random.uniform(0, API_LATENCY))  # the request on its way
+    time.sleep(random.uniform(0, API_LATENCY[0]))  # the request on its way
     record = {
         "t": time.time(),
         "run": ctx.run_id,
@@ -48,6 +50,7 @@ def effect(name: str) -> dict[str, Any]:
         os.write(fd, (json.dumps(record) + "\n").encode())
     finally:
         os.close(fd)
+    time.sleep(random.uniform(0, API_LATENCY[1]))  # the answer on its way back
     return {"t": record["t"], "pid": record["pid"], "effect": record["effect"]}
 
 
