@@ -743,6 +743,7 @@ class Soak:
         report.max_503_latency = max(self.load.latency_503, default=None)
         report.p99_2xx_latency = percentile(self.load.latency_2xx, 0.99)
         report.faults = dict(Counter(f.kind for f in self.faults))
+        report.fault_log = [asdict(f) for f in self.faults]
         report.fenced_writes = sum(
             (w.log.read_text(errors="replace").count(line) if w.log.exists() else 0)
             for w in self.workers
@@ -837,6 +838,8 @@ class Report:
     unexpected_exits: dict[str, list[int]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     violations: list[str] = field(default_factory=list)
+    #: Every fault injected, in order (times are Unix seconds).
+    fault_log: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
