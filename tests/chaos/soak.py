@@ -855,6 +855,7 @@ class Report:
         margin = self.timer_margin_min
         frozen = self.freeze_takeover
         return [
+            ("seed", str(self.seed)),
             ("chaos / drain", f"{self.chaos_seconds:g} s / {self.drain_seconds:g} s"),
             ("load", f"{self.rate:g} orders/s, 2 webhooks each; lease {self.lease:g} s"),
             ("webhook requests", f"{self.requests} ({self.deliveries} deliveries)"),
