@@ -27,6 +27,7 @@ LANGUAGE plpgsql VOLATILE AS $$
 DECLARE
     firsts jsonb;
     bodies bigint;
+    expired record;
 BEGIN
     WITH remembered AS (
         INSERT INTO webhook_bodies AS b (source, digest, event_id, seen_at, expires_at)
@@ -49,13 +50,18 @@ BEGIN
     SELECT jsonb_object_agg(r.source || '/' || r.digest, r.event_id), count(*)
     INTO firsts, bodies
     FROM remembered AS r;
-    DELETE FROM webhook_bodies AS b
-    WHERE (b.source, b.digest) IN (
+    -- Row by row through the primary key: a join with the expired rows could be planned as a
+    -- scan of the whole table. None expired (the usual case): one probe of the expiry index.
+    FOR expired IN
         SELECT x.source, x.digest FROM webhook_bodies AS x
         WHERE x.expires_at <= (SELECT max((y ->> 'now')::double precision)
                                FROM jsonb_array_elements(p_events) AS y)
         ORDER BY x.expires_at LIMIT 2 * bodies
-        FOR UPDATE SKIP LOCKED);
+        FOR UPDATE SKIP LOCKED
+    LOOP
+        DELETE FROM webhook_bodies AS b
+        WHERE b.source = expired.source AND b.digest = expired.digest;
+    END LOOP;
     RETURN coalesce(firsts, '{}');
 END
 $$;
