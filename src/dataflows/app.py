@@ -19,7 +19,7 @@ from dataflows.intake import event_intake, new_id, start_event
 from dataflows.models import Run, SendResult
 from dataflows.names import check_workflow_id
 from dataflows.outage import watch_pool_logs
-from dataflows.records import FINISHED_STATUSES, NewRun
+from dataflows.records import FINISHED_STATUSES, BodyKey, NewRun
 from dataflows.retry import RetryPolicy
 from dataflows.serialization import DEFAULT_MAX_PAYLOAD, check_event_data
 from dataflows.sources.base import Source
@@ -180,18 +180,37 @@ class Dataflows:
 
     # -- client calls ------------------------------------------------------------------------------------
 
-    async def send(self, name: str, data: dict[str, Any], *, id: str | None = None) -> SendResult:
-        """Store an event durably and start the workflows it triggers."""
-        return (await self.send_many([(name, data, id)]))[0]
+    async def send(
+        self,
+        name: str,
+        data: dict[str, Any],
+        *,
+        id: str | None = None,
+        body: BodyKey | None = None,
+    ) -> SendResult:
+        """Store an event durably and start the workflows it triggers.
+
+        ``body`` (the HTTP API passes it for webhook sources that sign the body but not the
+        delivery id): a body seen already within its window makes this event a duplicate of
+        the first one sent with it: that event's id and runs come back, nothing is written.
+        """
+        return (await self._send([(name, data, id)], body))[0]
 
     async def send_many(
         self, events: Sequence[tuple[str, dict[str, Any], str | None]]
     ) -> list[SendResult]:
         """Store several events, and the runs they start, in one transaction."""
+        return await self._send(events)
+
+    async def _send(
+        self, events: Sequence[tuple[str, dict[str, Any], str | None]], body: BodyKey | None = None
+    ) -> list[SendResult]:
         await self.open()
         now = self.clock.now()
         intakes = [
-            event_intake(self.registry, name, data, event_id=id, now=now, limit=self.max_payload)
+            event_intake(
+                self.registry, name, data, event_id=id, now=now, limit=self.max_payload, body=body
+            )
             for name, data, id in events
         ]
         worker = self.eager_worker

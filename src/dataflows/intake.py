@@ -6,7 +6,7 @@ import uuid
 from typing import Any
 
 from dataflows.names import check_event_id, check_sent_event_name
-from dataflows.records import EventIntake, NewEvent, NewRun
+from dataflows.records import BodyKey, EventIntake, NewEvent, NewRun
 from dataflows.serialization import check_event_data
 from dataflows.workflow import Registry
 
@@ -24,7 +24,14 @@ def start_event(run_id: str, data: Any, *, now: float, limit: int) -> NewEvent:
 
 
 def event_intake(
-    registry: Registry, name: str, data: Any, *, event_id: str | None, now: float, limit: int
+    registry: Registry,
+    name: str,
+    data: Any,
+    *,
+    event_id: str | None,
+    now: float,
+    limit: int,
+    body: BodyKey | None = None,
 ) -> EventIntake:
     """Validate an event and pair it with a new run for every workflow it triggers."""
     check_sent_event_name(name)
@@ -32,4 +39,4 @@ def event_intake(
         check_event_id(event_id)
     event = NewEvent(event_id or new_id(), name, check_event_data(data, limit=limit), now)
     runs = tuple(NewRun(new_id(), w.id, event) for w in registry.triggered_by(name))
-    return EventIntake(event, runs)
+    return EventIntake(event, runs, body)

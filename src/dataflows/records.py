@@ -41,11 +41,24 @@ class NewRun:
 
 
 @dataclass(frozen=True, slots=True)
+class BodyKey:
+    """A webhook body whose signature does not cover its delivery id: the same ``digest``
+    (SHA-256 of the raw body, hex) sent to ``source`` again within ``window`` seconds of the
+    first is a duplicate of the first delivery's event, whatever delivery id it came with."""
+
+    source: str
+    digest: str
+    window: float
+
+
+@dataclass(frozen=True, slots=True)
 class EventIntake:
-    """One event to store and the runs it starts (created only if the event id is new)."""
+    """One event to store and the runs it starts (created only if the event id is new, and,
+    with a ``body`` key, only if that body was not seen within its window)."""
 
     event: NewEvent
     runs: tuple[NewRun, ...] = ()
+    body: BodyKey | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -80,3 +80,46 @@ def test_unusable_variables_are_reported_by_name(variable: str, value: str) -> N
     environ = {variable: value, "DATAFLOWS_GENERIC_ALGORITHM": "md5"}
     with pytest.raises(ValueError, match=variable):
         enabled_sources({}, environ)
+
+
+def test_body_signed_sources_have_a_replay_window_of_24_hours() -> None:
+    environ = {f"DATAFLOWS_{name.upper()}_SECRET": "u:p" for name in BUILTIN}
+    sources = enabled_sources({}, environ)
+    windows = {name: (s.signs_delivery_id, s.replay_window) for name, s in sources.items()}
+    assert windows == {
+        "shopify": (False, 86400.0),
+        "github": (False, 86400.0),
+        "generic": (False, 86400.0),
+        "stripe": (True, None),
+        "slack": (True, None),
+        "azure_devops": (False, None),
+    }
+
+
+@pytest.mark.parametrize(
+    ("value", "seconds"), [("10m", 600.0), ("90", 90.0), ("1h30m", 5400.0), ("0", None), ("", None)]
+)
+def test_the_replay_window_from_the_environment(value: str, seconds: float | None) -> None:
+    environ = {
+        "DATAFLOWS_GITHUB_SECRET": "g",
+        "DATAFLOWS_SHOPIFY_SECRET": "s",
+        "DATAFLOWS_GENERIC_SECRET": "x",
+        "DATAFLOWS_GITHUB_REPLAY_WINDOW": value,
+        "DATAFLOWS_GENERIC_REPLAY_WINDOW": value,
+    }
+    sources = enabled_sources({}, environ)
+    assert sources["github"].replay_window == sources["generic"].replay_window == seconds
+    assert sources["shopify"].replay_window == 86400.0
+
+
+@pytest.mark.parametrize("value", ["-5", "soon", "-1h"])
+def test_an_unusable_replay_window_is_reported_by_name(value: str) -> None:
+    environ = {"DATAFLOWS_SHOPIFY_SECRET": "s", "DATAFLOWS_SHOPIFY_REPLAY_WINDOW": value}
+    with pytest.raises(ValueError, match="DATAFLOWS_SHOPIFY_REPLAY_WINDOW"):
+        enabled_sources({}, environ)
+
+
+@pytest.mark.parametrize("window", [-1, "-2s", "nope", True])
+def test_an_unusable_replay_window_in_code_is_refused(window: object) -> None:
+    with pytest.raises(ValueError):
+        GitHubSource("k", replay_window=window)  # type: ignore[arg-type]

@@ -24,7 +24,7 @@ def test_defaults_hex_sha256_in_x_signature() -> None:
     assert event.data["meta"] == {"id": "msg_1", "seq": 7}
 
 
-def test_without_event_or_id_the_defaults_apply_and_nothing_is_deduplicated() -> None:
+def test_without_event_or_id_the_defaults_apply_and_each_request_gets_a_fresh_id() -> None:
     source = GenericSource("generic", SECRET)
     first, second = (source.parse(signed.generic(BODY, SECRET)) for _ in range(2))
     assert first.name == second.name == "generic/webhook"

@@ -9,7 +9,15 @@ from dataflows.store.queries import load_fragments, load_migrations, load_querie
 #: NOTIFY PostgreSQL sends with a COMMIT. Every other operation is one query name on both.
 ONLY_IN = {
     "postgres": {"intake_events", "lock_intake", "store_events", "notify_work"},
-    "sqlite": {"wait_shapes", "insert_event", "runs_of_event", "resolve_waits"},
+    "sqlite": {
+        "wait_shapes",
+        "body_event",
+        "remember_body",
+        "forget_expired_bodies",
+        "insert_event",
+        "runs_of_event",
+        "resolve_waits",
+    },
 }
 
 

@@ -12,6 +12,7 @@ import pytest
 
 from dataflows.errors import InvalidRunState, RunNotFound
 from dataflows.records import (
+    BodyKey,
     EventIntake,
     FailedAttempt,
     Lease,
@@ -39,6 +40,7 @@ async def test_migrations_apply_once(db: DbTarget) -> None:
             "0005_resumed_runs",
             "0006_wait_keys_in_sql",
             "0007_worker_liveness",
+            "0008_webhook_bodies",
         ]
         assert await first.migrate() == []
     finally:
@@ -69,6 +71,7 @@ async def test_concurrent_migrations_apply_once(db: DbTarget) -> None:
         "0005_resumed_runs",
         "0006_wait_keys_in_sql",
         "0007_worker_liveness",
+        "0008_webhook_bodies",
     ]
 
 
@@ -91,6 +94,39 @@ async def test_send_events_creates_runs_and_dedupes(store: Store) -> None:
     assert run is not None
     assert (run.status, run.workflow_id, run.created_at) == ("queued", "wf-a", T0)
     assert (run.event.id, run.event.data) == ("e1", {"order": 1})
+
+
+async def test_a_body_seen_within_its_window_is_a_duplicate_of_its_first_event(
+    store: Store,
+) -> None:
+    """In one transaction too: the second intake of a body finds the row the first just wrote.
+    Bodies of other sources, or other digests, are never merged."""
+
+    def intake(event_id: str, run_id: str, digest: str = "d1", source: str = "hook") -> EventIntake:
+        e = event(event_id)
+        return EventIntake(e, (NewRun(run_id, "wf", e),), BodyKey(source, digest, 60.0))
+
+    sent = await store.send_events(
+        [
+            intake("e1", "a"),
+            intake("e2", "b"),
+            intake("e3", "c", "d2"),
+            intake("e4", "d", "d1", "other"),
+        ],
+        T0,
+    )
+    assert [(r.event_id, r.run_ids, r.duplicate) for r in sent.results] == [
+        ("e1", ("a",), False),
+        ("e1", ("a",), True),
+        ("e3", ("c",), False),
+        ("e4", ("d",), False),
+    ]
+    [replayed] = (await store.send_events([intake("e5", "e")], T0 + 59)).results
+    assert (replayed.event_id, replayed.run_ids, replayed.duplicate) == ("e1", ("a",), True)
+    [late] = (await store.send_events([intake("e6", "f")], T0 + 60)).results
+    assert (late.event_id, late.run_ids, late.duplicate) == ("e6", ("f",), False)
+    for run_id in ("b", "e"):
+        assert await store.get_run(run_id) is None
 
 
 async def test_start_run_idempotency_key(store: Store) -> None:

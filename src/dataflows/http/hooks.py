@@ -2,7 +2,9 @@
 
 Verification comes first and sees the body exactly as sent, whatever its content type. A delivery
 becomes the event ``"{source}:{delivery_id}"``, so a provider's redelivery is deduplicated by the
-store and answered with the same ids. 202 means the event, the runs it starts and the waits it
+store and answered with the same ids. For a source that signs the body but not the delivery id
+(``replay_window`` set), the body's SHA-256 goes with the event: the same body within the window
+is a duplicate of its first event even under a new delivery id. 202 means the event, the runs it starts and the waits it
 resolves are committed.
 """
 
@@ -24,9 +26,10 @@ from dataflows.http.events import sent_answer
 from dataflows.http.responses import JsonResponse
 from dataflows.http.strict_json import check_json
 from dataflows.names import MAX_NAME_LENGTH, check_sent_event_name
+from dataflows.records import BodyKey
 from dataflows.sources.base import Source, WebhookEvent, WebhookRequest
 
-__all__ = ["receive_webhook", "delivery_event_id"]
+__all__ = ["body_key", "delivery_event_id", "receive_webhook"]
 
 logger = logging.getLogger("dataflows.http")
 
@@ -49,7 +52,9 @@ async def receive_webhook(request: Request) -> Response:
         return JsonResponse(answer, status_code=200)
     event = _parse(source, hook)
     event_id = delivery_event_id(name, event.delivery_id)
-    sent = await ctx.store(ctx.app.send(event.name, event.data, id=event_id))
+    sent = await ctx.store(
+        ctx.app.send(event.name, event.data, id=event_id, body=body_key(source, name, body))
+    )
     answer = sent_answer(sent)
     return JsonResponse({"event_id": answer.pop("id"), **answer}, status_code=202)
 
@@ -61,6 +66,14 @@ def delivery_event_id(source: str, delivery_id: str) -> str:
         return event_id
     digest = hashlib.sha256(delivery_id.encode("utf-8", "surrogatepass")).hexdigest()
     return f"{source[:100]}:sha256:{digest}"
+
+
+def body_key(source: Source, name: str, body: bytes) -> BodyKey | None:
+    """For a source that signs the body but not the delivery id, the body's key: the same body
+    sent again within the source's replay window is a duplicate of its first event."""
+    if source.replay_window is None:
+        return None
+    return BodyKey(name, hashlib.sha256(body).hexdigest(), source.replay_window)
 
 
 def _verify(source: Source, name: str, hook: WebhookRequest, now: float) -> None:

@@ -8,6 +8,10 @@ The event is ``azure_devops/{eventType}`` (``azure_devops/workitem.created``). T
 the payload's ``id``: a GUID naming the event, kept when a notification is retried. Payloads
 without one fall back to ``{subscriptionId}:{notificationId}``; ``notificationId`` alone is only a
 per-subscription counter, so two subscriptions posting here would collide on it.
+
+No replay window: a request sent again has the same body and so the same delivery id (a
+duplicate already), and whoever captured one request holds the credentials and could send any
+body, which no record of bodies seen would stop. Use HTTPS.
 """
 
 from __future__ import annotations
@@ -28,6 +32,8 @@ class AzureDevOpsSource(Source):
     """``POST /hooks/azure_devops``: events ``azure_devops/{eventType}``."""
 
     name = "azure_devops"
+    #: Nothing is signed; the delivery id comes from the body (see the module's notes).
+    signs_delivery_id = False
 
     def __init__(self, secrets: str | Sequence[str]) -> None:
         super().__init__(secrets)

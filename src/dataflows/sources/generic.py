@@ -3,12 +3,16 @@
 The signature header carries ``prefix`` and the HMAC of the raw body, hex or base64. The event is
 ``{name}/{...}``: the ``event_header`` header if the request has it, else the ``event_field`` of
 the body (a dotted path), else ``default_event``. The delivery id is the ``id_header`` header, else
-the ``id_field`` of the body; a request with neither gets a fresh id, so it is never deduplicated
-(dropping a distinct delivery silently would be worse than running a redelivery twice).
+the ``id_field`` of the body; a request with neither gets a fresh id, so it is deduplicated only
+by its body. The signature covers the body alone, so the same body within ``replay_window``
+(default 24 hours; ``0`` or ``None`` turns it off) is a duplicate of its first event, whatever
+its id header says: turn the window off for a provider that sends identical bodies for distinct
+deliveries and names them only by an unsigned header.
 
 The instance enabled by ``DATAFLOWS_GENERIC_SECRET`` is named ``generic`` and reads its options
 from ``DATAFLOWS_GENERIC_HEADER``, ``_ALGORITHM``, ``_ENCODING``, ``_PREFIX``, ``_ID_HEADER``,
-``_ID_FIELD``, ``_EVENT_HEADER``, ``_EVENT_FIELD`` and ``_DEFAULT_EVENT`` (see :func:`from_environ`).
+``_ID_FIELD``, ``_EVENT_HEADER``, ``_EVENT_FIELD``, ``_DEFAULT_EVENT`` and ``_REPLAY_WINDOW`` (see
+:func:`from_environ`).
 """
 
 from __future__ import annotations
@@ -19,9 +23,15 @@ import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from dataflows.durations import Duration
 from dataflows.errors import WebhookInvalid
 from dataflows.names import INTERNAL_PREFIX
-from dataflows.sources.base import Source, WebhookEvent, WebhookRequest
+from dataflows.sources.base import (
+    DEFAULT_REPLAY_WINDOW,
+    BodySignedSource,
+    WebhookEvent,
+    WebhookRequest,
+)
 from dataflows.sources.payloads import json_object, webhook_event
 from dataflows.sources.signing import (
     ALGORITHMS,
@@ -38,7 +48,7 @@ ENCODINGS = ("hex", "base64")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,39}")
 
 
-class GenericSource(Source):
+class GenericSource(BodySignedSource):
     """``POST /hooks/{name}``: a shared-secret HMAC over the body, configured per provider."""
 
     def __init__(
@@ -55,6 +65,7 @@ class GenericSource(Source):
         event_header: str | None = "X-Event-Type",
         event_field: str | None = None,
         default_event: str | None = "webhook",
+        replay_window: Duration | None = DEFAULT_REPLAY_WINDOW,
     ) -> None:
         if not _NAME.fullmatch(name) or f"{name}/" == INTERNAL_PREFIX:
             raise ValueError(f"invalid source name {name!r}: letters, digits, '_', '.', '-'")
@@ -63,7 +74,7 @@ class GenericSource(Source):
         if encoding not in ENCODINGS:
             raise ValueError(f"unsupported encoding {encoding!r}: 'hex' or 'base64'")
         self.name = name
-        super().__init__(secrets)
+        super().__init__(secrets, replay_window=replay_window)
         self.header = header
         self.algorithm = algorithm
         self.encoding = encoding
@@ -118,14 +129,22 @@ def _lookup(data: Any, path: str) -> Any:
 
 
 _REQUIRED = ("header", "algorithm", "encoding", "prefix")
-_OPTIONAL = ("id_header", "id_field", "event_header", "event_field", "default_event")
+_OPTIONAL = (
+    "id_header",
+    "id_field",
+    "event_header",
+    "event_field",
+    "default_event",
+    "replay_window",
+)
 
 
 def from_environ(secret: str, environ: Mapping[str, str], name: str = "generic") -> GenericSource:
     """The source ``name`` configured by ``DATAFLOWS_{NAME}_{OPTION}`` variables.
 
     An unset variable keeps the default; an empty one turns an optional setting off (e.g.
-    ``DATAFLOWS_GENERIC_EVENT_HEADER=`` to name events only by ``_EVENT_FIELD``).
+    ``DATAFLOWS_GENERIC_EVENT_HEADER=`` to name events only by ``_EVENT_FIELD``, or
+    ``DATAFLOWS_GENERIC_REPLAY_WINDOW=`` for no replay window).
     """
     options: dict[str, Any] = {}
     for option in _REQUIRED + _OPTIONAL:

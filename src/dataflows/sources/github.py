@@ -2,7 +2,8 @@
 
 ``X-Hub-Signature-256`` is ``sha256=`` and the hex HMAC-SHA256 of the raw body. ``X-GitHub-Event``
 names the event, the body's ``action`` (when there is one) refines it, and ``X-GitHub-Delivery``
-stays the same when a delivery is redelivered. The ``ping`` GitHub sends when a webhook is created
+stays the same when a delivery is redelivered. Neither header is signed: the same body within
+``replay_window`` (24 hours) is a duplicate of its first event, whatever those headers say. The ``ping`` GitHub sends when a webhook is created
 is answered as a handshake (200 ``{"ok": true}``) and stores no event.
 """
 
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from dataflows.sources.base import Source, WebhookEvent, WebhookRequest
+from dataflows.sources.base import BodySignedSource, WebhookEvent, WebhookRequest
 from dataflows.sources.payloads import (
     form_fields,
     json_object,
@@ -31,7 +32,7 @@ from dataflows.workflow import EventTrigger, on_event
 SIGNATURE_HEADER = "X-Hub-Signature-256"
 
 
-class GitHubSource(Source):
+class GitHubSource(BodySignedSource):
     """``POST /hooks/github``: events ``github/{event}`` or ``github/{event}.{action}``,
     e.g. ``github/push``, ``github/pull_request.opened``."""
 

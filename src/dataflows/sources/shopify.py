@@ -2,13 +2,15 @@
 
 ``X-Shopify-Hmac-Sha256`` is the base64 HMAC-SHA256 of the raw body; ``X-Shopify-Topic`` names the
 event (``orders/create``) and ``X-Shopify-Webhook-Id`` stays the same when Shopify redelivers.
+Neither header is signed: the same body within ``replay_window`` (24 hours) is a duplicate of its
+first event, whatever those headers say.
 """
 
 from __future__ import annotations
 
 import base64
 
-from dataflows.sources.base import Source, WebhookEvent, WebhookRequest
+from dataflows.sources.base import BodySignedSource, WebhookEvent, WebhookRequest
 from dataflows.sources.payloads import json_object, required, webhook_event
 from dataflows.sources.signing import as_bytes, check_signature, hmac_digest, require_header
 from dataflows.sources.signing import header as get_header
@@ -17,7 +19,7 @@ from dataflows.workflow import EventTrigger, on_event
 SIGNATURE_HEADER = "X-Shopify-Hmac-Sha256"
 
 
-class ShopifySource(Source):
+class ShopifySource(BodySignedSource):
     """``POST /hooks/shopify``: events ``shopify/{topic}``, e.g. ``shopify/orders/create``."""
 
     name = "shopify"

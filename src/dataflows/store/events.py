@@ -3,6 +3,9 @@ matches, in one transaction.
 
 Intake and the waits an event can resolve serialise by the waits' keys
 (:mod:`dataflows.store.keys`), so a wait and an event that could match never miss each other.
+A webhook body signed without its delivery id (:class:`~dataflows.records.BodyKey`) is
+remembered with the event in the same transaction: the same body again within its window is a
+duplicate of that event, under whatever id it came.
 Each dialect takes events in one way, its :class:`Intake`, in two parts so that a program can
 write in between (a step that sends events is recorded after the locks and before the events):
 :meth:`Intake.keys`, before any row is touched, and :meth:`Intake.store`. SQLite runs
@@ -85,6 +88,11 @@ class SqliteIntake:
 
 def _store_one(intake: EventIntake, now: float, keys: WaitKeys) -> Program:
     event = intake.event
+    if intake.body is not None:
+        first = yield from _seen_body(intake, now)
+        if first is not None and first != event.id:
+            rows = yield Query("runs_of_event", {"event_id": first}, "all")
+            return IntakeResult(first, tuple(row["id"] for row in rows), duplicate=True)
     inserted = yield Query(
         "insert_event",
         {"id": event.id, "name": event.name, "data": event.data_json, "ts": event.ts, "now": now},
@@ -112,6 +120,23 @@ def _store_one(intake: EventIntake, now: float, keys: WaitKeys) -> Program:
     if intake.runs or resumed:
         yield NOTIFY
     return IntakeResult(event.id, tuple(r.id for r in intake.runs), False, resumed)
+
+
+def _seen_body(intake: EventIntake, now: float) -> Program:
+    """The id of the event a body within its window belongs to; else, the body is remembered
+    as this event's (its row taken over if it expired) and up to two expired rows are deleted."""
+    body = intake.body
+    assert body is not None
+    key = {"source": body.source, "digest": body.digest}
+    row = yield Query("body_event", {**key, "now": now}, "one")
+    if row is not None:
+        return str(row["event_id"])
+    yield Query(
+        "remember_body",
+        {**key, "event_id": intake.event.id, "now": now, "expires_at": now + body.window},
+    )
+    yield Query("forget_expired_bodies", {"now": now, "limit": 2})
+    return None
 
 
 class PostgresIntake:
@@ -154,10 +179,18 @@ def intake_payload(items: Sequence[Sending]) -> str:
                     item.intake.event.ts,
                 ),
                 "runs": [insert_run(run, item.now).params for run in item.intake.runs],
+                **_body_json(item.intake),
             },
         )
         for item in items
     )
+
+
+def _body_json(intake: EventIntake) -> dict[str, Any]:
+    body = intake.body
+    if body is None:
+        return {}
+    return {"body": {"source": body.source, "digest": body.digest, "window": body.window}}
 
 
 def _event_json(event: NewEvent, fields: dict[str, Any]) -> str:
@@ -177,7 +210,8 @@ def intake_results(
     results = []
     for intake, answer in zip((item.intake for item in items), answers, strict=True):
         if answer["duplicate"]:
-            results.append(IntakeResult(intake.event.id, tuple(answer["runs"]), duplicate=True))
+            # The id it duplicates: its own, or the first delivery's of a body seen already.
+            results.append(IntakeResult(answer["id"], tuple(answer["runs"]), duplicate=True))
         else:
             runs = tuple(run.id for run in intake.runs)
             resumed = tuple(answer["resumed"])

@@ -2,13 +2,35 @@
 -- and the fragments they share ("-- fragment: x", used as {x}).
 -- The PostgreSQL file defines the same names for the operations both dialects run the same way; a
 -- test keeps them in step. Event intake differs: SQLite runs it statement by statement
--- (wait_shapes, insert_event, runs_of_event, resolve_waits), PostgreSQL in its functions.
+-- (wait_shapes, body_event, remember_body, forget_expired_bodies, insert_event, runs_of_event,
+-- resolve_waits), PostgreSQL in its functions.
 
 -- fragment: fence
 -- The fence of every write a worker makes for a run: the run is still running under the lease
 -- token the worker got when it claimed it. A worker that lost its lease (paused, partitioned,
 -- slow) writes nothing. Queries say {fence}, or {fence r} for runs named r.
 runs.lease_token = :lease_token AND runs.status = 'running'
+
+-- name: body_event
+-- A webhook body signed without its delivery id, seen within its window: the event it became
+-- (a row whose event was purged meanwhile counts as unseen).
+SELECT b.event_id FROM webhook_bodies b
+WHERE b.source = :source AND b.digest = :digest AND b.expires_at > :now
+  AND EXISTS (SELECT 1 FROM events e WHERE e.id = b.event_id)
+
+-- name: remember_body
+-- The body is this event's until expires_at (an expired row, or one whose event was purged, is
+-- taken over). BEGIN IMMEDIATE serialises intakes, so body_event and this cannot interleave.
+INSERT INTO webhook_bodies (source, digest, event_id, seen_at, expires_at)
+VALUES (:source, :digest, :event_id, :now, :expires_at)
+ON CONFLICT (source, digest) DO UPDATE
+SET event_id = excluded.event_id, seen_at = excluded.seen_at, expires_at = excluded.expires_at
+
+-- name: forget_expired_bodies
+-- Bounded cleanup: each body remembered deletes up to :limit expired rows, oldest first.
+DELETE FROM webhook_bodies WHERE (source, digest) IN (
+    SELECT source, digest FROM webhook_bodies WHERE expires_at <= :now
+    ORDER BY expires_at LIMIT :limit)
 
 -- name: insert_event
 INSERT INTO events (id, name, data, ts, received_at)

@@ -112,3 +112,16 @@ CREATE TABLE events (
     received_at REAL NOT NULL
 );
 CREATE INDEX events_name ON events (name, received_at);
+
+-- Webhook bodies seen, for sources whose signature covers the body but not the delivery id
+-- (digest: SHA-256 of the raw body, hex): the same body again before expires_at is a duplicate
+-- of event_id. Intake takes over an expired row and deletes a few others (see queries.sql).
+CREATE TABLE webhook_bodies (
+    source     TEXT NOT NULL,
+    digest     TEXT NOT NULL,
+    event_id   TEXT NOT NULL,
+    seen_at    REAL NOT NULL,
+    expires_at REAL NOT NULL,
+    PRIMARY KEY (source, digest)
+) WITHOUT ROWID;
+CREATE INDEX webhook_bodies_expiry ON webhook_bodies (expires_at);
