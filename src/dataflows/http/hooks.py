@@ -4,8 +4,8 @@ Verification comes first and sees the body exactly as sent, whatever its content
 becomes the event ``"{source}:{delivery_id}"``, so a provider's redelivery is deduplicated by the
 store and answered with the same ids. For a source that signs the body but not the delivery id
 (``replay_window`` set), the body's SHA-256 goes with the event: the same body within the window
-is a duplicate of its first event even under a new delivery id. 202 means the event, the runs it starts and the waits it
-resolves are committed.
+is a duplicate of its first event even under a new delivery id. 202 means the event, the runs it
+starts and the waits it resolves are committed.
 """
 
 from __future__ import annotations

@@ -2,8 +2,9 @@
 
 A source is enabled in code (``app.add_source(GitHubSource("secret"))``) or by its environment
 variable ``DATAFLOWS_{SOURCE}_SECRET`` (:func:`enabled_sources`); a source that signs the body
-but not the delivery id takes its replay window from ``DATAFLOWS_{SOURCE}_REPLAY_WINDOW``. Trigger helpers live in each
-provider's module: ``shopify.on("orders/create")``, ``azure_devops.on_work_item_created()``.
+but not the delivery id takes its replay window from ``DATAFLOWS_{SOURCE}_REPLAY_WINDOW``.
+Trigger helpers live in each provider's module: ``shopify.on("orders/create")``,
+``azure_devops.on_work_item_created()``.
 """
 
 from __future__ import annotations
