@@ -39,6 +39,7 @@ async def test_migrations_apply_once(db: DbTarget) -> None:
             "0005_resumed_runs",
             "0006_wait_keys_in_sql",
             "0007_worker_liveness",
+            "0009_schedules",
         ]
         assert await first.migrate() == []
     finally:
@@ -69,6 +70,7 @@ async def test_concurrent_migrations_apply_once(db: DbTarget) -> None:
         "0005_resumed_runs",
         "0006_wait_keys_in_sql",
         "0007_worker_liveness",
+        "0009_schedules",
     ]
 
 

@@ -108,6 +108,7 @@ async def test_waits_pending_at_the_upgrade_are_resolved(db: DbTarget) -> None:
             "0005_resumed_runs",
             "0006_wait_keys_in_sql",
             "0007_worker_liveness",
+            "0009_schedules",
         ]
         before = await s.get_run("r1")
         assert before is not None and before.status == "waiting"
@@ -173,7 +174,11 @@ async def test_waits_pending_at_the_upgrade_to_keys_made_in_sql_are_resolved(
     s = new_store(db)
     await s.open(migrate=False)
     try:
-        assert await s.migrate() == ["0006_wait_keys_in_sql", "0007_worker_liveness"]
+        assert await s.migrate() == [
+            "0006_wait_keys_in_sql",
+            "0007_worker_liveness",
+            "0009_schedules",
+        ]
         [late] = await running(s, "late", now=T0 + 2)
         same_as_float = WaitMatch("approval/decided", (("data.n", 1),))
         assert (await wait_for(s, late, "ok", same_as_float, T0 + 2)).state == "pending"

@@ -119,6 +119,19 @@ CREATE INDEX events_name ON events (name, received_at);
 -- Containment prefilter for waits with filters (data @> '{"order_id": 7}').
 CREATE INDEX events_data ON events USING gin (data jsonb_path_ops);
 
+-- The cron triggers of the code, one row each ("<workflow id>:<n>"), written by workers as they
+-- start; next_at is the first tick not fired yet (moved on by compare-and-set).
+CREATE TABLE schedules (
+    id          text PRIMARY KEY,
+    workflow_id text NOT NULL,
+    expr        text NOT NULL,
+    tz          text NOT NULL,
+    catch_up    text NOT NULL,
+    next_at     double precision NOT NULL,
+    paused      boolean NOT NULL DEFAULT false,
+    updated_at  double precision NOT NULL
+);
+
 -- == Functions ====================================================================================
 
 -- The members of an array or object, each made canonical (see canonical_jsonb, which calls this;
