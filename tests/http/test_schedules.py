@@ -3,11 +3,16 @@ in the API's error shape; the same key as the other data routes."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
+from starlette.applications import Starlette
+
 import dataflows as df
+from dataflows.http.context import ApiContext
 from tests.http.conftest import Harness
 from tests.http.test_events import assert_error
 
@@ -100,3 +105,34 @@ async def test_cron_triggers_are_listed_with_the_workflow(
             {"type": "cron", "expr": "30 2 * * *", "tz": "Europe/Berlin", "catch_up": "latest"},
             {"type": "cron", "expr": "@hourly", "tz": "UTC", "catch_up": "all"},
         ]
+
+
+async def test_a_store_outage_is_a_503(api: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
+    async def unavailable(*args: Any, **kwargs: Any) -> Any:
+        raise df.StoreUnavailable("down")
+
+    async def hangs(*args: Any, **kwargs: Any) -> Any:
+        await asyncio.sleep(30)
+
+    await api.app.open()
+    store = api.app.store
+    for name in ("list_schedules", "get_schedule", "pause_schedule", "resume_schedule"):
+        monkeypatch.setattr(store, name, unavailable)
+    for call in (
+        api.client.get("/schedules"),
+        api.client.post("/schedules/a:0/pause"),
+        api.client.post("/schedules/a:0/resume"),
+    ):
+        response = await call
+        assert_error(response, 503, "store_unavailable")
+        assert int(response.headers["retry-after"]) > 0
+    # A database that does not answer: 503 within the store deadline, not a hung request.
+    monkeypatch.setattr(store, "list_schedules", hangs)
+    monkeypatch.setattr(context(api.api), "deadline", 0.2)
+    assert_error(await api.client.get("/schedules"), 503, "store_unavailable")
+
+
+def context(api: Starlette) -> ApiContext:
+    ctx = api.state.dataflows
+    assert isinstance(ctx, ApiContext)
+    return ctx
