@@ -43,6 +43,9 @@ class CronTrigger:
     tz: str = "UTC"
     catch_up: CatchUp = "latest"
 
+    def __str__(self) -> str:
+        return f"cron {self.expr} ({self.tz})"
+
     def matches(self, event_name: str) -> bool:
         return False
 

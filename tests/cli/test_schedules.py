@@ -9,6 +9,7 @@ from click.testing import CliRunner
 
 import dataflows as df
 from dataflows.cli import cli
+from dataflows.cli.banner import workflows_text
 from tests.cli.conftest import Cli
 from tests.pg import DbTarget
 
@@ -67,3 +68,13 @@ def test_help_lists_the_subcommands() -> None:
     out = CliRunner().invoke(cli, ["schedules", "--help"]).output
     for name in ("list", "pause", "resume"):
         assert name in out
+
+
+def test_the_start_banner_shows_cron_triggers() -> None:
+    app = df.Dataflows("sqlite:///:memory:")
+
+    @app.workflow("report", trigger=[df.on_event("report/now"), df.cron("@daily", tz="Asia/Tokyo")])
+    async def report(event: df.Event, step: df.Step) -> None:
+        return None
+
+    assert workflows_text(app).plain == "report  on report/now, cron @daily (Asia/Tokyo)"
