@@ -24,14 +24,15 @@ if TYPE_CHECKING:
         PayloadTooLarge,
         RunFailed,
         RunNotFound,
+        ScheduleNotFound,
         StepFailed,
         StoreUnavailable,
         UnknownWorkflow,
     )
-    from dataflows.models import AttemptError, Event, Run, SendResult, StepInfo
+    from dataflows.models import AttemptError, Event, Run, Schedule, SendResult, StepInfo
     from dataflows.retry import NonRetriableError, RetryAfterError, RetryPolicy
     from dataflows.step import Step
-    from dataflows.workflow import EventTrigger, Trigger, on_event
+    from dataflows.workflow import CronTrigger, EventTrigger, Trigger, cron, on_event
 
 #: Where each public name lives. ``import dataflows`` loads none of them, so ``dataflows --help``
 #: and ``--version`` answer without importing the engine; the first use of a name imports its module.
@@ -51,16 +52,21 @@ _EXPORTS: dict[str, str] = {
             "PayloadTooLarge",
             "RunFailed",
             "RunNotFound",
+            "ScheduleNotFound",
             "StepFailed",
             "StoreUnavailable",
             "UnknownWorkflow",
         ),
         "dataflows.errors",
     ),
-    **dict.fromkeys(("AttemptError", "Event", "Run", "SendResult", "StepInfo"), "dataflows.models"),
+    **dict.fromkeys(
+        ("AttemptError", "Event", "Run", "Schedule", "SendResult", "StepInfo"), "dataflows.models"
+    ),
     **dict.fromkeys(("NonRetriableError", "RetryAfterError", "RetryPolicy"), "dataflows.retry"),
     "Step": "dataflows.step",
-    **dict.fromkeys(("EventTrigger", "Trigger", "on_event"), "dataflows.workflow"),
+    **dict.fromkeys(
+        ("CronTrigger", "EventTrigger", "Trigger", "cron", "on_event"), "dataflows.workflow"
+    ),
 }
 
 
@@ -83,6 +89,7 @@ __version__ = "0.1.0"
 __all__ = [
     "AttemptError",
     "Clock",
+    "CronTrigger",
     "Dataflows",
     "DataflowsError",
     "DuplicateWorkflow",
@@ -101,6 +108,8 @@ __all__ = [
     "Run",
     "RunFailed",
     "RunNotFound",
+    "Schedule",
+    "ScheduleNotFound",
     "SendResult",
     "Step",
     "StepContext",
@@ -110,6 +119,7 @@ __all__ = [
     "SystemClock",
     "Trigger",
     "UnknownWorkflow",
+    "cron",
     "current_step",
     "on_event",
 ]

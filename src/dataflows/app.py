@@ -14,19 +14,20 @@ from dataflows import metrics, runner, tracing
 from dataflows.blocking import BlockingClient
 from dataflows.clock import Clock, SystemClock
 from dataflows.durations import Duration, parse_duration
-from dataflows.errors import RunFailed, RunNotFound
+from dataflows.errors import RunFailed, RunNotFound, ScheduleNotFound
 from dataflows.intake import event_intake, new_id, start_event
-from dataflows.models import Run, SendResult
+from dataflows.models import Run, Schedule, SendResult
 from dataflows.names import check_workflow_id
 from dataflows.outage import watch_pool_logs
 from dataflows.records import FINISHED_STATUSES, BodyKey, NewRun
 from dataflows.retry import RetryPolicy
+from dataflows.schedules import CronSchedule
 from dataflows.serialization import DEFAULT_MAX_PAYLOAD, check_event_data
 from dataflows.sources.base import Source
 from dataflows.step import WorkflowFn
 from dataflows.store import Store, create_store
 from dataflows.worker import Worker, WorkerOptions
-from dataflows.workflow import Registry, Trigger, Workflow
+from dataflows.workflow import CronTrigger, EventTrigger, Registry, Trigger, Workflow
 
 
 class Dataflows:
@@ -88,8 +89,11 @@ class Dataflows:
         triggers = (
             ()
             if trigger is None
-            else ((trigger,) if isinstance(trigger, Trigger) else tuple(trigger))
+            else ((trigger,) if isinstance(trigger, EventTrigger | CronTrigger) else tuple(trigger))
         )
+        for t in triggers:
+            if isinstance(t, CronTrigger):
+                t.check(id)
         policy = RetryPolicy.coerce(retries, self.default_retry)
         limit = None if timeout is None else parse_duration(timeout)
         if example is not None:
@@ -314,6 +318,37 @@ class Dataflows:
         while (deleted := await self.store.purge_finished(before, batch)) > 0:
             total += deleted
         return total
+
+    # -- schedules -------------------------------------------------------------------------------------
+
+    async def list_schedules(self) -> list[Schedule]:
+        """The schedules (cron triggers) workers keep, by id; each worker writes those of its
+        code as it starts."""
+        await self.open()
+        return [Schedule.from_row(row) for row in await self.store.list_schedules()]
+
+    async def pause_schedule(self, schedule_id: str) -> Schedule:
+        """Stop firing the schedule until it is resumed (its ticks meanwhile are skipped). It
+        stays paused across deploys. Raises :class:`ScheduleNotFound`."""
+        await self.open()
+        row = await self.store.pause_schedule(schedule_id, self.clock.now())
+        if row is None:
+            raise ScheduleNotFound(schedule_id)
+        return Schedule.from_row(row)
+
+    async def resume_schedule(self, schedule_id: str) -> Schedule:
+        """Fire the schedule again from its next tick (the ticks it missed while paused stay
+        skipped). Resuming a schedule that is not paused changes nothing."""
+        await self.open()
+        row = await self.store.get_schedule(schedule_id)
+        if row is None:
+            raise ScheduleNotFound(schedule_id)
+        now = self.clock.now()
+        next_at = CronSchedule(row.expr, row.tz).next_after(now)
+        resumed = await self.store.resume_schedule(schedule_id, next_at, now)
+        if resumed is None:
+            raise ScheduleNotFound(schedule_id)
+        return Schedule.from_row(resumed)
 
     # -- workers -----------------------------------------------------------------------------------------
 

@@ -84,6 +84,14 @@ class RunNotFound(DataflowsError, LookupError):
         self.run_id = run_id
 
 
+class ScheduleNotFound(DataflowsError, LookupError):
+    code = "schedule_not_found"
+
+    def __init__(self, schedule_id: str) -> None:
+        super().__init__(f"no schedule with id {schedule_id!r}")
+        self.schedule_id = schedule_id
+
+
 class InvalidRunState(DataflowsError):
     """An operation that does not apply to the run's current status."""
 

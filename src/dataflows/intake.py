@@ -12,6 +12,8 @@ from dataflows.workflow import Registry
 
 #: The name of the event that starts a run directly (``app.start``, ``step.invoke``).
 START_EVENT = "dataflows/start"
+#: The name of the event that starts a run at a tick of its workflow's cron trigger.
+CRON_EVENT = "dataflows/cron"
 
 
 def new_id() -> str:

@@ -9,7 +9,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 from dataflows.durations import format_duration
-from dataflows.records import FINISHED_STATUSES, AttemptRow, RunRow, StepRow, StoredEvent
+from dataflows.records import (
+    FINISHED_STATUSES,
+    AttemptRow,
+    RunRow,
+    ScheduleRow,
+    StepRow,
+    StoredEvent,
+)
 
 
 def _dt(ts: float | None) -> datetime | None:
@@ -257,3 +264,22 @@ def error_line(error: dict[str, Any] | None) -> str:
 def _short_json(value: Any, width: int) -> str:
     text = json.dumps(value, ensure_ascii=False, default=str)
     return text if len(text) <= width else text[: width - 1] + "…"
+
+
+@dataclass(frozen=True, slots=True)
+class Schedule:
+    """A cron trigger as workers keep it: ``next_at`` is when it fires next (``None`` while
+    paused); ``id`` is ``<workflow id>:<n>``, the workflow's n-th cron trigger from 0."""
+
+    id: str
+    workflow_id: str
+    expr: str
+    tz: str
+    catch_up: str
+    next_at: datetime | None
+    paused: bool
+
+    @classmethod
+    def from_row(cls, row: ScheduleRow) -> Schedule:
+        next_at = None if row.paused else _dt(row.next_at)
+        return cls(row.id, row.workflow_id, row.expr, row.tz, row.catch_up, next_at, row.paused)

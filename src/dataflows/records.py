@@ -276,3 +276,30 @@ class RunRow:
     steps: tuple[StepRow, ...] = field(default=())
     #: The failed attempts of retried steps, by step key then attempt (read by ``get_run`` only).
     attempts: tuple[AttemptRow, ...] = field(default=())
+
+
+@dataclass(frozen=True, slots=True)
+class NewSchedule:
+    """A cron trigger as the code defines it, for :meth:`Store.sync_schedules`; ``next_at`` is
+    its first tick from now, used when the schedule is new or its expression or zone changed."""
+
+    id: str
+    workflow_id: str
+    expr: str
+    tz: str
+    catch_up: str
+    next_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleRow:
+    """A stored schedule: ``next_at`` is the first tick not fired yet."""
+
+    id: str
+    workflow_id: str
+    expr: str
+    tz: str
+    catch_up: str
+    next_at: float
+    paused: bool
+    updated_at: float

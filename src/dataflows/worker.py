@@ -32,6 +32,7 @@ from dataflows.execution import Execution, Runtime, error_json, retry_unavailabl
 from dataflows.models import Event
 from dataflows.outage import STORE_OUTAGE
 from dataflows.records import ClaimedRun, ClaimRequest, EventIntake, IntakeResult, Lease
+from dataflows.scheduler import Scheduler
 from dataflows.step import Step
 from dataflows.store.base import Store
 from dataflows.workflow import Registry
@@ -60,12 +61,26 @@ class WorkerOptions:
     maintenance_interval: float = 60.0
     #: Seconds (on average) between looks for dead workers, whose runs are then taken over.
     failover_interval: float = 0.2
+    #: Seconds at most between looks at the schedules (when the code has cron triggers): a
+    #: pause, resume or deploy made elsewhere is seen within this.
+    schedule_interval: float = 5.0
 
     def __post_init__(self) -> None:
         if self.concurrency < 1:
             raise ValueError("concurrency must be at least 1")
-        if self.lease_seconds <= 0 or self.poll_interval <= 0 or self.failover_interval <= 0:
-            raise ValueError("lease_seconds, poll_interval and failover_interval must be positive")
+        if (
+            min(
+                self.lease_seconds,
+                self.poll_interval,
+                self.failover_interval,
+                self.schedule_interval,
+            )
+            <= 0
+        ):
+            raise ValueError(
+                "lease_seconds, poll_interval, failover_interval and schedule_interval must be "
+                "positive"
+            )
 
 
 class WorkerApp(Protocol):
@@ -108,6 +123,7 @@ class Worker:
         self._handing_back: set[asyncio.Task[None]] = set()
         self._renewed_at = time.monotonic()
         self._registered = False  # the store holds this worker's liveness lock
+        self.scheduler = Scheduler(app, options.schedule_interval)
         self.finished_runs = 0
         self.recycled = False
 
@@ -137,14 +153,18 @@ class Worker:
         add_clock_listener = getattr(self.app.clock, "add_listener", None)
         if add_clock_listener is not None:
             add_clock_listener(self.wake)
+            add_clock_listener(self.scheduler.wake)
         with contextlib.suppress(StoreUnavailable):  # else the failover loop registers it
             await self.app.store.register_worker(self.id, self.app.clock.now())
             self._registered = True
+        with contextlib.suppress(StoreUnavailable):  # else the schedule loop syncs first
+            await self.scheduler.sync()  # schedules follow the code this worker runs
         self._tasks = [
             asyncio.create_task(self._claim_loop(), name=f"dataflows-claim-{self.id}"),
             asyncio.create_task(self._failover_loop(), name=f"dataflows-failover-{self.id}"),
             asyncio.create_task(self._heartbeat_loop(), name=f"dataflows-heartbeat-{self.id}"),
             asyncio.create_task(self._maintenance_loop(), name=f"dataflows-maintenance-{self.id}"),
+            asyncio.create_task(self.scheduler.run(), name=f"dataflows-schedules-{self.id}"),
         ]
         log.info("worker %s started (concurrency %d)", self.id, self.options.concurrency)
 
@@ -189,6 +209,7 @@ class Worker:
         remove_clock_listener = getattr(self.app.clock, "remove_listener", None)
         if remove_clock_listener is not None:
             remove_clock_listener(self.wake)
+            remove_clock_listener(self.scheduler.wake)
         self._executor.shutdown(wait=False, cancel_futures=True)
         log.info("worker %s stopped", self.id)
 

@@ -10,6 +10,7 @@ from dataflows.errors import DuplicateWorkflow, UnknownWorkflow
 from dataflows.models import Event
 from dataflows.names import INTERNAL_PREFIX
 from dataflows.retry import RetryPolicy
+from dataflows.schedules import CatchUp, CronSchedule, check_catch_up
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,12 +31,66 @@ class EventTrigger:
         return event_name == self.name
 
 
-Trigger = EventTrigger
+@dataclass(frozen=True, slots=True)
+class CronTrigger:
+    """Start a run at every tick of a cron expression (see :func:`cron`).
+
+    Its runs start from the ``dataflows/cron`` event, which no other workflow sees: a cron
+    trigger matches no event name.
+    """
+
+    expr: str
+    tz: str = "UTC"
+    catch_up: CatchUp = "latest"
+
+    def __str__(self) -> str:
+        return f"cron {self.expr} ({self.tz})"
+
+    def matches(self, event_name: str) -> bool:
+        return False
+
+    def schedule(self) -> CronSchedule:
+        return CronSchedule(self.expr, self.tz)
+
+    def check(self, workflow_id: str) -> None:
+        """Raise ``ValueError`` naming the workflow and the option at fault."""
+        for option, value, checker in (
+            ("expr", self.expr, lambda: CronSchedule(self.expr)),
+            ("tz", self.tz, lambda: CronSchedule("* * * * *", self.tz)),
+            ("catch_up", self.catch_up, lambda: check_catch_up(self.catch_up)),
+        ):
+            try:
+                checker()
+            except ValueError as exc:
+                raise ValueError(
+                    f"workflow {workflow_id!r}: cron {option}={value!r} is invalid: {exc}"
+                ) from None
+
+
+Trigger = EventTrigger | CronTrigger
 
 
 def on_event(name: str) -> EventTrigger:
     """Trigger on events named ``name``; ``"shopify/*"`` matches every name with that prefix."""
     return EventTrigger(name)
+
+
+def cron(expr: str, *, tz: str = "UTC", catch_up: CatchUp = "latest") -> CronTrigger:
+    """Trigger a run at every tick of ``expr``: five fields (minute hour day-of-month month
+    day-of-week) or ``@hourly``, ``@daily``, ``@weekly``, ``@monthly``, ``@yearly``, read in
+    the IANA time zone ``tz``. Each tick starts one run, however many workers run, with the
+    event ``dataflows/cron`` whose data is ``{"scheduled_at": <ISO 8601 time in tz>}``.
+
+    ``catch_up`` says what happens to ticks missed while no worker ran: ``"latest"`` runs the
+    latest of them once, ``"none"`` skips them, ``"all"`` runs each. The expression, zone and
+    mode are checked when the workflow is registered (``ValueError`` naming both).
+    """
+    return CronTrigger(expr, tz, catch_up)
+
+
+def schedule_id(workflow_id: str, index: int) -> str:
+    """The id of a workflow's ``index``-th cron trigger (from 0): ``nightly-report:0``."""
+    return f"{workflow_id}:{index}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +105,11 @@ class Workflow:
     #: Event data the workflow accepts, for people and tools (``dataflows dev`` shows a request
     #: that starts the workflow with it); the engine never uses it.
     example: dict[str, Any] | None = None
+
+    def schedules(self) -> list[tuple[str, CronTrigger]]:
+        """``(schedule id, trigger)`` of each cron trigger, in order."""
+        crons = [t for t in self.triggers if isinstance(t, CronTrigger)]
+        return [(schedule_id(self.id, n), t) for n, t in enumerate(crons)]
 
 
 class Registry:

@@ -41,6 +41,7 @@ async def test_migrations_apply_once(db: DbTarget) -> None:
             "0006_wait_keys_in_sql",
             "0007_worker_liveness",
             "0008_webhook_bodies",
+            "0009_schedules",
         ]
         assert await first.migrate() == []
     finally:
@@ -72,6 +73,7 @@ async def test_concurrent_migrations_apply_once(db: DbTarget) -> None:
         "0006_wait_keys_in_sql",
         "0007_worker_liveness",
         "0008_webhook_bodies",
+        "0009_schedules",
     ]
 
 

@@ -109,6 +109,7 @@ async def test_waits_pending_at_the_upgrade_are_resolved(db: DbTarget) -> None:
             "0006_wait_keys_in_sql",
             "0007_worker_liveness",
             "0008_webhook_bodies",
+            "0009_schedules",
         ]
         before = await s.get_run("r1")
         assert before is not None and before.status == "waiting"
@@ -178,6 +179,7 @@ async def test_waits_pending_at_the_upgrade_to_keys_made_in_sql_are_resolved(
             "0006_wait_keys_in_sql",
             "0007_worker_liveness",
             "0008_webhook_bodies",
+            "0009_schedules",
         ]
         [late] = await running(s, "late", now=T0 + 2)
         same_as_float = WaitMatch("approval/decided", (("data.n", 1),))

@@ -1,4 +1,5 @@
-"""The ``dataflows`` command: run the API and workers, migrate, inspect runs, send events.
+"""The ``dataflows`` command: run the API and workers, migrate, inspect runs and schedules, send
+events.
 
 Every subcommand lives in its own module, imported only when that subcommand runs: ``dataflows
 --help`` and ``--version`` load neither the engine nor the HTTP server. ``APP`` arguments are
@@ -35,6 +36,11 @@ COMMANDS: dict[str, tuple[str, str, str | None]] = {
         None,
     ),
     "runs": ("dataflows.cli.runs:runs", "Inspect, cancel and retry runs.", None),
+    "schedules": (
+        "dataflows.cli.schedules:schedules",
+        "List, pause and resume schedules (cron triggers).",
+        None,
+    ),
     "send": (
         "dataflows.cli.send:send",
         "Send an event: store it and start the workflows of APP it triggers.",

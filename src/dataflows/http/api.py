@@ -23,7 +23,7 @@ from starlette.routing import Route
 from dataflows import __version__
 from dataflows.app import Dataflows
 from dataflows.errors import DataflowsError, StoreUnavailable
-from dataflows.http import events, health, hooks, prometheus, runs, workflows
+from dataflows.http import events, health, hooks, prometheus, runs, schedules, workflows
 from dataflows.http.auth import BearerAuthMiddleware, parse_api_keys
 from dataflows.http.context import ApiContext, context, store_deadline
 from dataflows.http.errors import ApiError, CatchAllMiddleware, handle_exception
@@ -116,6 +116,10 @@ def _routes() -> list[Route]:
         Route("/runs/{run_id}", runs.get_run, methods=["GET"]),
         Route("/runs/{run_id}/cancel", runs.cancel_run, methods=["POST"]),
         Route("/runs/{run_id}/retry", runs.retry_run, methods=["POST"]),
+        Route("/schedules", schedules.list_schedules, methods=["GET"]),
+        # A schedule's id holds its workflow's id, which may hold "/": the rest of the path.
+        Route("/schedules/{schedule_id:path}/pause", schedules.pause_schedule, methods=["POST"]),
+        Route("/schedules/{schedule_id:path}/resume", schedules.resume_schedule, methods=["POST"]),
         Route("/healthz", health.liveness, methods=["GET"]),
         Route("/readyz", health.readiness, methods=["GET"]),
         Route("/metrics", prometheus.metrics, methods=["GET"]),

@@ -21,6 +21,7 @@ from dataflows.errors import (
     PayloadError,
     PayloadTooLarge,
     RunNotFound,
+    ScheduleNotFound,
     StoreUnavailable,
     UnknownWorkflow,
     WebhookError,
@@ -45,6 +46,7 @@ RETRY_AFTER_SECONDS = 5
 _ENGINE_ERRORS: tuple[tuple[type[Exception], int, str], ...] = (
     (UnknownWorkflow, 404, "unknown_workflow"),
     (RunNotFound, 404, "run_not_found"),
+    (ScheduleNotFound, 404, "schedule_not_found"),
     (InvalidRunState, 409, "invalid_run_state"),
     (PayloadTooLarge, 413, "payload_too_large"),
     (PayloadError, 422, "invalid_request"),

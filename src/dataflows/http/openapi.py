@@ -18,6 +18,7 @@ from dataflows.http.shapes import (
 )
 from dataflows.names import INTERNAL_PREFIX, MAX_NAME_LENGTH
 from dataflows.records import RUN_STATUSES, STEP_STATUSES
+from dataflows.schedules import CATCH_UP_MODES
 
 __all__ = ["openapi_document"]
 
@@ -145,9 +146,30 @@ _SCHEMAS: dict[str, Schema] = {
     ),
     "Trigger": {
         "type": "object",
-        "properties": {"type": {"type": "string"}, "event": {"type": "string"}},
+        "properties": {
+            "type": {"type": "string", "description": "event or cron"},
+            "event": {"type": "string", "description": "An event trigger's name."},
+            "expr": {"type": "string", "description": "A cron trigger's expression."},
+            "tz": {"type": "string", "description": "A cron trigger's IANA time zone."},
+            "catch_up": {"type": "string", "enum": list(CATCH_UP_MODES)},
+        },
         "required": ["type"],
     },
+    "Schedule": _object(
+        {
+            "id": {"type": "string", "description": "<workflow id>:<n>, its n-th cron trigger."},
+            "workflow_id": {"type": "string"},
+            "expr": {"type": "string", "examples": ["0 9 * * 1-5", "@hourly"]},
+            "tz": {"type": "string", "examples": ["Europe/Berlin"]},
+            "catch_up": {"type": "string", "enum": list(CATCH_UP_MODES)},
+            "next_at": {
+                **_OPTIONAL_TIME,
+                "description": "When it fires next; null while paused.",
+            },
+            "paused": {"type": "boolean"},
+        }
+    ),
+    "Schedules": _object({"schedules": {"type": "array", "items": _ref("Schedule")}}),
     "Workflow": _object(
         {
             "id": {"type": "string"},
@@ -245,7 +267,7 @@ _SCHEMAS["RunDetail"] = {
 _ERRORS: dict[int, str] = {
     400: "Malformed JSON (invalid_json), request (bad_request) or HTTP (malformed_request).",
     401: "Missing or invalid credentials (unauthorized) or webhook signature (invalid_signature).",
-    404: "Unknown source, workflow, run or path.",
+    404: "Unknown source, workflow, run, schedule or path.",
     409: "The run is not in a state the operation applies to (invalid_run_state).",
     413: "Body over the limit (body_too_large) or event data over the payload cap.",
     415: "JSON routes need Content-Type: application/json (UTF-8).",
@@ -310,6 +332,7 @@ def _operation(
 
 
 _RUN_ID = _path_param("run_id", "The run's id.")
+_SCHEDULE_ID = _path_param("schedule_id", "The schedule's id, <workflow id>:<n> (may hold /).")
 _RUNS_QUERY = [
     {
         "name": "workflow_id",
@@ -427,6 +450,32 @@ def _paths(auth: tuple[int, ...]) -> dict[str, Schema]:
                 _ok(202, "RunStateChanged", "The run is queued again."),
                 (*auth, 404, 409, *store),
                 parameters=[_RUN_ID],
+            )
+        },
+        "/schedules": {
+            "get": _operation(
+                "listSchedules",
+                "The schedules (cron triggers) workers keep, with when each fires next.",
+                _ok(200, "Schedules", "Every schedule, by id."),
+                (*auth, *store),
+            )
+        },
+        "/schedules/{schedule_id}/pause": {
+            "post": _operation(
+                "pauseSchedule",
+                "Pause a schedule: it fires no tick until resumed, across deploys too.",
+                _ok(200, "Schedule", "The schedule, paused."),
+                (*auth, 404, *store),
+                parameters=[_SCHEDULE_ID],
+            )
+        },
+        "/schedules/{schedule_id}/resume": {
+            "post": _operation(
+                "resumeSchedule",
+                "Resume a schedule from its next tick (those missed while paused are skipped).",
+                _ok(200, "Schedule", "The schedule, firing again."),
+                (*auth, 404, *store),
+                parameters=[_SCHEDULE_ID],
             )
         },
         "/healthz": {

@@ -7,10 +7,17 @@ import re
 from datetime import datetime
 from typing import Any
 
-from dataflows.models import AttemptError, Run, StepInfo
-from dataflows.workflow import EventTrigger, Trigger, Workflow
+from dataflows.models import AttemptError, Run, Schedule, StepInfo
+from dataflows.workflow import CronTrigger, EventTrigger, Trigger, Workflow
 
-__all__ = ["attempt_error_view", "run_detail", "run_summary", "step_view", "workflow_view"]
+__all__ = [
+    "attempt_error_view",
+    "run_detail",
+    "run_summary",
+    "schedule_view",
+    "step_view",
+    "workflow_view",
+]
 
 _REPEAT_SUFFIX = re.compile(r"#[0-9]+$")
 
@@ -93,7 +100,26 @@ def workflow_view(workflow: Workflow) -> dict[str, Any]:
 def trigger_view(trigger: Trigger) -> dict[str, Any]:
     if isinstance(trigger, EventTrigger):
         return {"type": "event", "event": trigger.name}
+    if isinstance(trigger, CronTrigger):
+        return {
+            "type": "cron",
+            "expr": trigger.expr,
+            "tz": trigger.tz,
+            "catch_up": trigger.catch_up,
+        }
     # Trigger kinds added later (cron ...) show their fields under their class name.
     kind = type(trigger).__name__.removesuffix("Trigger").lower()
     fields = dataclasses.asdict(trigger) if dataclasses.is_dataclass(trigger) else {}
     return {"type": kind, **fields}
+
+
+def schedule_view(schedule: Schedule) -> dict[str, Any]:
+    return {
+        "id": schedule.id,
+        "workflow_id": schedule.workflow_id,
+        "expr": schedule.expr,
+        "tz": schedule.tz,
+        "catch_up": schedule.catch_up,
+        "next_at": _time(schedule.next_at),
+        "paused": schedule.paused,
+    }

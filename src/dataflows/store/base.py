@@ -22,9 +22,11 @@ from dataflows.records import (
     FailedAttempt,
     Lease,
     NewRun,
+    NewSchedule,
     NewStep,
     NewWait,
     RunRow,
+    ScheduleRow,
     SentEvents,
     StepRow,
     WaitOutcome,
@@ -264,6 +266,47 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def run_counts(self) -> list[tuple[str, str, int]]:
         """``(workflow_id, status, count)`` of unfinished runs: the queue depth."""
+
+    # -- schedules -----------------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def sync_schedules(self, schedules: Sequence[NewSchedule], now: float) -> None:
+        """Make the stored schedules ``schedules`` (the code's), in one transaction: new ones
+        are added with their ``next_at``; a changed one is updated, its ``next_at`` replaced only
+        if its expression or zone changed; paused stays as it was; the others are deleted."""
+
+    @abc.abstractmethod
+    async def list_schedules(self) -> list[ScheduleRow]:
+        """Every schedule, by id."""
+
+    @abc.abstractmethod
+    async def get_schedule(self, schedule_id: str) -> ScheduleRow | None: ...
+
+    @abc.abstractmethod
+    async def due_schedules(self, now: float) -> list[ScheduleRow]:
+        """The schedules not paused whose ``next_at`` is at or before ``now``, earliest first."""
+
+    @abc.abstractmethod
+    async def next_schedule_at(self) -> float | None:
+        """The earliest ``next_at`` of a schedule not paused."""
+
+    @abc.abstractmethod
+    async def advance_schedule(
+        self, schedule_id: str, expected: float, next_at: float, now: float
+    ) -> bool:
+        """Compare-and-set ``next_at`` from ``expected``; ``False`` if it was not ``expected``
+        any more, or the schedule is paused or gone."""
+
+    @abc.abstractmethod
+    async def pause_schedule(self, schedule_id: str, now: float) -> ScheduleRow | None:
+        """Pause; the schedule afterwards, ``None`` if there is no such schedule."""
+
+    @abc.abstractmethod
+    async def resume_schedule(
+        self, schedule_id: str, next_at: float, now: float
+    ) -> ScheduleRow | None:
+        """Resume a paused schedule from ``next_at`` (one not paused is left as it is); the
+        schedule afterwards, ``None`` if there is no such schedule."""
 
     @abc.abstractmethod
     async def purge_finished(self, before: float, batch: int) -> int:

@@ -19,15 +19,17 @@ from dataflows.records import (
     IntakeResult,
     Lease,
     NewRun,
+    NewSchedule,
     NewStep,
     NewWait,
     RunOutcome,
     RunRow,
+    ScheduleRow,
     SentEvents,
     StepRow,
     WaitOutcome,
 )
-from dataflows.store import events, leases, runs, steps, waits
+from dataflows.store import events, leases, runs, schedules, steps, waits
 from dataflows.store.base import Store
 from dataflows.store.batching import Batcher
 from dataflows.store.events import Intake, Sending
@@ -194,6 +196,44 @@ class SqlStore(Store):
 
     async def run_counts(self) -> list[tuple[str, str, int]]:
         result: list[tuple[str, str, int]] = await self._run_single(runs.run_counts())
+        return result
+
+    async def sync_schedules(self, new: Sequence[NewSchedule], now: float) -> None:
+        await self._run(schedules.sync_schedules(new, now))
+
+    async def list_schedules(self) -> list[ScheduleRow]:
+        result: list[ScheduleRow] = await self._run_single(schedules.list_schedules())
+        return result
+
+    async def get_schedule(self, schedule_id: str) -> ScheduleRow | None:
+        result: ScheduleRow | None = await self._run_single(schedules.get_schedule(schedule_id))
+        return result
+
+    async def due_schedules(self, now: float) -> list[ScheduleRow]:
+        result: list[ScheduleRow] = await self._run_single(schedules.due_schedules(now))
+        return result
+
+    async def next_schedule_at(self) -> float | None:
+        result: float | None = await self._run_single(schedules.next_schedule_at())
+        return result
+
+    async def advance_schedule(
+        self, schedule_id: str, expected: float, next_at: float, now: float
+    ) -> bool:
+        return bool(
+            await self._run_single(schedules.advance_schedule(schedule_id, expected, next_at, now))
+        )
+
+    async def pause_schedule(self, schedule_id: str, now: float) -> ScheduleRow | None:
+        result: ScheduleRow | None = await self._run(schedules.pause_schedule(schedule_id, now))
+        return result
+
+    async def resume_schedule(
+        self, schedule_id: str, next_at: float, now: float
+    ) -> ScheduleRow | None:
+        result: ScheduleRow | None = await self._run(
+            schedules.resume_schedule(schedule_id, next_at, now)
+        )
         return result
 
     async def purge_finished(self, before: float, batch: int) -> int:

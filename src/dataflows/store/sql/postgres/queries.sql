@@ -335,3 +335,56 @@ WITH free AS (
 UPDATE runs SET lease_expires_at = 0
 FROM dead WHERE runs.lease_owner = dead.id AND runs.status = 'running'
 RETURNING runs.id
+
+-- name: lock_schedules
+-- Held while a worker writes the schedules of its code, so that workers starting together (with
+-- different code, in a deploy) write one after the other instead of deadlocking.
+SELECT pg_advisory_xact_lock(hashtextextended(current_schema() || '/schedules', 0))
+
+-- name: upsert_schedule
+-- A schedule of the code: added, or changed in place (its next tick recomputed only if its
+-- expression or zone changed: ticks missed meanwhile are caught up as its catch_up says). Paused
+-- stays as it was. A row the code does not change is not written.
+INSERT INTO schedules (id, workflow_id, expr, tz, catch_up, next_at, paused, updated_at)
+VALUES (%(id)s, %(workflow_id)s, %(expr)s, %(tz)s, %(catch_up)s, %(next_at)s, false, %(now)s)
+ON CONFLICT (id) DO UPDATE
+SET workflow_id = excluded.workflow_id,
+    next_at = CASE WHEN schedules.expr = excluded.expr AND schedules.tz = excluded.tz
+                   THEN schedules.next_at ELSE excluded.next_at END,
+    expr = excluded.expr,
+    tz = excluded.tz,
+    catch_up = excluded.catch_up,
+    updated_at = excluded.updated_at
+WHERE schedules.workflow_id <> excluded.workflow_id OR schedules.expr <> excluded.expr
+   OR schedules.tz <> excluded.tz OR schedules.catch_up <> excluded.catch_up
+
+-- name: delete_schedules_except
+DELETE FROM schedules WHERE id NOT IN (SELECT jsonb_array_elements_text(%(ids)s::jsonb))
+
+-- name: list_schedules
+SELECT id, workflow_id, expr, tz, catch_up, next_at, paused, updated_at
+FROM schedules ORDER BY id
+
+-- name: get_schedule
+SELECT id, workflow_id, expr, tz, catch_up, next_at, paused, updated_at
+FROM schedules WHERE id = %(id)s
+
+-- name: due_schedules
+SELECT id, workflow_id, expr, tz, catch_up, next_at, paused, updated_at
+FROM schedules WHERE NOT paused AND next_at <= %(now)s ORDER BY next_at, id
+
+-- name: next_schedule_at
+SELECT min(next_at) AS next_at FROM schedules WHERE NOT paused
+
+-- name: advance_schedule
+-- Compare-and-set: only the worker that read next_at as it still is moves it on.
+UPDATE schedules SET next_at = %(next_at)s, updated_at = %(now)s
+WHERE id = %(id)s AND next_at = %(expected)s AND NOT paused
+
+-- name: pause_schedule
+UPDATE schedules SET paused = true, updated_at = %(now)s WHERE id = %(id)s
+
+-- name: resume_schedule
+-- Ticks that passed while paused are skipped: it goes on from next_at, the first tick from now.
+UPDATE schedules SET paused = false, next_at = %(next_at)s, updated_at = %(now)s
+WHERE id = %(id)s AND paused

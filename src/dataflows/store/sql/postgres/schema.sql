@@ -132,6 +132,19 @@ CREATE TABLE webhook_bodies (
 );
 CREATE INDEX webhook_bodies_expiry ON webhook_bodies (expires_at);
 
+-- The cron triggers of the code, one row each ("<workflow id>:<n>"), written by workers as they
+-- start; next_at is the first tick not fired yet (moved on by compare-and-set).
+CREATE TABLE schedules (
+    id          text PRIMARY KEY,
+    workflow_id text NOT NULL,
+    expr        text NOT NULL,
+    tz          text NOT NULL,
+    catch_up    text NOT NULL,
+    next_at     double precision NOT NULL,
+    paused      boolean NOT NULL DEFAULT false,
+    updated_at  double precision NOT NULL
+);
+
 -- == Functions ====================================================================================
 
 -- The members of an array or object, each made canonical (see canonical_jsonb, which calls this;

@@ -391,3 +391,55 @@ SELECT id, registered_at FROM workers ORDER BY registered_at, id
 DELETE FROM workers WHERE id = :worker_id;
 UPDATE runs SET lease_expires_at = 0 WHERE lease_owner = :worker_id AND status = 'running'
 RETURNING id
+
+-- name: lock_schedules
+-- BEGIN IMMEDIATE already serialises writers: nothing more to lock.
+SELECT 1
+
+-- name: upsert_schedule
+-- A schedule of the code: added, or changed in place (its next tick recomputed only if its
+-- expression or zone changed: ticks missed meanwhile are caught up as its catch_up says). Paused
+-- stays as it was. A row the code does not change is not written.
+INSERT INTO schedules (id, workflow_id, expr, tz, catch_up, next_at, paused, updated_at)
+VALUES (:id, :workflow_id, :expr, :tz, :catch_up, :next_at, 0, :now)
+ON CONFLICT (id) DO UPDATE
+SET workflow_id = excluded.workflow_id,
+    next_at = CASE WHEN schedules.expr = excluded.expr AND schedules.tz = excluded.tz
+                   THEN schedules.next_at ELSE excluded.next_at END,
+    expr = excluded.expr,
+    tz = excluded.tz,
+    catch_up = excluded.catch_up,
+    updated_at = excluded.updated_at
+WHERE schedules.workflow_id <> excluded.workflow_id OR schedules.expr <> excluded.expr
+   OR schedules.tz <> excluded.tz OR schedules.catch_up <> excluded.catch_up
+
+-- name: delete_schedules_except
+DELETE FROM schedules WHERE id NOT IN (SELECT value FROM json_each(:ids))
+
+-- name: list_schedules
+SELECT id, workflow_id, expr, tz, catch_up, next_at, paused, updated_at
+FROM schedules ORDER BY id
+
+-- name: get_schedule
+SELECT id, workflow_id, expr, tz, catch_up, next_at, paused, updated_at
+FROM schedules WHERE id = :id
+
+-- name: due_schedules
+SELECT id, workflow_id, expr, tz, catch_up, next_at, paused, updated_at
+FROM schedules WHERE NOT paused AND next_at <= :now ORDER BY next_at, id
+
+-- name: next_schedule_at
+SELECT min(next_at) AS next_at FROM schedules WHERE NOT paused
+
+-- name: advance_schedule
+-- Compare-and-set: only the worker that read next_at as it still is moves it on.
+UPDATE schedules SET next_at = :next_at, updated_at = :now
+WHERE id = :id AND next_at = :expected AND NOT paused
+
+-- name: pause_schedule
+UPDATE schedules SET paused = 1, updated_at = :now WHERE id = :id
+
+-- name: resume_schedule
+-- Ticks that passed while paused are skipped: it goes on from next_at, the first tick from now.
+UPDATE schedules SET paused = 0, next_at = :next_at, updated_at = :now
+WHERE id = :id AND paused

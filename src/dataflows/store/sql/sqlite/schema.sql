@@ -125,3 +125,16 @@ CREATE TABLE webhook_bodies (
     PRIMARY KEY (source, digest)
 ) WITHOUT ROWID;
 CREATE INDEX webhook_bodies_expiry ON webhook_bodies (expires_at);
+
+-- The cron triggers of the code, one row each ("<workflow id>:<n>"), written by workers as they
+-- start; next_at is the first tick not fired yet (moved on by compare-and-set).
+CREATE TABLE schedules (
+    id          TEXT PRIMARY KEY,
+    workflow_id TEXT NOT NULL,
+    expr        TEXT NOT NULL,
+    tz          TEXT NOT NULL,
+    catch_up    TEXT NOT NULL,
+    next_at     REAL NOT NULL,
+    paused      INTEGER NOT NULL DEFAULT 0,
+    updated_at  REAL NOT NULL
+);

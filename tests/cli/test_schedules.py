@@ -1,0 +1,80 @@
+"""``dataflows schedules [list]|pause|resume`` on both stores."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+from click.testing import CliRunner
+
+import dataflows as df
+from dataflows.cli import cli
+from dataflows.cli.banner import workflows_text
+from tests.cli.conftest import Cli
+from tests.pg import DbTarget
+
+
+async def _register(db: DbTarget) -> None:
+    """Run a worker of an app with two schedules once: it writes them to the store."""
+    app = df.Dataflows(db.url, schema=db.schema or "dataflows")
+
+    @app.workflow(
+        "report",
+        trigger=[df.cron("0 9 * * 1-5", tz="Europe/Berlin"), df.cron("@hourly", catch_up="none")],
+    )
+    async def report(event: df.Event, step: df.Step) -> None:
+        return None
+
+    async with app, app.worker(poll_interval=0.05):
+        pass
+
+
+def test_list_pause_resume(run_cli: Cli, db: DbTarget) -> None:
+    run_cli("migrate")
+    assert run_cli("schedules").stdout.startswith("No schedules.")
+    assert json.loads(run_cli("schedules", "list", "--json").stdout) == {"schedules": []}
+
+    asyncio.run(_register(db))
+    listed = json.loads(run_cli("schedules", "--json").stdout)["schedules"]
+    assert [(s["id"], s["expr"], s["tz"], s["catch_up"], s["paused"]) for s in listed] == [
+        ("report:0", "0 9 * * 1-5", "Europe/Berlin", "latest", False),
+        ("report:1", "@hourly", "UTC", "none", False),
+    ]
+    assert all(s["next_at"].endswith("Z") for s in listed)
+
+    table = run_cli("schedules", "list").stdout
+    for expected in ("report:0", "0 9 * * 1-5", "Europe/Berlin", "09:00 CE", "@hourly", "active"):
+        assert expected in table
+
+    assert "paused" in run_cli("schedules", "pause", "report:1").stdout
+    paused = json.loads(run_cli("schedules", "pause", "report:1", "--json").stdout)
+    assert paused["paused"] is True and paused["next_at"] is None
+    assert "paused" in run_cli("schedules").stdout
+
+    resumed = run_cli("schedules", "resume", "report:1").stdout
+    assert "resumed" in resumed and "next tick" in resumed
+    again = json.loads(run_cli("schedules", "resume", "report:1", "--json").stdout)
+    assert again["paused"] is False and again["next_at"] is not None
+
+
+def test_unknown_schedule(run_cli: Cli) -> None:
+    run_cli("migrate")
+    for action in ("pause", "resume"):
+        result = run_cli("schedules", action, "nope:0", code=1)
+        assert "no schedule with id 'nope:0'" in result.output
+
+
+def test_help_lists_the_subcommands() -> None:
+    out = CliRunner().invoke(cli, ["schedules", "--help"]).output
+    for name in ("list", "pause", "resume"):
+        assert name in out
+
+
+def test_the_start_banner_shows_cron_triggers() -> None:
+    app = df.Dataflows("sqlite:///:memory:")
+
+    @app.workflow("report", trigger=[df.on_event("report/now"), df.cron("@daily", tz="Asia/Tokyo")])
+    async def report(event: df.Event, step: df.Step) -> None:
+        return None
+
+    assert workflows_text(app).plain == "report  on report/now, cron @daily (Asia/Tokyo)"
