@@ -167,7 +167,10 @@ class Proc:
 
 
 def sign(kind: str, key: str, n: int) -> Delivery:
-    body = json.dumps({"key": key, "n": n}).encode()
+    # The event's kind is in the body too, as providers put it: the signature covers the body
+    # alone, so two deliveries with one body are one event (replay protection), whatever their
+    # unsigned event-type headers say.
+    body = json.dumps({"key": key, "n": n, "type": f"order.{kind}"}).encode()
     signature = hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
     headers = {
         "Content-Type": "application/json",
