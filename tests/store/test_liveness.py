@@ -8,9 +8,12 @@ before its runs are taken over, so a live worker whose connection broke can lock
 
 from __future__ import annotations
 
+import asyncio
+
 import psycopg
 
 from dataflows.store import Store
+from dataflows.store.postgres import worker_lock_class
 from tests.pg import DbTarget
 from tests.store.builders import LEASE, T0, new_run
 from tests.store.conftest import new_store
@@ -23,6 +26,33 @@ async def held_by(store: Store, worker_id: str, *run_ids: str) -> None:
         await store.start_run(new_run(run_id), T0)
     claimed = await store.claim_runs(worker_id, len(run_ids), LEASE, T0)
     assert sorted(c.id for c in claimed) == sorted(run_ids)
+
+
+async def die(target: DbTarget, store: Store, worker_id: str) -> None:
+    """Close ``store`` as its process's death would, and wait until the server has ended the
+    session holding ``worker_id``'s lock (a backend exits a moment after its client goes)."""
+    if target.kind != "postgres":
+        await store.close()  # the file lock goes with the close
+        return
+    schema = target.schema or "dataflows"
+    lock_class = worker_lock_class(schema) & 0xFFFFFFFF
+    with psycopg.connect(target.url, autocommit=True) as admin:
+        row = admin.execute(f"SELECT lock_key FROM {schema}.workers WHERE id = %s", [worker_id])
+        key = row.fetchone()
+    assert key is not None
+    await store.close()
+    for _ in range(250):
+        with psycopg.connect(target.url, autocommit=True) as admin:
+            held = admin.execute(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objsubid = 2"
+                " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+                " AND classid::bigint = %s AND objid::bigint = %s",
+                [lock_class, key[0]],
+            ).fetchone()
+        if held is not None and held[0] == 0:
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"the session of {worker_id} still holds its lock")
 
 
 async def reaped(store: Store, now: float) -> list[str]:
@@ -49,7 +79,7 @@ async def test_a_dead_workers_runs_are_taken_over_before_their_lease_ends(
     await store.register_worker("alive", T0)
     assert await reaped(store, T0 + 1) == []  # its lock is held: nothing happens
 
-    await dying.close()  # the process dies: its lock goes with it
+    await die(db, dying, "dead")  # the process dies: its lock goes with it
     assert await reaped(store, T0 + 1) == ["r1", "r2"]
     assert [w for w, _ in await store.list_workers()] == ["alive"]
     # Well within the lease, the runs are claimable, and counted as recovered.
@@ -96,13 +126,19 @@ async def test_postgres_a_worker_that_locks_again_within_the_grace_keeps_its_run
     try:
         await store.register_worker("blip", T0)
         await held_by(store, "blip", "r1")
+        lock_class = worker_lock_class(pg.schema or "dataflows") & 0xFFFFFFFF
         with psycopg.connect(pg.url, autocommit=True) as admin:
+            # This schema's lock class and this database only: other tests' stores share the
+            # server and number their keys from 1 too.
             ended = admin.execute(
                 "SELECT pg_terminate_backend(pid) FROM pg_locks"
-                " WHERE locktype = 'advisory' AND pid <> pg_backend_pid()"
+                " WHERE locktype = 'advisory' AND pid <> pg_backend_pid() AND objsubid = 2"
+                " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+                " AND classid::bigint = %s"
                 " AND objid = (SELECT lock_key FROM {}.workers WHERE id = 'blip')".format(
                     pg.schema or "dataflows"
-                )
+                ),
+                [lock_class],
             ).fetchall()
         assert ended == [(True,)]
         assert await reaper.reap_workers(T0 + 1) == []  # seen free: marked
@@ -121,7 +157,7 @@ async def test_postgres_a_free_lock_is_taken_over_only_after_the_grace(pg_url: D
     try:
         await dying.register_worker("dead", T0)
         await held_by(dying, "dead", "r1")
-        await dying.close()
+        await die(pg_url, dying, "dead")
         assert await reaper.reap_workers(T0 + 1) == []
         assert await reaper.reap_workers(T0 + 1 + GRACE / 2) == []
         assert await reaper.reap_workers(T0 + 1 + GRACE) == ["r1"]

@@ -131,7 +131,7 @@ class PostgresStore(SqlStore):
         self._sweeper: asyncio.Task[None] | None = None
         # Liveness: the workers of this process, each holding an advisory lock (the store's
         # class, a key from a sequence) on one connection of their own.
-        self._lock_class = _lock_class(schema)
+        self._lock_class = worker_lock_class(schema)
         self._liveness: Connection | None = None
         self._alive: set[str] = set()
         self._locked: set[str] = set()  # of those, the ones locked on the current connection
@@ -554,7 +554,7 @@ class _Translate:
             raise StoreUnavailable(f"{self.message}: {exc}") from exc
 
 
-def _lock_class(schema: str) -> int:
+def worker_lock_class(schema: str) -> int:
     """The first key of the schema's worker locks: a signed 32-bit hash of its name, so that
     stores in other schemas of the same database do not share locks."""
     digest = hashlib.sha256(f"dataflows.workers/{schema}".encode()).digest()
