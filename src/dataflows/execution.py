@@ -36,6 +36,7 @@ from dataflows.records import (
     StepRow,
     WaitMatch,
     WaitOutcome,
+    lookup,
 )
 from dataflows.retry import RetryPolicy, retry_delay
 from dataflows.store.base import Store
@@ -102,7 +103,9 @@ class Execution:
         self.rt = rt
         self.run = claimed
         self.workflow = workflow
-        self.history = {row.key: row for row in history}
+        self.history = {row.key: row for row in history if row.kind != "cancel"}
+        #: The workflow's cancel_on watches as recorded: pending waits or resolved ones.
+        self.cancel_watches = {row.key: row for row in history if row.kind == "cancel"}
         self._uses: dict[str, int] = {}
         self._keys: set[str] = set()
         self.suspensions: list[tuple[float | None, str]] = []
@@ -371,8 +374,12 @@ class Execution:
                 self.suspensions.append((wake_at, reason))
         if not held:
             raise Suspend()
+        # Recorded, fenced, before the code after the sleep runs: a run cancelled (or taken
+        # over) during the sleep is refused here and starts no further step.
         step = NewStep(key, "sleep", "completed", "null", None, 1, started)
-        self.in_background(lambda: self._record_elapsed(step))
+        async with self.tracking():
+            await self._record_elapsed(step)
+        self.check_live()
 
     async def _hold(self, wake_at: float) -> bool:
         """Wait until ``wake_at`` by the clock; False if interrupted first."""
@@ -434,6 +441,35 @@ class Execution:
             self.lost()
         return outcome
 
+    # -- cancel_on -------------------------------------------------------------------------------------
+
+    async def watch_cancel(self) -> None:
+        """Register the workflow's ``cancel_on`` watches, once per run (a claim that finds them
+        registered costs nothing): each is a wait of kind ``cancel`` whose resolution by event
+        intake cancels the run in the intake's transaction. A matching event that came since
+        the run was created resolves it here: the run is cancelled and this attempt stops."""
+        for index, trigger in enumerate(self.workflow.cancel_on):
+            key = cancel_key(index)
+            row = self.cancel_watches.get(key)
+            if row is None:
+                filters: tuple[tuple[str, Any], ...] = ()
+                if trigger.match is not None:
+                    found, value = lookup(dict(self.run.event.data), trigger.match)
+                    if not found:  # the triggering event has no such field: nothing to match
+                        continue
+                    filters = ((trigger.match, value),)
+                match = WaitMatch(trigger.name, filters)
+                outcome = await self._begin_wait(key, "cancel", None, match)
+                if outcome.state != "resolved":
+                    continue
+            elif row.status != "completed":
+                continue
+            # Resolved, and not cancelled by intake: an event stored before the watch was.
+            await retry_unavailable(
+                lambda: self.rt.store.cancel_run(self.run.id, self.rt.clock.now())
+            )
+            self.lost()
+
     # -- events and child runs ---------------------------------------------------------------------------
 
     async def send_step(self, key: str, name: str, data: Any, event_id: str | None) -> str:
@@ -467,6 +503,12 @@ async def _with_timeout(pending: Awaitable[T], timeout: float | None) -> T:
     if timeout is None:
         return await pending
     return await asyncio.wait_for(pending, timeout)
+
+
+def cancel_key(index: int) -> str:
+    """The step key of a workflow's ``index``-th ``cancel_on`` watch. A step name cannot hold
+    the control character it starts with, so it never meets a step of the code."""
+    return f"\x1fcancel_on:{index}"
 
 
 def wait_event_value(stored: dict[str, Any] | None) -> Event | None:

@@ -385,6 +385,8 @@ class Worker:
         try:
             if deadline is not None and clock.now() >= deadline:
                 raise TimeoutError(f"workflow {workflow.id!r} timed out after {workflow.timeout}s")
+            if workflow.cancel_on:
+                await x.watch_cancel()
             body = workflow.fn(Event.from_stored(run.event), Step(x))
             with x.trace.activate() if x.trace is not None else contextlib.nullcontext():
                 if deadline is None:

@@ -254,8 +254,23 @@ class Store(abc.ABC):
     async def cancel_run(self, run_id: str, now: float) -> str:
         """Cancel a run that has not finished; return its status afterwards.
 
-        Raises :class:`RunNotFound`. A run already finished keeps its status.
+        Its unfinished children (the runs it invoked), and theirs, are cancelled in the same
+        transaction. Raises :class:`RunNotFound`. A run already finished keeps its status.
         """
+
+    @abc.abstractmethod
+    async def cancel_matching(
+        self,
+        workflow_id: str | None,
+        statuses: Sequence[str],
+        created_after: float | None,
+        created_before: float | None,
+        batch: int,
+        now: float,
+    ) -> list[str]:
+        """Cancel up to ``batch`` unfinished runs matching the filters (``None``: any), oldest
+        first, with their unfinished children, in one transaction: the ids of the matching
+        runs cancelled. Call again until it answers fewer than ``batch``."""
 
     @abc.abstractmethod
     async def retry_run(self, run_id: str, now: float) -> str:

@@ -191,6 +191,22 @@ class SqlStore(Store):
     async def cancel_run(self, run_id: str, now: float) -> str:
         return str(await self._run(runs.cancel_run(run_id, now, self.intake)))
 
+    async def cancel_matching(
+        self,
+        workflow_id: str | None,
+        statuses: Sequence[str],
+        created_after: float | None,
+        created_before: float | None,
+        batch: int,
+        now: float,
+    ) -> list[str]:
+        result: list[str] = await self._run(
+            runs.cancel_matching(
+                workflow_id, statuses, created_after, created_before, batch, now, self.intake
+            )
+        )
+        return result
+
     async def retry_run(self, run_id: str, now: float) -> str:
         return str(await self._run(runs.retry_run(run_id, now)))
 
