@@ -340,3 +340,30 @@ async def test_a_run_cancelled_during_a_sleep_held_in_memory_starts_no_further_s
     run = await app.get_run(run_id)
     assert run.status == "cancelled"
     assert [s.key for s in run.steps] == ["before"]
+
+
+async def test_cancel_on_of_a_child_ends_its_parents_invoke_step(app: df.Dataflows) -> None:
+    @app.workflow(
+        "payment",
+        cancel_on=[df.on_event("payment/void", match="data.payment")],
+    )
+    async def payment(event: df.Event, step: df.Step) -> Any:
+        await step.wait_for_event("settled", "payment/settled", match="data.payment", timeout=None)
+        return "paid"
+
+    @app.workflow("checkout")
+    async def checkout(event: df.Event, step: df.Step) -> Any:
+        try:
+            return await step.invoke("pay", "payment", {"payment": "p1"})
+        except df.StepFailed as exc:
+            return f"{exc.error_type}: {exc.error_message}"
+
+    async with worker(app):
+        run_id = await app.start("checkout")
+        await eventually(lambda: _has_status(app, "payment", "waiting"))
+        sent = await app.send("payment/void", {"payment": "p1"})
+        run = await app.wait_for_run(run_id, timeout=10)
+    assert run.status == "completed"
+    assert run.result == f"Cancelled: cancelled by event {sent.event_id} (payment/void)"
+    (child,) = await app.list_runs("payment")
+    assert child.status == "cancelled"

@@ -335,7 +335,9 @@ $$;
 -- out. Returns the ids of the runs whose waits it resolved, sorted.
 -- A wait of kind 'cancel' (a workflow's cancel_on, registered when its run is first claimed)
 -- cancels its run instead of resuming it: the run and its unfinished children are cancelled
--- (cancel_run_trees) in the same transaction, and the run is not among those returned.
+-- (cancel_run_trees) in the same transaction, and the run is not among those returned. A
+-- cancelled run that a parent invoked sends it run.finished (store_events, under lock_intake's
+-- locks).
 CREATE FUNCTION resolve_waits(
     p_event_name text, p_keys jsonb, p_event_id text, p_output text, p_now double precision
 ) RETURNS text[]
@@ -343,6 +345,8 @@ LANGUAGE plpgsql VOLATILE AS $$
 DECLARE
     resumed text[];
     cancelling text[];
+    v_error text;
+    finished jsonb;
 BEGIN
     WITH matching AS (
         -- LATERAL: one index lookup per key (waits_match), never a scan of all waits of the name
@@ -392,12 +396,30 @@ BEGIN
                     '{}')
     INTO resumed, cancelling FROM recorded;
     IF cardinality(cancelling) > 0 THEN
-        PERFORM cancel_run_trees(
-            cancelling,
-            jsonb_build_object('type', 'Cancelled',
-                               'message', 'cancelled by event ' || p_event_id
-                                          || ' (' || p_event_name || ')')::text,
-            p_now);
+        v_error := jsonb_build_object('type', 'Cancelled',
+                                    'message', 'cancelled by event ' || p_event_id
+                                               || ' (' || p_event_name || ')')::text;
+        PERFORM cancel_run_trees(cancelling, v_error, p_now);
+        -- A cancelled run that a parent invoked tells it, as a finished child does: the
+        -- run.finished event, taken in by the same functions as any event.
+        SELECT jsonb_agg(x.ev || jsonb_build_object('now', p_now, 'runs', '[]'::jsonb,
+                                                    'output', x.ev::text)
+                         ORDER BY x.id)
+        INTO finished
+        FROM (SELECT r.id,
+                     jsonb_build_object(
+                         'id', r.id || ':finished:' || p_now::text,
+                         'name', 'dataflows/run.finished',
+                         'data', jsonb_build_object('run_id', r.id,
+                                                    'workflow_id', r.workflow_id,
+                                                    'status', 'cancelled', 'result', NULL,
+                                                    'error', v_error::jsonb),
+                         'ts', p_now) AS ev
+              FROM runs r
+              WHERE r.id = ANY (cancelling) AND r.parent_run_id IS NOT NULL) AS x;
+        IF finished IS NOT NULL THEN
+            PERFORM store_events(finished, lock_intake(finished));
+        END IF;
     END IF;
     RETURN resumed;
 END

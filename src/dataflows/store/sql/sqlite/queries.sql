@@ -137,6 +137,14 @@ WHERE (run_id, step_key) IN (
       ON s.run_id = w.run_id AND s.step_key = w.step_key AND s.event_id = :event_id)
 RETURNING run_id
 
+-- name: cancelled_by_intake
+-- Right after resolve_waits: the runs its cancel_on waits cancelled that a parent invoked (each
+-- sends its parent run.finished, as a finished child does).
+SELECT r.id, r.workflow_id, r.error
+FROM temp.cancelling c JOIN runs r ON r.id = c.id
+WHERE c.root = 1 AND r.parent_run_id IS NOT NULL
+ORDER BY r.id
+
 -- name: claim_runs
 -- As on PostgreSQL: claim, record the claimed runs' due sleeps, answer with runs and history.
 -- In several statements (the store runs them in order in one transaction and answers with the
