@@ -250,6 +250,11 @@ class Execution:
                     delay = await self._attempt_failed(key, exc, attempt, started, policy)
                     await self.rt.clock.sleep(delay)
                     self.check_live()
+                    # Still ours? A run cancelled during the backoff makes no further attempt.
+                    if not await retry_unavailable(
+                        lambda: self.rt.store.holds_lease(self.run.lease)
+                    ):
+                        self.lost()
                     attempt += 1
                     continue
                 await self._record(key, "run", "completed", output, None, attempt, started)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -367,3 +368,29 @@ async def test_cancel_on_of_a_child_ends_its_parents_invoke_step(app: df.Dataflo
     assert run.result == f"Cancelled: cancelled by event {sent.event_id} (payment/void)"
     (child,) = await app.list_runs("payment")
     assert child.status == "cancelled"
+
+
+async def test_a_run_cancelled_during_a_retry_backoff_held_in_memory_makes_no_further_attempt(
+    app: df.Dataflows,
+) -> None:
+    attempts: list[float] = []
+    failed = asyncio.Event()
+
+    def flaky() -> None:
+        attempts.append(time.monotonic())
+        failed.set()
+        raise df.RetryAfterError(1.0)
+
+    @app.workflow("flaky", retries=3)
+    async def flaky_workflow(event: df.Event, step: df.Step) -> Any:
+        return await step.run("call", flaky)
+
+    async with worker(app):
+        run_id = await app.start("flaky")
+        await asyncio.wait_for(failed.wait(), 10)
+        await asyncio.sleep(0.2)  # inside the 1 s backoff, held in memory
+        assert (await app.get_run(run_id)).status == "running"
+        assert await app.cancel(run_id) == "cancelled"
+        await asyncio.sleep(1.5)
+    assert len(attempts) == 1
+    assert (await app.get_run(run_id)).status == "cancelled"

@@ -200,6 +200,12 @@ class Store(abc.ABC):
         """Finish the run as ``failed`` (fenced); a child run tells its parent (see complete_run)."""
 
     @abc.abstractmethod
+    async def holds_lease(self, lease: Lease) -> bool:
+        """Whether ``lease`` still holds its run (running, same token): one indexed read. A
+        worker asks before it goes on after a wait held in memory (a retry backoff), so a run
+        cancelled meanwhile starts no further attempt."""
+
+    @abc.abstractmethod
     async def release_run(self, lease: Lease, now: float) -> bool:
         """Give a held run back as ``queued`` (graceful shutdown) without counting a recovery."""
 

@@ -161,6 +161,9 @@ class SqlStore(Store):
         # Without a parent to tell, finishing is one statement: no transaction around it.
         return bool(await (self._run(program) if has_parent else self._run_single(program)))
 
+    async def holds_lease(self, lease: Lease) -> bool:
+        return bool(await self._run_single(leases.holds_lease(lease)))
+
     async def release_run(self, lease: Lease, now: float) -> bool:
         return bool(await self._run(leases.release_run(lease, now)))
 
