@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from tests.cli.conftest import Cli, Seeded
 
 
@@ -45,3 +47,11 @@ def test_bulk_cancel_usage_errors(run_cli: Cli, seeded: Seeded) -> None:
     assert "'failed' is not one of" in refused.stderr
     shown = json.loads(run_cli("runs", "show", seeded.waiting, "--json").stdout)
     assert shown["status"] == "waiting"
+
+
+def test_with_filters_the_argument_is_the_app_even_when_the_environment_names_one(
+    run_cli: Cli, seeded: Seeded, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DATAFLOWS_APP", "tests.cli.no_such_module")
+    out = run_cli("runs", "cancel", "tests.cli.sample_app", "--workflow", "wait", "--json").stdout
+    assert json.loads(out) == {"cancelled": 1}

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import click
+from click.core import ParameterSource
 
 from dataflows.app import CANCELLABLE, Dataflows
 from dataflows.cli.common import (
@@ -148,9 +149,12 @@ def cancel(
             raise click.UsageError("give a RUN_ID, or filters: --workflow, --status, --since …")
         _cancel_one(run_id, app_spec, as_json, database_url, schema)
         return
-    if run_id is not None and app_spec is not None:
-        raise click.UsageError("give a RUN_ID or filters, not both")
-    spec = app_spec if run_id is None else run_id  # with filters, the one argument is APP
+    spec = app_spec
+    if run_id is not None:  # with filters, the one argument is APP (over $DATAFLOWS_APP)
+        source = click.get_current_context().get_parameter_source("app_spec")
+        if app_spec is not None and source is ParameterSource.COMMANDLINE:
+            raise click.UsageError("give a RUN_ID or filters, not both")
+        spec = run_id
     now = datetime.now(UTC)
     after_time = None if since is None else _time(since, "--since", now)
     before_time = None if before is None else _time(before, "--before", now)
