@@ -216,12 +216,17 @@ WHERE id = %(run_id)s AND status NOT IN ('completed', 'failed', 'cancelled')
 RETURNING workflow_id, parent_run_id
 
 -- name: cancel_children
--- One level of a cancelled tree: the unfinished runs the given runs invoked (runs_parent).
+-- One level of a cancelled tree: the unfinished runs the given runs invoked (runs_parent),
+-- locked in id order as every multi-row writer does.
 UPDATE runs
 SET status = 'cancelled', completed_at = %(now)s, updated_at = %(now)s, wake_at = NULL,
     wait_reason = NULL, signaled = false, lease_owner = NULL, lease_expires_at = NULL,
     error = %(error)s
-WHERE parent_run_id IN (SELECT jsonb_array_elements_text(%(run_ids)s::jsonb))
+WHERE id IN (SELECT id FROM runs
+             WHERE parent_run_id IN (SELECT jsonb_array_elements_text(%(run_ids)s::jsonb))
+               AND status IN ('queued', 'running', 'waiting')
+             ORDER BY id
+             FOR UPDATE)
   AND status IN ('queued', 'running', 'waiting')
 RETURNING id, workflow_id, parent_run_id
 
@@ -229,20 +234,25 @@ RETURNING id, workflow_id, parent_run_id
 DELETE FROM waits WHERE run_id IN (SELECT jsonb_array_elements_text(%(run_ids)s::jsonb))
 
 -- name: cancel_matching
--- Bulk cancel: up to :batch unfinished runs matching the filters (NULL: any), oldest first.
+-- Bulk cancel: up to :batch unfinished runs matching the filters (NULL: any), oldest first,
+-- locked in id order as every multi-row writer does.
 UPDATE runs
 SET status = 'cancelled', completed_at = %(now)s, updated_at = %(now)s, wake_at = NULL,
     wait_reason = NULL, signaled = false, lease_owner = NULL, lease_expires_at = NULL,
     error = %(error)s
 WHERE id IN (SELECT id FROM runs
-             WHERE status IN (SELECT jsonb_array_elements_text(%(statuses)s::jsonb))
-               AND (%(workflow_id)s::text IS NULL OR workflow_id = %(workflow_id)s::text)
-               AND (%(created_after)s::double precision IS NULL
-                    OR created_at >= %(created_after)s::double precision)
-               AND (%(created_before)s::double precision IS NULL
-                    OR created_at < %(created_before)s::double precision)
-             ORDER BY created_at, id
-             LIMIT %(batch)s)
+             WHERE id IN (SELECT id FROM runs
+                          WHERE status IN (SELECT jsonb_array_elements_text(%(statuses)s::jsonb))
+                            AND (%(workflow_id)s::text IS NULL
+                                 OR workflow_id = %(workflow_id)s::text)
+                            AND (%(created_after)s::double precision IS NULL
+                                 OR created_at >= %(created_after)s::double precision)
+                            AND (%(created_before)s::double precision IS NULL
+                                 OR created_at < %(created_before)s::double precision)
+                          ORDER BY created_at, id
+                          LIMIT %(batch)s)
+             ORDER BY id
+             FOR UPDATE)
   AND status IN ('queued', 'running', 'waiting')
 RETURNING id, workflow_id, parent_run_id
 

@@ -293,7 +293,8 @@ $$;
 
 -- Cancel runs and, recursively, their unfinished children, in one statement each level: the
 -- runs' waits go. p_error: the error stored on the roots; their descendants get "the parent run
--- was cancelled". Returns the ids cancelled, roots first.
+-- was cancelled". Each level's runs are locked in id order, as every multi-row writer does.
+-- Returns the ids cancelled, roots first.
 CREATE FUNCTION cancel_run_trees(p_ids text[], p_error text, p_now double precision)
 RETURNS text[]
 LANGUAGE plpgsql VOLATILE AS $$
@@ -319,7 +320,12 @@ BEGIN
             SET status = 'cancelled', completed_at = p_now, updated_at = p_now, wake_at = NULL,
                 wait_reason = NULL, signaled = false, lease_owner = NULL,
                 lease_expires_at = NULL, error = child_error
-            WHERE parent_run_id = ANY (level) AND status IN ('queued', 'running', 'waiting')
+            WHERE id IN (SELECT x.id FROM runs x
+                         WHERE x.parent_run_id = ANY (level)
+                           AND x.status IN ('queued', 'running', 'waiting')
+                         ORDER BY x.id
+                         FOR UPDATE)
+              AND status IN ('queued', 'running', 'waiting')
             RETURNING id
         )
         SELECT coalesce(array_agg(id ORDER BY id), '{}') INTO level FROM cancelled;
