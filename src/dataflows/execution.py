@@ -116,6 +116,9 @@ class Execution:
         self._idle = asyncio.Event()
         self._idle.set()
         self._interrupted = asyncio.Event()  # sleeps held in memory give up at once
+        #: How many sleeps this run holds in memory right now (a worker asks about such runs
+        #: when it is notified: see ``Worker.wake``).
+        self.holding = 0
         self._background: set[asyncio.Task[None]] = set()
         #: This attempt's spans, when spans are recorded (see :mod:`dataflows.tracing`).
         self.trace: tracing.RunTrace | None = None
@@ -388,6 +391,13 @@ class Execution:
 
     async def _hold(self, wake_at: float) -> bool:
         """Wait until ``wake_at`` by the clock; False if interrupted first."""
+        self.holding += 1
+        try:
+            return await self._hold_until(wake_at)
+        finally:
+            self.holding -= 1
+
+    async def _hold_until(self, wake_at: float) -> bool:
         clock = self.rt.clock
         while not self._interrupted.is_set() and (left := wake_at - clock.now()) > 0:
             timer = asyncio.ensure_future(clock.sleep(left))

@@ -394,3 +394,26 @@ async def test_a_run_cancelled_during_a_retry_backoff_held_in_memory_makes_no_fu
         await asyncio.sleep(1.5)
     assert len(attempts) == 1
     assert (await app.get_run(run_id)).status == "cancelled"
+
+
+async def test_a_cancel_notification_ends_a_held_sleep_at_once(app: df.Dataflows) -> None:
+    asleep = asyncio.Event()
+
+    @app.workflow("long-nap")
+    async def long_nap(event: df.Event, step: df.Step) -> Any:
+        await step.run("before", asleep.set)
+        await step.sleep("nap", "1.8s")
+        await step.run("after", lambda: None)
+
+    async with worker(app) as w:  # heartbeats every 10 s: the notification does it
+        run_id = await app.start("long-nap")
+        await asyncio.wait_for(asleep.wait(), 10)
+        await asyncio.sleep(0.2)
+        assert run_id in w._active
+        assert await app.cancel(run_id) == "cancelled"
+        loop = asyncio.get_running_loop()
+        cancelled_at = loop.time()
+        await eventually(lambda: run_id not in w._active, timeout=5)
+        assert loop.time() - cancelled_at < 1.0  # the slot is free long before the nap's end
+    run = await app.get_run(run_id)
+    assert [s.key for s in run.steps] == ["before"]

@@ -200,6 +200,12 @@ class Store(abc.ABC):
         """Finish the run as ``failed`` (fenced); a child run tells its parent (see complete_run)."""
 
     @abc.abstractmethod
+    async def still_held(self, worker_id: str, run_ids: Sequence[str]) -> set[str]:
+        """The ids of ``run_ids`` still running under ``worker_id``'s lease: one indexed read (a
+        worker woken by a notification asks about the runs it holds in sleeps in memory; the
+        others were cancelled or taken over)."""
+
+    @abc.abstractmethod
     async def holds_lease(self, lease: Lease) -> bool:
         """Whether ``lease`` still holds its run (running, same token): one indexed read. A
         worker asks before it goes on after a wait held in memory (a retry backoff), so a run

@@ -161,6 +161,10 @@ class SqlStore(Store):
         # Without a parent to tell, finishing is one statement: no transaction around it.
         return bool(await (self._run(program) if has_parent else self._run_single(program)))
 
+    async def still_held(self, worker_id: str, run_ids: Sequence[str]) -> set[str]:
+        result: set[str] = await self._run_single(leases.still_held(worker_id, run_ids))
+        return result
+
     async def holds_lease(self, lease: Lease) -> bool:
         return bool(await self._run_single(leases.holds_lease(lease)))
 

@@ -28,6 +28,12 @@ SELECT id FROM runs WHERE workflow_id = %(workflow_id)s AND idempotency_key = %(
 -- history, recording their due sleeps as elapsed; event intake calls it too (eager dispatch).
 SELECT * FROM claim_runs(%(worker_id)s, %(limit)s, %(lease_until)s, %(now)s)
 
+-- name: still_held
+-- A read (runs_by_owner): which of these runs the worker still holds.
+SELECT id FROM runs
+WHERE lease_owner = %(worker_id)s AND status = 'running'
+  AND id IN (SELECT jsonb_array_elements_text(%(run_ids)s::jsonb))
+
 -- name: heartbeat
 -- Rows locked in id order, as every multi-row writer does, so writers cannot deadlock.
 UPDATE runs SET lease_expires_at = %(lease_until)s

@@ -207,6 +207,12 @@ LEFT JOIN (
 ) AS h ON h.run_id = r.id
 ORDER BY r.created_at, r.id, h.started_at, h.completed_at, h.step_key
 
+-- name: still_held
+-- A read (runs_by_owner): which of these runs the worker still holds.
+SELECT id FROM runs
+WHERE lease_owner = :worker_id AND status = 'running'
+  AND id IN (SELECT value FROM json_each(:run_ids))
+
 -- name: heartbeat
 UPDATE runs SET lease_expires_at = :lease_until
 WHERE lease_owner = :worker_id AND status = 'running'
