@@ -27,7 +27,14 @@ from dataflows.sources.base import Source
 from dataflows.step import WorkflowFn
 from dataflows.store import Store, create_store
 from dataflows.worker import Worker, WorkerOptions
-from dataflows.workflow import CronTrigger, EventTrigger, Registry, Trigger, Workflow
+from dataflows.workflow import (
+    CronTrigger,
+    EventTrigger,
+    Registry,
+    Trigger,
+    Workflow,
+    check_cancel_on,
+)
 
 
 class Dataflows:
@@ -77,6 +84,7 @@ class Dataflows:
         retries: RetryPolicy | int | None = None,
         timeout: Duration | None = None,
         example: dict[str, Any] | None = None,
+        cancel_on: Sequence[EventTrigger] | None = None,
     ) -> Callable[[WorkflowFn], WorkflowFn]:
         """Register an ``async def (event, step)`` function as workflow ``id``.
 
@@ -84,6 +92,9 @@ class Dataflows:
         life, suspensions included (the run fails with ``TimeoutError`` when it passes).
         ``example`` is event data the workflow accepts (a JSON object): ``dataflows dev`` prints
         a request that starts the workflow with it.
+        ``cancel_on`` is a list of :func:`on_event` triggers that cancel a run when a matching
+        event arrives: ``df.on_event("order/cancelled", match="data.id")`` cancels the run whose
+        triggering event has the same ``data.id`` (as ``step.wait_for_event`` matches).
         """
         check_workflow_id(id)
         triggers = (
@@ -94,6 +105,12 @@ class Dataflows:
         for t in triggers:
             if isinstance(t, CronTrigger):
                 t.check(id)
+            elif isinstance(t, EventTrigger) and t.match is not None:
+                raise ValueError(
+                    f"workflow {id!r}: trigger {t.name!r} has match=, which only applies in "
+                    "cancel_on"
+                )
+        cancels = check_cancel_on(id, cancel_on)
         policy = RetryPolicy.coerce(retries, self.default_retry)
         limit = None if timeout is None else parse_duration(timeout)
         if example is not None:
@@ -102,7 +119,7 @@ class Dataflows:
         def register(fn: WorkflowFn) -> WorkflowFn:
             if not asyncio.iscoroutinefunction(fn):
                 raise TypeError(f"workflow {id!r} must be an async function")
-            self.registry.add(Workflow(id, fn, triggers, policy, limit, example))
+            self.registry.add(Workflow(id, fn, triggers, policy, limit, example, cancels))
             return fn
 
         return register
@@ -305,6 +322,39 @@ class Dataflows:
         await self.open()
         return await self.store.cancel_run(run_id, self.clock.now())
 
+    async def cancel_runs(
+        self,
+        *,
+        workflow_id: str | None = None,
+        status: str | Sequence[str] | None = None,
+        created_after: datetime | None = None,
+        created_before: datetime | None = None,
+        batch: int = 500,
+    ) -> int:
+        """Cancel every unfinished run matching the filters, with the children each invoked;
+        return how many matching runs were cancelled (children not counted).
+
+        ``status`` is ``queued``, ``running`` or ``waiting``, or a list of them (default: all
+        three); ``created_after`` (inclusive) and ``created_before`` (exclusive) bound the
+        runs' creation time. At least one filter is required. Runs are cancelled ``batch`` at
+        a time, each batch in one transaction, so a huge backlog never makes one huge
+        transaction; runs created while it goes on may be cancelled too if they match.
+        """
+        statuses = check_cancel_filters(workflow_id, status, created_after, created_before)
+        if batch < 1:
+            raise ValueError(f"batch must be at least 1, not {batch!r}")
+        await self.open()
+        after = None if created_after is None else created_after.timestamp()
+        before = None if created_before is None else created_before.timestamp()
+        total = 0
+        while True:
+            ids = await self.store.cancel_matching(
+                workflow_id, statuses, after, before, batch, self.clock.now()
+            )
+            total += len(ids)
+            if len(ids) < batch:
+                return total
+
     async def retry(self, run_id: str) -> str:
         """Run a failed or cancelled run again: recorded results stay, failed steps run again."""
         await self.open()
@@ -396,3 +446,35 @@ class Dataflows:
         # cross-connection notifications; on PostgreSQL this only shortens the path).
         twin.store.add_listener(self.notify_workers_threadsafe)
         return twin
+
+
+CANCELLABLE = ("queued", "running", "waiting")
+
+
+def check_cancel_filters(
+    workflow_id: str | None,
+    status: str | Sequence[str] | None,
+    created_after: datetime | None,
+    created_before: datetime | None,
+) -> list[str]:
+    """The statuses a bulk cancel selects; ``ValueError`` for no filter or a bad status."""
+    if workflow_id is None and status is None and created_after is None and created_before is None:
+        raise ValueError(
+            "cancel_runs needs at least one filter: workflow_id, status, created_after or "
+            "created_before"
+        )
+    statuses = (
+        list(CANCELLABLE)
+        if status is None
+        else [status]
+        if isinstance(status, str)
+        else list(status)
+    )
+    for s in statuses:
+        if s not in CANCELLABLE:
+            raise ValueError(
+                f"status {s!r} cannot be cancelled: use one of {', '.join(CANCELLABLE)}"
+            )
+    if not statuses:
+        raise ValueError("status: give at least one of " + ", ".join(CANCELLABLE))
+    return statuses

@@ -55,6 +55,16 @@ class AsyncClient(Protocol):
 
     async def cancel(self, run_id: str) -> str: ...
 
+    async def cancel_runs(
+        self,
+        *,
+        workflow_id: str | None = None,
+        status: str | Sequence[str] | None = None,
+        created_after: datetime | None = None,
+        created_before: datetime | None = None,
+        batch: int = 500,
+    ) -> int: ...
+
     async def retry(self, run_id: str) -> str: ...
 
     async def close(self) -> None: ...
@@ -140,6 +150,25 @@ class BlockingClient:
 
     def cancel(self, run_id: str) -> str:
         return self._call(lambda c: c.cancel(run_id))
+
+    def cancel_runs(
+        self,
+        *,
+        workflow_id: str | None = None,
+        status: str | Sequence[str] | None = None,
+        created_after: datetime | None = None,
+        created_before: datetime | None = None,
+        batch: int = 500,
+    ) -> int:
+        return self._call(
+            lambda c: c.cancel_runs(
+                workflow_id=workflow_id,
+                status=status,
+                created_after=created_after,
+                created_before=created_before,
+                batch=batch,
+            )
+        )
 
     def retry(self, run_id: str) -> str:
         return self._call(lambda c: c.retry(run_id))

@@ -36,6 +36,7 @@ from dataflows.records import (
     StepRow,
     WaitMatch,
     WaitOutcome,
+    lookup,
 )
 from dataflows.retry import RetryPolicy, retry_delay
 from dataflows.store.base import Store
@@ -102,7 +103,9 @@ class Execution:
         self.rt = rt
         self.run = claimed
         self.workflow = workflow
-        self.history = {row.key: row for row in history}
+        self.history = {row.key: row for row in history if row.kind != "cancel"}
+        #: The workflow's cancel_on watches as recorded: pending waits or resolved ones.
+        self.cancel_watches = {row.key: row for row in history if row.kind == "cancel"}
         self._uses: dict[str, int] = {}
         self._keys: set[str] = set()
         self.suspensions: list[tuple[float | None, str]] = []
@@ -113,6 +116,9 @@ class Execution:
         self._idle = asyncio.Event()
         self._idle.set()
         self._interrupted = asyncio.Event()  # sleeps held in memory give up at once
+        #: How many sleeps this run holds in memory right now (a worker asks about such runs
+        #: when it is notified: see ``Worker.wake``).
+        self.holding = 0
         self._background: set[asyncio.Task[None]] = set()
         #: This attempt's spans, when spans are recorded (see :mod:`dataflows.tracing`).
         self.trace: tracing.RunTrace | None = None
@@ -247,6 +253,11 @@ class Execution:
                     delay = await self._attempt_failed(key, exc, attempt, started, policy)
                     await self.rt.clock.sleep(delay)
                     self.check_live()
+                    # Still ours? A run cancelled during the backoff makes no further attempt.
+                    if not await retry_unavailable(
+                        lambda: self.rt.store.holds_lease(self.run.lease)
+                    ):
+                        self.lost()
                     attempt += 1
                     continue
                 await self._record(key, "run", "completed", output, None, attempt, started)
@@ -371,11 +382,22 @@ class Execution:
                 self.suspensions.append((wake_at, reason))
         if not held:
             raise Suspend()
+        # Recorded, fenced, before the code after the sleep runs: a run cancelled (or taken
+        # over) during the sleep is refused here and starts no further step.
         step = NewStep(key, "sleep", "completed", "null", None, 1, started)
-        self.in_background(lambda: self._record_elapsed(step))
+        async with self.tracking():
+            await self._record_elapsed(step)
+        self.check_live()
 
     async def _hold(self, wake_at: float) -> bool:
         """Wait until ``wake_at`` by the clock; False if interrupted first."""
+        self.holding += 1
+        try:
+            return await self._hold_until(wake_at)
+        finally:
+            self.holding -= 1
+
+    async def _hold_until(self, wake_at: float) -> bool:
         clock = self.rt.clock
         while not self._interrupted.is_set() and (left := wake_at - clock.now()) > 0:
             timer = asyncio.ensure_future(clock.sleep(left))
@@ -434,6 +456,35 @@ class Execution:
             self.lost()
         return outcome
 
+    # -- cancel_on -------------------------------------------------------------------------------------
+
+    async def watch_cancel(self) -> None:
+        """Register the workflow's ``cancel_on`` watches, once per run (a claim that finds them
+        registered costs nothing): each is a wait of kind ``cancel`` whose resolution by event
+        intake cancels the run in the intake's transaction. A matching event that came since
+        the run was created resolves it here: the run is cancelled and this attempt stops."""
+        for index, trigger in enumerate(self.workflow.cancel_on):
+            key = cancel_key(index)
+            row = self.cancel_watches.get(key)
+            if row is None:
+                filters: tuple[tuple[str, Any], ...] = ()
+                if trigger.match is not None:
+                    found, value = lookup(dict(self.run.event.data), trigger.match)
+                    if not found:  # the triggering event has no such field: nothing to match
+                        continue
+                    filters = ((trigger.match, value),)
+                match = WaitMatch(trigger.name, filters)
+                outcome = await self._begin_wait(key, "cancel", None, match)
+                if outcome.state != "resolved":
+                    continue
+            elif row.status != "completed":
+                continue
+            # Resolved, and not cancelled by intake: an event stored before the watch was.
+            await retry_unavailable(
+                lambda: self.rt.store.cancel_run(self.run.id, self.rt.clock.now())
+            )
+            self.lost()
+
     # -- events and child runs ---------------------------------------------------------------------------
 
     async def send_step(self, key: str, name: str, data: Any, event_id: str | None) -> str:
@@ -467,6 +518,12 @@ async def _with_timeout(pending: Awaitable[T], timeout: float | None) -> T:
     if timeout is None:
         return await pending
     return await asyncio.wait_for(pending, timeout)
+
+
+def cancel_key(index: int) -> str:
+    """The step key of a workflow's ``index``-th ``cancel_on`` watch. A step name cannot hold
+    the control character it starts with, so it never meets a step of the code."""
+    return f"\x1fcancel_on:{index}"
 
 
 def wait_event_value(stored: dict[str, Any] | None) -> Event | None:

@@ -210,7 +210,12 @@ class Run:
             wait_reason=row.wait_reason,
             recoveries=row.recoveries,
             parent_run_id=row.parent_run_id,
-            steps=tuple(StepInfo.from_row(s, by_step.get(s.key, ())) for s in row.steps),
+            # A cancel_on watch is the engine's, not a step of the code: not shown.
+            steps=tuple(
+                StepInfo.from_row(s, by_step.get(s.key, ()))
+                for s in row.steps
+                if s.kind != "cancel"
+            ),
         )
 
 

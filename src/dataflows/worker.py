@@ -123,6 +123,7 @@ class Worker:
         self._handing_back: set[asyncio.Task[None]] = set()
         self._renewed_at = time.monotonic()
         self._registered = False  # the store holds this worker's liveness lock
+        self._held_check: asyncio.Task[None] | None = None
         self.scheduler = Scheduler(app, options.schedule_interval)
         self.finished_runs = 0
         self.recycled = False
@@ -170,6 +171,32 @@ class Worker:
 
     def wake(self) -> None:
         self._wake.set()
+        # A notification may mean a run held here in a sleep was cancelled: ask, once at a time.
+        if self._held_check is None and not self._stopping.is_set() and self._holding():
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:  # not from the worker's loop: the fenced write still decides
+                return
+            self._held_check = loop.create_task(self._check_held())
+
+    def _holding(self) -> list[str]:
+        return [r for r, (_, x) in self._active.items() if x is not None and x.holding]
+
+    async def _check_held(self) -> None:
+        """One read says which of the runs held in sleeps here are still ours; the others
+        (cancelled, or taken over) give up their sleep now and free their slot."""
+        try:
+            holding = self._holding()
+            if holding:
+                held = await self.app.store.still_held(self.id, holding)
+                for run_id in set(holding) - held:
+                    entry = self._active.get(run_id)
+                    if entry is not None and entry[1] is not None:
+                        entry[1].abandoned = True
+        except Exception as exc:  # a hint only: the fenced write after the sleep decides
+            log.debug("checking held runs failed: %r", exc)
+        finally:
+            self._held_check = None
 
     def request_stop(self) -> None:
         self._stopping.set()
@@ -198,9 +225,10 @@ class Worker:
                     task.cancel()
                     await self._release(run_id)
             await asyncio.gather(*pending, return_exceptions=True)
-        for task in self._tasks:
+        tasks = [*self._tasks, *([self._held_check] if self._held_check else [])]
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
         with contextlib.suppress(StoreUnavailable):
             await self.app.store.unregister_worker(self.id)
         self.app.store.remove_listener(self.wake)
@@ -385,6 +413,8 @@ class Worker:
         try:
             if deadline is not None and clock.now() >= deadline:
                 raise TimeoutError(f"workflow {workflow.id!r} timed out after {workflow.timeout}s")
+            if workflow.cancel_on:
+                await x.watch_cancel()
             body = workflow.fn(Event.from_stored(run.event), Step(x))
             with x.trace.activate() if x.trace is not None else contextlib.nullcontext():
                 if deadline is None:

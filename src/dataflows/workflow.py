@@ -15,9 +15,15 @@ from dataflows.schedules import CatchUp, CronSchedule, check_catch_up
 
 @dataclass(frozen=True, slots=True)
 class EventTrigger:
-    """Start a run for every event named ``name`` (a trailing ``*`` matches any suffix)."""
+    """Start a run for every event named ``name`` (a trailing ``*`` matches any suffix).
+
+    In a workflow's ``cancel_on``, it cancels the workflow's runs instead: an event named
+    ``name`` (exactly) whose ``match`` path (``"data.id"``) equals the run's triggering event's,
+    as ``step.wait_for_event(..., match=...)`` compares them.
+    """
 
     name: str
+    match: str | None = None
 
     def __post_init__(self) -> None:
         if not self.name or "*" in self.name[:-1]:
@@ -70,9 +76,44 @@ class CronTrigger:
 Trigger = EventTrigger | CronTrigger
 
 
-def on_event(name: str) -> EventTrigger:
-    """Trigger on events named ``name``; ``"shopify/*"`` matches every name with that prefix."""
-    return EventTrigger(name)
+def on_event(name: str, *, match: str | None = None) -> EventTrigger:
+    """Trigger on events named ``name``; ``"shopify/*"`` matches every name with that prefix.
+
+    ``match`` (a dotted path such as ``"data.id"``) is for ``cancel_on`` only: the cancelling
+    event's value at that path must equal the run's triggering event's.
+    """
+    return EventTrigger(name, match)
+
+
+def is_event_path(path: object) -> bool:
+    """``data.field`` or ``data.a.b``: a dotted path into an event's data."""
+    return (
+        isinstance(path, str)
+        and path.startswith("data.")
+        and all(part and part.isprintable() for part in path.split(".")[1:])
+    )
+
+
+def check_cancel_on(workflow_id: str, cancel_on: object) -> tuple[EventTrigger, ...]:
+    """A workflow's ``cancel_on``: a list of :func:`on_event` triggers with exact names and,
+    if given, a dotted ``match`` path; ``ValueError`` naming the workflow and the option."""
+    where = f"workflow {workflow_id!r}: cancel_on"
+    if cancel_on is None:
+        return ()
+    if isinstance(cancel_on, EventTrigger):
+        cancel_on = [cancel_on]
+    if not isinstance(cancel_on, list | tuple):
+        raise ValueError(f"{where} must be a list of df.on_event(...) triggers, not {cancel_on!r}")
+    for trigger in cancel_on:
+        if not isinstance(trigger, EventTrigger):
+            raise ValueError(f"{where} must hold df.on_event(...) triggers, not {trigger!r}")
+        if trigger.name.endswith("*") or trigger.name.startswith(INTERNAL_PREFIX):
+            raise ValueError(f"{where}: {trigger.name!r} must be an exact event name")
+        if trigger.match is not None and not is_event_path(trigger.match):
+            raise ValueError(
+                f"{where}: match={trigger.match!r} is not a dotted path such as 'data.id'"
+            )
+    return tuple(cancel_on)
 
 
 def cron(expr: str, *, tz: str = "UTC", catch_up: CatchUp = "latest") -> CronTrigger:
@@ -105,6 +146,8 @@ class Workflow:
     #: Event data the workflow accepts, for people and tools (``dataflows dev`` shows a request
     #: that starts the workflow with it); the engine never uses it.
     example: dict[str, Any] | None = None
+    #: Events that cancel a run of this workflow (see :func:`check_cancel_on`).
+    cancel_on: tuple[EventTrigger, ...] = ()
 
     def schedules(self) -> list[tuple[str, CronTrigger]]:
         """``(schedule id, trigger)`` of each cron trigger, in order."""

@@ -17,6 +17,7 @@ PROTECTED = [
     ("GET", "/runs"),
     ("GET", "/runs/abc"),
     ("POST", "/runs/abc/cancel"),
+    ("POST", "/runs/cancel"),
     ("POST", "/runs/abc/retry"),
     ("GET", "/metrics"),
     ("GET", "/openapi.json"),

@@ -88,6 +88,7 @@ async def every_store_route_is_unavailable(client: httpx.AsyncClient, run_id: st
         client.get("/runs", params={"workflow_id": "echo", "status": "queued"}),
         client.get(f"/runs/{run_id}"),
         client.post(f"/runs/{run_id}/cancel"),
+        client.post("/runs/cancel", json={"workflow_id": "echo"}),
         client.post(f"/runs/{run_id}/retry"),
         client.post("/hooks/testhook", content=body, headers=hook_headers(body, "during")),
         client.get("/readyz"),

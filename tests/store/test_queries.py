@@ -17,6 +17,7 @@ ONLY_IN = {
         "insert_event",
         "runs_of_event",
         "resolve_waits",
+        "cancelled_by_intake",
     },
 }
 

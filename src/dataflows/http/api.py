@@ -113,6 +113,7 @@ def _routes() -> list[Route]:
         Route("/workflows", workflows.list_workflows, methods=["GET"]),
         Route("/workflows/{workflow_id}/runs", workflows.start_run, methods=["POST"]),
         Route("/runs", runs.list_runs, methods=["GET"]),
+        Route("/runs/cancel", runs.cancel_runs, methods=["POST"]),
         Route("/runs/{run_id}", runs.get_run, methods=["GET"]),
         Route("/runs/{run_id}/cancel", runs.cancel_run, methods=["POST"]),
         Route("/runs/{run_id}/retry", runs.retry_run, methods=["POST"]),

@@ -141,6 +141,51 @@ _SCHEMAS: dict[str, Schema] = {
         required=[],
     ),
     "RunStarted": _object({"run_id": {"type": "string"}}),
+    "RunsCancel": {
+        **_object(
+            {
+                "workflow_id": {
+                    "type": "string",
+                    "minLength": 1,
+                    "maxLength": MAX_ID_LENGTH,
+                    "pattern": _NO_NUL,
+                },
+                "status": {
+                    "oneOf": [
+                        {"type": "string", "enum": ["queued", "running", "waiting"]},
+                        {
+                            "type": "array",
+                            "items": {"type": "string", "enum": ["queued", "running", "waiting"]},
+                            "minItems": 1,
+                        },
+                    ],
+                    "description": "Default: all three.",
+                },
+                "created_after": {
+                    "type": "string",
+                    "format": "date-time",
+                    "description": "Runs created at or after this time (ISO 8601, with an offset).",
+                },
+                "created_before": {
+                    "type": "string",
+                    "format": "date-time",
+                    "description": "Runs created before this time (ISO 8601, with an offset).",
+                },
+            },
+            required=[],
+        ),
+        "minProperties": 1,
+        "description": "At least one filter; the runs matching all of them are cancelled.",
+    },
+    "RunsCancelled": _object(
+        {
+            "cancelled": {
+                "type": "integer",
+                "minimum": 0,
+                "description": "Matching runs cancelled (their children not counted).",
+            }
+        }
+    ),
     "RunStateChanged": _object(
         {"run_id": {"type": "string"}, "status": {"type": "string", "enum": list(RUN_STATUSES)}}
     ),
@@ -423,6 +468,16 @@ def _paths(auth: tuple[int, ...]) -> dict[str, Schema]:
                 _ok(200, "Runs", "A page of runs."),
                 (*auth, 422, *store),
                 parameters=_RUNS_QUERY,
+            )
+        },
+        "/runs/cancel": {
+            "post": _operation(
+                "cancelRuns",
+                "Cancel every unfinished run matching the filters (at least one), with the "
+                "children each invoked, in batches.",
+                _ok(200, "RunsCancelled", "The matching runs are cancelled."),
+                (400, *auth, 413, 415, 422, *store),
+                requestBody=_json_body("RunsCancel"),
             )
         },
         "/runs/{run_id}": {

@@ -1,19 +1,25 @@
-"""``GET /runs``, ``GET /runs/{run_id}``, ``POST /runs/{run_id}/cancel`` and ``/retry``."""
+"""``GET /runs``, ``GET /runs/{run_id}``, ``POST /runs/{run_id}/cancel`` and ``/retry``, and
+``POST /runs/cancel`` (bulk)."""
 
 from __future__ import annotations
 
 from starlette.requests import Request
 from starlette.responses import Response
 
+from dataflows.app import check_cancel_filters
 from dataflows.errors import InvalidRunState, RunNotFound
+from dataflows.http.body import read_json
 from dataflows.http.context import context
 from dataflows.http.responses import JsonResponse
-from dataflows.http.shapes import encode_cursor, is_valid_id, runs_query
+from dataflows.http.shapes import cancel_filters_in, encode_cursor, is_valid_id, runs_query
 from dataflows.http.views import run_detail, run_summary
 from dataflows.models import Run
 from dataflows.records import RunRow
 
-__all__ = ["cancel_run", "get_run", "list_runs", "retry_run"]
+__all__ = ["cancel_run", "cancel_runs", "get_run", "list_runs", "retry_run"]
+
+#: Runs a bulk cancel cancels per transaction (each batch answers within the store deadline).
+CANCEL_BATCH = 500
 
 
 async def list_runs(request: Request) -> Response:
@@ -67,3 +73,25 @@ async def retry_run(request: Request) -> Response:
     run_id, ctx = _run_id(request), context(request)
     status = await ctx.store(ctx.app.retry(run_id))
     return JsonResponse({"run_id": run_id, "status": status}, status_code=202)
+
+
+async def cancel_runs(request: Request) -> Response:
+    """200 ``{"cancelled": n}`` once every unfinished run matching the filters is cancelled,
+    with its children; batch by batch, each within the store deadline (a batch that misses it
+    answers 503, the batches before it stay done: sending the request again goes on)."""
+    ctx = context(request)
+    f = cancel_filters_in(await read_json(request, ctx.max_body_bytes, optional=True))
+    statuses = check_cancel_filters(f.workflow_id, f.status, f.created_after, f.created_before)
+    after = None if f.created_after is None else f.created_after.timestamp()
+    before = None if f.created_before is None else f.created_before.timestamp()
+    await ctx.store(ctx.app.open())
+    total = 0
+    while True:
+        ids = await ctx.store(
+            ctx.app.store.cancel_matching(
+                f.workflow_id, statuses, after, before, CANCEL_BATCH, ctx.app.clock.now()
+            )
+        )
+        total += len(ids)
+        if len(ids) < CANCEL_BATCH:
+            return JsonResponse({"cancelled": total})

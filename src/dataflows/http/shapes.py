@@ -9,6 +9,7 @@ import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from dataflows.http.errors import ApiError
@@ -186,3 +187,66 @@ def _decode_cursor(cursor: str) -> tuple[float, str]:
     if not math.isfinite(created_at):  # pragma: no cover - the pattern bounds the exponent
         raise _invalid("invalid cursor: pass back a next_cursor unchanged")
     return created_at, run_id
+
+
+# -- bulk cancel -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class CancelFilters:
+    workflow_id: str | None
+    status: list[str] | None
+    created_after: datetime | None
+    created_before: datetime | None
+
+
+def cancel_filters_in(body: Any) -> CancelFilters:
+    """``POST /runs/cancel``: ``{"workflow_id"?, "status"?, "created_after"?, "created_before"?}``
+    (``status`` one status or a list; the times ISO 8601 with a UTC offset). At least one filter,
+    else 400: an empty body must not cancel everything."""
+    if body is None:
+        body = {}
+    if not isinstance(body, dict):
+        raise _invalid("send an object {workflow_id, status, created_after, created_before}")
+    _no_unknown_fields(
+        body, {"workflow_id", "status", "created_after", "created_before"}, "the body"
+    )
+    if not any(body.get(k) is not None for k in body):
+        raise ApiError(
+            400,
+            "bad_request",
+            "give at least one filter: workflow_id, status, created_after or created_before",
+        )
+    workflow_id = body.get("workflow_id")
+    if workflow_id is not None and not (
+        isinstance(workflow_id, str) and _is_filter_text(workflow_id)
+    ):
+        raise _invalid(f"workflow_id must be 1 to {MAX_ID_LENGTH} characters without NUL")
+    status = body.get("status")
+    statuses = [status] if isinstance(status, str) else status
+    if statuses is not None and (
+        not isinstance(statuses, list)
+        or not statuses
+        or not all(s in ("queued", "running", "waiting") for s in statuses)
+    ):
+        raise _invalid("status must be queued, running or waiting, or a list of them")
+    return CancelFilters(
+        workflow_id,
+        statuses,
+        _time(body.get("created_after"), "created_after"),
+        _time(body.get("created_before"), "created_before"),
+    )
+
+
+def _time(value: Any, key: str) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        if not isinstance(value, str):
+            raise ValueError
+        when = datetime.fromisoformat(value)
+    except ValueError:
+        raise _invalid(f"{key} must be an ISO 8601 time, e.g. 2026-01-31T12:00:00Z") from None
+    if when.tzinfo is None:
+        raise _invalid(f"{key} must have a UTC offset (e.g. Z or +02:00)")
+    return when

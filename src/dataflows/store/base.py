@@ -200,6 +200,18 @@ class Store(abc.ABC):
         """Finish the run as ``failed`` (fenced); a child run tells its parent (see complete_run)."""
 
     @abc.abstractmethod
+    async def still_held(self, worker_id: str, run_ids: Sequence[str]) -> set[str]:
+        """The ids of ``run_ids`` still running under ``worker_id``'s lease: one indexed read (a
+        worker woken by a notification asks about the runs it holds in sleeps in memory; the
+        others were cancelled or taken over)."""
+
+    @abc.abstractmethod
+    async def holds_lease(self, lease: Lease) -> bool:
+        """Whether ``lease`` still holds its run (running, same token): one indexed read. A
+        worker asks before it goes on after a wait held in memory (a retry backoff), so a run
+        cancelled meanwhile starts no further attempt."""
+
+    @abc.abstractmethod
     async def release_run(self, lease: Lease, now: float) -> bool:
         """Give a held run back as ``queued`` (graceful shutdown) without counting a recovery."""
 
@@ -254,8 +266,23 @@ class Store(abc.ABC):
     async def cancel_run(self, run_id: str, now: float) -> str:
         """Cancel a run that has not finished; return its status afterwards.
 
-        Raises :class:`RunNotFound`. A run already finished keeps its status.
+        Its unfinished children (the runs it invoked), and theirs, are cancelled in the same
+        transaction. Raises :class:`RunNotFound`. A run already finished keeps its status.
         """
+
+    @abc.abstractmethod
+    async def cancel_matching(
+        self,
+        workflow_id: str | None,
+        statuses: Sequence[str],
+        created_after: float | None,
+        created_before: float | None,
+        batch: int,
+        now: float,
+    ) -> list[str]:
+        """Cancel up to ``batch`` unfinished runs matching the filters (``None``: any), oldest
+        first, with their unfinished children, in one transaction: the ids of the matching
+        runs cancelled. Call again until it answers fewer than ``batch``."""
 
     @abc.abstractmethod
     async def retry_run(self, run_id: str, now: float) -> str:

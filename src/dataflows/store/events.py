@@ -117,6 +117,21 @@ def _store_one(intake: EventIntake, now: float, keys: WaitKeys) -> Program:
             "all",
         )
         resumed = tuple(sorted({row["run_id"] for row in rows}))
+        cancelled = yield Query("cancelled_by_intake", {}, "all")
+        if cancelled:  # cancel_on cancelled runs that a parent invoked: each tells its parent
+            finished = [
+                Sending(
+                    run_finished(
+                        row["id"],
+                        row["workflow_id"],
+                        RunOutcome("cancelled", None, row["error"]),
+                        now,
+                    ),
+                    now,
+                )
+                for row in cancelled
+            ]
+            yield from send(SqliteIntake(), finished)
     if intake.runs or resumed:
         yield NOTIFY
     return IntakeResult(event.id, tuple(r.id for r in intake.runs), False, resumed)

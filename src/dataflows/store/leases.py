@@ -41,6 +41,14 @@ def heartbeat(worker_id: str, run_ids: Sequence[str], lease_seconds: float, now:
     return {row["id"] for row in rows}
 
 
+def still_held(worker_id: str, run_ids: Sequence[str]) -> Program:
+    """Which of ``run_ids`` are still running under ``worker_id``'s lease (a read)."""
+    rows = yield Query(
+        "still_held", {"worker_id": worker_id, "run_ids": json.dumps(list(run_ids))}, "all"
+    )
+    return {row["id"] for row in rows}
+
+
 def holds_lease(lease: Lease) -> Program:
     """Whether the fence lets this holder write (after a write that changed nothing)."""
     held = yield Query("holds_lease", {"run_id": lease.run_id, "lease_token": lease.token}, "one")

@@ -9,6 +9,8 @@ fenced by its lease. A child run that finishes (or is cancelled) sends its paren
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
+from typing import Any
 
 from dataflows.errors import InvalidRunState, RunNotFound
 from dataflows.records import Lease, NewRun, RunOutcome
@@ -93,21 +95,80 @@ def list_runs(
     return [run_row(row) for row in rows]
 
 
+CANCELLED = json.dumps({"type": "Cancelled", "message": "the run was cancelled"})
+PARENT_CANCELLED = json.dumps({"type": "Cancelled", "message": "the parent run was cancelled"})
+UNFINISHED = ("queued", "running", "waiting")
+
+
 def cancel_run(run_id: str, now: float, intake: Intake) -> Program:
-    error = json.dumps({"type": "Cancelled", "message": "the run was cancelled"})
-    rows = yield Query("cancel_run", {"run_id": run_id, "now": now, "error": error}, "all")
+    """Cancel the run and its unfinished children (recursively): ``cancelled``, or the status
+    it had already finished with."""
+    rows = yield Query("cancel_run", {"run_id": run_id, "now": now, "error": CANCELLED}, "all")
     if not rows:
         row = yield Query("run_status", {"run_id": run_id}, "one")
         if row is None:
             raise RunNotFound(run_id)
         return str(row["status"])
-    yield Query("delete_run_waits", {"run_id": run_id})
-    workflow_id, parent_run_id = rows[0]["workflow_id"], rows[0]["parent_run_id"]
-    if parent_run_id is not None:
-        cancelled = RunOutcome("cancelled", None, error)
-        yield from send(intake, [Sending(run_finished(run_id, workflow_id, cancelled, now), now)])
-    yield NOTIFY  # a worker holding it learns at its next heartbeat; this wakes waiters of it
+    roots = [{"id": run_id, **rows[0]}]
+    yield from _cancel_trees(roots, now, intake)
     return "cancelled"
+
+
+def cancel_matching(
+    workflow_id: str | None,
+    statuses: Sequence[str],
+    created_after: float | None,
+    created_before: float | None,
+    batch: int,
+    now: float,
+    intake: Intake,
+) -> Program:
+    """One batch of a bulk cancel: up to ``batch`` unfinished runs matching the filters, with
+    their unfinished children. The ids of the matching runs cancelled (children not counted)."""
+    rows = yield Query(
+        "cancel_matching",
+        {
+            "workflow_id": workflow_id,
+            "statuses": json.dumps([s for s in statuses if s in UNFINISHED]),
+            "created_after": created_after,
+            "created_before": created_before,
+            "batch": batch,
+            "now": now,
+            "error": CANCELLED,
+        },
+        "all",
+    )
+    if rows:
+        yield from _cancel_trees([dict(row) for row in rows], now, intake)
+    return [str(row["id"]) for row in rows]
+
+
+def _cancel_trees(roots: list[dict[str, Any]], now: float, intake: Intake) -> Program:
+    """After ``roots`` were set ``cancelled``: their waits go, their unfinished children are
+    cancelled level by level, and every cancelled run that has a parent sends it
+    ``run.finished`` (a parent waiting in ``step.invoke`` ends its step; one cancelled with it
+    resolves nothing, but a retry of it finds the event)."""
+    cancelled = list(roots)
+    level = [str(row["id"]) for row in roots]
+    while level:
+        yield Query("delete_waits_of_runs", {"run_ids": json.dumps(level)})
+        children = yield Query(
+            "cancel_children",
+            {"run_ids": json.dumps(level), "now": now, "error": PARENT_CANCELLED},
+            "all",
+        )
+        cancelled.extend(dict(row) for row in children)
+        level = [str(row["id"]) for row in children]
+    finished = []
+    for row in cancelled:
+        if row["parent_run_id"] is not None:
+            error = CANCELLED if row in roots else PARENT_CANCELLED
+            outcome = RunOutcome("cancelled", None, error)
+            event = run_finished(str(row["id"]), str(row["workflow_id"]), outcome, now)
+            finished.append(Sending(event, now))
+    if finished:
+        yield from send(intake, finished)
+    yield NOTIFY  # wakes workers: one holding a cancelled run in a sleep drops it
 
 
 def retry_run(run_id: str, now: float) -> Program:

@@ -161,6 +161,13 @@ class SqlStore(Store):
         # Without a parent to tell, finishing is one statement: no transaction around it.
         return bool(await (self._run(program) if has_parent else self._run_single(program)))
 
+    async def still_held(self, worker_id: str, run_ids: Sequence[str]) -> set[str]:
+        result: set[str] = await self._run_single(leases.still_held(worker_id, run_ids))
+        return result
+
+    async def holds_lease(self, lease: Lease) -> bool:
+        return bool(await self._run_single(leases.holds_lease(lease)))
+
     async def release_run(self, lease: Lease, now: float) -> bool:
         return bool(await self._run(leases.release_run(lease, now)))
 
@@ -190,6 +197,22 @@ class SqlStore(Store):
 
     async def cancel_run(self, run_id: str, now: float) -> str:
         return str(await self._run(runs.cancel_run(run_id, now, self.intake)))
+
+    async def cancel_matching(
+        self,
+        workflow_id: str | None,
+        statuses: Sequence[str],
+        created_after: float | None,
+        created_before: float | None,
+        batch: int,
+        now: float,
+    ) -> list[str]:
+        result: list[str] = await self._run(
+            runs.cancel_matching(
+                workflow_id, statuses, created_after, created_before, batch, now, self.intake
+            )
+        )
+        return result
 
     async def retry_run(self, run_id: str, now: float) -> str:
         return str(await self._run(runs.retry_run(run_id, now)))

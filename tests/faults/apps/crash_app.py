@@ -10,6 +10,8 @@ Configured by environment variables:
 - ``FAULTS_BLOCK=1``: the ``blocker`` workflow's step and the ``tail_blocker`` workflow's last
   line wait for a release file: ``release-{run_id}`` frees every worker, ``release-{run_id}-{pid}``
   one (so only a worker started with it blocks; a worker taking over runs straight through).
+- ``starts.log``: the ``nap``/``cancellable`` workflows' steps append ``"{run_id} {step_key}
+  {time}"`` when they start, so a test can tell whether any step started after a cancel.
 - ``FAULTS_DEAF=1``: the worker's heartbeats never report a lost lease (as if they went nowhere),
   so a paused worker that wakes up goes on to write, and only the database's fence stops it.
 
@@ -32,6 +34,7 @@ import dataflows as df
 from dataflows.worker import Worker
 
 CALLS = "calls.log"
+STARTS = "starts.log"
 #: How long a blocked step waits for its release file before giving up (bounds every test).
 BLOCK_LIMIT = 30.0
 
@@ -114,6 +117,23 @@ def tail_block(run_id: str) -> None:
     wait_for_release(run_id)
 
 
+def record_start() -> None:
+    """Log that this step function started, with the time (``starts.log``)."""
+    ctx = df.current_step()
+    _append(scratch() / STARTS, f"{ctx.run_id} {ctx.step_key} {time.time()!r}")
+
+
+def started_step(name: str) -> dict[str, Any]:
+    record_start()
+    return _output(name)
+
+
+def started_block() -> dict[str, Any]:
+    """As ``step_block``, its start logged in ``starts.log``."""
+    record_start()
+    return step_block()
+
+
 def step_poison() -> None:
     record_call()
     os._exit(1)  # every time: a segfault / OOM stand-in
@@ -159,6 +179,30 @@ def register(app: df.Dataflows) -> None:
         a = await step.run("a", step_a, 1)
         await asyncio.to_thread(tail_block, step.run_id)  # after the last step: the outcome next
         return {"a": a, "pid": os.getpid()}
+
+    @app.workflow("nap")
+    async def nap(event: df.Event, step: df.Step) -> dict[str, Any]:
+        """A short sleep (held in the worker's memory) between two steps."""
+        await step.run("before", started_step, "before")
+        await step.sleep("nap", event.data["seconds"])
+        after: dict[str, Any] = await step.run("after", started_step, "after")
+        return after
+
+    @app.workflow(
+        "cancellable",
+        trigger=df.on_event("faults/order"),
+        cancel_on=[df.on_event("faults/cancel", match="data.key")],
+    )
+    async def cancellable(event: df.Event, step: df.Step) -> dict[str, Any]:
+        await step.run("first", started_step, "first")
+        if event.data.get("block"):
+            await step.run("block", started_block)
+        else:
+            await step.wait_for_event(
+                "approval", event="faults/approved", match="data.key", timeout="2m"
+            )
+        last: dict[str, Any] = await step.run("last", started_step, "last")
+        return last
 
     @app.workflow("poison", retries=0)
     async def poison(event: df.Event, step: df.Step) -> None:

@@ -28,6 +28,12 @@ SELECT id FROM runs WHERE workflow_id = %(workflow_id)s AND idempotency_key = %(
 -- history, recording their due sleeps as elapsed; event intake calls it too (eager dispatch).
 SELECT * FROM claim_runs(%(worker_id)s, %(limit)s, %(lease_until)s, %(now)s)
 
+-- name: still_held
+-- A read (runs_by_owner): which of these runs the worker still holds.
+SELECT id FROM runs
+WHERE lease_owner = %(worker_id)s AND status = 'running'
+  AND id IN (SELECT jsonb_array_elements_text(%(run_ids)s::jsonb))
+
 -- name: heartbeat
 -- Rows locked in id order, as every multi-row writer does, so writers cannot deadlock.
 UPDATE runs SET lease_expires_at = %(lease_until)s
@@ -214,6 +220,47 @@ SET status = 'cancelled', completed_at = %(now)s, updated_at = %(now)s, wake_at 
     error = %(error)s
 WHERE id = %(run_id)s AND status NOT IN ('completed', 'failed', 'cancelled')
 RETURNING workflow_id, parent_run_id
+
+-- name: cancel_children
+-- One level of a cancelled tree: the unfinished runs the given runs invoked (runs_parent),
+-- locked in id order as every multi-row writer does.
+UPDATE runs
+SET status = 'cancelled', completed_at = %(now)s, updated_at = %(now)s, wake_at = NULL,
+    wait_reason = NULL, signaled = false, lease_owner = NULL, lease_expires_at = NULL,
+    error = %(error)s
+WHERE id IN (SELECT id FROM runs
+             WHERE parent_run_id IN (SELECT jsonb_array_elements_text(%(run_ids)s::jsonb))
+               AND status IN ('queued', 'running', 'waiting')
+             ORDER BY id
+             FOR UPDATE)
+  AND status IN ('queued', 'running', 'waiting')
+RETURNING id, workflow_id, parent_run_id
+
+-- name: delete_waits_of_runs
+DELETE FROM waits WHERE run_id IN (SELECT jsonb_array_elements_text(%(run_ids)s::jsonb))
+
+-- name: cancel_matching
+-- Bulk cancel: up to :batch unfinished runs matching the filters (NULL: any), oldest first,
+-- locked in id order as every multi-row writer does.
+UPDATE runs
+SET status = 'cancelled', completed_at = %(now)s, updated_at = %(now)s, wake_at = NULL,
+    wait_reason = NULL, signaled = false, lease_owner = NULL, lease_expires_at = NULL,
+    error = %(error)s
+WHERE id IN (SELECT id FROM runs
+             WHERE id IN (SELECT id FROM runs
+                          WHERE status IN (SELECT jsonb_array_elements_text(%(statuses)s::jsonb))
+                            AND (%(workflow_id)s::text IS NULL
+                                 OR workflow_id = %(workflow_id)s::text)
+                            AND (%(created_after)s::double precision IS NULL
+                                 OR created_at >= %(created_after)s::double precision)
+                            AND (%(created_before)s::double precision IS NULL
+                                 OR created_at < %(created_before)s::double precision)
+                          ORDER BY created_at, id
+                          LIMIT %(batch)s)
+             ORDER BY id
+             FOR UPDATE)
+  AND status IN ('queued', 'running', 'waiting')
+RETURNING id, workflow_id, parent_run_id
 
 -- name: run_status
 SELECT status FROM runs WHERE id = %(run_id)s

@@ -42,6 +42,7 @@ CREATE INDEX runs_by_owner ON runs (lease_owner) WHERE status = 'running';
 CREATE INDEX runs_created ON runs (created_at, id);
 CREATE INDEX runs_workflow ON runs (workflow_id, created_at);
 CREATE INDEX runs_finished ON runs (completed_at) WHERE completed_at IS NOT NULL;
+CREATE INDEX runs_parent ON runs (parent_run_id) WHERE parent_run_id IS NOT NULL;
 
 -- The workers alive now: each holds the advisory lock (the store's namespace, lock_key) on a
 -- session of its own while its process lives. A worker whose lock is free (lock_free_since) a
@@ -290,17 +291,68 @@ BEGIN
 END
 $$;
 
+-- Cancel runs and, recursively, their unfinished children, in one statement each level: the
+-- runs' waits go. p_error: the error stored on the roots; their descendants get "the parent run
+-- was cancelled". Each level's runs are locked in id order, as every multi-row writer does.
+-- Returns the ids cancelled, roots first.
+CREATE FUNCTION cancel_run_trees(p_ids text[], p_error text, p_now double precision)
+RETURNS text[]
+LANGUAGE plpgsql VOLATILE AS $$
+DECLARE
+    level text[];
+    done text[] := '{}';
+    child_error text := '{"type": "Cancelled", "message": "the parent run was cancelled"}';
+BEGIN
+    WITH cancelled AS (
+        UPDATE runs
+        SET status = 'cancelled', completed_at = p_now, updated_at = p_now, wake_at = NULL,
+            wait_reason = NULL, signaled = false, lease_owner = NULL, lease_expires_at = NULL,
+            error = p_error
+        WHERE id = ANY (p_ids) AND status IN ('queued', 'running', 'waiting')
+        RETURNING id
+    )
+    SELECT coalesce(array_agg(id ORDER BY id), '{}') INTO level FROM cancelled;
+    WHILE cardinality(level) > 0 LOOP
+        done := done || level;
+        DELETE FROM waits WHERE run_id = ANY (level);
+        WITH cancelled AS (
+            UPDATE runs
+            SET status = 'cancelled', completed_at = p_now, updated_at = p_now, wake_at = NULL,
+                wait_reason = NULL, signaled = false, lease_owner = NULL,
+                lease_expires_at = NULL, error = child_error
+            WHERE id IN (SELECT x.id FROM runs x
+                         WHERE x.parent_run_id = ANY (level)
+                           AND x.status IN ('queued', 'running', 'waiting')
+                         ORDER BY x.id
+                         FOR UPDATE)
+              AND status IN ('queued', 'running', 'waiting')
+            RETURNING id
+        )
+        SELECT coalesce(array_agg(id ORDER BY id), '{}') INTO level FROM cancelled;
+    END LOOP;
+    RETURN done;
+END
+$$;
+
 -- The waits an event resolves (by its wait keys; the caller holds their locks) get their step
 -- recorded, so the woken run replays straight past them. Each run takes the event once
 -- (steps_consumed): its wait reached first, whatever the keys. Runs are locked in id order first,
 -- so intakes resolving waits of the same runs cannot deadlock; a run finished meanwhile is left
 -- out. Returns the ids of the runs whose waits it resolved, sorted.
+-- A wait of kind 'cancel' (a workflow's cancel_on, registered when its run is first claimed)
+-- cancels its run instead of resuming it: the run and its unfinished children are cancelled
+-- (cancel_run_trees) in the same transaction, and the run is not among those returned. A
+-- cancelled run that a parent invoked sends it run.finished (store_events, under lock_intake's
+-- locks).
 CREATE FUNCTION resolve_waits(
     p_event_name text, p_keys jsonb, p_event_id text, p_output text, p_now double precision
 ) RETURNS text[]
 LANGUAGE plpgsql VOLATILE AS $$
 DECLARE
     resumed text[];
+    cancelling text[];
+    v_error text;
+    finished jsonb;
 BEGIN
     WITH matching AS (
         -- LATERAL: one index lookup per key (waits_match), never a scan of all waits of the name
@@ -326,7 +378,7 @@ BEGIN
         FROM matching m WHERE m.run_id = ANY (ARRAY(SELECT id FROM locked))
         ORDER BY m.run_id, m.created_at, m.step_key
         ON CONFLICT DO NOTHING
-        RETURNING run_id, step_key
+        RETURNING run_id, step_key, kind
     ), cleared AS (
         -- = ANY (ARRAY(...)): an index lookup per run, where a join would be planned as a scan
         DELETE FROM waits x
@@ -340,9 +392,41 @@ BEGIN
             signaled = r.signaled OR r.status = 'running',
             updated_at = p_now
         WHERE r.id = ANY (ARRAY(SELECT run_id FROM recorded))
+          AND r.id <> ALL (ARRAY(SELECT run_id FROM recorded WHERE kind = 'cancel'))
           AND r.status IN ('waiting', 'running')
     )
-    SELECT coalesce(array_agg(DISTINCT run_id ORDER BY run_id), '{}') INTO resumed FROM recorded;
+    SELECT coalesce(array_agg(DISTINCT run_id ORDER BY run_id)
+                        FILTER (WHERE run_id NOT IN (SELECT run_id FROM recorded
+                                                     WHERE kind = 'cancel')), '{}'),
+           coalesce(array_agg(DISTINCT run_id ORDER BY run_id) FILTER (WHERE kind = 'cancel'),
+                    '{}')
+    INTO resumed, cancelling FROM recorded;
+    IF cardinality(cancelling) > 0 THEN
+        v_error := jsonb_build_object('type', 'Cancelled',
+                                    'message', 'cancelled by event ' || p_event_id
+                                               || ' (' || p_event_name || ')')::text;
+        PERFORM cancel_run_trees(cancelling, v_error, p_now);
+        -- A cancelled run that a parent invoked tells it, as a finished child does: the
+        -- run.finished event, taken in by the same functions as any event.
+        SELECT jsonb_agg(x.ev || jsonb_build_object('now', p_now, 'runs', '[]'::jsonb,
+                                                    'output', x.ev::text)
+                         ORDER BY x.id)
+        INTO finished
+        FROM (SELECT r.id,
+                     jsonb_build_object(
+                         'id', r.id || ':finished:' || p_now::text,
+                         'name', 'dataflows/run.finished',
+                         'data', jsonb_build_object('run_id', r.id,
+                                                    'workflow_id', r.workflow_id,
+                                                    'status', 'cancelled', 'result', NULL,
+                                                    'error', v_error::jsonb),
+                         'ts', p_now) AS ev
+              FROM runs r
+              WHERE r.id = ANY (cancelling) AND r.parent_run_id IS NOT NULL) AS x;
+        IF finished IS NOT NULL THEN
+            PERFORM store_events(finished, lock_intake(finished));
+        END IF;
+    END IF;
     RETURN resumed;
 END
 $$;

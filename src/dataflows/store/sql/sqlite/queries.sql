@@ -78,8 +78,53 @@ WHERE id IN (SELECT w.run_id
                ON w.event_name = :event_name AND w.filter_paths = json_extract(k.value, '$[0]')
               AND w.filter_key = json_extract(k.value, '$[1]')
              JOIN steps s
-               ON s.run_id = w.run_id AND s.step_key = w.step_key AND s.event_id = :event_id)
+               ON s.run_id = w.run_id AND s.step_key = w.step_key AND s.event_id = :event_id
+             WHERE w.kind <> 'cancel')
+  AND id NOT IN (SELECT w.run_id
+                 FROM json_each(:keys) AS k
+                 CROSS JOIN waits w
+                   ON w.event_name = :event_name
+                  AND w.filter_paths = json_extract(k.value, '$[0]')
+                  AND w.filter_key = json_extract(k.value, '$[1]')
+                 WHERE w.kind = 'cancel')
   AND status IN ('waiting', 'running');
+
+-- A wait of kind 'cancel' (a workflow's cancel_on) cancels its run instead, and its unfinished
+-- children with it (recursively, as PostgreSQL's cancel_run_trees); their waits go. The runs
+-- are gathered in a temporary table of this connection first.
+CREATE TEMP TABLE IF NOT EXISTS cancelling (id TEXT PRIMARY KEY, root INTEGER NOT NULL);
+
+DELETE FROM temp.cancelling;
+
+INSERT INTO temp.cancelling (id, root)
+SELECT DISTINCT w.run_id, 1
+FROM json_each(:keys) AS k
+CROSS JOIN waits w
+  ON w.event_name = :event_name AND w.filter_paths = json_extract(k.value, '$[0]')
+ AND w.filter_key = json_extract(k.value, '$[1]')
+JOIN steps s ON s.run_id = w.run_id AND s.step_key = w.step_key AND s.event_id = :event_id
+WHERE w.kind = 'cancel';
+
+INSERT OR IGNORE INTO temp.cancelling (id, root)
+WITH RECURSIVE tree (id) AS (
+    SELECT id FROM temp.cancelling
+    UNION
+    SELECT r.id FROM runs r JOIN tree t ON r.parent_run_id = t.id
+    WHERE r.status IN ('queued', 'running', 'waiting')
+)
+SELECT id, 0 FROM tree;
+
+UPDATE runs
+SET status = 'cancelled', completed_at = :now, updated_at = :now, wake_at = NULL,
+    wait_reason = NULL, signaled = 0, lease_owner = NULL, lease_expires_at = NULL,
+    error = CASE WHEN (SELECT root FROM temp.cancelling c WHERE c.id = runs.id) = 1
+                 THEN json_object('type', 'Cancelled',
+                                  'message', 'cancelled by event ' || :event_id
+                                             || ' (' || :event_name || ')')
+                 ELSE '{"type": "Cancelled", "message": "the parent run was cancelled"}' END
+WHERE id IN (SELECT id FROM temp.cancelling) AND status IN ('queued', 'running', 'waiting');
+
+DELETE FROM waits WHERE run_id IN (SELECT id FROM temp.cancelling);
 
 DELETE FROM waits
 WHERE (run_id, step_key) IN (
@@ -91,6 +136,14 @@ WHERE (run_id, step_key) IN (
     JOIN steps s
       ON s.run_id = w.run_id AND s.step_key = w.step_key AND s.event_id = :event_id)
 RETURNING run_id
+
+-- name: cancelled_by_intake
+-- Right after resolve_waits: the runs its cancel_on waits cancelled that a parent invoked (each
+-- sends its parent run.finished, as a finished child does).
+SELECT r.id, r.workflow_id, r.error
+FROM temp.cancelling c JOIN runs r ON r.id = c.id
+WHERE c.root = 1 AND r.parent_run_id IS NOT NULL
+ORDER BY r.id
 
 -- name: claim_runs
 -- As on PostgreSQL: claim, record the claimed runs' due sleeps, answer with runs and history.
@@ -153,6 +206,12 @@ LEFT JOIN (
     FROM waits WHERE run_id IN (SELECT id FROM temp.claimed)
 ) AS h ON h.run_id = r.id
 ORDER BY r.created_at, r.id, h.started_at, h.completed_at, h.step_key
+
+-- name: still_held
+-- A read (runs_by_owner): which of these runs the worker still holds.
+SELECT id FROM runs
+WHERE lease_owner = :worker_id AND status = 'running'
+  AND id IN (SELECT value FROM json_each(:run_ids))
 
 -- name: heartbeat
 UPDATE runs SET lease_expires_at = :lease_until
@@ -319,6 +378,35 @@ SET status = 'cancelled', completed_at = :now, updated_at = :now, wake_at = NULL
     error = :error
 WHERE id = :run_id AND status NOT IN ('completed', 'failed', 'cancelled')
 RETURNING workflow_id, parent_run_id
+
+-- name: cancel_children
+-- One level of a cancelled tree: the unfinished runs the given runs invoked (runs_parent).
+UPDATE runs
+SET status = 'cancelled', completed_at = :now, updated_at = :now, wake_at = NULL,
+    wait_reason = NULL, signaled = 0, lease_owner = NULL, lease_expires_at = NULL,
+    error = :error
+WHERE parent_run_id IN (SELECT value FROM json_each(:run_ids))
+  AND status IN ('queued', 'running', 'waiting')
+RETURNING id, workflow_id, parent_run_id
+
+-- name: delete_waits_of_runs
+DELETE FROM waits WHERE run_id IN (SELECT value FROM json_each(:run_ids))
+
+-- name: cancel_matching
+-- Bulk cancel: up to :batch unfinished runs matching the filters (NULL: any), oldest first.
+UPDATE runs
+SET status = 'cancelled', completed_at = :now, updated_at = :now, wake_at = NULL,
+    wait_reason = NULL, signaled = 0, lease_owner = NULL, lease_expires_at = NULL,
+    error = :error
+WHERE id IN (SELECT id FROM runs
+             WHERE status IN (SELECT value FROM json_each(:statuses))
+               AND (:workflow_id IS NULL OR workflow_id = :workflow_id)
+               AND (:created_after IS NULL OR created_at >= :created_after)
+               AND (:created_before IS NULL OR created_at < :created_before)
+             ORDER BY created_at, id
+             LIMIT :batch)
+  AND status IN ('queued', 'running', 'waiting')
+RETURNING id, workflow_id, parent_run_id
 
 -- name: run_status
 SELECT status FROM runs WHERE id = :run_id

@@ -39,6 +39,7 @@ CREATE INDEX runs_by_owner ON runs (lease_owner) WHERE status = 'running';
 CREATE INDEX runs_created ON runs (created_at, id);
 CREATE INDEX runs_workflow ON runs (workflow_id, created_at);
 CREATE INDEX runs_finished ON runs (completed_at) WHERE completed_at IS NOT NULL;
+CREATE INDEX runs_parent ON runs (parent_run_id) WHERE parent_run_id IS NOT NULL;
 
 -- The workers alive now: each holds an exclusive lock on a file of its own beside the database
 -- while its process lives. A worker whose file another can lock is removed, and the leases of its
