@@ -200,6 +200,56 @@ async def test_an_answer_before_the_body_ends_the_connection(tmp_path: Path) -> 
         assert json.loads(answer.body)["error"]["code"] == "body_too_large"
 
 
+# Slow headers.
+
+PARTIAL = b"GET /healthz HTTP/1.1\r\nHost: x\r\n"  # the blank line that ends it never comes
+
+
+async def test_headers_that_do_not_arrive_in_time_are_answered_408(tmp_path: Path) -> None:
+    async with server(tmp_path, header_timeout=0.5) as port:
+        started = time.monotonic()
+        answer = await ask(port, PARTIAL, seconds=5)
+        took = time.monotonic() - started
+        assert answer.status == 408 and answer.closed, answer
+        assert answer.error()["code"] == "request_timeout"
+        assert 0.4 < took < 3, took
+
+
+async def test_a_connection_that_asks_nothing_is_closed_after_the_timeout(tmp_path: Path) -> None:
+    async with server(tmp_path, header_timeout=0.5) as port:
+        started = time.monotonic()
+        answer = await ask(port, b"", seconds=5)
+        assert answer.closed and answer.status is None, answer
+        assert 0.4 < time.monotonic() - started < 3
+
+
+async def test_headers_sent_slowly_but_in_time_are_served(tmp_path: Path) -> None:
+    def slow_request(port: int) -> bytes:
+        with socket.create_connection(("127.0.0.1", port)) as sock:
+            sock.settimeout(5)
+            for piece in (b"GET /healthz HTTP/1.1\r\n", b"Host: x\r\n", b"\r\n"):
+                sock.sendall(piece)
+                time.sleep(0.3)
+            return sock.recv(65536)
+
+    async with server(tmp_path, header_timeout=1.5) as port:
+        assert (await asyncio.to_thread(slow_request, port)).startswith(b"HTTP/1.1 200")
+
+
+def test_the_header_timeout_reaches_every_server_process(tmp_path: Path) -> None:
+    cmd = start_serve(tmp_path, "--workers", "2", DATAFLOWS_HEADER_TIMEOUT="0.5")
+    try:
+        port = int(cmd.url().rsplit(":", 1)[1])
+        for _ in range(4):  # either process may take each connection
+            answer = exchange(port, PARTIAL, seconds=5)
+            assert answer.status == 408, answer
+        assert cmd.stop() == 0, cmd.output()
+    finally:
+        if cmd.popen.poll() is None:
+            cmd.popen.kill()
+            cmd.popen.wait(10)
+
+
 # The flood, against the real `dataflows serve` process.
 
 FLOOD_SECONDS = 4.0

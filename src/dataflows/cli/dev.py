@@ -18,7 +18,7 @@ from dataflows.cli.banner import database_text, summary, trigger_names, workflow
 from dataflows.cli.common import app_argument, friendly_errors, listen_options, start_app, stdout
 from dataflows.cli.logs import log_level_option, setup_logging
 from dataflows.cli.progress import Progress
-from dataflows.cli.server import Server, api_keys, base_url, listen, max_header_bytes_option
+from dataflows.cli.server import Server, api_keys, base_url, header_limit_options, listen
 from dataflows.http import create_api
 from dataflows.http.protocol import ServerConfig
 from dataflows.runner import StopSignals
@@ -36,7 +36,7 @@ from dataflows.workflow import Workflow
     show_default=True,
     help="Runs the worker executes at once.",
 )
-@max_header_bytes_option
+@header_limit_options
 @log_level_option
 def dev(
     app_spec: str,
@@ -44,6 +44,7 @@ def dev(
     port: int,
     concurrency: int,
     max_header_bytes: int,
+    header_timeout: float,
     log_level: str,
     log_format: str,
 ) -> None:
@@ -57,18 +58,24 @@ def dev(
     sock = listen(host, port)
     try:
         with friendly_errors():
-            asyncio.run(_run(app, app_spec, sock, concurrency, max_header_bytes))
+            asyncio.run(_run(app, app_spec, sock, concurrency, max_header_bytes, header_timeout))
     finally:
         sock.close()
 
 
 async def _run(
-    app: Dataflows, spec: str, sock: socket.socket, concurrency: int, max_header_bytes: int
+    app: Dataflows,
+    spec: str,
+    sock: socket.socket,
+    concurrency: int,
+    max_header_bytes: int,
+    header_timeout: float,
 ) -> None:
     with StopSignals("%s: stopping the worker, then the API (signal again to exit now)") as stop:
         config = ServerConfig(
             create_api(app),
             max_header_bytes=max_header_bytes,
+            header_timeout=header_timeout,
             log_config=None,
             timeout_graceful_shutdown=10,
         )

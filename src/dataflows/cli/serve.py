@@ -23,7 +23,7 @@ from dataflows.cli.common import (
     stdout,
 )
 from dataflows.cli.logs import log_level_option, setup_logging
-from dataflows.cli.server import Server, api_keys, base_url, listen, max_header_bytes_option
+from dataflows.cli.server import Server, api_keys, base_url, header_limit_options, listen
 from dataflows.http.protocol import ServerConfig
 from dataflows.metrics import MULTIPROCESS_DIR
 from dataflows.runner import StopSignals
@@ -46,7 +46,7 @@ OPEN_API_WARNING = (
     show_default=True,
     help="Server processes sharing the port.",
 )
-@max_header_bytes_option
+@header_limit_options
 @log_level_option
 def serve(
     app_spec: str,
@@ -54,6 +54,7 @@ def serve(
     port: int,
     workers: int,
     max_header_bytes: int,
+    header_timeout: float,
     log_level: str,
     log_format: str,
 ) -> None:
@@ -72,9 +73,9 @@ def serve(
         stdout().print(_banner(app, app_spec, base_url(sock), workers))
         if workers == 1:
             with friendly_errors():
-                asyncio.run(_serve_here(app, sock, max_header_bytes))
+                asyncio.run(_serve_here(app, sock, max_header_bytes, header_timeout))
         else:
-            _serve_processes(sock, workers, max_header_bytes, log_level)
+            _serve_processes(sock, workers, max_header_bytes, header_timeout, log_level)
     finally:
         sock.close()
 
@@ -92,12 +93,15 @@ def _banner(app: Dataflows, spec: str, url: str, workers: int) -> object:
     )
 
 
-async def _serve_here(app: Dataflows, sock: socket.socket, max_header_bytes: int) -> None:
+async def _serve_here(
+    app: Dataflows, sock: socket.socket, max_header_bytes: int, header_timeout: float
+) -> None:
     from dataflows.http import create_api
 
     config = ServerConfig(
         create_api(app),
         max_header_bytes=max_header_bytes,
+        header_timeout=header_timeout,
         log_config=None,
         timeout_graceful_shutdown=30,
     )
@@ -118,11 +122,12 @@ async def _serve_here(app: Dataflows, sock: socket.socket, max_header_bytes: int
 
 
 def _serve_processes(
-    sock: socket.socket, workers: int, max_header_bytes: int, log_level: str
+    sock: socket.socket, workers: int, max_header_bytes: int, header_timeout: float, log_level: str
 ) -> None:
     config = ServerConfig(
         "dataflows.http:app_from_env",
         max_header_bytes=max_header_bytes,
+        header_timeout=header_timeout,
         factory=True,
         workers=workers,
         log_level=log_level,

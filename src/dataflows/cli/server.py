@@ -11,12 +11,14 @@ from typing import Any, TypeVar
 import click
 import uvicorn
 
-from dataflows.http.protocol import DEFAULT_MAX_HEADER_BYTES
+from dataflows.http.protocol import DEFAULT_HEADER_TIMEOUT, DEFAULT_MAX_HEADER_BYTES
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 #: The header limit's environment variable (``--max-header-bytes``).
 MAX_HEADER_BYTES_ENV = "DATAFLOWS_MAX_HEADER_BYTES"
+#: The header timeout's environment variable (``--header-timeout``).
+HEADER_TIMEOUT_ENV = "DATAFLOWS_HEADER_TIMEOUT"
 
 
 class Server(uvicorn.Server):
@@ -31,8 +33,18 @@ class Server(uvicorn.Server):
         yield
 
 
-def max_header_bytes_option(fn: F) -> F:
-    """``--max-header-bytes`` (or ``DATAFLOWS_MAX_HEADER_BYTES``), for the commands that serve."""
+def header_limit_options(fn: F) -> F:
+    """``--max-header-bytes`` and ``--header-timeout`` (or their ``DATAFLOWS_…`` variables),
+    for the commands that serve."""
+    fn = click.option(
+        "--header-timeout",
+        type=click.FloatRange(min=0.1),
+        default=DEFAULT_HEADER_TIMEOUT,
+        show_default=True,
+        envvar=HEADER_TIMEOUT_ENV,
+        show_envvar=True,
+        help="Seconds a request's line and headers may take to arrive; slower ones get 408.",
+    )(fn)
     return click.option(
         "--max-header-bytes",
         type=click.IntRange(min=1024),

@@ -9,6 +9,11 @@ the parser refuses is answered ``400 malformed_request``. Both are the API's JSO
 connection answered before its request's body arrived in full (a 401, a 413) is not kept: the rest
 of the body would otherwise be read and dropped for as long as the client sends it.
 
+A request's line and headers must also arrive within ``header_timeout`` seconds of its first
+byte (and a new connection must begin one within as long): a client trickling its headers a byte
+at a time would otherwise hold a connection for ever. A request cut off so is answered
+``408 request_timeout``; a connection that never began one is closed without an answer.
+
 A connection that ends so first drains what the client still sends, for at most
 :data:`LINGER_SECONDS`: closing on unread data resets the connection, which can destroy the answer
 before the client reads it.
@@ -27,6 +32,7 @@ from uvicorn.server import ServerState
 from dataflows.http.errors import ApiError, error_response
 
 __all__ = [
+    "DEFAULT_HEADER_TIMEOUT",
     "DEFAULT_MAX_HEADER_BYTES",
     "LINGER_SECONDS",
     "MAX_HEADER_FIELDS",
@@ -38,6 +44,8 @@ logger = logging.getLogger("dataflows.http")
 
 #: The request line and headers of one request, in bytes.
 DEFAULT_MAX_HEADER_BYTES = 64 * 1024
+#: Seconds a request's line and headers may take to arrive, from its first byte.
+DEFAULT_HEADER_TIMEOUT = 10.0
 #: Header fields in one request: each is a few Python objects, so the byte limit alone would let
 #: a block of tiny fields cost many times its size.
 MAX_HEADER_FIELDS = 100
@@ -46,13 +54,20 @@ LINGER_SECONDS = 2.0
 
 
 class ServerConfig(uvicorn.Config):
-    """uvicorn's settings, served by :class:`HttpProtocol` with a ``max_header_bytes`` limit."""
+    """uvicorn's settings, served by :class:`HttpProtocol` with a ``max_header_bytes`` limit
+    and a ``header_timeout``."""
 
     def __init__(
-        self, app: Any, *, max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES, **options: Any
+        self,
+        app: Any,
+        *,
+        max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES,
+        header_timeout: float = DEFAULT_HEADER_TIMEOUT,
+        **options: Any,
     ) -> None:
         super().__init__(app, http=HttpProtocol, **options)
         self.max_header_bytes = max_header_bytes
+        self.header_timeout = header_timeout
 
 
 class _HeadersTooLarge(Exception):
@@ -70,16 +85,31 @@ class HttpProtocol(HttpToolsProtocol):
         _loop: asyncio.AbstractEventLoop | None = None,
     ) -> None:
         super().__init__(config, server_state, app_state, _loop)
-        self.max_header_bytes = (
-            config.max_header_bytes
-            if isinstance(config, ServerConfig)
-            else DEFAULT_MAX_HEADER_BYTES
-        )
+        if isinstance(config, ServerConfig):
+            self.max_header_bytes, self.header_timeout = (
+                config.max_header_bytes,
+                config.header_timeout,
+            )
+        else:
+            self.max_header_bytes, self.header_timeout = (
+                DEFAULT_MAX_HEADER_BYTES,
+                DEFAULT_HEADER_TIMEOUT,
+            )
+        self._header_timer: asyncio.TimerHandle | None = None
+        self._request_begun = False
         self._reading_headers = True  # from the end of one message to its successor's headers
         self._header_room = self.max_header_bytes
         self._header_fields = 0
         self._too_many_fields = False
         self._ending = False
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._start_header_timer()  # a connection that never sends a request is not kept
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._stop_header_timer()
+        super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
         # The parser buffers a header it has not seen the end of, so it never gets more than the
@@ -97,6 +127,8 @@ class HttpProtocol(HttpToolsProtocol):
 
     def on_message_begin(self) -> None:
         self._header_fields = 0
+        self._request_begun = True
+        self._start_header_timer()
         super().on_message_begin()
 
     def on_header(self, name: bytes, value: bytes) -> None:
@@ -108,6 +140,8 @@ class HttpProtocol(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self._reading_headers = False
+        self._request_begun = False
+        self._stop_header_timer()
         super().on_headers_complete()
 
     def on_message_complete(self) -> None:
@@ -127,6 +161,30 @@ class HttpProtocol(HttpToolsProtocol):
             self._refuse_headers(f"over the limit of {MAX_HEADER_FIELDS} fields")
         else:
             self._refuse(ApiError(400, "malformed_request", "the request is not valid HTTP/1.1"))
+
+    def _start_header_timer(self) -> None:
+        self._stop_header_timer()
+        self._header_timer = self.loop.call_later(self.header_timeout, self._headers_late)
+
+    def _stop_header_timer(self) -> None:
+        if self._header_timer is not None:
+            self._header_timer.cancel()
+            self._header_timer = None
+
+    def _headers_late(self) -> None:
+        self._header_timer = None
+        if self._ending or self.transport.is_closing():
+            return
+        if not self._request_begun:
+            self.transport.close()  # nothing asked, nothing to answer
+            return
+        logger.warning(
+            "refused a request from %s: its headers took over %g s",
+            _peer(self.client),
+            self.header_timeout,
+        )
+        why = f"the request's line and headers did not arrive within {self.header_timeout:g} s"
+        self._refuse(ApiError(408, "request_timeout", why))
 
     def _refuse_headers(self, why: str) -> None:
         logger.warning("refused a request from %s: its headers are %s", _peer(self.client), why)
