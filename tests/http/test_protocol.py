@@ -24,7 +24,7 @@ import pytest
 import dataflows as df
 from dataflows.http import create_api
 from dataflows.http.protocol import LINGER_SECONDS, MAX_HEADER_FIELDS, ServerConfig
-from tests.cli.test_processes import APP, Command, database_url
+from tests.cli.test_processes import APP, Command, database_url, eventually
 from tests.http.test_server import uvicorn_server
 
 CHUNK = b"10000\r\n" + b"a" * 0x10000 + b"\r\n"  # 64 KiB of a chunked body
@@ -244,6 +244,37 @@ def test_the_header_timeout_reaches_every_server_process(tmp_path: Path) -> None
             answer = exchange(port, PARTIAL, seconds=5)
             assert answer.status == 408, answer
         assert cmd.stop() == 0, cmd.output()
+    finally:
+        if cmd.popen.poll() is None:
+            cmd.popen.kill()
+            cmd.popen.wait(10)
+
+
+def test_every_server_process_logs_json_lines_when_asked(tmp_path: Path) -> None:
+    cmd = start_serve(tmp_path, "--workers", "2", DATAFLOWS_LOG_FORMAT="json")
+    try:
+        port = int(cmd.url().rsplit(":", 1)[1])
+        for _ in range(4):  # either process may take each connection, and logs the refusal
+            assert (
+                exchange(
+                    port, b"GET /healthz HTTP/1.1\r\nX-Pad: %s\r\n\r\n" % (b"p" * 70_000)
+                ).status
+                == 431
+            )
+
+        def refusals() -> list[dict[str, Any]]:
+            lines = [json.loads(ln) for ln in cmd.err.read_text().splitlines() if ln.strip()]
+            return [ln for ln in lines if ln["message"].startswith("refused a request")]
+
+        eventually(lambda: len(refusals()) == 4, 10, "the refusals' log lines", cmd)
+        assert cmd.stop() == 0, cmd.output()
+        # Every line on stderr is one JSON object, the server processes' own included.
+        lines = [json.loads(ln) for ln in cmd.err.read_text().splitlines() if ln.strip()]
+        started = [ln for ln in lines if ln["message"].startswith("Started server process")]
+        assert len(started) == 2, lines
+        assert all(
+            ln["level"] == "WARNING" and ln["logger"] == "dataflows.http" for ln in refusals()
+        )
     finally:
         if cmd.popen.poll() is None:
             cmd.popen.kill()

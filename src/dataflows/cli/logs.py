@@ -26,6 +26,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 LEVELS = ("debug", "info", "warning", "error")
 FORMATS = ("text", "json")
 FORMAT_ENV = "DATAFLOWS_LOG_FORMAT"
+#: Read by the server processes ``dataflows serve --workers N`` starts (set by the command).
+LEVEL_ENV = "DATAFLOWS_LOG_LEVEL"
 
 
 def log_level_option(fn: F) -> F:

@@ -8,6 +8,7 @@ import os
 import signal
 import socket
 import tempfile
+from typing import Any
 
 import click
 
@@ -22,7 +23,7 @@ from dataflows.cli.common import (
     stderr,
     stdout,
 )
-from dataflows.cli.logs import log_level_option, setup_logging
+from dataflows.cli.logs import FORMAT_ENV, LEVEL_ENV, log_level_option, setup_logging
 from dataflows.cli.server import Server, api_keys, base_url, header_limit_options, listen
 from dataflows.http.protocol import ServerConfig
 from dataflows.metrics import MULTIPROCESS_DIR
@@ -66,7 +67,10 @@ def serve(
     setup_logging(log_level, log_format)
     app = start_app(app_spec)  # fail here, once, if APP or its database is wrong
     if not api_keys():
-        stderr().print(OPEN_API_WARNING, style="bold red")
+        if log_format.lower() == "json":  # every line on stderr a JSON object
+            log.warning(OPEN_API_WARNING.removeprefix("WARNING: "))
+        else:
+            stderr().print(OPEN_API_WARNING, style="bold red")
     sock = listen(host, port)
     os.environ[APP_ENV] = app_spec
     try:
@@ -75,6 +79,9 @@ def serve(
             with friendly_errors():
                 asyncio.run(_serve_here(app, sock, max_header_bytes, header_timeout))
         else:
+            # The server processes start afresh: they log as this one does, told by these.
+            os.environ[FORMAT_ENV] = log_format
+            os.environ[LEVEL_ENV] = log_level
             _serve_processes(sock, workers, max_header_bytes, header_timeout, log_level)
     finally:
         sock.close()
@@ -125,9 +132,10 @@ def _serve_processes(
     sock: socket.socket, workers: int, max_header_bytes: int, header_timeout: float, log_level: str
 ) -> None:
     config = ServerConfig(
-        "dataflows.http:app_from_env",
+        "dataflows.cli.serve:server_process_api",
         max_header_bytes=max_header_bytes,
         header_timeout=header_timeout,
+        log_config=None,  # each process's records go to the handler server_process_api sets up
         factory=True,
         workers=workers,
         log_level=log_level,
@@ -141,3 +149,13 @@ def _serve_processes(
         # reads this at its first import of prometheus_client, so it is set before they start.
         os.environ.setdefault(MULTIPROCESS_DIR, shared)
         Multiprocess(config, sockets=[sock]).run()
+
+
+def server_process_api() -> Any:
+    """The uvicorn factory of each server process under ``--workers``: logging as the command
+    was told (text or JSON lines, from ``DATAFLOWS_LOG_FORMAT`` and ``DATAFLOWS_LOG_LEVEL``),
+    then the API of the app named by ``DATAFLOWS_APP``."""
+    setup_logging(os.environ.get(LEVEL_ENV, "info"), os.environ.get(FORMAT_ENV, "text"))
+    from dataflows.http import app_from_env
+
+    return app_from_env()
