@@ -27,14 +27,16 @@ log = logging.getLogger("dataflows.worker")
 
 async def complete(
     store: Store, clock: Clock, run: ClaimedRun, result: object, max_payload: int
-) -> None:
-    """Record ``result`` as the run's; a result that cannot be stored fails the run instead."""
+) -> PayloadError | None:
+    """Record ``result`` as the run's; a result that cannot be stored fails the run instead,
+    and is returned (the error the run failed with)."""
     try:
         text = serialization.dumps(result, what="the workflow's result", limit=max_payload)
     except PayloadError as exc:
         await fail(store, clock, run, error_json(exc))
-        return
+        return exc
     await _finish(store, clock, run, "completed", store.complete_run, text)
+    return None
 
 
 async def fail(store: Store, clock: Clock, run: ClaimedRun, error: str) -> None:

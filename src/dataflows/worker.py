@@ -449,10 +449,11 @@ class Worker:
             _trace_outcome(x, "failed", outcome)
             await outcomes.fail(self.app.store, self.app.clock, run, error_json(outcome))
         else:
-            _trace_outcome(x, "completed")
-            await outcomes.complete(
+            refused = await outcomes.complete(
                 self.app.store, self.app.clock, run, result, self.app.max_payload
             )
+            # A result too large to store failed the run instead.
+            _trace_outcome(x, "completed" if refused is None else "failed", refused)
 
     # -- leases ----------------------------------------------------------------------------------------
 

@@ -197,6 +197,24 @@ async def test_a_failed_run_has_an_error_status(
         assert any(e.name == "exception" for e in span.events)
 
 
+async def test_a_result_too_large_to_store_is_a_failed_run_in_its_trace(
+    app: df.Dataflows, spans: InMemorySpanExporter
+) -> None:
+    app.max_payload = 1000
+
+    @app.workflow("oversized")
+    async def oversized(event: df.Event, step: df.Step) -> str:
+        return "x" * 2000
+
+    async with worker(app):
+        run_id = await app.start("oversized")
+        run = await app.wait_for_run(run_id, timeout=10)
+    assert run.status == "failed"
+    (attempt,) = named(spans.get_finished_spans(), "run oversized")
+    assert attrs(attempt)["dataflows.outcome"] == "failed"
+    assert attempt.status.status_code is StatusCode.ERROR
+
+
 async def test_nothing_is_traced_without_a_recording_provider(app: df.Dataflows) -> None:
     @app.workflow("plain")
     async def plain(event: df.Event, step: df.Step) -> int:
