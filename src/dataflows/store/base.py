@@ -29,6 +29,8 @@ from dataflows.records import (
     ScheduleRow,
     SentEvents,
     StepRow,
+    UnitAnswer,
+    UnitRequest,
     WaitOutcome,
 )
 
@@ -307,6 +309,19 @@ class Store(abc.ABC):
     ) -> ScheduleRow | None:
         """Resume a paused schedule from ``next_at`` (one not paused is left as it is); the
         schedule afterwards, ``None`` if there is no such schedule."""
+
+    # -- shared step budgets -------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def take_budget_unit(
+        self, lease: Lease, request: UnitRequest, clock: Callable[[], float]
+    ) -> UnitAnswer:
+        """Take one unit of ``(request.budget, request.key)`` for the leased run, in one
+        transaction serialised with every other taker of that budget and key: ``granted`` if
+        fewer than ``request.limit`` grants were taken in ``(now - period, now]``, else
+        ``denied`` with the time the earliest of them leaves the window; ``fenced`` if the
+        worker no longer holds the run. ``now`` is read from ``clock`` once this taker holds the
+        lock. Also deletes a bounded number of expired grants."""
 
     @abc.abstractmethod
     async def purge_finished(self, before: float, batch: int) -> int:

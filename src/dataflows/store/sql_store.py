@@ -8,7 +8,7 @@ around it, and new step results and lone events go through group commit.
 from __future__ import annotations
 
 import abc
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
 from dataflows.records import (
@@ -27,9 +27,11 @@ from dataflows.records import (
     ScheduleRow,
     SentEvents,
     StepRow,
+    UnitAnswer,
+    UnitRequest,
     WaitOutcome,
 )
-from dataflows.store import events, leases, runs, schedules, steps, waits
+from dataflows.store import budgets, events, leases, runs, schedules, steps, waits
 from dataflows.store.base import Store
 from dataflows.store.batching import Batcher
 from dataflows.store.events import Intake, Sending
@@ -234,6 +236,12 @@ class SqlStore(Store):
         result: ScheduleRow | None = await self._run(
             schedules.resume_schedule(schedule_id, next_at, now)
         )
+        return result
+
+    async def take_budget_unit(
+        self, lease: Lease, request: UnitRequest, clock: Callable[[], float]
+    ) -> UnitAnswer:
+        result: UnitAnswer = await self._run(budgets.take_budget_unit(lease, request, clock))
         return result
 
     async def purge_finished(self, before: float, batch: int) -> int:
