@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any, NoReturn, TypeVar
 
 from dataflows import metrics, serialization, tracing
+from dataflows.budgets import wait_reason
 from dataflows.clock import Clock
 from dataflows.context import StepContext, _current, log_fields
 from dataflows.errors import NonDeterminismError, StepFailed, StoreUnavailable, Suspend
@@ -34,6 +35,7 @@ from dataflows.records import (
     NewStep,
     NewWait,
     StepRow,
+    UnitRequest,
     WaitMatch,
     WaitOutcome,
 )
@@ -223,7 +225,10 @@ class Execution:
         args: tuple[Any, ...],
         policy: RetryPolicy,
         timeout: float | None,
+        unit: tuple[str, str, int, float] | None = None,
     ) -> Any:
+        """``unit``: ``(budget, key, limit, period)`` of the shared budget each attempt takes a
+        unit of just before calling ``fn``."""
         row = self.recorded(key, "run")
         attempt = 1
         if row is not None:
@@ -236,6 +241,8 @@ class Execution:
                 self.suspend(row.wake_at, f"retry {key}")
         async with self.tracking():
             while True:
+                if unit is not None:
+                    await self._take_unit(key, *unit)
                 started = self.rt.clock.now()
                 try:
                     with tracing.step_span(self.trace, "step.run", key, attempt):
@@ -251,6 +258,20 @@ class Execution:
                     continue
                 await self._record(key, "run", "completed", output, None, attempt, started)
                 return json.loads(output)
+
+    async def _take_unit(
+        self, key: str, budget: str, budget_key: str, limit: int, period: float
+    ) -> None:
+        """Take a unit of the budget, or suspend the run until one frees up (a replay asks
+        again; no attempt is counted, and the run holds no slot or thread meanwhile)."""
+        request = UnitRequest(budget, budget_key, limit, period, key)
+        answer = await retry_unavailable(
+            lambda: self.rt.store.take_budget_unit(self.run.lease, request, self.rt.clock.now)
+        )
+        if answer.state == "fenced":
+            self.lost()
+        if answer.state == "denied":
+            self.suspend(answer.wake_at, wait_reason(budget, budget_key, key))
 
     async def _attempt_failed(
         self, key: str, exc: Exception, attempt: int, started: float, policy: RetryPolicy
