@@ -241,12 +241,15 @@ class Execution:
                 self.suspend(row.wake_at, f"retry {key}")
         async with self.tracking():
             while True:
-                if unit is not None:
-                    await self._take_unit(key, *unit)
+                grant = None if unit is None else await self._take_unit(key, *unit)
                 started = self.rt.clock.now()
                 try:
                     with tracing.step_span(self.trace, "step.run", key, attempt):
-                        value = await self._call(key, attempt, fn, args, timeout)
+                        try:
+                            value = await self._call(key, attempt, fn, args, timeout)
+                        finally:
+                            if grant is not None:
+                                self._return_unit(*grant)
                         output = serialization.dumps(
                             value, what=f"the result of step {key!r}", limit=self.rt.max_payload
                         )
@@ -261,17 +264,28 @@ class Execution:
 
     async def _take_unit(
         self, key: str, budget: str, budget_key: str, limit: int, period: float
-    ) -> None:
-        """Take a unit of the budget, or suspend the run until one frees up (a replay asks
-        again; no attempt is counted, and the run holds no slot or thread meanwhile)."""
+    ) -> tuple[int, float]:
+        """Take a unit of the budget (its grant id and period), or suspend the run until one
+        may be free (a replay asks again; no attempt is counted, and the run holds no slot or
+        thread meanwhile)."""
         request = UnitRequest(budget, budget_key, limit, period, key)
         answer = await retry_unavailable(
             lambda: self.rt.store.take_budget_unit(self.run.lease, request, self.rt.clock.now)
         )
         if answer.state == "fenced":
             self.lost()
-        if answer.state == "denied":
+        if answer.state == "denied" or answer.grant_id is None:
             self.suspend(answer.wake_at, wait_reason(budget, budget_key, key))
+        return answer.grant_id, period
+
+    def _return_unit(self, grant_id: int, period: float) -> None:
+        """The call returned: the unit's window starts now (recorded alongside the workflow)."""
+        now = self.rt.clock.now()
+        self.in_background(
+            lambda: retry_unavailable(
+                lambda: self.rt.store.return_budget_unit(grant_id, period, now)
+            )
+        )
 
     async def _attempt_failed(
         self, key: str, exc: Exception, attempt: int, started: float, policy: RetryPolicy

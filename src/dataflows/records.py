@@ -319,8 +319,10 @@ class UnitRequest:
 
 @dataclass(frozen=True, slots=True)
 class UnitAnswer:
-    """What :meth:`Store.take_budget_unit` did: ``granted``; ``denied`` (a unit frees up at
-    ``wake_at``); or ``fenced`` (this worker no longer holds the run)."""
+    """What :meth:`Store.take_budget_unit` did: ``granted`` (``grant_id`` names the grant, to
+    return it when the call returns); ``denied`` (a unit may free up at ``wake_at``); or
+    ``fenced`` (this worker no longer holds the run)."""
 
     state: Literal["granted", "denied", "fenced"]
     wake_at: float | None = None
+    grant_id: int | None = None

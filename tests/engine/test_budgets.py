@@ -151,6 +151,35 @@ async def test_waiting_for_budget_spends_no_attempt_and_each_attempt_takes_a_uni
     assert step_named(run, "call").attempts == 3  # the failures, not the waits
 
 
+async def test_a_units_window_starts_when_its_call_returns(
+    clock_app: df.Dataflows, clock: ManualClock
+) -> None:
+    clock_app.rate_limit("api", limit=1, period="10s")
+    calls: list[float] = []
+
+    async def slow() -> None:
+        calls.append(clock.now())
+        clock.advance(3)  # the call takes 3 s: it may reach the API any time in them
+
+    @clock_app.workflow("slow")
+    async def slow_wf(event: df.Event, step: df.Step) -> None:
+        await step.run("call", slow, rate_limit="api")
+
+    t0 = clock.now()
+    async with worker(clock_app):
+        first = await clock_app.start("slow")
+        await clock_app.wait_for_run(first, timeout=10, raise_on_failure=True)
+        second = await clock_app.start("slow")
+        run = await wait_status(clock_app, second, "waiting")
+        assert run.wake_at == datetime.fromtimestamp(t0 + 13, UTC)
+        clock.set(t0 + 12.999)
+        await asyncio.sleep(0.2)
+        assert len(calls) == 1
+        clock.set(t0 + 13)
+        await clock_app.wait_for_run(second, timeout=10, raise_on_failure=True)
+    assert calls == [t0, t0 + 13]
+
+
 async def test_a_replayed_step_takes_no_unit(clock_app: df.Dataflows, clock: ManualClock) -> None:
     clock_app.rate_limit("api", limit=1, period="1h")
     calls: list[tuple[float, Any]] = []

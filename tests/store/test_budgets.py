@@ -36,21 +36,49 @@ async def test_a_unit_per_grant_until_the_limit_then_the_wake_time(store: Store)
     async def take(now: float) -> UnitAnswer:
         return await store.take_budget_unit(lease(run), ask(), at(now))
 
-    assert await take(T0) == UnitAnswer("granted")
-    assert await take(T0 + 4) == UnitAnswer("granted")
-    # Full: the first unit frees when the earliest grant leaves the window (T0 + 10).
+    async def call(now: float, returned: float | None = None) -> None:
+        """Take a unit at ``now`` and return it at ``returned`` (default: at once)."""
+        answer = await take(now)
+        assert answer.state == "granted" and answer.grant_id is not None
+        await store.return_budget_unit(answer.grant_id, 10.0, now if returned is None else returned)
+
+    await call(T0)
+    await call(T0 + 4)
+    # Full: the first unit frees when the earliest call's window (from its return) ends.
     assert await take(T0 + 5) == UnitAnswer("denied", T0 + 10)
     assert await take(T0 + 9.999) == UnitAnswer("denied", T0 + 10)
-    assert await take(T0 + 10) == UnitAnswer("granted")  # (T0, T0 + 10]: one grant left in it
+    await call(T0 + 10, returned=T0 + 10.5)  # (T0, T0 + 10]: one call left in it
     assert await take(T0 + 10) == UnitAnswer("denied", T0 + 14)
-    assert await take(T0 + 14) == UnitAnswer("granted")
+    await call(T0 + 14)
+    assert await take(T0 + 15) == UnitAnswer("denied", T0 + 20.5)
+
+
+async def test_a_call_in_flight_holds_its_unit_until_it_returns(store: Store) -> None:
+    [run] = await running(store, "r1")
+
+    async def take(now: float) -> UnitAnswer:
+        return await store.take_budget_unit(lease(run), ask(limit=1), at(now))
+
+    first = await take(T0)
+    assert first.state == "granted" and first.grant_id is not None
+    # Not returned yet: expected back a period after the grant, then looked at again often.
+    assert await take(T0 + 5) == UnitAnswer("denied", T0 + 10)
+    assert await take(T0 + 10) == UnitAnswer("denied", T0 + 10.5)
+    # It returned at T0 + 12: its window runs to T0 + 22.
+    await store.return_budget_unit(first.grant_id, 10.0, T0 + 12)
+    assert await take(T0 + 12) == UnitAnswer("denied", T0 + 22)
+    second = await take(T0 + 22)
+    assert second.state == "granted"
+    # A call that never returns (its worker died) holds its unit for two periods.
+    assert await take(T0 + 23) == UnitAnswer("denied", T0 + 32)
+    assert (await take(T0 + 42)).state == "granted"
 
 
 async def test_keys_and_budgets_are_separate(store: Store) -> None:
     [run] = await running(store, "r1")
     for budget, key in [("api", ""), ("api", "a"), ("api", "b"), ("other", "a")]:
         answer = await store.take_budget_unit(lease(run), ask(budget, key, limit=1), at(T0))
-        assert answer == UnitAnswer("granted"), (budget, key)
+        assert answer.state == "granted", (budget, key)
     assert (await store.take_budget_unit(lease(run), ask("api", "a", limit=1), at(T0))).state == (
         "denied"
     )
@@ -72,7 +100,7 @@ async def test_a_run_no_longer_held_takes_nothing(store: Store) -> None:
     [run] = await running(store, "r1")
     stale = Lease(run.id, run.lease_token - 1)
     assert await store.take_budget_unit(stale, ask(limit=1), at(T0)) == UnitAnswer("fenced")
-    assert await store.take_budget_unit(lease(run), ask(limit=1), at(T0)) == UnitAnswer("granted")
+    assert (await store.take_budget_unit(lease(run), ask(limit=1), at(T0))).state == "granted"
 
 
 async def test_concurrent_takers_on_two_stores_get_exactly_the_limit(
@@ -95,7 +123,7 @@ async def test_expired_grants_are_purged_a_batch_at_a_time(store: Store, db: DbT
     for n in range(total):
         answer = await store.take_budget_unit(lease(run), ask(f"b{n}", limit=1, period=1.0), at(T0))
         assert answer.state == "granted"
-    later = T0 + 5  # every grant above has expired
+    later = T0 + 5  # every grant above has expired (never returned: two periods)
     assert (await store.take_budget_unit(lease(run), ask(limit=1), at(later))).state == "granted"
     assert grant_count(db) == total - PURGE_BATCH + 1
     assert (

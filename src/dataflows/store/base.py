@@ -317,11 +317,17 @@ class Store(abc.ABC):
         self, lease: Lease, request: UnitRequest, clock: Callable[[], float]
     ) -> UnitAnswer:
         """Take one unit of ``(request.budget, request.key)`` for the leased run, in one
-        transaction serialised with every other taker of that budget and key: ``granted`` if
-        fewer than ``request.limit`` grants were taken in ``(now - period, now]``, else
-        ``denied`` with the time the earliest of them leaves the window; ``fenced`` if the
-        worker no longer holds the run. ``now`` is read from ``clock`` once this taker holds the
-        lock. Also deletes a bounded number of expired grants."""
+        transaction serialised with every other taker of that budget and key: ``granted`` (with
+        the grant's id) if fewer than ``request.limit`` grants are still in their window, else
+        ``denied`` with when a unit may free up; ``fenced`` if the worker no longer holds the
+        run. ``now`` is read from ``clock`` once this taker holds the lock. A grant's window
+        ends ``period`` after its call returns (:meth:`return_budget_unit`), or ``2 * period``
+        after the grant if it never does. Also deletes a bounded number of expired grants."""
+
+    @abc.abstractmethod
+    async def return_budget_unit(self, grant_id: int, period: float, now: float) -> None:
+        """The call paid for by the grant returned at ``now``: its window ends at
+        ``now + period``."""
 
     @abc.abstractmethod
     async def purge_finished(self, before: float, batch: int) -> int:

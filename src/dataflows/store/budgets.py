@@ -2,9 +2,15 @@
 
 A unit is taken in one transaction that first serialises the takers of the same ``(budget,
 key)`` (PostgreSQL: a transaction-scoped advisory lock; SQLite: ``BEGIN IMMEDIATE``, a single
-writer), then counts the grants whose ``expires_at`` (``granted_at + period``) is still ahead
-and inserts one more only below the limit: the limit holds however many workers ask. The grant
-is fenced by the run's lease, and dated by the engine's clock read once the lock is held. Each call also deletes a bounded number of expired grants, of any
+writer), then counts the grants still in their window and inserts one more only below the
+limit: the limit holds however many workers ask. The grant is fenced by the run's lease and
+dated by the engine's clock read once the lock is held.
+
+A unit is held from its grant until the call it paid for returns, and for ``period`` after
+that (:func:`return_budget_unit`): the call reaches the API somewhere in between, so however
+long the way from the grant to the API took, no ``period`` at the API sees more than ``limit``
+calls. Until the call returns, the grant's window ends ``2 * period`` after it (the worker may
+have died during the call). Each take also deletes a bounded number of expired grants, of any
 budget, so the table stays about as small as the budgets' windows.
 """
 
@@ -42,9 +48,8 @@ def take_budget_unit(lease: Lease, request: UnitRequest, clock: Callable[[], flo
         "all",
     )
     if len(rows) >= request.limit:
-        # The latest `limit` grants, latest first: a unit frees when the earliest of them expires.
-        return UnitAnswer("denied", float(rows[-1]["expires_at"]))
-    yield Query(
+        return UnitAnswer("denied", free_at(rows, request.period, now))
+    row = yield Query(
         "insert_budget_grant",
         {
             "budget": request.budget,
@@ -52,7 +57,31 @@ def take_budget_unit(lease: Lease, request: UnitRequest, clock: Callable[[], flo
             "run_id": lease.run_id,
             "step_key": request.step_key,
             "granted_at": now,
-            "expires_at": now + request.period,
+            "expires_at": now + 2 * request.period,
         },
+        "one",
     )
-    return UnitAnswer("granted")
+    return UnitAnswer("granted", grant_id=int(row["id"]))
+
+
+def free_at(rows: list[dict[str, float]], period: float, now: float) -> float:
+    """When the latest ``limit`` grants (``rows``) first leave room for one more: the earliest
+    of their ends. A call still in flight ends ``period`` after it returns; until it does, it is
+    taken to end ``period`` after its grant, or, past that, looked at again soon (a twentieth of
+    the period), never later than its ``2 * period`` bound."""
+    ends = []
+    for row in rows:
+        end = row["expires_at"]
+        if row["returned_at"] is None:
+            guess = row["granted_at"] + period
+            end = min(end, guess if guess > now else now + period / 20)
+        ends.append(end)
+    return float(min(ends))
+
+
+def return_budget_unit(grant_id: int, period: float, now: float) -> Program:
+    """The call paid for by grant ``grant_id`` returned at ``now``: the unit frees at
+    ``now + period``."""
+    yield Query(
+        "return_budget_unit", {"id": grant_id, "now": now, "expires_at": now + period}, "rowcount"
+    )

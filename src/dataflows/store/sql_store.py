@@ -244,5 +244,8 @@ class SqlStore(Store):
         result: UnitAnswer = await self._run(budgets.take_budget_unit(lease, request, clock))
         return result
 
+    async def return_budget_unit(self, grant_id: int, period: float, now: float) -> None:
+        await self._run_single(budgets.return_budget_unit(grant_id, period, now))
+
     async def purge_finished(self, before: float, batch: int) -> int:
         return int(await self._run(runs.purge_finished(before, batch)))

@@ -405,10 +405,15 @@ DELETE FROM budget_grants WHERE id IN (
 
 -- name: budget_window
 -- The latest `limit` grants of (budget, key) still in their window, latest first.
-SELECT expires_at FROM budget_grants
+SELECT granted_at, returned_at, expires_at FROM budget_grants
 WHERE budget = %(budget)s AND key = %(key)s AND expires_at > %(now)s
 ORDER BY expires_at DESC LIMIT %(limit)s
 
 -- name: insert_budget_grant
 INSERT INTO budget_grants (budget, key, run_id, step_key, granted_at, expires_at)
 VALUES (%(budget)s, %(key)s, %(run_id)s, %(step_key)s, %(granted_at)s, %(expires_at)s)
+RETURNING id
+
+-- name: return_budget_unit
+-- The call has returned: the unit's window runs from now.
+UPDATE budget_grants SET returned_at = %(now)s, expires_at = %(expires_at)s WHERE id = %(id)s

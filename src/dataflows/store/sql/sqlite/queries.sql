@@ -456,10 +456,15 @@ DELETE FROM budget_grants WHERE id IN (
 
 -- name: budget_window
 -- The latest `limit` grants of (budget, key) still in their window, latest first.
-SELECT expires_at FROM budget_grants
+SELECT granted_at, returned_at, expires_at FROM budget_grants
 WHERE budget = :budget AND key = :key AND expires_at > :now
 ORDER BY expires_at DESC LIMIT :limit
 
 -- name: insert_budget_grant
 INSERT INTO budget_grants (budget, key, run_id, step_key, granted_at, expires_at)
 VALUES (:budget, :key, :run_id, :step_key, :granted_at, :expires_at)
+RETURNING id
+
+-- name: return_budget_unit
+-- The call has returned: the unit's window runs from now.
+UPDATE budget_grants SET returned_at = :now, expires_at = :expires_at WHERE id = :id
