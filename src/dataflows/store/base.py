@@ -325,6 +325,10 @@ class Store(abc.ABC):
         after the grant if it never does. Also deletes a bounded number of expired grants."""
 
     @abc.abstractmethod
+    async def rate_limited_waits(self) -> list[tuple[str, int]]:
+        """``(wait_reason, count)`` of the runs waiting for a unit of a budget."""
+
+    @abc.abstractmethod
     async def return_budget_unit(self, grant_id: int, period: float, now: float) -> None:
         """The call paid for by the grant returned at ``now``: its window ends at
         ``now + period``."""

@@ -85,3 +85,8 @@ def return_budget_unit(grant_id: int, period: float, now: float) -> Program:
     yield Query(
         "return_budget_unit", {"id": grant_id, "now": now, "expires_at": now + period}, "rowcount"
     )
+
+
+def rate_limited_waits() -> Program:
+    rows = yield Query("rate_limited_waits", {}, "all")
+    return [(row["wait_reason"], int(row["count"])) for row in rows]

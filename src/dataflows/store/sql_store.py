@@ -244,6 +244,10 @@ class SqlStore(Store):
         result: UnitAnswer = await self._run(budgets.take_budget_unit(lease, request, clock))
         return result
 
+    async def rate_limited_waits(self) -> list[tuple[str, int]]:
+        result: list[tuple[str, int]] = await self._run_single(budgets.rate_limited_waits())
+        return result
+
     async def return_budget_unit(self, grant_id: int, period: float, now: float) -> None:
         await self._run_single(budgets.return_budget_unit(grant_id, period, now))
 

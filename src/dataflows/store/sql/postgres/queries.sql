@@ -417,3 +417,9 @@ RETURNING id
 -- name: return_budget_unit
 -- The call has returned: the unit's window runs from now.
 UPDATE budget_grants SET returned_at = %(now)s, expires_at = %(expires_at)s WHERE id = %(id)s
+
+-- name: rate_limited_waits
+-- Runs waiting for a unit of a budget, by wait reason ("rate_limit <budget>/<key> (<step>)").
+SELECT wait_reason, count(*) AS count FROM runs
+WHERE status = 'waiting' AND wait_reason LIKE 'rate_limit %%'
+GROUP BY wait_reason
