@@ -322,7 +322,7 @@ class Store(abc.ABC):
         ``denied`` with when a unit may free up; ``fenced`` if the worker no longer holds the
         run. ``now`` is read from ``clock`` once this taker holds the lock. A grant's window
         ends ``period`` after its call returns (:meth:`return_budget_unit`), or ``2 * period``
-        after the grant if it never does. Also deletes a bounded number of expired grants."""
+        after the grant if it never does. A grant also deletes a bounded number of expired grants."""
 
     @abc.abstractmethod
     async def rate_limited_waits(self) -> list[tuple[str, int]]:

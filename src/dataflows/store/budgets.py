@@ -10,19 +10,29 @@ A unit is held from its grant until the call it paid for returns, and for ``peri
 that (:func:`return_budget_unit`): the call reaches the API somewhere in between, so however
 long the way from the grant to the API took, no ``period`` at the API sees more than ``limit``
 calls. Until the call returns, the grant's window ends ``2 * period`` after it (the worker may
-have died during the call). Each take also deletes a bounded number of expired grants, of any
+have died during the call). Each grant also deletes a bounded number of expired grants, of any
 budget, so the table stays about as small as the budgets' windows.
+
+In one process, the takers of one budget and key also queue behind each other, and a denial is
+remembered until the time it named (:class:`Gates`): no unit can free up before it (a grant's
+window only ends later than foreseen, when its call returns late), so the runs that a timer
+wakes together ask the database once per process, not once each, and the first in line gets
+the unit sooner.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 
 from dataflows.records import Lease, UnitAnswer, UnitRequest
 from dataflows.store.program import Program, Query
 
-#: Expired grants deleted by each call at most.
+#: Expired grants deleted by each grant at most.
 PURGE_BATCH = 100
+#: Remembered denials a process keeps before it drops those that have passed.
+MAX_GATES = 1000
 
 
 def take_budget_unit(lease: Lease, request: UnitRequest, clock: Callable[[], float]) -> Program:
@@ -41,7 +51,6 @@ def take_budget_unit(lease: Lease, request: UnitRequest, clock: Callable[[], flo
     # Read once the takers are serialised: a grant is never dated before a taker that waited
     # for the lock (and so called later) could see it, which would let its window end early.
     now = clock()
-    yield Query("purge_budget_grants", {"now": now, "batch": PURGE_BATCH})
     rows = yield Query(
         "budget_window",
         {"budget": request.budget, "key": request.key, "now": now, "limit": request.limit},
@@ -61,6 +70,8 @@ def take_budget_unit(lease: Lease, request: UnitRequest, clock: Callable[[], flo
         },
         "one",
     )
+    # Only a grant purges: a denial, which many waiting runs may ask for at once, stays short.
+    yield Query("purge_budget_grants", {"now": now, "batch": PURGE_BATCH})
     return UnitAnswer("granted", grant_id=int(row["id"]))
 
 
@@ -90,3 +101,49 @@ def return_budget_unit(grant_id: int, period: float, now: float) -> Program:
 def rate_limited_waits() -> Program:
     rows = yield Query("rate_limited_waits", {}, "all")
     return [(row["wait_reason"], int(row["count"])) for row in rows]
+
+
+@dataclass(slots=True)
+class _Gate:
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    #: No unit before this time (from the last denial), or ``None``.
+    closed_until: float | None = None
+    takers: int = 0
+
+
+class Gates:
+    """This process's takers of each ``(budget, key, limit, period)``, one at a time, and the
+    last denial each got (see the module's docstring)."""
+
+    def __init__(self) -> None:
+        self._gates: dict[tuple[str, str, int, float], _Gate] = {}
+
+    async def take(
+        self,
+        request: UnitRequest,
+        clock: Callable[[], float],
+        ask: Callable[[], Awaitable[UnitAnswer]],
+    ) -> UnitAnswer:
+        """A remembered denial while it holds, else ``ask()`` (the database)."""
+        name = (request.budget, request.key, request.limit, request.period)
+        if len(self._gates) >= MAX_GATES:
+            self._forget_open_gates(clock())
+        gate = self._gates.setdefault(name, _Gate())
+        gate.takers += 1
+        try:
+            async with gate.lock:
+                if gate.closed_until is not None and clock() < gate.closed_until:
+                    return UnitAnswer("denied", gate.closed_until)
+                answer = await ask()
+                gate.closed_until = answer.wake_at if answer.state == "denied" else None
+                return answer
+        finally:
+            gate.takers -= 1
+            if gate.takers == 0 and gate.closed_until is None:
+                del self._gates[name]
+
+    def _forget_open_gates(self, now: float) -> None:
+        """Drop the idle gates whose denial has passed (keys nobody asked for since)."""
+        for name, gate in list(self._gates.items()):
+            if gate.takers == 0 and (gate.closed_until is None or gate.closed_until <= now):
+                del self._gates[name]

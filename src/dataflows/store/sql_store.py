@@ -48,6 +48,7 @@ class SqlStore(Store):
         super().__init__()
         self._steps: Batcher[Query, int] = Batcher(self._record_batch)
         self._intake_batcher: Batcher[Sending, SentEvents] = Batcher(self._intake_batch)
+        self._budget_gates = budgets.Gates()
 
     @abc.abstractmethod
     async def _run(self, program: Program) -> Any:
@@ -241,8 +242,11 @@ class SqlStore(Store):
     async def take_budget_unit(
         self, lease: Lease, request: UnitRequest, clock: Callable[[], float]
     ) -> UnitAnswer:
-        result: UnitAnswer = await self._run(budgets.take_budget_unit(lease, request, clock))
-        return result
+        async def ask() -> UnitAnswer:
+            result: UnitAnswer = await self._run(budgets.take_budget_unit(lease, request, clock))
+            return result
+
+        return await self._budget_gates.take(request, clock, ask)
 
     async def rate_limited_waits(self) -> list[tuple[str, int]]:
         result: list[tuple[str, int]] = await self._run_single(budgets.rate_limited_waits())
