@@ -11,7 +11,7 @@ import psycopg
 
 from dataflows.records import ClaimedRun, Lease, UnitAnswer, UnitRequest
 from dataflows.store import Store
-from dataflows.store.budgets import PURGE_BATCH
+from dataflows.store.budgets import PURGE_BATCH, Gates
 from dataflows.store.sqlite import sqlite_path
 from tests.pg import DbTarget
 from tests.store.builders import T0, running
@@ -19,6 +19,10 @@ from tests.store.builders import T0, running
 
 def ask(budget: str = "api", key: str = "", limit: int = 2, period: float = 10.0) -> UnitRequest:
     return UnitRequest(budget, key, limit, period, "call")
+
+
+def ask_unit() -> UnitRequest:
+    return ask(limit=1)
 
 
 def at(now: float) -> Callable[[], float]:
@@ -144,3 +148,29 @@ def grant_count(db: DbTarget) -> int:
         row = pg.execute("SELECT count(*) FROM budget_grants").fetchone()
         assert row is not None
         return int(row[0])
+
+
+async def test_a_process_asks_once_per_wave_and_remembers_a_denial_until_its_time() -> None:
+    gates = Gates()
+    asked: list[float] = []
+    answers = [UnitAnswer("denied", T0 + 10), UnitAnswer("granted", grant_id=1)]
+    now = T0
+
+    async def from_database() -> UnitAnswer:
+        asked.append(now)
+        await asyncio.sleep(0.01)  # the others queue behind this one meanwhile
+        return answers.pop(0)
+
+    wave = await asyncio.gather(
+        *(gates.take(ask_unit(), lambda: now, from_database) for _ in range(8))
+    )
+    assert wave == [UnitAnswer("denied", T0 + 10)] * 8
+    assert asked == [T0]
+    now = T0 + 9.999
+    assert await gates.take(ask_unit(), lambda: now, from_database) == UnitAnswer("denied", T0 + 10)
+    assert asked == [T0]
+    now = T0 + 10
+    assert await gates.take(ask_unit(), lambda: now, from_database) == UnitAnswer(
+        "granted", grant_id=1
+    )
+    assert asked == [T0, T0 + 10]
