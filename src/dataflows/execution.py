@@ -274,8 +274,9 @@ class Execution:
         )
         if answer.state == "fenced":
             self.lost()
-        if answer.state == "denied" or answer.grant_id is None:
+        if answer.state == "denied":
             self.suspend(answer.wake_at, wait_reason(budget, budget_key, key))
+        assert answer.grant_id is not None  # a grant names its row
         return answer.grant_id, period
 
     def _return_unit(self, grant_id: int, period: float) -> None:
