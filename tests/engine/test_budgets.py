@@ -57,7 +57,8 @@ async def test_a_budget_lets_limit_calls_through_per_period_and_the_rest_wait(
         assert len(calls) == 2
         clock.set(t0 + 10)
         await eventually(lambda: len(calls) == 4)
-        await asyncio.sleep(0.2)
+        # Time moves on once the calls have returned (a unit is held until its call returns).
+        await eventually(lambda: _completed(clock_app, ids, 4))
         assert len(calls) == 4
         clock.set(t0 + 20)
         runs = [await clock_app.wait_for_run(i, timeout=10) for i in ids]
@@ -70,6 +71,12 @@ async def test_a_budget_lets_limit_calls_through_per_period_and_the_rest_wait(
 
 async def _count(runs: Any, n: int) -> bool:
     return len(await runs) == n
+
+
+async def _completed(app: df.Dataflows, run_ids: list[str], n: int) -> bool:
+    """Whether ``n`` of the runs have completed (their calls returned and were recorded)."""
+    runs = [await app.get_run(i) for i in run_ids]
+    return sum(r.status == "completed" for r in runs) == n
 
 
 async def test_keys_from_the_event_keep_separate_budgets(
@@ -144,6 +151,12 @@ async def test_waiting_for_budget_spends_no_attempt_and_each_attempt_takes_a_uni
         assert len(attempts) == 1
         clock.set(t0 + 10)
         await eventually(lambda: len(attempts) == 2)
+
+        async def two_attempts_recorded() -> bool:
+            run = await clock_app.get_run(run_id)
+            return run.status == "waiting" and step_named(run, "call").attempts == 2
+
+        await eventually(two_attempts_recorded)  # the second call has returned
         clock.set(t0 + 20)
         run = await clock_app.wait_for_run(run_id, timeout=10)
     assert run.status == "completed"
@@ -178,6 +191,41 @@ async def test_a_units_window_starts_when_its_call_returns(
         clock.set(t0 + 13)
         await clock_app.wait_for_run(second, timeout=10, raise_on_failure=True)
     assert calls == [t0, t0 + 13]
+
+
+async def test_parallel_steps_of_one_run_share_the_budget(
+    clock_app: df.Dataflows, clock: ManualClock
+) -> None:
+    clock_app.rate_limit("api", limit=1, period="10s")
+    calls: list[tuple[float, Any]] = []
+    call = _calls(calls, clock)
+
+    @clock_app.workflow("fan-out")
+    async def fan_out(event: df.Event, step: df.Step) -> Any:
+        return await asyncio.gather(
+            *(step.run(f"call-{n}", call, n, rate_limit="api") for n in range(3))
+        )
+
+    async def recorded_and_waiting(count: int) -> bool:
+        run = await clock_app.get_run(run_id)
+        return run.status == "waiting" and len(run.steps) == count
+
+    t0 = clock.now()
+    async with worker(clock_app):
+        run_id = await clock_app.start("fan-out")
+        # One branch got the unit and its step was recorded before the run suspended (time
+        # moves on only then: a call still running at t0 + 10 would hold its unit longer).
+        await eventually(lambda: recorded_and_waiting(1))
+        run = await clock_app.get_run(run_id)
+        assert run.wait_reason is not None and run.wait_reason.startswith("rate_limit api/ (")
+        assert run.wake_at == datetime.fromtimestamp(t0 + 10, UTC)
+        clock.set(t0 + 10)
+        await eventually(lambda: recorded_and_waiting(2))
+        clock.set(t0 + 20)
+        run = await clock_app.wait_for_run(run_id, timeout=10)
+    assert run.status == "completed"
+    assert run.result == [0, 1, 2]
+    assert [t for t, _ in calls] == [t0, t0 + 10, t0 + 20]
 
 
 async def test_a_replayed_step_takes_no_unit(clock_app: df.Dataflows, clock: ManualClock) -> None:
@@ -237,12 +285,10 @@ async def test_two_workers_on_one_database_share_the_budget(
     t0 = clock.now()
     async with worker(apps[0], concurrency=5), worker(apps[1], concurrency=5):
         ids = [await apps[n % 2].start("caller", {"n": n}) for n in range(9)]
-        await eventually(lambda: len(calls) == 3)
-        await asyncio.sleep(0.2)
+        await eventually(lambda: _completed(apps[0], ids, 3))
         assert len(calls) == 3
         clock.set(t0 + 1)
-        await eventually(lambda: len(calls) == 6)
-        await asyncio.sleep(0.2)
+        await eventually(lambda: _completed(apps[0], ids, 6))
         assert len(calls) == 6
         clock.set(t0 + 2)
         for run_id in ids:
