@@ -331,7 +331,7 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def return_budget_unit(self, grant_id: int, period: float, now: float) -> None:
         """The call paid for by the grant returned at ``now``: its window ends at
-        ``now + period``."""
+        ``now + period``. Not fenced: the call was made, whoever holds the run now."""
 
     @abc.abstractmethod
     async def purge_finished(self, before: float, batch: int) -> int:
