@@ -4,8 +4,8 @@ Run it with ``scripts/run-example`` (stand-in services, SQLite, no credentials n
 against the real services with ``dataflows dev examples/clickup/app.py`` and the environment
 variables listed in docs/example.md.
 
-``copy-to-clickup``: a work item is created in Azure DevOps → fetch it → create a ClickUp task →
-wait up to 7 days for an ``approval/decided`` event about that task → cool down (24 h) → done.
+``copy-to-clickup``: a work item is created in Azure DevOps → fetch it → create a ClickUp task
+(within a budget of 100 ClickUp calls a minute shared by every worker) → wait up to 7 days for an ``approval/decided`` event about that task → cool down (24 h) → done.
 
 ``notify-order``: a Shopify order is created → fetch the current order → post it to Slack
 (rate limits are retried no sooner than Slack's ``Retry-After``).
@@ -30,13 +30,17 @@ app = df.Dataflows()  # DATAFLOWS_DATABASE_URL and DATAFLOWS_SCHEMA from the env
 COOLDOWN = os.environ.get("EXAMPLE_COOLDOWN", "24h")
 APPROVAL_TIMEOUT = os.environ.get("EXAMPLE_APPROVAL_TIMEOUT", "7d")
 
+#: ClickUp allows 100 requests a minute per token; this app calls it with one token, from as
+#: many workers as you run. Every worker keeps to it together: the budget is held in the database.
+app.rate_limit("clickup", limit=100, period="1m")
+
 
 @app.workflow("copy-to-clickup", trigger=azure_devops.on_work_item_created())
 async def copy_to_clickup(event: df.Event, step: df.Step) -> dict[str, Any]:
     resource = event.data["resource"]
     project = resource.get("fields", {}).get("System.TeamProject")
     item = await step.run("fetch-item", services.get_work_item, resource["id"], project)
-    task = await step.run("create-task", services.create_task, item)
+    task = await step.run("create-task", services.create_task, item, rate_limit="clickup")
     # The task id only exists from the step above, so the approval is matched with `where`
     # (exact value) rather than `match` (a field of the triggering webhook).
     decision = await step.wait_for_event(

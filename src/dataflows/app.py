@@ -12,6 +12,7 @@ from typing import Any
 
 from dataflows import metrics, runner, tracing
 from dataflows.blocking import BlockingClient
+from dataflows.budgets import Budget, make_budget
 from dataflows.clock import Clock, SystemClock
 from dataflows.durations import Duration, parse_duration
 from dataflows.errors import RunFailed, RunNotFound, ScheduleNotFound
@@ -123,6 +124,19 @@ class Dataflows:
             return fn
 
         return register
+
+    def rate_limit(self, name: str, *, limit: int, period: Duration) -> Budget:
+        """Declare a budget shared by every worker: ``limit`` calls per sliding ``period``.
+
+        ``step.run(name, fn, rate_limit="clickup")`` takes one unit just before calling ``fn``;
+        without one the run waits (no thread held, no retry attempt spent) until a unit frees.
+        ``rate_limit=("clickup", "data.token")`` keeps one budget per value of the triggering
+        event's ``data.token`` (or of a callable given the event). The limit holds in the
+        database, across every worker process. ``ValueError`` naming the option at fault.
+        """
+        budget = make_budget(name, limit, period)
+        self.registry.add_budget(budget)
+        return budget
 
     def add_source(self, source: Source) -> Source:
         """Enable a webhook source (``POST /hooks/{source.name}``) configured in code.

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any, NoReturn, TypeVar
 
 from dataflows import metrics, serialization, tracing
+from dataflows.budgets import wait_reason
 from dataflows.clock import Clock
 from dataflows.context import StepContext, _current, log_fields
 from dataflows.errors import NonDeterminismError, StepFailed, StoreUnavailable, Suspend
@@ -34,6 +35,7 @@ from dataflows.records import (
     NewStep,
     NewWait,
     StepRow,
+    UnitRequest,
     WaitMatch,
     WaitOutcome,
     lookup,
@@ -229,7 +231,10 @@ class Execution:
         args: tuple[Any, ...],
         policy: RetryPolicy,
         timeout: float | None,
+        unit: tuple[str, str, int, float] | None = None,
     ) -> Any:
+        """``unit``: ``(budget, key, limit, period)`` of the shared budget each attempt takes a
+        unit of just before calling ``fn``."""
         row = self.recorded(key, "run")
         attempt = 1
         if row is not None:
@@ -242,10 +247,15 @@ class Execution:
                 self.suspend(row.wake_at, f"retry {key}")
         async with self.tracking():
             while True:
+                grant = None if unit is None else await self._take_unit(key, *unit)
                 started = self.rt.clock.now()
                 try:
                     with tracing.step_span(self.trace, "step.run", key, attempt):
-                        value = await self._call(key, attempt, fn, args, timeout)
+                        try:
+                            value = await self._call(key, attempt, fn, args, timeout)
+                        finally:
+                            if grant is not None:
+                                self._return_unit(*grant)
                         output = serialization.dumps(
                             value, what=f"the result of step {key!r}", limit=self.rt.max_payload
                         )
@@ -262,6 +272,32 @@ class Execution:
                     continue
                 await self._record(key, "run", "completed", output, None, attempt, started)
                 return json.loads(output)
+
+    async def _take_unit(
+        self, key: str, budget: str, budget_key: str, limit: int, period: float
+    ) -> tuple[int, float]:
+        """Take a unit of the budget (its grant id and period), or suspend the run until one
+        may be free (a replay asks again; no attempt is counted, and the run holds no slot or
+        thread meanwhile)."""
+        request = UnitRequest(budget, budget_key, limit, period, key)
+        answer = await retry_unavailable(
+            lambda: self.rt.store.take_budget_unit(self.run.lease, request, self.rt.clock.now)
+        )
+        if answer.state == "fenced":
+            self.lost()
+        if answer.state == "denied":
+            self.suspend(answer.wake_at, wait_reason(budget, budget_key, key))
+        assert answer.grant_id is not None  # a grant names its row
+        return answer.grant_id, period
+
+    def _return_unit(self, grant_id: int, period: float) -> None:
+        """The call returned: the unit's window starts now (recorded alongside the workflow)."""
+        now = self.rt.clock.now()
+        self.in_background(
+            lambda: retry_unavailable(
+                lambda: self.rt.store.return_budget_unit(grant_id, period, now)
+            )
+        )
 
     async def _attempt_failed(
         self, key: str, exc: Exception, attempt: int, started: float, policy: RetryPolicy

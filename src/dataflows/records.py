@@ -303,3 +303,26 @@ class ScheduleRow:
     next_at: float
     paused: bool
     updated_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class UnitRequest:
+    """One unit of a shared step budget, asked for step ``step_key`` of the leased run: granted
+    if fewer than ``limit`` grants of ``(budget, key)`` were taken in the last ``period``."""
+
+    budget: str
+    key: str
+    limit: int
+    period: float
+    step_key: str
+
+
+@dataclass(frozen=True, slots=True)
+class UnitAnswer:
+    """What :meth:`Store.take_budget_unit` did: ``granted`` (``grant_id`` names the grant, to
+    return it when the call returns); ``denied`` (a unit may free up at ``wake_at``); or
+    ``fenced`` (this worker no longer holds the run)."""
+
+    state: Literal["granted", "denied", "fenced"]
+    wake_at: float | None = None
+    grant_id: int | None = None

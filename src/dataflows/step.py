@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from datetime import datetime
 from typing import Any
 
+from dataflows.budgets import RateLimit, parse_rate_limit
 from dataflows.child_runs import invoke
 from dataflows.durations import Duration, parse_duration, to_timestamp
 from dataflows.execution import Execution, wait_event_value
@@ -44,17 +45,30 @@ class Step:
         *args: Any,
         retry: RetryPolicy | int | None = None,
         timeout: Duration | None = None,
+        rate_limit: RateLimit | None = None,
     ) -> Coroutine[Any, Any, Any]:
         """Call ``fn(*args)`` once and return its JSON result; replays return the stored result.
 
         ``retry`` is a :class:`RetryPolicy` or a number of retries (default: the workflow's);
-        ``timeout`` bounds one attempt.
+        ``timeout`` bounds one attempt. ``rate_limit`` names a budget declared with
+        ``app.rate_limit``: each attempt takes one unit just before ``fn`` is called, and
+        without one the run waits until a unit frees (no thread held, no attempt spent).
+        ``rate_limit=(name, "data.token")`` (or ``(name, callable)``) keys the budget by the
+        triggering event.
         """
         if not callable(fn):
             raise TypeError(f"step.run needs a callable, got {fn!r}")
         policy = RetryPolicy.coerce(retry, self._x.workflow.retry)
         limit = None if timeout is None else parse_duration(timeout)
-        return self._x.run_step(self._key(name), fn, args, policy, limit)
+        unit = None
+        if rate_limit is not None:
+            check_step_name(name)
+            use = parse_rate_limit(rate_limit, name, self._x.rt.registry.budgets)
+            run_event = self._x.run.event
+            key = use.key_for(dict(run_event.data), lambda: Event.from_stored(run_event))
+            budget = use.budget
+            unit = (budget.name, key, budget.limit, budget.period)
+        return self._x.run_step(self._key(name), fn, args, policy, limit, unit)
 
     def sleep(self, name: str, duration: Duration) -> Coroutine[Any, Any, None]:
         """Suspend the run for ``duration`` (``"30s"``, ``"24h"``, seconds, a timedelta)."""

@@ -6,6 +6,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from dataflows.budgets import Budget
 from dataflows.errors import DuplicateWorkflow, UnknownWorkflow
 from dataflows.models import Event
 from dataflows.names import INTERNAL_PREFIX
@@ -156,10 +157,17 @@ class Workflow:
 
 
 class Registry:
-    """The workflows of one app, by id."""
+    """The workflows of one app, by id, and its shared step budgets, by name."""
 
     def __init__(self) -> None:
         self._workflows: dict[str, Workflow] = {}
+        #: ``app.rate_limit`` declarations, which ``step.run(..., rate_limit=name)`` names.
+        self.budgets: dict[str, Budget] = {}
+
+    def add_budget(self, budget: Budget) -> None:
+        if budget.name in self.budgets:
+            raise ValueError(f"rate_limit {budget.name!r} is declared twice")
+        self.budgets[budget.name] = budget
 
     def add(self, workflow: Workflow) -> None:
         if workflow.id in self._workflows:

@@ -43,6 +43,7 @@ async def test_migrations_apply_once(db: DbTarget) -> None:
             "0008_webhook_bodies",
             "0009_schedules",
             "0010_cancellation",
+            "0011_step_budgets",
         ]
         assert await first.migrate() == []
     finally:
@@ -76,6 +77,7 @@ async def test_concurrent_migrations_apply_once(db: DbTarget) -> None:
         "0008_webhook_bodies",
         "0009_schedules",
         "0010_cancellation",
+        "0011_step_budgets",
     ]
 
 

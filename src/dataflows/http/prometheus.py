@@ -2,8 +2,8 @@
 
 The counters (:mod:`dataflows.metrics`) count what this process did (what all the server
 processes did, under ``dataflows serve --workers N``). Queue depth — unfinished runs
-by workflow and status — is read from the store when scraped, so it is the same whichever process
-serves it. The store is async, so the counts are gathered in the route and rendered from a
+by workflow and status, and runs waiting for each shared step budget — is read from the store
+when scraped, so it is the same whichever process serves it. The store is async, so the counts are gathered in the route and rendered from a
 snapshot; while the database is unreachable the counters are still served, with
 ``dataflows_store_up 0`` and no queue depth.
 """
@@ -31,6 +31,8 @@ __all__ = ["QUEUE_STATUSES", "metrics"]
 QUEUE_STATUSES = ("queued", "running", "waiting")
 
 Counts = list[tuple[str, str, int]]
+#: ``(wait_reason, count)`` of the runs waiting for a unit of a budget.
+BudgetWaits = list[tuple[str, int]]
 
 
 #: How long a scrape waits for the queue depth before answering without it.
@@ -39,14 +41,15 @@ QUEUE_DEPTH_WAIT_SECONDS = 0.25
 
 async def metrics(request: Request) -> Response:
     ctx = context(request)
-    counts = await _queue_counts(ctx)
+    depth = await _queue_counts(ctx)
     snapshot = CollectorRegistry(auto_describe=False)
-    snapshot.register(_Snapshot(counts, [w.id for w in ctx.app.registry]))
+    registry = ctx.app.registry
+    snapshot.register(_Snapshot(depth, [w.id for w in registry], list(registry.budgets)))
     body = generate_latest(engine_metrics.registry()) + generate_latest(snapshot)
     return Response(body, media_type=CONTENT_TYPE_LATEST)
 
 
-async def _queue_counts(ctx: ApiContext) -> Counts | None:
+async def _queue_counts(ctx: ApiContext) -> tuple[Counts, BudgetWaits] | None:
     """The queue depth, if the database gives it within a moment. A scrape never waits out an
     outage: one read at a time is in flight, and a scrape that finds it slow answers without
     it (``dataflows_store_up 0``)."""
@@ -58,24 +61,54 @@ async def _queue_counts(ctx: ApiContext) -> Counts | None:
         return None
 
 
-async def _read_counts(app: Dataflows) -> Counts:
+async def _read_counts(app: Dataflows) -> tuple[Counts, BudgetWaits]:
     await app.open()
-    return await app.store.run_counts()
+    counts = await app.store.run_counts()
+    # Only an app that declares budgets looks for runs waiting for them.
+    waits = await app.store.rate_limited_waits() if app.registry.budgets else []
+    return counts, waits
 
 
 class _Snapshot(Collector):
     """Queue depth and store reachability as read for this scrape."""
 
-    def __init__(self, counts: Counts | None, workflow_ids: Iterable[str]) -> None:
-        self.counts = counts
+    def __init__(
+        self,
+        depth: tuple[Counts, BudgetWaits] | None,
+        workflow_ids: Iterable[str],
+        budgets: Iterable[str],
+    ) -> None:
+        self.depth = depth
         self.workflow_ids = sorted(workflow_ids)
+        self.budgets = sorted(budgets)
 
     def collect(self) -> Iterator[Metric]:
         up = GaugeMetricFamily("dataflows_store_up", "Whether the database answered this scrape.")
-        up.add_metric([], 0.0 if self.counts is None else 1.0)
+        up.add_metric([], 0.0 if self.depth is None else 1.0)
         yield up
-        if self.counts is not None:
-            yield self._depth(self.counts)
+        if self.depth is not None:
+            yield self._depth(self.depth[0])
+            if self.budgets:
+                yield self._budget_waits(self.depth[1])
+
+    def _budget_waits(self, waits: BudgetWaits) -> GaugeMetricFamily:
+        """Runs waiting per declared budget, read from their wait reasons
+        (``rate_limit <budget>/<key> (<step>)``; the longest budget name that fits wins)."""
+        by_budget = dict.fromkeys(self.budgets, 0)
+        longest_first = sorted(self.budgets, key=len, reverse=True)
+        for reason, count in waits:
+            for name in longest_first:
+                if reason.startswith(f"rate_limit {name}/"):
+                    by_budget[name] += count
+                    break
+        gauge = GaugeMetricFamily(
+            "dataflows_budget_waiting",
+            "Runs waiting for a unit of a shared step budget, read from the database.",
+            labels=["budget"],
+        )
+        for name, count in sorted(by_budget.items()):
+            gauge.add_metric([name], float(count))
+        return gauge
 
     def _depth(self, counts: Counts) -> GaugeMetricFamily:
         depth = {(w, s): 0 for w in self.workflow_ids for s in QUEUE_STATUSES}

@@ -29,6 +29,8 @@ from dataflows.records import (
     ScheduleRow,
     SentEvents,
     StepRow,
+    UnitAnswer,
+    UnitRequest,
     WaitOutcome,
 )
 
@@ -334,6 +336,29 @@ class Store(abc.ABC):
     ) -> ScheduleRow | None:
         """Resume a paused schedule from ``next_at`` (one not paused is left as it is); the
         schedule afterwards, ``None`` if there is no such schedule."""
+
+    # -- shared step budgets -------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def take_budget_unit(
+        self, lease: Lease, request: UnitRequest, clock: Callable[[], float]
+    ) -> UnitAnswer:
+        """Take one unit of ``(request.budget, request.key)`` for the leased run, in one
+        transaction serialised with every other taker of that budget and key: ``granted`` (with
+        the grant's id) if fewer than ``request.limit`` grants are still in their window, else
+        ``denied`` with when a unit may free up; ``fenced`` if the worker no longer holds the
+        run. ``now`` is read from ``clock`` once this taker holds the lock. A grant's window
+        ends ``period`` after its call returns (:meth:`return_budget_unit`), or ``2 * period``
+        after the grant if it never does. A grant also deletes a bounded number of expired grants."""
+
+    @abc.abstractmethod
+    async def rate_limited_waits(self) -> list[tuple[str, int]]:
+        """``(wait_reason, count)`` of the runs waiting for a unit of a budget."""
+
+    @abc.abstractmethod
+    async def return_budget_unit(self, grant_id: int, period: float, now: float) -> None:
+        """The call paid for by the grant returned at ``now``: its window ends at
+        ``now + period``. Not fenced: the call was made, whoever holds the run now."""
 
     @abc.abstractmethod
     async def purge_finished(self, before: float, batch: int) -> int:

@@ -8,7 +8,7 @@ around it, and new step results and lone events go through group commit.
 from __future__ import annotations
 
 import abc
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
 from dataflows.records import (
@@ -27,9 +27,11 @@ from dataflows.records import (
     ScheduleRow,
     SentEvents,
     StepRow,
+    UnitAnswer,
+    UnitRequest,
     WaitOutcome,
 )
-from dataflows.store import events, leases, runs, schedules, steps, waits
+from dataflows.store import budgets, events, leases, runs, schedules, steps, waits
 from dataflows.store.base import Store
 from dataflows.store.batching import Batcher
 from dataflows.store.events import Intake, Sending
@@ -46,6 +48,7 @@ class SqlStore(Store):
         super().__init__()
         self._steps: Batcher[Query, int] = Batcher(self._record_batch)
         self._intake_batcher: Batcher[Sending, SentEvents] = Batcher(self._intake_batch)
+        self._budget_gates = budgets.Gates()
 
     @abc.abstractmethod
     async def _run(self, program: Program) -> Any:
@@ -258,6 +261,22 @@ class SqlStore(Store):
             schedules.resume_schedule(schedule_id, next_at, now)
         )
         return result
+
+    async def take_budget_unit(
+        self, lease: Lease, request: UnitRequest, clock: Callable[[], float]
+    ) -> UnitAnswer:
+        async def ask() -> UnitAnswer:
+            result: UnitAnswer = await self._run(budgets.take_budget_unit(lease, request, clock))
+            return result
+
+        return await self._budget_gates.take(request, clock, ask)
+
+    async def rate_limited_waits(self) -> list[tuple[str, int]]:
+        result: list[tuple[str, int]] = await self._run_single(budgets.rate_limited_waits())
+        return result
+
+    async def return_budget_unit(self, grant_id: int, period: float, now: float) -> None:
+        await self._run_single(budgets.return_budget_unit(grant_id, period, now))
 
     async def purge_finished(self, before: float, batch: int) -> int:
         return int(await self._run(runs.purge_finished(before, batch)))

@@ -435,3 +435,38 @@ UPDATE schedules SET paused = true, updated_at = %(now)s WHERE id = %(id)s
 -- Ticks that passed while paused are skipped: it goes on from next_at, the first tick from now.
 UPDATE schedules SET paused = false, next_at = %(next_at)s, updated_at = %(now)s
 WHERE id = %(id)s AND paused
+
+-- name: lock_budget
+-- Serialises the takers of one (budget, key) until commit; no row if this holder no longer
+-- holds the run (then nothing is taken).
+SELECT pg_advisory_xact_lock(
+           hashtextextended(current_schema() || '/budget/' || %(budget)s || '/' || %(key)s, 0))
+FROM runs WHERE id = %(run_id)s AND {fence}
+FOR SHARE
+
+-- name: purge_budget_grants
+-- A bounded number of expired grants, of any budget; rows another taker is deleting are skipped.
+DELETE FROM budget_grants WHERE id IN (
+    SELECT id FROM budget_grants WHERE expires_at <= %(now)s
+    ORDER BY expires_at LIMIT %(batch)s FOR UPDATE SKIP LOCKED)
+
+-- name: budget_window
+-- The latest `limit` grants of (budget, key) still in their window, latest first.
+SELECT granted_at, returned_at, expires_at FROM budget_grants
+WHERE budget = %(budget)s AND key = %(key)s AND expires_at > %(now)s
+ORDER BY expires_at DESC LIMIT %(limit)s
+
+-- name: insert_budget_grant
+INSERT INTO budget_grants (budget, key, run_id, step_key, granted_at, expires_at)
+VALUES (%(budget)s, %(key)s, %(run_id)s, %(step_key)s, %(granted_at)s, %(expires_at)s)
+RETURNING id
+
+-- name: return_budget_unit
+-- The call has returned: the unit's window runs from now.
+UPDATE budget_grants SET returned_at = %(now)s, expires_at = %(expires_at)s WHERE id = %(id)s
+
+-- name: rate_limited_waits
+-- Runs waiting for a unit of a budget, by wait reason ("rate_limit <budget>/<key> (<step>)").
+SELECT wait_reason, count(*) AS count FROM runs
+WHERE status = 'waiting' AND wait_reason LIKE 'rate_limit %%'
+GROUP BY wait_reason

@@ -531,3 +531,34 @@ UPDATE schedules SET paused = 1, updated_at = :now WHERE id = :id
 -- Ticks that passed while paused are skipped: it goes on from next_at, the first tick from now.
 UPDATE schedules SET paused = 0, next_at = :next_at, updated_at = :now
 WHERE id = :id AND paused
+
+-- name: lock_budget
+-- BEGIN IMMEDIATE already serialises the takers; no row if this holder no longer holds the run
+-- (then nothing is taken).
+SELECT 1 AS held FROM runs WHERE id = :run_id AND {fence}
+
+-- name: purge_budget_grants
+-- A bounded number of expired grants, of any budget.
+DELETE FROM budget_grants WHERE id IN (
+    SELECT id FROM budget_grants WHERE expires_at <= :now ORDER BY expires_at LIMIT :batch)
+
+-- name: budget_window
+-- The latest `limit` grants of (budget, key) still in their window, latest first.
+SELECT granted_at, returned_at, expires_at FROM budget_grants
+WHERE budget = :budget AND key = :key AND expires_at > :now
+ORDER BY expires_at DESC LIMIT :limit
+
+-- name: insert_budget_grant
+INSERT INTO budget_grants (budget, key, run_id, step_key, granted_at, expires_at)
+VALUES (:budget, :key, :run_id, :step_key, :granted_at, :expires_at)
+RETURNING id
+
+-- name: return_budget_unit
+-- The call has returned: the unit's window runs from now.
+UPDATE budget_grants SET returned_at = :now, expires_at = :expires_at WHERE id = :id
+
+-- name: rate_limited_waits
+-- Runs waiting for a unit of a budget, by wait reason ("rate_limit <budget>/<key> (<step>)").
+SELECT wait_reason, count(*) AS count FROM runs
+WHERE status = 'waiting' AND wait_reason LIKE 'rate_limit %'
+GROUP BY wait_reason
