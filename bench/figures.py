@@ -75,6 +75,28 @@ def failover(raw: dict[str, Any]) -> Figures:
     return latency_summary(raw["seconds"])
 
 
+def budget(raw: dict[str, Any]) -> Figures:
+    """How much of the budget the calls used, and the most calls any sliding period saw."""
+    landed, limit, period = sorted(raw["landed"]), raw["limit"], raw["period_s"]
+    span = landed[-1] - landed[0]
+    # A full budget spends `limit` calls at once, then `limit` more each period: N calls take
+    # (N - limit) / (limit / period) seconds from the first to the last.
+    ideal = (len(landed) - limit) * period / limit
+    most, low = 0, 0
+    for high, t in enumerate(landed):
+        while landed[low] <= t - period:
+            low += 1
+        most = max(most, high - low + 1)
+    return {
+        "calls": len(landed),
+        "limit_per_s": limit / period,
+        "achieved_per_s": (len(landed) - limit) / span if span > 0 else 0.0,
+        "used_ratio": ideal / span if span > 0 else 0.0,
+        "max_in_window": most,
+        "never_above": most <= limit,
+    }
+
+
 EXTRACT = {
     "sequential": sequential,
     "throughput": throughput,
@@ -83,6 +105,7 @@ EXTRACT = {
     "memory": memory,
     "webhook": webhook,
     "failover": failover,
+    "budget": budget,
 }
 
 

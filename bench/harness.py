@@ -28,7 +28,16 @@ from bench.procs import ROOT
 from bench.report import print_report, write_json
 
 SYSTEMS = ("dataflows", "dbos", "absurd")
-MEASURES = ("sequential", "throughput", "event", "sleep", "memory", "webhook", "failover")
+MEASURES = (
+    "sequential",
+    "throughput",
+    "event",
+    "sleep",
+    "memory",
+    "webhook",
+    "failover",
+    "budget",
+)
 BACKENDS = ("postgres", "sqlite")
 PACKAGES = {"dbos": "dbos", "absurd": "absurd_sdk"}
 
@@ -45,6 +54,7 @@ TIMEOUTS = {
     "memory": 5400,
     "webhook": 600,
     "failover": 600,
+    "budget": 600,
 }
 
 QUICK_MEASURES = "sequential,throughput,event,sleep"
@@ -109,6 +119,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--failover-kills", type=int, default=20, help="workers killed in the failover measure"
     )
+    p.add_argument("--budget-calls", type=int, default=1000, help="calls in the budget measure")
+    p.add_argument("--budget-limit", type=int, default=100, help="the budget's calls per second")
     p.add_argument(
         "--max-ratio",
         type=float,
@@ -153,12 +165,13 @@ class Plan:
                     "workers": args.webhook_workers,
                 },
                 "failover": {"kills": args.failover_kills},
+                "budget": {"calls": args.budget_calls, "limit": args.budget_limit},
             },
             concurrency={s: override or CONCURRENCY[s] for s in SYSTEMS},
         )
 
     def applies(self, backend: str, system: str, measure: str) -> bool:
-        if measure == "failover":  # kill -9 → resumed elsewhere: dataflows' liveness locks
+        if measure in ("failover", "budget"):  # dataflows' liveness locks, its step budgets
             return system == "dataflows"
         if backend == "sqlite":  # the SQLite figures asked for; Absurd is PostgreSQL-only
             return system in ("dataflows", "dbos") and measure in ("sequential", "throughput")

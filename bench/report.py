@@ -39,6 +39,11 @@ ROWS = [
     ("failover", "p99_ms", "  p99 ms", "{:.0f}"),
     ("failover", "max_ms", "  slowest, ms", "{:.0f}"),
     ("failover", "samples", "  kills", "{:.0f}"),
+    ("budget", "limit_per_s", "step budget: limit, calls/s", "{:,.0f}"),
+    ("budget", "achieved_per_s", "  achieved, calls/s", "{:,.1f}"),
+    ("budget", "used_ratio", "  share of the budget used", "{:.1%}"),
+    ("budget", "max_in_window", "  most calls in any 1 s", "{:.0f}"),
+    ("budget", "never_above", "  never above the limit", "{}"),
 ]
 
 

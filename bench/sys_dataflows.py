@@ -320,3 +320,51 @@ def failover(url: str, kills: int) -> dict[str, Any]:
         shutil.rmtree(markers, ignore_errors=True)
         _cleanup(url, schema)
     return {"workers": FAILOVER_WORKERS, "lease_s": 30.0, "seconds": seconds}
+
+
+# -- shared step budget -----------------------------------------------------------------------------
+
+BUDGET_WORKERS = 2
+
+
+def budget(url: str, calls: int, limit: int) -> dict[str, Any]:
+    """``calls`` runs of one step each, its calls sharing ``app.rate_limit("api", limit=limit,
+    period="1s")``, drained by two workers (two apps on the store, as two processes would be);
+    every call's start time is recorded where the call lands, as an API would see it."""
+    schema = None if url.startswith("sqlite:") else f"bench_{secrets.token_hex(4)}"
+    landed: list[float] = []
+
+    def call(i: int) -> int:
+        landed.append(time.time())
+        return i
+
+    def make() -> df.Dataflows:
+        app = df.Dataflows(url, schema=schema or "dataflows", retention=None)
+        app.rate_limit("api", limit=limit, period="1s")
+
+        @app.workflow("budget", trigger=df.on_event("bench/budget"))
+        async def one_call(event: df.Event, step: df.Step) -> int:
+            done: int = await step.run("call", call, event.data["i"], rate_limit="api")
+            return done
+
+        return app
+
+    apps = [make() for _ in range(BUDGET_WORKERS)]
+
+    async def main() -> float:
+        async with contextlib.AsyncExitStack() as stack:
+            for app in apps:
+                await stack.enter_async_context(app)
+            await enqueue(apps[0], "bench/budget", calls)
+            start = time.perf_counter()
+            for app in apps:
+                await stack.enter_async_context(app.worker(concurrency=64))
+            await wait_until(lambda: len(landed) >= calls, 3600, 0.01)
+            await wait_until(runs_reach(apps[0], "budget", "completed", calls), 600, 0.01)
+            return time.perf_counter() - start
+
+    try:
+        seconds = asyncio.run(main())
+    finally:
+        _cleanup(url, schema)
+    return {"calls": calls, "limit": limit, "period_s": 1.0, "seconds": seconds, "landed": landed}
