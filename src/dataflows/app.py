@@ -16,10 +16,11 @@ from dataflows.clock import Clock, SystemClock
 from dataflows.durations import Duration, parse_duration
 from dataflows.errors import RunFailed, RunNotFound, ScheduleNotFound
 from dataflows.intake import event_intake, new_id, start_event
+from dataflows.limits import Concurrency, PriorityExpr, check_priority, coerce_concurrency
 from dataflows.models import Run, Schedule, SendResult
 from dataflows.names import check_workflow_id
 from dataflows.outage import watch_pool_logs
-from dataflows.records import FINISHED_STATUSES, BodyKey, NewRun
+from dataflows.records import FINISHED_STATUSES, BodyKey
 from dataflows.retry import RetryPolicy
 from dataflows.schedules import CronSchedule
 from dataflows.serialization import DEFAULT_MAX_PAYLOAD, check_event_data
@@ -77,6 +78,8 @@ class Dataflows:
         retries: RetryPolicy | int | None = None,
         timeout: Duration | None = None,
         example: dict[str, Any] | None = None,
+        concurrency: Concurrency | int | None = None,
+        priority: PriorityExpr | None = None,
     ) -> Callable[[WorkflowFn], WorkflowFn]:
         """Register an ``async def (event, step)`` function as workflow ``id``.
 
@@ -84,8 +87,15 @@ class Dataflows:
         life, suspensions included (the run fails with ``TimeoutError`` when it passes).
         ``example`` is event data the workflow accepts (a JSON object): ``dataflows dev`` prints
         a request that starts the workflow with it.
+
+        ``concurrency`` (a :class:`Concurrency`, or a number for the whole workflow): at most
+        that many runs execute at once, per key, across every worker; a suspended run holds no
+        slot. ``priority`` (a number, or a function of the triggering event): queued runs start
+        by priority, higher first, then oldest first. Both are evaluated when a run is created.
         """
         check_workflow_id(id)
+        limits = coerce_concurrency(id, concurrency)
+        check_priority(id, priority)
         triggers = (
             ()
             if trigger is None
@@ -102,7 +112,7 @@ class Dataflows:
         def register(fn: WorkflowFn) -> WorkflowFn:
             if not asyncio.iscoroutinefunction(fn):
                 raise TypeError(f"workflow {id!r} must be an async function")
-            self.registry.add(Workflow(id, fn, triggers, policy, limit, example))
+            self.registry.add(Workflow(id, fn, triggers, policy, limit, example, limits, priority))
             return fn
 
         return register
@@ -238,13 +248,13 @@ class Dataflows:
         idempotency_key: str | None = None,
     ) -> str:
         """Start a run of ``workflow_id`` with ``data``; the same ``idempotency_key`` starts it once."""
-        self.registry.get(workflow_id)
+        workflow = self.registry.get(workflow_id)
         await self.open()
         now = self.clock.now()
         run_id = new_id()
         event = start_event(run_id, data or {}, now=now, limit=self.max_payload)
         started, created = await self.store.start_run(
-            NewRun(run_id, workflow_id, event, idempotency_key), now
+            workflow.new_run(run_id, event, idempotency_key), now
         )
         if created:
             metrics.runs_started([workflow_id])

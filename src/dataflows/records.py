@@ -38,6 +38,18 @@ class NewRun:
     idempotency_key: str | None = None
     parent_run_id: str | None = None
     parent_step_key: str | None = None
+    #: The run's concurrency key (``None``: its workflow has no concurrency limit).
+    concurrency_key: str | None = None
+    #: Queued runs start by priority (higher first), then age.
+    priority: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class FlowLimit:
+    """A workflow's concurrency limit as the code defines it, for :meth:`Store.sync_flow_limits`."""
+
+    workflow_id: str
+    concurrency: int
 
 
 @dataclass(frozen=True, slots=True)

@@ -123,6 +123,7 @@ class Worker:
         self._handing_back: set[asyncio.Task[None]] = set()
         self._renewed_at = time.monotonic()
         self._registered = False  # the store holds this worker's liveness lock
+        self._limits_synced = False  # the store has the concurrency limits of this code
         self.scheduler = Scheduler(app, options.schedule_interval)
         self.finished_runs = 0
         self.recycled = False
@@ -159,6 +160,8 @@ class Worker:
             self._registered = True
         with contextlib.suppress(StoreUnavailable):  # else the schedule loop syncs first
             await self.scheduler.sync()  # schedules follow the code this worker runs
+        with contextlib.suppress(StoreUnavailable):  # else the claim loop syncs first
+            await self._sync_limits()  # concurrency limits follow the code too
         self._tasks = [
             asyncio.create_task(self._claim_loop(), name=f"dataflows-claim-{self.id}"),
             asyncio.create_task(self._failover_loop(), name=f"dataflows-failover-{self.id}"),
@@ -288,7 +291,14 @@ class Worker:
         with contextlib.suppress(StoreUnavailable):
             await self.app.store.release_run(run.lease, self.app.clock.now())
 
+    async def _sync_limits(self) -> None:
+        now = self.app.clock.now()
+        await self.app.store.sync_flow_limits(self.app.registry.flow_limits(), now)
+        self._limits_synced = True
+
     async def _claim(self, free: int) -> list[ClaimedRun]:
+        if not self._limits_synced:
+            await self._sync_limits()
         return await self.app.store.claim_runs(
             self.id, free, self.options.lease_seconds, self.app.clock.now()
         )

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from dataflows.errors import DuplicateWorkflow, UnknownWorkflow
+from dataflows.limits import Concurrency, PriorityExpr, key_value, priority_value
 from dataflows.models import Event
 from dataflows.names import INTERNAL_PREFIX
+from dataflows.records import FlowLimit, NewEvent, NewRun
 from dataflows.retry import RetryPolicy
 from dataflows.schedules import CatchUp, CronSchedule, check_catch_up
 
@@ -105,6 +109,45 @@ class Workflow:
     #: Event data the workflow accepts, for people and tools (``dataflows dev`` shows a request
     #: that starts the workflow with it); the engine never uses it.
     example: dict[str, Any] | None = None
+    #: At most this many runs execute at once (per key); ``None``: no limit.
+    concurrency: Concurrency | None = None
+    #: Which queued runs start first (higher first); ``None``: all 0.
+    priority: PriorityExpr | None = None
+
+    def new_run(
+        self,
+        run_id: str,
+        event: NewEvent,
+        idempotency_key: str | None = None,
+        parent_run_id: str | None = None,
+        parent_step_key: str | None = None,
+    ) -> NewRun:
+        """A run of this workflow started by ``event``, its concurrency key and priority
+        evaluated now (the store keeps them on the run)."""
+        key: str | None = None
+        priority = 0
+        if self.concurrency is not None or callable(self.priority):
+            seen = Event(
+                event.id,
+                event.name,
+                json.loads(event.data_json),
+                datetime.fromtimestamp(event.ts, UTC),
+            )
+            if self.concurrency is not None:
+                key = key_value(self.concurrency.key, seen)
+            priority = priority_value(self.priority, seen)
+        elif self.priority is not None:
+            priority = priority_value(self.priority, None)
+        return NewRun(
+            run_id,
+            self.id,
+            event,
+            idempotency_key,
+            parent_run_id,
+            parent_step_key,
+            concurrency_key=key,
+            priority=priority,
+        )
 
     def schedules(self) -> list[tuple[str, CronTrigger]]:
         """``(schedule id, trigger)`` of each cron trigger, in order."""
@@ -134,6 +177,14 @@ class Registry:
 
     def __iter__(self) -> Any:
         return iter(self._workflows.values())
+
+    def flow_limits(self) -> list[FlowLimit]:
+        """The concurrency limits of these workflows, as the store keeps them."""
+        return [
+            FlowLimit(w.id, w.concurrency.limit)
+            for w in self._workflows.values()
+            if w.concurrency is not None
+        ]
 
     def triggered_by(self, event_name: str) -> list[Workflow]:
         return [

@@ -42,6 +42,7 @@ async def test_migrations_apply_once(db: DbTarget) -> None:
             "0007_worker_liveness",
             "0008_webhook_bodies",
             "0009_schedules",
+            "0012_flow_control",
         ]
         assert await first.migrate() == []
     finally:
@@ -74,6 +75,7 @@ async def test_concurrent_migrations_apply_once(db: DbTarget) -> None:
         "0007_worker_liveness",
         "0008_webhook_bodies",
         "0009_schedules",
+        "0012_flow_control",
     ]
 
 

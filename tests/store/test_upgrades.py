@@ -110,6 +110,7 @@ async def test_waits_pending_at_the_upgrade_are_resolved(db: DbTarget) -> None:
             "0007_worker_liveness",
             "0008_webhook_bodies",
             "0009_schedules",
+            "0012_flow_control",
         ]
         before = await s.get_run("r1")
         assert before is not None and before.status == "waiting"
@@ -180,6 +181,7 @@ async def test_waits_pending_at_the_upgrade_to_keys_made_in_sql_are_resolved(
             "0007_worker_liveness",
             "0008_webhook_bodies",
             "0009_schedules",
+            "0012_flow_control",
         ]
         [late] = await running(s, "late", now=T0 + 2)
         same_as_float = WaitMatch("approval/decided", (("data.n", 1),))

@@ -20,6 +20,7 @@ from dataflows.records import (
     ClaimRequest,
     EventIntake,
     FailedAttempt,
+    FlowLimit,
     Lease,
     NewRun,
     NewSchedule,
@@ -266,6 +267,16 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def run_counts(self) -> list[tuple[str, str, int]]:
         """``(workflow_id, status, count)`` of unfinished runs: the queue depth."""
+
+    # -- flow limits ---------------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def sync_flow_limits(self, limits: Sequence[FlowLimit], now: float) -> None:
+        """Make the stored concurrency limits ``limits`` (the code's), in one transaction."""
+
+    @abc.abstractmethod
+    async def list_flow_limits(self) -> list[FlowLimit]:
+        """Every stored concurrency limit, by workflow id."""
 
     # -- schedules -----------------------------------------------------------------------------------
 

@@ -266,6 +266,8 @@ def insert_run(run: NewRun, now: float) -> Query:
             "idempotency_key": run.idempotency_key,
             "parent_run_id": run.parent_run_id,
             "parent_step_key": run.parent_step_key,
+            "concurrency_key": run.concurrency_key,
+            "priority": run.priority,
             "now": now,
         },
         "rowcount",

@@ -16,6 +16,7 @@ from dataflows.records import (
     ClaimRequest,
     EventIntake,
     FailedAttempt,
+    FlowLimit,
     IntakeResult,
     Lease,
     NewRun,
@@ -29,7 +30,7 @@ from dataflows.records import (
     StepRow,
     WaitOutcome,
 )
-from dataflows.store import events, leases, runs, schedules, steps, waits
+from dataflows.store import events, flow_limits, leases, runs, schedules, steps, waits
 from dataflows.store.base import Store
 from dataflows.store.batching import Batcher
 from dataflows.store.events import Intake, Sending
@@ -196,6 +197,13 @@ class SqlStore(Store):
 
     async def run_counts(self) -> list[tuple[str, str, int]]:
         result: list[tuple[str, str, int]] = await self._run_single(runs.run_counts())
+        return result
+
+    async def sync_flow_limits(self, limits: Sequence[FlowLimit], now: float) -> None:
+        await self._run(flow_limits.sync_flow_limits(limits, now))
+
+    async def list_flow_limits(self) -> list[FlowLimit]:
+        result: list[FlowLimit] = await self._run_single(flow_limits.list_flow_limits())
         return result
 
     async def sync_schedules(self, new: Sequence[NewSchedule], now: float) -> None:

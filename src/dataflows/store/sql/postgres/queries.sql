@@ -14,10 +14,11 @@ runs.lease_token = %(lease_token)s AND runs.status = 'running'
 
 -- name: insert_run
 INSERT INTO runs (id, workflow_id, status, event_id, event_name, event_data, event_ts,
-                  idempotency_key, parent_run_id, parent_step_key, created_at, updated_at)
+                  idempotency_key, parent_run_id, parent_step_key, created_at, updated_at,
+                  concurrency_key, priority)
 VALUES (%(id)s, %(workflow_id)s, 'queued', %(event_id)s, %(event_name)s, %(event_data)s,
         %(event_ts)s, %(idempotency_key)s::text, %(parent_run_id)s::text,
-        %(parent_step_key)s::text, %(now)s, %(now)s)
+        %(parent_step_key)s::text, %(now)s, %(now)s, %(concurrency_key)s::text, %(priority)s)
 ON CONFLICT DO NOTHING
 
 -- name: run_by_idempotency_key
@@ -190,14 +191,30 @@ SELECT min(wake_at) AS wake_at FROM runs WHERE status = 'waiting'
 
 -- name: get_run
 SELECT id, workflow_id, status, event_id, event_name, event_data, event_ts, result, error,
-       created_at, updated_at, completed_at, wake_at, wait_reason, recoveries, parent_run_id,
-       idempotency_key
+       created_at, updated_at, completed_at, wake_at, recoveries, parent_run_id,
+       idempotency_key,
+       CASE WHEN status = 'queued' AND concurrency_key IS NOT NULL
+             AND (SELECT count(*) FROM runs s
+                  WHERE s.status = 'running' AND s.workflow_id = runs.workflow_id
+                    AND s.concurrency_key = runs.concurrency_key)
+                 >= (SELECT l.concurrency FROM flow_limits l WHERE l.workflow_id = runs.workflow_id)
+            THEN 'concurrency ' || workflow_id
+                 || CASE WHEN concurrency_key = '' THEN '' ELSE '/' || concurrency_key END
+            ELSE wait_reason END AS wait_reason
 FROM runs WHERE id = %(run_id)s
 
 -- name: list_runs
 SELECT id, workflow_id, status, event_id, event_name, event_data, event_ts, result, error,
-       created_at, updated_at, completed_at, wake_at, wait_reason, recoveries, parent_run_id,
-       idempotency_key
+       created_at, updated_at, completed_at, wake_at, recoveries, parent_run_id,
+       idempotency_key,
+       CASE WHEN status = 'queued' AND concurrency_key IS NOT NULL
+             AND (SELECT count(*) FROM runs s
+                  WHERE s.status = 'running' AND s.workflow_id = runs.workflow_id
+                    AND s.concurrency_key = runs.concurrency_key)
+                 >= (SELECT l.concurrency FROM flow_limits l WHERE l.workflow_id = runs.workflow_id)
+            THEN 'concurrency ' || workflow_id
+                 || CASE WHEN concurrency_key = '' THEN '' ELSE '/' || concurrency_key END
+            ELSE wait_reason END AS wait_reason
 FROM runs
 WHERE (%(workflow_id)s::text IS NULL OR workflow_id = %(workflow_id)s::text)
   AND (%(status)s::text IS NULL OR status = %(status)s::text)
@@ -388,3 +405,21 @@ UPDATE schedules SET paused = true, updated_at = %(now)s WHERE id = %(id)s
 -- Ticks that passed while paused are skipped: it goes on from next_at, the first tick from now.
 UPDATE schedules SET paused = false, next_at = %(next_at)s, updated_at = %(now)s
 WHERE id = %(id)s AND paused
+
+-- name: lock_flow_limits
+-- Held while a worker writes the limits of its code (as lock_schedules).
+SELECT pg_advisory_xact_lock(hashtextextended(current_schema() || '/flow_limits', 0))
+
+-- name: upsert_flow_limit
+INSERT INTO flow_limits (workflow_id, concurrency, updated_at)
+VALUES (%(workflow_id)s, %(concurrency)s, %(now)s)
+ON CONFLICT (workflow_id) DO UPDATE
+SET concurrency = excluded.concurrency, updated_at = excluded.updated_at
+WHERE flow_limits.concurrency <> excluded.concurrency
+
+-- name: delete_flow_limits_except
+DELETE FROM flow_limits
+WHERE workflow_id NOT IN (SELECT jsonb_array_elements_text(%(ids)s::jsonb))
+
+-- name: list_flow_limits
+SELECT workflow_id, concurrency, updated_at FROM flow_limits ORDER BY workflow_id

@@ -42,9 +42,11 @@ SELECT id FROM runs WHERE event_id = :event_id AND parent_run_id IS NULL ORDER B
 
 -- name: insert_run
 INSERT INTO runs (id, workflow_id, status, event_id, event_name, event_data, event_ts,
-                  idempotency_key, parent_run_id, parent_step_key, created_at, updated_at)
+                  idempotency_key, parent_run_id, parent_step_key, created_at, updated_at,
+                  concurrency_key, priority)
 VALUES (:id, :workflow_id, 'queued', :event_id, :event_name, :event_data, :event_ts,
-        :idempotency_key, :parent_run_id, :parent_step_key, :now, :now)
+        :idempotency_key, :parent_run_id, :parent_step_key, :now, :now, :concurrency_key,
+        :priority)
 ON CONFLICT DO NOTHING
 
 -- name: run_by_idempotency_key
@@ -100,14 +102,34 @@ CREATE TEMP TABLE IF NOT EXISTS claimed (id TEXT PRIMARY KEY, created_at REAL NO
 
 DELETE FROM temp.claimed;
 
+-- Runs of workflows with a concurrency limit: a due timer turns them back to queued (a
+-- suspended run holds no slot), and of a key's queued runs, by priority then age, only as many
+-- as it has free slots are candidates (writers are serialised: nothing to lock).
+UPDATE runs SET status = 'queued', wake_at = NULL, updated_at = :now
+WHERE status = 'waiting' AND concurrency_key IS NOT NULL AND wake_at <= :now;
+
 INSERT INTO temp.claimed (id, created_at)
 SELECT id, created_at FROM (
-    SELECT id, created_at FROM runs WHERE status = 'queued'
+    SELECT id, priority, created_at FROM runs
+    WHERE status = 'queued' AND concurrency_key IS NULL
     UNION ALL
-    SELECT id, created_at FROM runs WHERE status = 'waiting' AND wake_at <= :now
+    SELECT id, priority, created_at FROM runs
+    WHERE status = 'waiting' AND wake_at <= :now AND concurrency_key IS NULL
     UNION ALL
-    SELECT id, created_at FROM runs WHERE status = 'running' AND lease_expires_at < :now
-) ORDER BY created_at LIMIT :limit;
+    SELECT id, priority, created_at FROM runs WHERE status = 'running' AND lease_expires_at < :now
+    UNION ALL
+    SELECT id, priority, created_at FROM (
+        SELECT q.id, q.priority, q.created_at,
+               row_number() OVER (PARTITION BY q.workflow_id, q.concurrency_key
+                                  ORDER BY q.priority DESC, q.created_at, q.id) AS n,
+               coalesce((SELECT l.concurrency FROM flow_limits l
+                         WHERE l.workflow_id = q.workflow_id), 2147483647)
+               - (SELECT count(*) FROM runs r
+                  WHERE r.status = 'running' AND r.workflow_id = q.workflow_id
+                    AND r.concurrency_key = q.concurrency_key) AS free
+        FROM runs q WHERE q.status = 'queued' AND q.concurrency_key IS NOT NULL
+    ) WHERE n <= free
+) ORDER BY priority DESC, created_at LIMIT :limit;
 
 UPDATE runs
 SET status = 'running',
@@ -296,14 +318,30 @@ SELECT min(wake_at) AS wake_at FROM runs WHERE status = 'waiting'
 
 -- name: get_run
 SELECT id, workflow_id, status, event_id, event_name, event_data, event_ts, result, error,
-       created_at, updated_at, completed_at, wake_at, wait_reason, recoveries, parent_run_id,
-       idempotency_key
+       created_at, updated_at, completed_at, wake_at, recoveries, parent_run_id,
+       idempotency_key,
+       CASE WHEN status = 'queued' AND concurrency_key IS NOT NULL
+             AND (SELECT count(*) FROM runs s
+                  WHERE s.status = 'running' AND s.workflow_id = runs.workflow_id
+                    AND s.concurrency_key = runs.concurrency_key)
+                 >= (SELECT l.concurrency FROM flow_limits l WHERE l.workflow_id = runs.workflow_id)
+            THEN 'concurrency ' || workflow_id
+                 || CASE WHEN concurrency_key = '' THEN '' ELSE '/' || concurrency_key END
+            ELSE wait_reason END AS wait_reason
 FROM runs WHERE id = :run_id
 
 -- name: list_runs
 SELECT id, workflow_id, status, event_id, event_name, event_data, event_ts, result, error,
-       created_at, updated_at, completed_at, wake_at, wait_reason, recoveries, parent_run_id,
-       idempotency_key
+       created_at, updated_at, completed_at, wake_at, recoveries, parent_run_id,
+       idempotency_key,
+       CASE WHEN status = 'queued' AND concurrency_key IS NOT NULL
+             AND (SELECT count(*) FROM runs s
+                  WHERE s.status = 'running' AND s.workflow_id = runs.workflow_id
+                    AND s.concurrency_key = runs.concurrency_key)
+                 >= (SELECT l.concurrency FROM flow_limits l WHERE l.workflow_id = runs.workflow_id)
+            THEN 'concurrency ' || workflow_id
+                 || CASE WHEN concurrency_key = '' THEN '' ELSE '/' || concurrency_key END
+            ELSE wait_reason END AS wait_reason
 FROM runs
 WHERE (:workflow_id IS NULL OR workflow_id = :workflow_id)
   AND (:status IS NULL OR status = :status)
@@ -443,3 +481,20 @@ UPDATE schedules SET paused = 1, updated_at = :now WHERE id = :id
 -- Ticks that passed while paused are skipped: it goes on from next_at, the first tick from now.
 UPDATE schedules SET paused = 0, next_at = :next_at, updated_at = :now
 WHERE id = :id AND paused
+
+-- name: lock_flow_limits
+-- BEGIN IMMEDIATE already serialises writers: nothing more to lock.
+SELECT 1
+
+-- name: upsert_flow_limit
+INSERT INTO flow_limits (workflow_id, concurrency, updated_at)
+VALUES (:workflow_id, :concurrency, :now)
+ON CONFLICT (workflow_id) DO UPDATE
+SET concurrency = excluded.concurrency, updated_at = excluded.updated_at
+WHERE flow_limits.concurrency <> excluded.concurrency
+
+-- name: delete_flow_limits_except
+DELETE FROM flow_limits WHERE workflow_id NOT IN (SELECT value FROM json_each(:ids))
+
+-- name: list_flow_limits
+SELECT workflow_id, concurrency, updated_at FROM flow_limits ORDER BY workflow_id

@@ -27,18 +27,29 @@ CREATE TABLE runs (
     lease_owner      TEXT,
     lease_token      INTEGER NOT NULL DEFAULT 0,
     lease_expires_at REAL,
-    recoveries       INTEGER NOT NULL DEFAULT 0
+    recoveries       INTEGER NOT NULL DEFAULT 0,
+    -- flow control: the run's concurrency key (NULL: its workflow has no limit), its priority
+    concurrency_key  TEXT,
+    priority         INTEGER NOT NULL DEFAULT 0
 );
 CREATE UNIQUE INDEX runs_idempotency ON runs (workflow_id, idempotency_key)
     WHERE idempotency_key IS NOT NULL;
 CREATE INDEX runs_event ON runs (event_id);
-CREATE INDEX runs_queued ON runs (created_at) WHERE status = 'queued';
 CREATE INDEX runs_waiting ON runs (wake_at) WHERE status = 'waiting';
 CREATE INDEX runs_leased ON runs (lease_expires_at) WHERE status = 'running';
 CREATE INDEX runs_by_owner ON runs (lease_owner) WHERE status = 'running';
 CREATE INDEX runs_created ON runs (created_at, id);
 CREATE INDEX runs_workflow ON runs (workflow_id, created_at);
 CREATE INDEX runs_finished ON runs (completed_at) WHERE completed_at IS NOT NULL;
+-- Queued runs of unlimited workflows, in claim order; those of limited ones are runs_held.
+CREATE INDEX runs_queued ON runs (priority DESC, created_at)
+    WHERE status = 'queued' AND concurrency_key IS NULL;
+CREATE INDEX runs_held ON runs (workflow_id, concurrency_key, priority DESC, created_at)
+    WHERE status = 'queued' AND concurrency_key IS NOT NULL;
+CREATE INDEX runs_slots ON runs (workflow_id, concurrency_key)
+    WHERE status = 'running' AND concurrency_key IS NOT NULL;
+CREATE INDEX runs_keyed_due ON runs (wake_at)
+    WHERE status = 'waiting' AND concurrency_key IS NOT NULL;
 
 -- The workers alive now: each holds an exclusive lock on a file of its own beside the database
 -- while its process lives. A worker whose file another can lock is removed, and the leases of its
@@ -136,5 +147,14 @@ CREATE TABLE schedules (
     catch_up    TEXT NOT NULL,
     next_at     REAL NOT NULL,
     paused      INTEGER NOT NULL DEFAULT 0,
+    updated_at  REAL NOT NULL
+);
+
+-- The concurrency limits of the code, one row per limited workflow, written by workers as they
+-- start (the last to start wins in a deploy). A keyed run whose workflow has no row here runs
+-- without a limit: the limit was removed.
+CREATE TABLE flow_limits (
+    workflow_id TEXT PRIMARY KEY,
+    concurrency INTEGER NOT NULL,
     updated_at  REAL NOT NULL
 );

@@ -1,0 +1,128 @@
+"""Concurrency limits and priority as the store enforces them in its claim, on both stores."""
+
+from __future__ import annotations
+
+import asyncio
+
+from dataflows.records import ClaimRequest, EventIntake, FlowLimit, Lease, NewRun
+from dataflows.store import Store
+from tests.store.builders import LEASE, T0, event, new_run, status
+
+
+async def limited(store: Store, limit: int, *runs: tuple[str, str], workflow: str = "wf") -> None:
+    """Sync ``workflow``'s limit and start runs ``(id, key)``, one second apart."""
+    await store.sync_flow_limits([FlowLimit(workflow, limit)], T0)
+    for i, (run_id, key) in enumerate(runs):
+        await store.start_run(new_run(run_id, workflow, concurrency_key=key), T0 + i)
+
+
+async def claimed_ids(store: Store, limit: int = 10, now: float = T0 + 100) -> list[str]:
+    return [c.id for c in await store.claim_runs("w1", limit, LEASE, now)]
+
+
+async def test_a_key_runs_at_most_its_limit_and_keys_are_independent(store: Store) -> None:
+    await limited(store, 2, ("a1", "a"), ("a2", "a"), ("a3", "a"), ("b1", "b"), ("b2", "b"))
+    await store.start_run(new_run("free", "other"), T0 + 9)
+    assert sorted(await claimed_ids(store)) == ["a1", "a2", "b1", "b2", "free"]
+    assert await claimed_ids(store) == []
+    assert await status(store, "a3") == "queued"
+
+    # A slot frees when a run finishes: the next of its key goes.
+    assert await store.complete_run(Lease("a1", 1), "1", T0 + 101)
+    assert await claimed_ids(store, now=T0 + 102) == ["a3"]
+
+
+async def test_a_suspended_run_holds_no_slot_and_waits_for_one_when_due(store: Store) -> None:
+    await limited(store, 1, ("r1", ""), ("r2", ""))
+    assert await claimed_ids(store) == ["r1"]
+    assert await store.suspend_run(Lease("r1", 1), T0 + 120, "sleep", T0 + 101)
+    assert await claimed_ids(store, now=T0 + 102) == ["r2"]
+
+    # r1's sleep is due while r2 holds the slot: r1 is queued, not claimed, and not due any more.
+    assert await claimed_ids(store, now=T0 + 121) == []
+    assert await status(store, "r1") == "queued"
+    assert await store.next_wake_at() is None
+    assert await store.complete_run(Lease("r2", 1), "1", T0 + 122)
+    [again] = await store.claim_runs("w1", 10, LEASE, T0 + 123)
+    assert (again.id, again.lease_token) == ("r1", 2)
+
+
+async def test_a_run_cancelled_while_holding_a_slot_frees_it(store: Store) -> None:
+    await limited(store, 1, ("r1", "k"), ("r2", "k"))
+    assert await claimed_ids(store) == ["r1"]
+    await store.cancel_run("r1", T0 + 101)
+    assert await claimed_ids(store, now=T0 + 102) == ["r2"]
+
+
+async def test_queued_runs_start_by_priority_then_age(store: Store) -> None:
+    await store.sync_flow_limits([FlowLimit("wf", 1)], T0)
+    for i, (run_id, priority) in enumerate([("low", 0), ("high", 10), ("mid", 5), ("high2", 10)]):
+        await store.start_run(new_run(run_id, concurrency_key="", priority=priority), T0 + i)
+    order = []
+    for n in range(4):
+        [run] = await store.claim_runs("w1", 10, LEASE, T0 + 100 + n)
+        order.append(run.id)
+        assert await store.complete_run(run.lease, "1", T0 + 100 + n)
+    assert order == ["high", "high2", "mid", "low"]
+
+    # Unlimited runs too start by priority when a worker has fewer slots than runs queued.
+    for i, (run_id, priority) in enumerate([("u-low", 0), ("u-high", 3)]):
+        await store.start_run(new_run(run_id, "other", priority=priority), T0 + 200 + i)
+    assert await claimed_ids(store, 1, T0 + 300) == ["u-high"]
+
+
+async def test_held_runs_say_why_and_a_free_one_does_not(store: Store) -> None:
+    await limited(store, 1, ("r1", "customer 42"), ("r2", "customer 42"))
+    await limited(store, 1, ("w1", ""), ("w2", ""), workflow="whole")
+    await store.sync_flow_limits([FlowLimit("wf", 1), FlowLimit("whole", 1)], T0)
+    queued = await store.get_run("r1")
+    assert queued is not None and queued.wait_reason is None  # a slot is free for it
+    await claimed_ids(store)
+    held = await store.get_run("r2")
+    assert held is not None and (held.status, held.wait_reason) == (
+        "queued",
+        "concurrency wf/customer 42",
+    )
+    [listed] = [r for r in await store.list_runs("whole", "queued", 10, None)]
+    assert (listed.id, listed.wait_reason) == ("w2", "concurrency whole")
+
+
+async def test_a_limit_changed_or_removed_applies_to_runs_already_queued(store: Store) -> None:
+    await limited(store, 1, *[(f"r{i}", "k") for i in range(5)])
+    assert await claimed_ids(store) == ["r0"]
+    await store.sync_flow_limits([FlowLimit("wf", 3)], T0 + 101)
+    assert await store.list_flow_limits() == [FlowLimit("wf", 3)]
+    assert await claimed_ids(store, now=T0 + 102) == ["r1", "r2"]
+    await store.sync_flow_limits([], T0 + 103)  # the code has no limit any more
+    assert await store.list_flow_limits() == []
+    assert await claimed_ids(store, now=T0 + 104) == ["r3", "r4"]
+
+
+async def test_intake_stores_the_key_and_its_eager_claim_respects_the_limit(store: Store) -> None:
+    await store.sync_flow_limits([FlowLimit("wf", 1)], T0)
+    events = [event(f"e{i}", ts=T0 + i) for i in range(3)]
+    intakes = [
+        EventIntake(ev, (NewRun(f"r{i}", "wf", ev, concurrency_key="k"),))
+        for i, ev in enumerate(events)
+    ]
+    sent = await store.send_events(intakes, T0, ClaimRequest("w1", 10, LEASE))
+    assert [c.id for c in sent.claimed] in ([], ["r0"])  # SQLite does not claim at intake
+    assert len(sent.claimed + await store.claim_runs("w1", 10, LEASE, T0 + 1)) == 1
+
+
+async def test_concurrent_claims_never_exceed_the_limit(store: Store, other: Store) -> None:
+    runs = [(f"r{i:02d}", f"k{i % 3}") for i in range(30)]
+    await limited(store, 2, *runs)
+    claims = [
+        (store if i % 2 else other).claim_runs(f"w{i}", 3, LEASE, T0 + 100) for i in range(20)
+    ]
+    claimed = [c.id for batch in await asyncio.gather(*claims) for c in batch]
+    assert len(claimed) == len(set(claimed))
+    per_key: dict[str, int] = {}
+    for run_id in claimed:
+        key = dict(runs)[run_id]
+        per_key[key] = per_key.get(key, 0) + 1
+    assert all(n <= 2 for n in per_key.values()), per_key
+    # Slots skipped by a claim that found a key's lock taken are claimed by the next one.
+    claimed += await claimed_ids(store, 100, T0 + 101)
+    assert len(claimed) == 6
