@@ -80,6 +80,7 @@ class Dataflows:
         example: dict[str, Any] | None = None,
         concurrency: Concurrency | int | None = None,
         priority: PriorityExpr | None = None,
+        start_timeout: Duration | None = None,
     ) -> Callable[[WorkflowFn], WorkflowFn]:
         """Register an ``async def (event, step)`` function as workflow ``id``.
 
@@ -92,10 +93,15 @@ class Dataflows:
         that many runs execute at once, per key, across every worker; a suspended run holds no
         slot. ``priority`` (a number, or a function of the triggering event): queued runs start
         by priority, higher first, then oldest first. Both are evaluated when a run is created.
+        ``start_timeout``: a run that has not started that long after it was created (held
+        back by a limit, or no worker running) is cancelled with a ``StartTimeout`` error.
         """
         check_workflow_id(id)
         limits = coerce_concurrency(id, concurrency)
         check_priority(id, priority)
+        start_within = (
+            None if start_timeout is None else _option(id, "start_timeout", start_timeout)
+        )
         triggers = (
             ()
             if trigger is None
@@ -112,7 +118,9 @@ class Dataflows:
         def register(fn: WorkflowFn) -> WorkflowFn:
             if not asyncio.iscoroutinefunction(fn):
                 raise TypeError(f"workflow {id!r} must be an async function")
-            self.registry.add(Workflow(id, fn, triggers, policy, limit, example, limits, priority))
+            self.registry.add(
+                Workflow(id, fn, triggers, policy, limit, example, limits, priority, start_within)
+            )
             return fn
 
         return register
@@ -406,3 +414,16 @@ class Dataflows:
         # cross-connection notifications; on PostgreSQL this only shortens the path).
         twin.store.add_listener(self.notify_workers_threadsafe)
         return twin
+
+
+def _option(workflow_id: str, option: str, value: Duration) -> float:
+    """A duration option, checked: ``ValueError`` naming the workflow and the option."""
+    try:
+        seconds = parse_duration(value)
+    except ValueError as exc:
+        raise ValueError(
+            f"workflow {workflow_id!r}: {option}={value!r} is invalid: {exc}"
+        ) from None
+    if seconds <= 0:
+        raise ValueError(f"workflow {workflow_id!r}: {option}={value!r} is invalid: must be > 0")
+    return seconds

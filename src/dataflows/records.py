@@ -42,6 +42,8 @@ class NewRun:
     concurrency_key: str | None = None
     #: Queued runs start by priority (higher first), then age.
     priority: int = 0
+    #: Seconds after its creation by which the run must have started, else it is cancelled.
+    start_timeout: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

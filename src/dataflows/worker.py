@@ -124,6 +124,7 @@ class Worker:
         self._renewed_at = time.monotonic()
         self._registered = False  # the store holds this worker's liveness lock
         self._limits_synced = False  # the store has the concurrency limits of this code
+        self._swept_at = 0.0  # when runs past their start_timeout were last cancelled
         self.scheduler = Scheduler(app, options.schedule_interval)
         self.finished_runs = 0
         self.recycled = False
@@ -244,6 +245,8 @@ class Worker:
                 await self._idle(backoff)
                 backoff = min(backoff * 2, 10.0)
                 continue
+            if self.app.registry.start_timeouts:
+                await self._cancel_unstarted()
             for run in claimed:
                 self._spawn(run)
             if claimed and len(claimed) == free:
@@ -290,6 +293,18 @@ class Worker:
     async def _hand_back(self, run: ClaimedRun) -> None:
         with contextlib.suppress(StoreUnavailable):
             await self.app.store.release_run(run.lease, self.app.clock.now())
+
+    async def _cancel_unstarted(self) -> None:
+        """Cancel the runs never started by their ``start_timeout`` (at most once a poll)."""
+        if time.monotonic() - self._swept_at < self.options.poll_interval:
+            return
+        self._swept_at = time.monotonic()
+        with contextlib.suppress(StoreUnavailable):
+            cancelled = await self.app.store.cancel_unstarted(self.app.clock.now())
+            if cancelled:
+                log.warning(
+                    "cancelled %d run(s) not started within their start_timeout", len(cancelled)
+                )
 
     async def _sync_limits(self) -> None:
         now = self.app.clock.now()

@@ -113,6 +113,8 @@ class Workflow:
     concurrency: Concurrency | None = None
     #: Which queued runs start first (higher first); ``None``: all 0.
     priority: PriorityExpr | None = None
+    #: A run not started this many seconds after its creation is cancelled.
+    start_timeout: float | None = None
 
     def new_run(
         self,
@@ -147,6 +149,7 @@ class Workflow:
             parent_step_key,
             concurrency_key=key,
             priority=priority,
+            start_timeout=self.start_timeout,
         )
 
     def schedules(self) -> list[tuple[str, CronTrigger]]:
@@ -177,6 +180,11 @@ class Registry:
 
     def __iter__(self) -> Any:
         return iter(self._workflows.values())
+
+    @property
+    def start_timeouts(self) -> bool:
+        """Whether a workflow here has a ``start_timeout`` (its workers cancel late runs)."""
+        return any(w.start_timeout is not None for w in self._workflows.values())
 
     def flow_limits(self) -> list[FlowLimit]:
         """The concurrency limits of these workflows, as the store keeps them."""

@@ -47,6 +47,8 @@ class Gate:
         ({"concurrency": df.Concurrency(1, key="data.")}, "concurrency key='data.'"),
         ({"concurrency": df.Concurrency(1, key=7)}, "concurrency key=7"),  # type: ignore[arg-type]
         ({"priority": "high"}, "priority='high'"),
+        ({"start_timeout": "soon"}, "start_timeout='soon'"),
+        ({"start_timeout": 0}, "start_timeout=0"),
     ],
 )
 def test_bad_options_fail_at_registration_naming_workflow_and_option(
@@ -216,3 +218,30 @@ def test_priority_and_key_are_computed_from_the_triggering_event() -> None:
     assert run_of({"customer": {"id": "x"}}) == ("x", -1)
     assert run_of({"customer": {}}) == ("", -1)  # a key that is missing is ""
     assert run_of({"customer": None}) == ("", -1)
+
+
+# -- start timeout ---------------------------------------------------------------------------------
+
+
+async def test_a_run_not_started_within_start_timeout_is_cancelled(
+    clock_app: df.Dataflows, clock: ManualClock
+) -> None:
+    gate = Gate()
+
+    @clock_app.workflow("slow", trigger=df.on_event("slow"), concurrency=1, start_timeout="1h")
+    async def slow(event: df.Event, step: df.Step) -> None:
+        await gate.enter(event.id)
+
+    async with worker(clock_app):
+        first = (await clock_app.send("slow", {})).run_ids[0]
+        await eventually(lambda: len(gate.inside) == 1)
+        second = (await clock_app.send("slow", {})).run_ids[0]
+        clock.advance(3599)
+        await asyncio.sleep(0.2)
+        assert (await clock_app.get_run(second)).status == "queued"
+        clock.advance(2)
+        late = await clock_app.wait_for_run(second, timeout=10)
+        assert late.status == "cancelled" and late.error is not None
+        assert late.error["type"] == "StartTimeout"
+        gate.open()  # the first run started in time: it finishes, however long it takes
+        assert (await clock_app.wait_for_run(first, timeout=10)).status == "completed"

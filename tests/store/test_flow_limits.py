@@ -126,3 +126,28 @@ async def test_concurrent_claims_never_exceed_the_limit(store: Store, other: Sto
     # Slots skipped by a claim that found a key's lock taken are claimed by the next one.
     claimed += await claimed_ids(store, 100, T0 + 101)
     assert len(claimed) == 6
+
+
+# -- start timeout ---------------------------------------------------------------------------------
+
+
+async def test_a_run_not_started_by_its_deadline_is_never_claimed_and_is_cancelled(
+    store: Store,
+) -> None:
+    await limited(store, 1)
+    await store.start_run(new_run("held", concurrency_key="", start_timeout=60), T0)
+    await store.start_run(new_run("late", "other", start_timeout=60), T0 + 0.5)
+    await store.start_run(new_run("started", "other", start_timeout=60), T0 + 0.4)
+    assert await claimed_ids(store, 1, T0 + 1) == ["held"]
+    assert await claimed_ids(store, 1, T0 + 2) == ["started"]
+    assert await store.release_run(Lease("started", 1), T0 + 3)  # started once: no deadline now
+    # Past the deadline: runs that started once are claimed (held's lease expired), late is not.
+    assert await claimed_ids(store, 10, T0 + 61) == ["held", "started"]
+    assert await store.cancel_unstarted(T0 + 61) == ["late"]
+    run = await store.get_run("late")
+    assert run is not None and run.status == "cancelled"
+    assert run.error is not None and run.error["type"] == "StartTimeout"
+    assert await store.cancel_unstarted(T0 + 62) == []
+    # Retried, it runs: the deadline was for its first start.
+    assert await store.retry_run("late", T0 + 63) == "queued"
+    assert await claimed_ids(store, 10, T0 + 64) == ["late"]

@@ -259,6 +259,11 @@ class Store(abc.ABC):
         """
 
     @abc.abstractmethod
+    async def cancel_unstarted(self, now: float, batch: int = 100) -> list[str]:
+        """Cancel (``StartTimeout``) up to ``batch`` queued runs never claimed by their
+        ``start_by``; their ids."""
+
+    @abc.abstractmethod
     async def retry_run(self, run_id: str, now: float) -> str:
         """Queue a ``failed`` or ``cancelled`` run again: recorded results stay, failed step
         outcomes and their attempts are forgotten so those steps run again, and the recovery

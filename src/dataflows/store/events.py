@@ -268,6 +268,7 @@ def insert_run(run: NewRun, now: float) -> Query:
             "parent_step_key": run.parent_step_key,
             "concurrency_key": run.concurrency_key,
             "priority": run.priority,
+            "start_timeout": run.start_timeout,
             "now": now,
         },
         "rowcount",

@@ -93,8 +93,10 @@ def list_runs(
     return [run_row(row) for row in rows]
 
 
-def cancel_run(run_id: str, now: float, intake: Intake) -> Program:
-    error = json.dumps({"type": "Cancelled", "message": "the run was cancelled"})
+CANCELLED = json.dumps({"type": "Cancelled", "message": "the run was cancelled"})
+
+
+def cancel_run(run_id: str, now: float, intake: Intake, error: str = CANCELLED) -> Program:
     rows = yield Query("cancel_run", {"run_id": run_id, "now": now, "error": error}, "all")
     if not rows:
         row = yield Query("run_status", {"run_id": run_id}, "one")
@@ -108,6 +110,17 @@ def cancel_run(run_id: str, now: float, intake: Intake) -> Program:
         yield from send(intake, [Sending(run_finished(run_id, workflow_id, cancelled, now), now)])
     yield NOTIFY  # a worker holding it learns at its next heartbeat; this wakes waiters of it
     return "cancelled"
+
+
+def cancel_unstarted(now: float, intake: Intake, batch: int) -> Program:
+    """Cancel up to ``batch`` queued runs never claimed by their ``start_by``; their ids."""
+    rows = yield Query("unstarted_runs", {"now": now, "batch": batch}, "all")
+    for row in rows:
+        error = json.dumps(
+            {"type": "StartTimeout", "message": "the run did not start within its start_timeout"}
+        )
+        yield from cancel_run(row["id"], now, intake, error)
+    return [row["id"] for row in rows]
 
 
 def retry_run(run_id: str, now: float) -> Program:

@@ -192,6 +192,10 @@ class SqlStore(Store):
     async def cancel_run(self, run_id: str, now: float) -> str:
         return str(await self._run(runs.cancel_run(run_id, now, self.intake)))
 
+    async def cancel_unstarted(self, now: float, batch: int = 100) -> list[str]:
+        result: list[str] = await self._run(runs.cancel_unstarted(now, self.intake, batch))
+        return result
+
     async def retry_run(self, run_id: str, now: float) -> str:
         return str(await self._run(runs.retry_run(run_id, now)))
 

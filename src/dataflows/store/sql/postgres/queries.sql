@@ -15,10 +15,11 @@ runs.lease_token = %(lease_token)s AND runs.status = 'running'
 -- name: insert_run
 INSERT INTO runs (id, workflow_id, status, event_id, event_name, event_data, event_ts,
                   idempotency_key, parent_run_id, parent_step_key, created_at, updated_at,
-                  concurrency_key, priority)
+                  concurrency_key, priority, start_by)
 VALUES (%(id)s, %(workflow_id)s, 'queued', %(event_id)s, %(event_name)s, %(event_data)s,
         %(event_ts)s, %(idempotency_key)s::text, %(parent_run_id)s::text,
-        %(parent_step_key)s::text, %(now)s, %(now)s, %(concurrency_key)s::text, %(priority)s)
+        %(parent_step_key)s::text, %(now)s, %(now)s, %(concurrency_key)s::text, %(priority)s,
+        %(now)s + %(start_timeout)s::double precision)
 ON CONFLICT DO NOTHING
 
 -- name: run_by_idempotency_key
@@ -238,7 +239,7 @@ SELECT status FROM runs WHERE id = %(run_id)s
 -- name: requeue_run
 UPDATE runs
 SET status = 'queued', error = NULL, result = NULL, completed_at = NULL, recoveries = 0,
-    wake_at = NULL, wait_reason = NULL, signaled = false, updated_at = %(now)s
+    wake_at = NULL, wait_reason = NULL, signaled = false, start_by = NULL, updated_at = %(now)s
 WHERE id = %(run_id)s AND status IN ('failed', 'cancelled')
 
 -- name: forget_failed_steps
@@ -423,3 +424,9 @@ WHERE workflow_id NOT IN (SELECT jsonb_array_elements_text(%(ids)s::jsonb))
 
 -- name: list_flow_limits
 SELECT workflow_id, concurrency, updated_at FROM flow_limits ORDER BY workflow_id
+
+-- name: unstarted_runs
+-- Queued runs never claimed by their start_by: a worker cancels them (start_timeout).
+SELECT id FROM runs
+WHERE status = 'queued' AND start_by IS NOT NULL AND start_by <= %(now)s
+ORDER BY start_by LIMIT %(batch)s

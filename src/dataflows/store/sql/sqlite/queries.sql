@@ -43,10 +43,10 @@ SELECT id FROM runs WHERE event_id = :event_id AND parent_run_id IS NULL ORDER B
 -- name: insert_run
 INSERT INTO runs (id, workflow_id, status, event_id, event_name, event_data, event_ts,
                   idempotency_key, parent_run_id, parent_step_key, created_at, updated_at,
-                  concurrency_key, priority)
+                  concurrency_key, priority, start_by)
 VALUES (:id, :workflow_id, 'queued', :event_id, :event_name, :event_data, :event_ts,
         :idempotency_key, :parent_run_id, :parent_step_key, :now, :now, :concurrency_key,
-        :priority)
+        :priority, :now + :start_timeout)
 ON CONFLICT DO NOTHING
 
 -- name: run_by_idempotency_key
@@ -112,6 +112,7 @@ INSERT INTO temp.claimed (id, created_at)
 SELECT id, created_at FROM (
     SELECT id, priority, created_at FROM runs
     WHERE status = 'queued' AND concurrency_key IS NULL
+      AND (start_by IS NULL OR start_by > :now)
     UNION ALL
     SELECT id, priority, created_at FROM runs
     WHERE status = 'waiting' AND wake_at <= :now AND concurrency_key IS NULL
@@ -128,6 +129,7 @@ SELECT id, created_at FROM (
                   WHERE r.status = 'running' AND r.workflow_id = q.workflow_id
                     AND r.concurrency_key = q.concurrency_key) AS free
         FROM runs q WHERE q.status = 'queued' AND q.concurrency_key IS NOT NULL
+                      AND (q.start_by IS NULL OR q.start_by > :now)
     ) WHERE n <= free
 ) ORDER BY priority DESC, created_at LIMIT :limit;
 
@@ -140,6 +142,7 @@ SET status = 'running',
     wake_at = NULL,
     wait_reason = NULL,
     signaled = 0,
+    start_by = NULL,
     updated_at = :now
 WHERE id IN (SELECT id FROM temp.claimed);
 
@@ -364,7 +367,7 @@ SELECT status FROM runs WHERE id = :run_id
 -- name: requeue_run
 UPDATE runs
 SET status = 'queued', error = NULL, result = NULL, completed_at = NULL, recoveries = 0,
-    wake_at = NULL, wait_reason = NULL, signaled = 0, updated_at = :now
+    wake_at = NULL, wait_reason = NULL, signaled = 0, start_by = NULL, updated_at = :now
 WHERE id = :run_id AND status IN ('failed', 'cancelled')
 
 -- name: forget_failed_steps
@@ -498,3 +501,9 @@ DELETE FROM flow_limits WHERE workflow_id NOT IN (SELECT value FROM json_each(:i
 
 -- name: list_flow_limits
 SELECT workflow_id, concurrency, updated_at FROM flow_limits ORDER BY workflow_id
+
+-- name: unstarted_runs
+-- Queued runs never claimed by their start_by: a worker cancels them (start_timeout).
+SELECT id FROM runs
+WHERE status = 'queued' AND start_by IS NOT NULL AND start_by <= :now
+ORDER BY start_by LIMIT :batch

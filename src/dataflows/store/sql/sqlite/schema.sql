@@ -30,7 +30,9 @@ CREATE TABLE runs (
     recoveries       INTEGER NOT NULL DEFAULT 0,
     -- flow control: the run's concurrency key (NULL: its workflow has no limit), its priority
     concurrency_key  TEXT,
-    priority         INTEGER NOT NULL DEFAULT 0
+    priority         INTEGER NOT NULL DEFAULT 0,
+    -- a run never claimed by then is cancelled (start_timeout); cleared by its first claim
+    start_by         REAL
 );
 CREATE UNIQUE INDEX runs_idempotency ON runs (workflow_id, idempotency_key)
     WHERE idempotency_key IS NOT NULL;
@@ -50,6 +52,7 @@ CREATE INDEX runs_slots ON runs (workflow_id, concurrency_key)
     WHERE status = 'running' AND concurrency_key IS NOT NULL;
 CREATE INDEX runs_keyed_due ON runs (wake_at)
     WHERE status = 'waiting' AND concurrency_key IS NOT NULL;
+CREATE INDEX runs_start_by ON runs (start_by) WHERE status = 'queued' AND start_by IS NOT NULL;
 
 -- The workers alive now: each holds an exclusive lock on a file of its own beside the database
 -- while its process lives. A worker whose file another can lock is removed, and the leases of its

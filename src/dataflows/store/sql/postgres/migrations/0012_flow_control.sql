@@ -7,6 +7,7 @@
 -- what it scanned before; the runs of limited workflows are found through the other three.
 ALTER TABLE runs ADD COLUMN concurrency_key text;
 ALTER TABLE runs ADD COLUMN priority integer NOT NULL DEFAULT 0;
+ALTER TABLE runs ADD COLUMN start_by double precision;
 DROP INDEX runs_queued;
 CREATE INDEX runs_queued ON runs (priority DESC, created_at)
     WHERE status = 'queued' AND concurrency_key IS NULL;
@@ -16,6 +17,7 @@ CREATE INDEX runs_slots ON runs (workflow_id, concurrency_key)
     WHERE status = 'running' AND concurrency_key IS NOT NULL;
 CREATE INDEX runs_keyed_due ON runs (wake_at)
     WHERE status = 'waiting' AND concurrency_key IS NOT NULL;
+CREATE INDEX runs_start_by ON runs (start_by) WHERE status = 'queued' AND start_by IS NOT NULL;
 
 -- The concurrency limits of the code, one row per limited workflow, written by workers as they
 -- start (the last to start wins in a deploy). A keyed run whose workflow has no row here runs
@@ -86,15 +88,15 @@ BEGIN
         IF jsonb_array_length(e -> 'runs') > 0 THEN
             INSERT INTO runs (id, workflow_id, status, event_id, event_name, event_data, event_ts,
                               idempotency_key, parent_run_id, parent_step_key, created_at,
-                              updated_at, concurrency_key, priority)
+                              updated_at, concurrency_key, priority, start_by)
             SELECT r.id, r.workflow_id, 'queued', r.event_id, r.event_name, r.event_data,
                    r.event_ts, r.idempotency_key, r.parent_run_id, r.parent_step_key, r.now, r.now,
-                   r.concurrency_key, coalesce(r.priority, 0)
+                   r.concurrency_key, coalesce(r.priority, 0), r.now + r.start_timeout
             FROM jsonb_to_recordset(e -> 'runs') AS r(
                      id text, workflow_id text, event_id text, event_name text, event_data text,
                      event_ts double precision, idempotency_key text, parent_run_id text,
                      parent_step_key text, now double precision, concurrency_key text,
-                     priority integer)
+                     priority integer, start_timeout double precision)
             ON CONFLICT DO NOTHING;
             work := true;
         END IF;
@@ -120,6 +122,7 @@ $$;
 -- workers hold, or that a fenced write holds FOR SHARE, are skipped, never waited for. Of the
 -- candidates those of highest priority, then the oldest, win; the others are unlocked at
 -- commit, a moment later.
+-- A queued run past its start_by is never claimed (a worker cancels it: cancel_unstarted).
 -- Runs of workflows with a concurrency limit (concurrency_key set) are taken only while their
 -- key has a free slot: first, their due timers turn them back to queued (a suspended run holds
 -- no slot); then, per key with queued runs and, as committed now, a free slot, by its best
@@ -177,6 +180,7 @@ BEGIN
                     SELECT r.id FROM runs r
                     WHERE r.status = 'queued' AND r.workflow_id = slot.workflow_id
                       AND r.concurrency_key = slot.concurrency_key
+                      AND (r.start_by IS NULL OR r.start_by > p_now)
                     ORDER BY r.priority DESC, r.created_at
                     LIMIT free FOR UPDATE SKIP LOCKED);
             END IF;
@@ -186,6 +190,7 @@ BEGIN
         WITH queued AS (
             SELECT id, priority, created_at FROM runs
             WHERE status = 'queued' AND concurrency_key IS NULL
+              AND (start_by IS NULL OR start_by > p_now)
             ORDER BY priority DESC, created_at LIMIT p_limit FOR UPDATE SKIP LOCKED
         ), due AS (
             SELECT id, priority, created_at FROM runs
@@ -212,6 +217,7 @@ BEGIN
                 wake_at = NULL,
                 wait_reason = NULL,
                 signaled = false,
+                start_by = NULL,
                 updated_at = p_now
             FROM candidates
             WHERE runs.id = candidates.id

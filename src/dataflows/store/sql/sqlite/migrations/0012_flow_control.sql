@@ -6,6 +6,7 @@
 -- are found through the other three.
 ALTER TABLE runs ADD COLUMN concurrency_key TEXT;
 ALTER TABLE runs ADD COLUMN priority INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE runs ADD COLUMN start_by REAL;
 DROP INDEX runs_queued;
 CREATE INDEX runs_queued ON runs (priority DESC, created_at)
     WHERE status = 'queued' AND concurrency_key IS NULL;
@@ -15,6 +16,7 @@ CREATE INDEX runs_slots ON runs (workflow_id, concurrency_key)
     WHERE status = 'running' AND concurrency_key IS NOT NULL;
 CREATE INDEX runs_keyed_due ON runs (wake_at)
     WHERE status = 'waiting' AND concurrency_key IS NOT NULL;
+CREATE INDEX runs_start_by ON runs (start_by) WHERE status = 'queued' AND start_by IS NOT NULL;
 
 -- The concurrency limits of the code, one row per limited workflow, written by workers as they
 -- start (the last to start wins in a deploy). A keyed run whose workflow has no row here runs
