@@ -16,7 +16,14 @@ from dataflows.clock import Clock, SystemClock
 from dataflows.durations import Duration, parse_duration
 from dataflows.errors import RunFailed, RunNotFound, ScheduleNotFound
 from dataflows.intake import event_intake, new_id, start_event
-from dataflows.limits import Concurrency, PriorityExpr, check_priority, coerce_concurrency
+from dataflows.limits import (
+    Concurrency,
+    KeyExpr,
+    PriorityExpr,
+    check_key,
+    check_priority,
+    coerce_concurrency,
+)
 from dataflows.models import Run, Schedule, SendResult
 from dataflows.names import check_workflow_id
 from dataflows.outage import watch_pool_logs
@@ -81,6 +88,7 @@ class Dataflows:
         concurrency: Concurrency | int | None = None,
         priority: PriorityExpr | None = None,
         start_timeout: Duration | None = None,
+        idempotency: KeyExpr | None = None,
     ) -> Callable[[WorkflowFn], WorkflowFn]:
         """Register an ``async def (event, step)`` function as workflow ``id``.
 
@@ -95,10 +103,15 @@ class Dataflows:
         by priority, higher first, then oldest first. Both are evaluated when a run is created.
         ``start_timeout``: a run that has not started that long after it was created (held
         back by a limit, or no worker running) is cancelled with a ``StartTimeout`` error.
+        ``idempotency`` (a dotted path into the event or a function of it): at most one run per
+        value within 24 hours; an event that would start another starts none (its send result
+        lists the workflow under ``skipped``).
         """
         check_workflow_id(id)
         limits = coerce_concurrency(id, concurrency)
         check_priority(id, priority)
+        if idempotency is not None:
+            check_key(id, "idempotency", idempotency)
         start_within = (
             None if start_timeout is None else _option(id, "start_timeout", start_timeout)
         )
@@ -119,7 +132,18 @@ class Dataflows:
             if not asyncio.iscoroutinefunction(fn):
                 raise TypeError(f"workflow {id!r} must be an async function")
             self.registry.add(
-                Workflow(id, fn, triggers, policy, limit, example, limits, priority, start_within)
+                Workflow(
+                    id,
+                    fn,
+                    triggers,
+                    policy,
+                    limit,
+                    example,
+                    limits,
+                    priority,
+                    start_within,
+                    idempotency,
+                )
             )
             return fn
 
@@ -246,7 +270,10 @@ class Dataflows:
         # The request (or whatever span is current) links to the traces of the runs it started
         # or resumed.
         tracing.link_current_span(i for r in results for i in (*r.run_ids, *r.resumed_run_ids))
-        return [SendResult(r.event_id, r.run_ids, r.duplicate, r.resumed_run_ids) for r in results]
+        return [
+            SendResult(r.event_id, r.run_ids, r.duplicate, r.resumed_run_ids, r.skipped)
+            for r in results
+        ]
 
     async def start(
         self,

@@ -23,6 +23,10 @@ KeyExpr = str | Callable[[Event], Any]
 #: A run's priority: a number, or a function of the triggering event answering one. Higher first.
 PriorityExpr = int | Callable[[Event], int]
 
+#: How long a workflow's ``idempotency`` key holds: a second run with the key within it is not
+#: started.
+IDEMPOTENCY_WINDOW = 24 * 3600.0
+
 #: Priorities are stored as 32-bit integers; values beyond are clamped to this range.
 MAX_PRIORITY = 2**31 - 1
 

@@ -228,6 +228,9 @@ class SendResult:
     run_ids: tuple[str, ...]
     duplicate: bool = False
     resumed_run_ids: tuple[str, ...] = ()
+    #: Workflows the event triggers whose run it did not start, each ``(workflow id, why)``:
+    #: ``idempotency KEY`` when a run with that idempotency key was started within the window.
+    skipped: tuple[tuple[str, str], ...] = ()
 
 
 def _step_line(step: StepInfo, origin: datetime) -> str:

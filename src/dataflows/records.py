@@ -44,6 +44,9 @@ class NewRun:
     priority: int = 0
     #: Seconds after its creation by which the run must have started, else it is cancelled.
     start_timeout: float | None = None
+    #: How long ``idempotency_key`` holds (``None``: as long as the run is kept). An older run
+    #: with the key gives it up when this one is created.
+    idempotency_window: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +87,8 @@ class IntakeResult:
     run_ids: tuple[str, ...]
     duplicate: bool
     resumed_run_ids: tuple[str, ...] = ()
+    #: The runs it did not start, each ``(workflow id, why)``.
+    skipped: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,7 +9,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 from dataflows.errors import DuplicateWorkflow, UnknownWorkflow
-from dataflows.limits import Concurrency, PriorityExpr, key_value, priority_value
+from dataflows.limits import (
+    IDEMPOTENCY_WINDOW,
+    Concurrency,
+    KeyExpr,
+    PriorityExpr,
+    key_value,
+    priority_value,
+)
 from dataflows.models import Event
 from dataflows.names import INTERNAL_PREFIX
 from dataflows.records import FlowLimit, NewEvent, NewRun
@@ -115,6 +122,8 @@ class Workflow:
     priority: PriorityExpr | None = None
     #: A run not started this many seconds after its creation is cancelled.
     start_timeout: float | None = None
+    #: At most one run per value of this key within ``IDEMPOTENCY_WINDOW``.
+    idempotency: KeyExpr | None = None
 
     def new_run(
         self,
@@ -128,7 +137,8 @@ class Workflow:
         evaluated now (the store keeps them on the run)."""
         key: str | None = None
         priority = 0
-        if self.concurrency is not None or callable(self.priority):
+        window = None
+        if self.concurrency is not None or callable(self.priority) or self.idempotency:
             seen = Event(
                 event.id,
                 event.name,
@@ -138,6 +148,9 @@ class Workflow:
             if self.concurrency is not None:
                 key = key_value(self.concurrency.key, seen)
             priority = priority_value(self.priority, seen)
+            if self.idempotency is not None and idempotency_key is None:
+                idempotency_key = key_value(self.idempotency, seen)
+                window = IDEMPOTENCY_WINDOW
         elif self.priority is not None:
             priority = priority_value(self.priority, None)
         return NewRun(
@@ -150,6 +163,7 @@ class Workflow:
             concurrency_key=key,
             priority=priority,
             start_timeout=self.start_timeout,
+            idempotency_window=window,
         )
 
     def schedules(self) -> list[tuple[str, CronTrigger]]:

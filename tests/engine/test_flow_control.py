@@ -49,6 +49,7 @@ class Gate:
         ({"priority": "high"}, "priority='high'"),
         ({"start_timeout": "soon"}, "start_timeout='soon'"),
         ({"start_timeout": 0}, "start_timeout=0"),
+        ({"idempotency": "order_id"}, "idempotency key='order_id'"),
     ],
 )
 def test_bad_options_fail_at_registration_naming_workflow_and_option(
@@ -245,3 +246,31 @@ async def test_a_run_not_started_within_start_timeout_is_cancelled(
         assert late.error["type"] == "StartTimeout"
         gate.open()  # the first run started in time: it finishes, however long it takes
         assert (await clock_app.wait_for_run(first, timeout=10)).status == "completed"
+
+
+# -- idempotency -----------------------------------------------------------------------------------
+
+
+async def test_at_most_one_run_per_idempotency_key_per_day(
+    clock_app: df.Dataflows, clock: ManualClock
+) -> None:
+    @clock_app.workflow("sync", trigger=df.on_event("order"), idempotency="data.order_id")
+    async def sync(event: df.Event, step: df.Step) -> int:
+        return int(event.data["n"])
+
+    @clock_app.workflow("audit", trigger=df.on_event("order"))
+    async def audit(event: df.Event, step: df.Step) -> None: ...
+
+    first = await clock_app.send("order", {"order_id": 7, "n": 1})
+    assert len(first.run_ids) == 2 and first.skipped == ()
+    clock.advance(3600)
+    again = await clock_app.send("order", {"order_id": 7, "n": 2})
+    assert len(again.run_ids) == 1  # audit's run only
+    assert again.skipped == (("sync", "idempotency 7"),)
+    other = await clock_app.send("order", {"order_id": 8, "n": 3})
+    assert len(other.run_ids) == 2
+    # app.start computes the key too: the run of the day answers.
+    started = await clock_app.start("sync", {"order_id": 7, "n": 4})
+    assert started in first.run_ids
+    clock.advance(24 * 3600)
+    assert len((await clock_app.send("order", {"order_id": 7, "n": 5})).run_ids) == 2

@@ -151,3 +151,36 @@ async def test_a_run_not_started_by_its_deadline_is_never_claimed_and_is_cancell
     # Retried, it runs: the deadline was for its first start.
     assert await store.retry_run("late", T0 + 63) == "queued"
     assert await claimed_ids(store, 10, T0 + 64) == ["late"]
+
+
+# -- idempotency -----------------------------------------------------------------------------------
+
+
+def keyed(event_id: str, now: float, *workflows: str) -> EventIntake:
+    ev = event(event_id, ts=now)
+    runs = tuple(
+        NewRun(f"{event_id}-{w}", w, ev, "order 7", idempotency_window=DAY) for w in workflows
+    )
+    return EventIntake(ev, runs)
+
+
+DAY = 24 * 3600.0
+
+
+async def test_one_run_per_idempotency_key_within_its_window(store: Store) -> None:
+    [first] = (await store.send_events([keyed("e1", T0, "wf", "other")], T0)).results
+    assert sorted(first.run_ids) == ["e1-other", "e1-wf"] and first.skipped == ()
+    # Within the window: no run, and the result says which workflow skipped and why.
+    [again] = (await store.send_events([keyed("e2", T0 + 60, "wf")], T0 + 60)).results
+    assert (again.run_ids, again.skipped) == ((), (("wf", "idempotency order 7"),))
+    assert await store.get_run("e2-wf") is None
+    # Two in one batch: the first takes the key.
+    sent = await store.send_events([keyed("e3", T0 + DAY, "x"), keyed("e4", T0 + DAY, "x")], T0)
+    assert [r.run_ids for r in sent.results] == [("e3-x",), ()]
+    # Past the window the key is free again (the old run keeps its data, not the key).
+    [later] = (await store.send_events([keyed("e5", T0 + DAY, "wf")], T0 + DAY)).results
+    assert later.run_ids == ("e5-wf",)
+    # start_run with a window: an old holder gives the key up too.
+    run = NewRun("s1", "other", event("s1/trigger"), "order 7", idempotency_window=DAY)
+    assert await store.start_run(run, T0 + 10) == ("e1-other", False)
+    assert await store.start_run(run, T0 + DAY) == ("s1", True)

@@ -101,8 +101,12 @@ def _store_one(intake: EventIntake, now: float, keys: WaitKeys) -> Program:
     if not inserted:
         rows = yield Query("runs_of_event", {"event_id": event.id}, "all")
         return IntakeResult(event.id, tuple(row["id"] for row in rows), duplicate=True)
+    created = []
     for run in intake.runs:
-        yield insert_run(run, now)
+        if run.idempotency_window is not None:
+            yield expire_idempotency_key(run, now)
+        if (yield insert_run(run, now)):
+            created.append(run.id)
     resumed: tuple[str, ...] = ()
     if keys:
         rows = yield Query(
@@ -119,7 +123,7 @@ def _store_one(intake: EventIntake, now: float, keys: WaitKeys) -> Program:
         resumed = tuple(sorted({row["run_id"] for row in rows}))
     if intake.runs or resumed:
         yield NOTIFY
-    return IntakeResult(event.id, tuple(r.id for r in intake.runs), False, resumed)
+    return IntakeResult(event.id, tuple(created), False, resumed, skipped(intake, created))
 
 
 def _seen_body(intake: EventIntake, now: float) -> Program:
@@ -179,6 +183,11 @@ def intake_payload(items: Sequence[Sending]) -> str:
                     item.intake.event.ts,
                 ),
                 "runs": [insert_run(run, item.now).params for run in item.intake.runs],
+                **(
+                    {"expire_keys": True}
+                    if any(r.idempotency_window is not None for r in item.intake.runs)
+                    else {}
+                ),
                 **_body_json(item.intake),
             },
         )
@@ -213,9 +222,11 @@ def intake_results(
             # The id it duplicates: its own, or the first delivery's of a body seen already.
             results.append(IntakeResult(answer["id"], tuple(answer["runs"]), duplicate=True))
         else:
-            runs = tuple(run.id for run in intake.runs)
+            runs = tuple(answer["runs"])
             resumed = tuple(answer["resumed"])
-            results.append(IntakeResult(intake.event.id, runs, False, resumed))
+            results.append(
+                IntakeResult(intake.event.id, runs, False, resumed, skipped(intake, runs))
+            )
     return results
 
 
@@ -251,6 +262,27 @@ def share_claimed(
     return shared
 
 
+def skipped(intake: EventIntake, created: Sequence[str]) -> tuple[tuple[str, str], ...]:
+    """The runs of ``intake`` not created (their idempotency key was taken), and why."""
+    return tuple(
+        (run.workflow_id, f"idempotency {run.idempotency_key}")
+        for run in intake.runs
+        if run.id not in created
+    )
+
+
+def expire_idempotency_key(run: NewRun, now: float) -> Query:
+    """An older run of the workflow whose idempotency key is past its window gives it up."""
+    return Query(
+        "expire_idempotency_key",
+        {
+            "workflow_id": run.workflow_id,
+            "idempotency_key": run.idempotency_key,
+            "before": now - (run.idempotency_window or 0.0),
+        },
+    )
+
+
 def insert_run(run: NewRun, now: float) -> Query:
     """A ``queued`` run started by ``run.event`` (nothing if its id or idempotency key is taken)."""
     ev = run.event
@@ -269,6 +301,7 @@ def insert_run(run: NewRun, now: float) -> Query:
             "concurrency_key": run.concurrency_key,
             "priority": run.priority,
             "start_timeout": run.start_timeout,
+            "idempotency_window": run.idempotency_window,
             "now": now,
         },
         "rowcount",

@@ -12,7 +12,14 @@ import json
 
 from dataflows.errors import InvalidRunState, RunNotFound
 from dataflows.records import Lease, NewRun, RunOutcome
-from dataflows.store.events import Intake, Sending, insert_run, run_finished, send
+from dataflows.store.events import (
+    Intake,
+    Sending,
+    expire_idempotency_key,
+    insert_run,
+    run_finished,
+    send,
+)
 from dataflows.store.program import NOTIFY, Program, Query
 from dataflows.store.rows import attempt_row, run_row
 from dataflows.store.steps import load_history
@@ -20,6 +27,8 @@ from dataflows.store.steps import load_history
 
 def start_run(run: NewRun, now: float) -> Program:
     """``(run_id, created)``: an idempotency key already used answers the existing run."""
+    if run.idempotency_window is not None:
+        yield expire_idempotency_key(run, now)
     created = yield insert_run(run, now)
     if created:
         yield NOTIFY

@@ -507,3 +507,9 @@ SELECT workflow_id, concurrency, updated_at FROM flow_limits ORDER BY workflow_i
 SELECT id FROM runs
 WHERE status = 'queued' AND start_by IS NOT NULL AND start_by <= :now
 ORDER BY start_by LIMIT :batch
+
+-- name: expire_idempotency_key
+-- A run's idempotency key past its window is given up, so a new run may take it.
+UPDATE runs SET idempotency_key = NULL
+WHERE workflow_id = :workflow_id AND idempotency_key = :idempotency_key
+  AND created_at <= :before

@@ -47,6 +47,7 @@ DECLARE
     work boolean := false;
     results jsonb := '[]';
     firsts jsonb := '{}';
+    created jsonb;
     v_id text;
 BEGIN
     IF jsonb_path_exists(p_events, '$[*].body') THEN
@@ -69,6 +70,7 @@ BEGIN
             END IF;
         END IF;
         inserted := 0;
+        created := '[]';
         IF v_id = e ->> 'id' THEN
             INSERT INTO events (id, name, data, ts, received_at)
             VALUES (e ->> 'id', e ->> 'name', e -> 'data', (e ->> 'ts')::double precision,
@@ -86,6 +88,17 @@ BEGIN
             CONTINUE;
         END IF;
         IF jsonb_array_length(e -> 'runs') > 0 THEN
+            IF e ? 'expire_keys' THEN
+                -- Idempotency keys past their window are given up (runs with a window only).
+                UPDATE runs o SET idempotency_key = NULL
+                FROM jsonb_to_recordset(e -> 'runs') AS r(
+                         workflow_id text, idempotency_key text,
+                         idempotency_window double precision, now double precision)
+                WHERE r.idempotency_window IS NOT NULL AND o.workflow_id = r.workflow_id
+                  AND o.idempotency_key = r.idempotency_key
+                  AND o.created_at <= r.now - r.idempotency_window;
+            END IF;
+            WITH inserted AS (
             INSERT INTO runs (id, workflow_id, status, event_id, event_name, event_data, event_ts,
                               idempotency_key, parent_run_id, parent_step_key, created_at,
                               updated_at, concurrency_key, priority, start_by)
@@ -97,8 +110,11 @@ BEGIN
                      event_ts double precision, idempotency_key text, parent_run_id text,
                      parent_step_key text, now double precision, concurrency_key text,
                      priority integer, start_timeout double precision)
-            ON CONFLICT DO NOTHING;
-            work := true;
+            ON CONFLICT DO NOTHING
+            RETURNING runs.id
+            )
+            SELECT coalesce(jsonb_agg(i.id), '[]') INTO created FROM inserted AS i;
+            work := work OR jsonb_array_length(created) > 0;
         END IF;
         keys := p_keys -> (n::integer - 1);
         resumed := '{}';
@@ -107,8 +123,8 @@ BEGIN
                                      (e ->> 'now')::double precision);
             work := work OR cardinality(resumed) > 0;
         END IF;
-        results := results || jsonb_build_array(
-            jsonb_build_object('duplicate', false, 'resumed', to_jsonb(resumed)));
+        results := results || jsonb_build_array(jsonb_build_object(
+            'duplicate', false, 'resumed', to_jsonb(resumed), 'runs', created));
     END LOOP;
     RETURN jsonb_build_object('results', results, 'work', work);
 END
