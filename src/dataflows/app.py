@@ -20,8 +20,10 @@ from dataflows.limits import (
     Concurrency,
     KeyExpr,
     PriorityExpr,
+    RateLimit,
     check_key,
     check_priority,
+    check_rate_limit,
     coerce_concurrency,
 )
 from dataflows.models import Run, Schedule, SendResult
@@ -89,6 +91,7 @@ class Dataflows:
         priority: PriorityExpr | None = None,
         start_timeout: Duration | None = None,
         idempotency: KeyExpr | None = None,
+        rate_limit: RateLimit | None = None,
     ) -> Callable[[WorkflowFn], WorkflowFn]:
         """Register an ``async def (event, step)`` function as workflow ``id``.
 
@@ -105,13 +108,15 @@ class Dataflows:
         back by a limit, or no worker running) is cancelled with a ``StartTimeout`` error.
         ``idempotency`` (a dotted path into the event or a function of it): at most one run per
         value within 24 hours; an event that would start another starts none (its send result
-        lists the workflow under ``skipped``).
+        lists the workflow under ``skipped``). ``rate_limit`` (a :class:`RateLimit`): at most
+        that many runs per key per period; an event over it starts none (``skipped``, too).
         """
         check_workflow_id(id)
         limits = coerce_concurrency(id, concurrency)
         check_priority(id, priority)
         if idempotency is not None:
             check_key(id, "idempotency", idempotency)
+        rate_period = check_rate_limit(id, rate_limit)
         start_within = (
             None if start_timeout is None else _option(id, "start_timeout", start_timeout)
         )
@@ -143,6 +148,8 @@ class Dataflows:
                     priority,
                     start_within,
                     idempotency,
+                    rate_limit,
+                    rate_period,
                 )
             )
             return fn

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from dataflows.durations import Duration, parse_duration
 from dataflows.models import Event
 
 #: A key: a dotted path into the triggering event (``"data.customer_id"``, ``"name"``) or a
@@ -41,6 +42,40 @@ class Concurrency:
 
     limit: int
     key: KeyExpr | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimit:
+    """At most ``limit`` runs of the workflow start per ``period`` (a duration) per value of
+    ``key``: an event that would start one more starts none, and its send result says so."""
+
+    limit: int
+    period: Duration
+    key: KeyExpr | None = None
+
+
+def check_rate_limit(workflow_id: str, value: RateLimit | None) -> float | None:
+    """The rate limit's period in seconds, the option checked (``None`` without one)."""
+    if value is None:
+        return None
+    if not isinstance(value, RateLimit):
+        raise ValueError(
+            f"workflow {workflow_id!r}: rate_limit={value!r} is invalid: expected df.RateLimit"
+        )
+    check_limit(workflow_id, "rate_limit", value.limit)
+    try:
+        period = parse_duration(value.period)
+    except ValueError as exc:
+        raise ValueError(
+            f"workflow {workflow_id!r}: rate_limit period={value.period!r} is invalid: {exc}"
+        ) from None
+    if period <= 0:
+        raise ValueError(
+            f"workflow {workflow_id!r}: rate_limit period={value.period!r} is invalid: must be > 0"
+        )
+    if value.key is not None:
+        check_key(workflow_id, "rate_limit", value.key)
+    return period
 
 
 def check_key(workflow_id: str, option: str, key: object) -> None:

@@ -47,6 +47,11 @@ class NewRun:
     #: How long ``idempotency_key`` holds (``None``: as long as the run is kept). An older run
     #: with the key gives it up when this one is created.
     idempotency_window: float | None = None
+    #: Rate limit: at most ``rate_limit`` runs per ``rate_key`` created within ``rate_period``
+    #: seconds; a run over it is not created (event intake only).
+    rate_key: str | None = None
+    rate_limit: int | None = None
+    rate_period: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

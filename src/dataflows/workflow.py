@@ -14,6 +14,7 @@ from dataflows.limits import (
     Concurrency,
     KeyExpr,
     PriorityExpr,
+    RateLimit,
     key_value,
     priority_value,
 )
@@ -124,6 +125,9 @@ class Workflow:
     start_timeout: float | None = None
     #: At most one run per value of this key within ``IDEMPOTENCY_WINDOW``.
     idempotency: KeyExpr | None = None
+    #: At most ``limit`` runs created per key per period (seconds: ``rate_period``).
+    rate_limit: RateLimit | None = None
+    rate_period: float | None = None
 
     def new_run(
         self,
@@ -138,7 +142,13 @@ class Workflow:
         key: str | None = None
         priority = 0
         window = None
-        if self.concurrency is not None or callable(self.priority) or self.idempotency:
+        rate_key = None
+        if (
+            self.concurrency is not None
+            or callable(self.priority)
+            or self.idempotency
+            or self.rate_limit is not None
+        ):
             seen = Event(
                 event.id,
                 event.name,
@@ -151,6 +161,8 @@ class Workflow:
             if self.idempotency is not None and idempotency_key is None:
                 idempotency_key = key_value(self.idempotency, seen)
                 window = IDEMPOTENCY_WINDOW
+            if self.rate_limit is not None:
+                rate_key = key_value(self.rate_limit.key, seen)
         elif self.priority is not None:
             priority = priority_value(self.priority, None)
         return NewRun(
@@ -164,6 +176,9 @@ class Workflow:
             priority=priority,
             start_timeout=self.start_timeout,
             idempotency_window=window,
+            rate_key=rate_key,
+            rate_limit=None if self.rate_limit is None else self.rate_limit.limit,
+            rate_period=self.rate_period,
         )
 
     def schedules(self) -> list[tuple[str, CronTrigger]]:

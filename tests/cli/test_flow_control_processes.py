@@ -67,6 +67,15 @@ def register(app: df.Dataflows) -> None:
         await step.run("work", lambda: time.sleep(event.data.get("hold", 0)))
         await step.run("end", lambda: record("end", event.data["name"], ""))
 
+    @app.workflow(
+        "rated",
+        trigger=df.on_event("test/rated"),
+        rate_limit=df.RateLimit(3, "1h", key="data.k"),
+    )
+    async def rated(event: df.Event, step: df.Step) -> None:
+        await step.run("start", lambda: record("start", event.id, event.data["k"]))
+        await step.run("end", lambda: record("end", event.id, event.data["k"]))
+
 
 app = df.Dataflows(retention=None)
 register(app)
@@ -191,3 +200,33 @@ def test_with_one_slot_free_the_higher_priority_run_starts_first(
     assert {r.status for r in runs} == {"completed"}
     starts = [run for what, run, *_ in sorted(read(log), key=lambda x: x[3]) if what == "start"]
     assert starts == ["blocker", "high", "high2", "mid", "low", "low2"]
+
+
+def test_rate_limited_starts_create_no_run_and_are_reported(
+    workers: tuple[list[Command], Path], db: DbTarget
+) -> None:
+    cmds, log = workers
+
+    async def go() -> tuple[list[df.SendResult], list[df.Run]]:
+        senders = [client(db), client(db)]  # two connections sending at once
+        try:
+            sends = [
+                senders[n % 2].send("test/rated", {"k": "a" if n < 10 else "b"}) for n in range(12)
+            ]
+            results = await asyncio.gather(*sends)
+            runs = [
+                await senders[0].wait_for_run(r, timeout=60) for s in results for r in s.run_ids
+            ]
+            return list(results), runs
+        finally:
+            for sender in senders:
+                await sender.close()
+
+    results, runs = asyncio.run(go())
+    stop(cmds)
+    assert {r.status for r in runs} == {"completed"}
+    assert len(runs) == 5
+    skipped = [s for r in results for s in r.skipped]
+    assert skipped == [("rated", "rate limit a: 3 per 3600s")] * 7
+    started = [key for what, _, key, *_ in read(log) if what == "start"]
+    assert sorted(started) == ["a", "a", "a", "b", "b"]

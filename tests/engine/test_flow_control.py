@@ -50,6 +50,9 @@ class Gate:
         ({"start_timeout": "soon"}, "start_timeout='soon'"),
         ({"start_timeout": 0}, "start_timeout=0"),
         ({"idempotency": "order_id"}, "idempotency key='order_id'"),
+        ({"rate_limit": df.RateLimit(0, "1h")}, "rate_limit limit=0"),
+        ({"rate_limit": df.RateLimit(1, "often")}, "rate_limit period='often'"),
+        ({"rate_limit": df.RateLimit(1, "1h", key="x y")}, "rate_limit key='x y'"),
     ],
 )
 def test_bad_options_fail_at_registration_naming_workflow_and_option(
@@ -274,3 +277,28 @@ async def test_at_most_one_run_per_idempotency_key_per_day(
     assert started in first.run_ids
     clock.advance(24 * 3600)
     assert len((await clock_app.send("order", {"order_id": 7, "n": 5})).run_ids) == 2
+
+
+# -- rate limit ------------------------------------------------------------------------------------
+
+
+async def test_starts_over_the_rate_limit_create_no_run_and_say_so(
+    clock_app: df.Dataflows, clock: ManualClock
+) -> None:
+    @clock_app.workflow(
+        "notify",
+        trigger=df.on_event("order"),
+        rate_limit=df.RateLimit(limit=1, period="1h", key="data.order_id"),
+    )
+    async def notify(event: df.Event, step: df.Step) -> None: ...
+
+    first = await clock_app.send("order", {"order_id": 7})
+    assert len(first.run_ids) == 1 and first.skipped == ()
+    clock.advance(1800)
+    again = await clock_app.send("order", {"order_id": 7})
+    assert again.run_ids == ()
+    assert again.skipped == (("notify", "rate limit 7: 1 per 3600s"),)
+    assert len((await clock_app.send("order", {"order_id": 8})).run_ids) == 1
+    assert len(await clock_app.list_runs("notify")) == 2
+    clock.advance(1801)
+    assert len((await clock_app.send("order", {"order_id": 7})).run_ids) == 1

@@ -184,3 +184,33 @@ async def test_one_run_per_idempotency_key_within_its_window(store: Store) -> No
     run = NewRun("s1", "other", event("s1/trigger"), "order 7", idempotency_window=DAY)
     assert await store.start_run(run, T0 + 10) == ("e1-other", False)
     assert await store.start_run(run, T0 + DAY) == ("s1", True)
+
+
+# -- rate limit ------------------------------------------------------------------------------------
+
+
+def rated(event_id: str, now: float, key: str = "shop") -> EventIntake:
+    ev = event(event_id, ts=now)
+    run = NewRun(f"{event_id}-r", "wf", ev, rate_key=key, rate_limit=2, rate_period=60.0)
+    return EventIntake(ev, (run,))
+
+
+async def test_runs_over_the_rate_limit_are_not_created_and_say_why(store: Store) -> None:
+    sent = await store.send_events([rated("e1", T0), rated("e2", T0 + 1)], T0 + 1)
+    assert [r.run_ids for r in sent.results] == [("e1-r",), ("e2-r",)]
+    [over] = (await store.send_events([rated("e3", T0 + 2)], T0 + 2)).results
+    assert (over.run_ids, over.skipped) == ((), (("wf", "rate limit shop: 2 per 60s"),))
+    assert await store.get_run("e3-r") is None
+    [other] = (await store.send_events([rated("e4", T0 + 2, "other")], T0 + 2)).results
+    assert other.run_ids == ("e4-r",)  # another key, its own limit
+    # In one batch, the runs created before count.
+    batch = [rated(f"e{n}", T0 + 61) for n in (5, 6, 7)]  # the window moved on: 2 again
+    sent = await store.send_events(batch, T0 + 61)
+    assert [r.run_ids for r in sent.results] == [("e5-r",), ("e6-r",), ()]
+
+
+async def test_concurrent_intakes_never_pass_the_rate_limit(store: Store, other: Store) -> None:
+    sends = [(store if i % 2 else other).send_events([rated(f"e{i}", T0)], T0) for i in range(12)]
+    results = [r for sent in await asyncio.gather(*sends) for r in sent.results]
+    assert sum(len(r.run_ids) for r in results) == 2
+    assert sum(len(r.skipped) for r in results) == 10

@@ -101,8 +101,23 @@ def _store_one(intake: EventIntake, now: float, keys: WaitKeys) -> Program:
     if not inserted:
         rows = yield Query("runs_of_event", {"event_id": event.id}, "all")
         return IntakeResult(event.id, tuple(row["id"] for row in rows), duplicate=True)
-    created = []
+    created, dropped = [], []
     for run in intake.runs:
+        if run.rate_limit is not None:
+            full = yield Query(
+                "rate_limited",
+                {
+                    "workflow_id": run.workflow_id,
+                    "rate_key": run.rate_key,
+                    "rate_limit": run.rate_limit,
+                    "rate_period": run.rate_period,
+                    "now": now,
+                },
+                "one",
+            )
+            if full["full"]:
+                dropped.append(run.id)
+                continue
         if run.idempotency_window is not None:
             yield expire_idempotency_key(run, now)
         if (yield insert_run(run, now)):
@@ -123,7 +138,7 @@ def _store_one(intake: EventIntake, now: float, keys: WaitKeys) -> Program:
         resumed = tuple(sorted({row["run_id"] for row in rows}))
     if intake.runs or resumed:
         yield NOTIFY
-    return IntakeResult(event.id, tuple(created), False, resumed, skipped(intake, created))
+    return IntakeResult(event.id, tuple(created), False, resumed, skipped(intake, created, dropped))
 
 
 def _seen_body(intake: EventIntake, now: float) -> Program:
@@ -224,8 +239,9 @@ def intake_results(
         else:
             runs = tuple(answer["runs"])
             resumed = tuple(answer["resumed"])
+            dropped = answer.get("rate_limited", ())
             results.append(
-                IntakeResult(intake.event.id, runs, False, resumed, skipped(intake, runs))
+                IntakeResult(intake.event.id, runs, False, resumed, skipped(intake, runs, dropped))
             )
     return results
 
@@ -262,13 +278,23 @@ def share_claimed(
     return shared
 
 
-def skipped(intake: EventIntake, created: Sequence[str]) -> tuple[tuple[str, str], ...]:
-    """The runs of ``intake`` not created (their idempotency key was taken), and why."""
+def skipped(
+    intake: EventIntake, created: Sequence[str], rate_limited: Sequence[str]
+) -> tuple[tuple[str, str], ...]:
+    """The runs of ``intake`` not created, and why: over their rate limit, or their
+    idempotency key taken."""
     return tuple(
-        (run.workflow_id, f"idempotency {run.idempotency_key}")
+        (run.workflow_id, _why(run, run.id in rate_limited))
         for run in intake.runs
         if run.id not in created
     )
+
+
+def _why(run: NewRun, rate_limited: bool) -> str:
+    if rate_limited:
+        key = f" {run.rate_key}" if run.rate_key else ""
+        return f"rate limit{key}: {run.rate_limit} per {run.rate_period:g}s"
+    return f"idempotency {run.idempotency_key}"
 
 
 def expire_idempotency_key(run: NewRun, now: float) -> Query:
@@ -302,6 +328,9 @@ def insert_run(run: NewRun, now: float) -> Query:
             "priority": run.priority,
             "start_timeout": run.start_timeout,
             "idempotency_window": run.idempotency_window,
+            "rate_key": run.rate_key,
+            "rate_limit": run.rate_limit,
+            "rate_period": run.rate_period,
             "now": now,
         },
         "rowcount",

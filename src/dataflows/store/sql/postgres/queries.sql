@@ -15,11 +15,11 @@ runs.lease_token = %(lease_token)s AND runs.status = 'running'
 -- name: insert_run
 INSERT INTO runs (id, workflow_id, status, event_id, event_name, event_data, event_ts,
                   idempotency_key, parent_run_id, parent_step_key, created_at, updated_at,
-                  concurrency_key, priority, start_by)
+                  concurrency_key, priority, start_by, rate_key)
 VALUES (%(id)s, %(workflow_id)s, 'queued', %(event_id)s, %(event_name)s, %(event_data)s,
         %(event_ts)s, %(idempotency_key)s::text, %(parent_run_id)s::text,
         %(parent_step_key)s::text, %(now)s, %(now)s, %(concurrency_key)s::text, %(priority)s,
-        %(now)s + %(start_timeout)s::double precision)
+        %(now)s + %(start_timeout)s::double precision, %(rate_key)s::text)
 ON CONFLICT DO NOTHING
 
 -- name: run_by_idempotency_key
@@ -436,3 +436,10 @@ ORDER BY start_by LIMIT %(batch)s
 UPDATE runs SET idempotency_key = NULL
 WHERE workflow_id = %(workflow_id)s AND idempotency_key = %(idempotency_key)s
   AND created_at <= %(before)s
+
+-- name: rate_limited
+-- Whether a rate-limited run may not be created: its key started its limit of runs within the
+-- period (PostgreSQL's store_events counts the same way, under the key's lock).
+SELECT count(*) >= %(rate_limit)s AS full FROM runs
+WHERE workflow_id = %(workflow_id)s AND rate_key = %(rate_key)s
+  AND created_at > %(now)s - %(rate_period)s

@@ -35,7 +35,9 @@ CREATE TABLE runs (
     concurrency_key  text,
     priority         integer NOT NULL DEFAULT 0,
     -- a run never claimed by then is cancelled (start_timeout); cleared by its first claim
-    start_by         double precision
+    start_by         double precision,
+    -- the run's rate limit key (NULL: its workflow has no rate limit)
+    rate_key         text
 );
 CREATE UNIQUE INDEX runs_idempotency ON runs (workflow_id, idempotency_key)
     WHERE idempotency_key IS NOT NULL;
@@ -56,6 +58,7 @@ CREATE INDEX runs_slots ON runs (workflow_id, concurrency_key)
 CREATE INDEX runs_keyed_due ON runs (wake_at)
     WHERE status = 'waiting' AND concurrency_key IS NOT NULL;
 CREATE INDEX runs_start_by ON runs (start_by) WHERE status = 'queued' AND start_by IS NOT NULL;
+CREATE INDEX runs_rate ON runs (workflow_id, rate_key, created_at) WHERE rate_key IS NOT NULL;
 
 -- The workers alive now: each holds the advisory lock (the store's namespace, lock_key) on a
 -- session of its own while its process lives. A worker whose lock is free (lock_free_since) a
@@ -256,6 +259,13 @@ LANGUAGE sql STABLE AS $$
         current_schema() || jsonb_build_array('concurrency', p_workflow_id, p_key)::text, 0)
 $$;
 
+-- A rate limit key's lock: intake holds it while it counts the key's recent runs.
+CREATE FUNCTION rate_lock(p_workflow_id text, p_key text) RETURNS bigint
+LANGUAGE sql STABLE AS $$
+    SELECT hashtextextended(
+        current_schema() || jsonb_build_array('rate', p_workflow_id, p_key)::text, 0)
+$$;
+
 -- Before several events resolve waits in one transaction: every run they may touch, locked in id
 -- order at once (each resolve_waits alone orders only its own runs). keys: [[name, paths, key]].
 CREATE FUNCTION lock_waiting_runs(p_keys jsonb) RETURNS bigint
@@ -450,10 +460,20 @@ DECLARE
     results jsonb := '[]';
     firsts jsonb := '{}';
     created jsonb;
+    dropped jsonb;
     v_id text;
 BEGIN
     IF jsonb_path_exists(p_events, '$[*].body') THEN
         firsts := remember_bodies(p_events);
+    END IF;
+    -- Rate-limited runs (rate_limit set): their keys' locks, all at once and in order, so
+    -- intakes counting the same keys serialise and cannot deadlock.
+    IF jsonb_path_exists(p_events, '$[*].runs[*].rate_limit ? (@ != null)') THEN
+        PERFORM pg_advisory_xact_lock(l.id)
+        FROM (SELECT DISTINCT rate_lock(r ->> 'workflow_id', r ->> 'rate_key') AS id
+              FROM jsonb_array_elements(p_events) AS x
+              CROSS JOIN LATERAL jsonb_array_elements(x -> 'runs') AS r
+              WHERE r ->> 'rate_limit' IS NOT NULL ORDER BY 1) AS l;
     END IF;
     FOR e, n IN SELECT x.value, x.n FROM jsonb_array_elements(p_events) WITH ORDINALITY AS x(value, n)
     LOOP
@@ -473,6 +493,7 @@ BEGIN
         END IF;
         inserted := 0;
         created := '[]';
+        dropped := '[]';
         IF v_id = e ->> 'id' THEN
             INSERT INTO events (id, name, data, ts, received_at)
             VALUES (e ->> 'id', e ->> 'name', e -> 'data', (e ->> 'ts')::double precision,
@@ -490,6 +511,16 @@ BEGIN
             CONTINUE;
         END IF;
         IF jsonb_array_length(e -> 'runs') > 0 THEN
+            -- A rate-limited run whose key started its limit of runs within the period (runs
+            -- created before it in this transaction included) is not created.
+            SELECT coalesce(jsonb_agg(r.id), '[]') INTO dropped
+            FROM jsonb_to_recordset(e -> 'runs') AS r(
+                     id text, workflow_id text, rate_key text, rate_limit integer,
+                     rate_period double precision, now double precision)
+            WHERE r.rate_limit IS NOT NULL
+              AND (SELECT count(*) FROM runs o
+                   WHERE o.workflow_id = r.workflow_id AND o.rate_key = r.rate_key
+                     AND o.created_at > r.now - r.rate_period) >= r.rate_limit;
             IF e ? 'expire_keys' THEN
                 -- Idempotency keys past their window are given up (runs with a window only).
                 UPDATE runs o SET idempotency_key = NULL
@@ -503,15 +534,16 @@ BEGIN
             WITH inserted AS (
             INSERT INTO runs (id, workflow_id, status, event_id, event_name, event_data, event_ts,
                               idempotency_key, parent_run_id, parent_step_key, created_at,
-                              updated_at, concurrency_key, priority, start_by)
+                              updated_at, concurrency_key, priority, start_by, rate_key)
             SELECT r.id, r.workflow_id, 'queued', r.event_id, r.event_name, r.event_data,
                    r.event_ts, r.idempotency_key, r.parent_run_id, r.parent_step_key, r.now, r.now,
-                   r.concurrency_key, coalesce(r.priority, 0), r.now + r.start_timeout
+                   r.concurrency_key, coalesce(r.priority, 0), r.now + r.start_timeout, r.rate_key
             FROM jsonb_to_recordset(e -> 'runs') AS r(
                      id text, workflow_id text, event_id text, event_name text, event_data text,
                      event_ts double precision, idempotency_key text, parent_run_id text,
                      parent_step_key text, now double precision, concurrency_key text,
-                     priority integer, start_timeout double precision)
+                     priority integer, start_timeout double precision, rate_key text)
+            WHERE NOT dropped ? r.id
             ON CONFLICT DO NOTHING
             RETURNING runs.id
             )
@@ -526,7 +558,8 @@ BEGIN
             work := work OR cardinality(resumed) > 0;
         END IF;
         results := results || jsonb_build_array(jsonb_build_object(
-            'duplicate', false, 'resumed', to_jsonb(resumed), 'runs', created));
+            'duplicate', false, 'resumed', to_jsonb(resumed), 'runs', created,
+            'rate_limited', dropped));
     END LOOP;
     RETURN jsonb_build_object('results', results, 'work', work);
 END

@@ -43,10 +43,10 @@ SELECT id FROM runs WHERE event_id = :event_id AND parent_run_id IS NULL ORDER B
 -- name: insert_run
 INSERT INTO runs (id, workflow_id, status, event_id, event_name, event_data, event_ts,
                   idempotency_key, parent_run_id, parent_step_key, created_at, updated_at,
-                  concurrency_key, priority, start_by)
+                  concurrency_key, priority, start_by, rate_key)
 VALUES (:id, :workflow_id, 'queued', :event_id, :event_name, :event_data, :event_ts,
         :idempotency_key, :parent_run_id, :parent_step_key, :now, :now, :concurrency_key,
-        :priority, :now + :start_timeout)
+        :priority, :now + :start_timeout, :rate_key)
 ON CONFLICT DO NOTHING
 
 -- name: run_by_idempotency_key
@@ -513,3 +513,9 @@ ORDER BY start_by LIMIT :batch
 UPDATE runs SET idempotency_key = NULL
 WHERE workflow_id = :workflow_id AND idempotency_key = :idempotency_key
   AND created_at <= :before
+
+-- name: rate_limited
+-- Whether a rate-limited run may not be created: its key started its limit of runs within the
+-- period (writers are serialised: nothing to lock).
+SELECT count(*) >= :rate_limit AS full FROM runs
+WHERE workflow_id = :workflow_id AND rate_key = :rate_key AND created_at > :now - :rate_period

@@ -32,7 +32,9 @@ CREATE TABLE runs (
     concurrency_key  TEXT,
     priority         INTEGER NOT NULL DEFAULT 0,
     -- a run never claimed by then is cancelled (start_timeout); cleared by its first claim
-    start_by         REAL
+    start_by         REAL,
+    -- the run's rate limit key (NULL: its workflow has no rate limit)
+    rate_key         TEXT
 );
 CREATE UNIQUE INDEX runs_idempotency ON runs (workflow_id, idempotency_key)
     WHERE idempotency_key IS NOT NULL;
@@ -53,6 +55,7 @@ CREATE INDEX runs_slots ON runs (workflow_id, concurrency_key)
 CREATE INDEX runs_keyed_due ON runs (wake_at)
     WHERE status = 'waiting' AND concurrency_key IS NOT NULL;
 CREATE INDEX runs_start_by ON runs (start_by) WHERE status = 'queued' AND start_by IS NOT NULL;
+CREATE INDEX runs_rate ON runs (workflow_id, rate_key, created_at) WHERE rate_key IS NOT NULL;
 
 -- The workers alive now: each holds an exclusive lock on a file of its own beside the database
 -- while its process lives. A worker whose file another can lock is removed, and the leases of its

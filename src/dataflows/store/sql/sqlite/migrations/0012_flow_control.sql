@@ -7,6 +7,7 @@
 ALTER TABLE runs ADD COLUMN concurrency_key TEXT;
 ALTER TABLE runs ADD COLUMN priority INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE runs ADD COLUMN start_by REAL;
+ALTER TABLE runs ADD COLUMN rate_key TEXT;
 DROP INDEX runs_queued;
 CREATE INDEX runs_queued ON runs (priority DESC, created_at)
     WHERE status = 'queued' AND concurrency_key IS NULL;
@@ -17,6 +18,7 @@ CREATE INDEX runs_slots ON runs (workflow_id, concurrency_key)
 CREATE INDEX runs_keyed_due ON runs (wake_at)
     WHERE status = 'waiting' AND concurrency_key IS NOT NULL;
 CREATE INDEX runs_start_by ON runs (start_by) WHERE status = 'queued' AND start_by IS NOT NULL;
+CREATE INDEX runs_rate ON runs (workflow_id, rate_key, created_at) WHERE rate_key IS NOT NULL;
 
 -- The concurrency limits of the code, one row per limited workflow, written by workers as they
 -- start (the last to start wins in a deploy). A keyed run whose workflow has no row here runs
