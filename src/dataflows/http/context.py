@@ -37,8 +37,11 @@ class ApiContext:
     max_body_bytes: int
     environ: Mapping[str, str]
     deadline: float = DEFAULT_STORE_DEADLINE
-    #: The queue-depth read in flight for ``/metrics`` (one at a time, whatever the scrapes).
-    depth_read: asyncio.Future[list[tuple[str, str, int]]] | None = field(default=None, repr=False)
+    #: The queue-depth read in flight for ``/metrics`` (one at a time, whatever the scrapes):
+    #: queue depth ``(workflow, status, count)`` and held runs ``(workflow, count)``.
+    depth_read: asyncio.Future[tuple[list[tuple[str, str, int]], list[tuple[str, int]]]] | None = (
+        field(default=None, repr=False)
+    )
     _sources: Mapping[str, Source] | None = field(default=None, repr=False)
 
     async def store(self, operation: Awaitable[T], deadline: float | None = None) -> T:

@@ -30,7 +30,8 @@ __all__ = ["QUEUE_STATUSES", "metrics"]
 #: Unfinished statuses, always reported (as 0 when empty) so alerts see a series, not a gap.
 QUEUE_STATUSES = ("queued", "running", "waiting")
 
-Counts = list[tuple[str, str, int]]
+#: Queue depth ``(workflow, status, count)`` and held runs ``(workflow, count)``.
+Counts = tuple[list[tuple[str, str, int]], list[tuple[str, int]]]
 
 
 #: How long a scrape waits for the queue depth before answering without it.
@@ -41,7 +42,8 @@ async def metrics(request: Request) -> Response:
     ctx = context(request)
     counts = await _queue_counts(ctx)
     snapshot = CollectorRegistry(auto_describe=False)
-    snapshot.register(_Snapshot(counts, [w.id for w in ctx.app.registry]))
+    limited = [w.id for w in ctx.app.registry if w.concurrency is not None]
+    snapshot.register(_Snapshot(counts, [w.id for w in ctx.app.registry], limited))
     body = generate_latest(engine_metrics.registry()) + generate_latest(snapshot)
     return Response(body, media_type=CONTENT_TYPE_LATEST)
 
@@ -60,24 +62,39 @@ async def _queue_counts(ctx: ApiContext) -> Counts | None:
 
 async def _read_counts(app: Dataflows) -> Counts:
     await app.open()
-    return await app.store.run_counts()
+    return (await app.store.run_counts(), await app.store.held_counts())
 
 
 class _Snapshot(Collector):
     """Queue depth and store reachability as read for this scrape."""
 
-    def __init__(self, counts: Counts | None, workflow_ids: Iterable[str]) -> None:
+    def __init__(
+        self, counts: Counts | None, workflow_ids: Iterable[str], limited: Iterable[str] = ()
+    ) -> None:
         self.counts = counts
         self.workflow_ids = sorted(workflow_ids)
+        self.limited = sorted(limited)
 
     def collect(self) -> Iterator[Metric]:
         up = GaugeMetricFamily("dataflows_store_up", "Whether the database answered this scrape.")
         up.add_metric([], 0.0 if self.counts is None else 1.0)
         yield up
         if self.counts is not None:
-            yield self._depth(self.counts)
+            yield self._depth(self.counts[0])
+            yield self._held(self.counts[1])
 
-    def _depth(self, counts: Counts) -> GaugeMetricFamily:
+    def _held(self, counts: list[tuple[str, int]]) -> GaugeMetricFamily:
+        held = dict.fromkeys(self.limited, 0) | dict(counts)
+        gauge = GaugeMetricFamily(
+            "dataflows_runs_held",
+            "Queued runs a flow limit holds back now, by workflow and limit.",
+            labels=["workflow", "limit"],
+        )
+        for workflow, count in sorted(held.items()):
+            gauge.add_metric([workflow, "concurrency"], float(count))
+        return gauge
+
+    def _depth(self, counts: list[tuple[str, str, int]]) -> GaugeMetricFamily:
         depth = {(w, s): 0 for w in self.workflow_ids for s in QUEUE_STATUSES}
         depth.update({(w, s): n for w, s, n in counts})
         gauge = GaugeMetricFamily(

@@ -26,6 +26,12 @@ def sync_flow_limits(limits: Sequence[FlowLimit], now: float) -> Program:
     yield Query("delete_flow_limits_except", {"ids": json.dumps([x.workflow_id for x in limits])})
 
 
+def held_counts() -> Program:
+    """``(workflow_id, count)`` of the queued runs a concurrency limit holds back now."""
+    rows = yield Query("held_counts", {}, "all")
+    return [(row["workflow_id"], int(row["count"])) for row in rows]
+
+
 def list_flow_limits() -> Program:
     rows = yield Query("list_flow_limits", {}, "all")
     return [FlowLimit(row["workflow_id"], row["concurrency"]) for row in rows]

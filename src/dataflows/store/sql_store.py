@@ -206,6 +206,10 @@ class SqlStore(Store):
     async def sync_flow_limits(self, limits: Sequence[FlowLimit], now: float) -> None:
         await self._run(flow_limits.sync_flow_limits(limits, now))
 
+    async def held_counts(self) -> list[tuple[str, int]]:
+        result: list[tuple[str, int]] = await self._run_single(flow_limits.held_counts())
+        return result
+
     async def list_flow_limits(self) -> list[FlowLimit]:
         result: list[FlowLimit] = await self._run_single(flow_limits.list_flow_limits())
         return result

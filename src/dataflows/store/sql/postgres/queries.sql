@@ -443,3 +443,13 @@ WHERE workflow_id = %(workflow_id)s AND idempotency_key = %(idempotency_key)s
 SELECT count(*) >= %(rate_limit)s AS full FROM runs
 WHERE workflow_id = %(workflow_id)s AND rate_key = %(rate_key)s
   AND created_at > %(now)s - %(rate_period)s
+
+-- name: held_counts
+-- Per workflow, the queued runs its concurrency limit holds back now (their key's slots taken).
+SELECT q.workflow_id, count(*) AS count FROM runs q
+JOIN flow_limits l ON l.workflow_id = q.workflow_id
+WHERE q.status = 'queued' AND q.concurrency_key IS NOT NULL
+  AND (SELECT count(*) FROM runs r
+       WHERE r.status = 'running' AND r.workflow_id = q.workflow_id
+         AND r.concurrency_key = q.concurrency_key) >= l.concurrency
+GROUP BY q.workflow_id

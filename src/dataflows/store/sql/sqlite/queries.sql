@@ -519,3 +519,13 @@ WHERE workflow_id = :workflow_id AND idempotency_key = :idempotency_key
 -- period (writers are serialised: nothing to lock).
 SELECT count(*) >= :rate_limit AS full FROM runs
 WHERE workflow_id = :workflow_id AND rate_key = :rate_key AND created_at > :now - :rate_period
+
+-- name: held_counts
+-- Per workflow, the queued runs its concurrency limit holds back now (their key's slots taken).
+SELECT q.workflow_id, count(*) AS count FROM runs q
+JOIN flow_limits l ON l.workflow_id = q.workflow_id
+WHERE q.status = 'queued' AND q.concurrency_key IS NOT NULL
+  AND (SELECT count(*) FROM runs r
+       WHERE r.status = 'running' AND r.workflow_id = q.workflow_id
+         AND r.concurrency_key = q.concurrency_key) >= l.concurrency
+GROUP BY q.workflow_id
