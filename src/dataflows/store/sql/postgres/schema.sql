@@ -615,8 +615,12 @@ DECLARE
     slot record;
     free bigint;
 BEGIN
+    -- Rows another transaction holds are skipped, never waited for (the next claim takes them).
     UPDATE runs SET status = 'queued', wake_at = NULL, updated_at = p_now
-    WHERE status = 'waiting' AND concurrency_key IS NOT NULL AND wake_at <= p_now;
+    WHERE id IN (SELECT r.id FROM runs r
+                 WHERE r.status = 'waiting' AND r.concurrency_key IS NOT NULL
+                   AND r.wake_at <= p_now
+                 FOR UPDATE SKIP LOCKED);
     IF EXISTS (SELECT 1 FROM runs WHERE status = 'queued' AND concurrency_key IS NOT NULL) THEN
         FOR slot IN
             SELECT q.workflow_id, q.concurrency_key, coalesce(l.concurrency, 2147483647) AS size
