@@ -29,6 +29,7 @@ if TYPE_CHECKING:
         StoreUnavailable,
         UnknownWorkflow,
     )
+    from dataflows.limits import Concurrency, RateLimit
     from dataflows.models import AttemptError, Event, Run, Schedule, SendResult, StepInfo
     from dataflows.retry import NonRetriableError, RetryAfterError, RetryPolicy
     from dataflows.step import Step
@@ -59,6 +60,7 @@ _EXPORTS: dict[str, str] = {
         ),
         "dataflows.errors",
     ),
+    **dict.fromkeys(("Concurrency", "RateLimit"), "dataflows.limits"),
     **dict.fromkeys(
         ("AttemptError", "Event", "Run", "Schedule", "SendResult", "StepInfo"), "dataflows.models"
     ),
@@ -89,6 +91,7 @@ __version__ = "0.1.0"
 __all__ = [
     "AttemptError",
     "Clock",
+    "Concurrency",
     "CronTrigger",
     "Dataflows",
     "DataflowsError",
@@ -103,6 +106,7 @@ __all__ = [
     "NonRetriableError",
     "PayloadError",
     "PayloadTooLarge",
+    "RateLimit",
     "RetryAfterError",
     "RetryPolicy",
     "Run",

@@ -17,10 +17,20 @@ from dataflows.clock import Clock, SystemClock
 from dataflows.durations import Duration, parse_duration
 from dataflows.errors import RunFailed, RunNotFound, ScheduleNotFound
 from dataflows.intake import event_intake, new_id, start_event
+from dataflows.limits import (
+    Concurrency,
+    KeyExpr,
+    PriorityExpr,
+    RateLimit,
+    check_key,
+    check_priority,
+    check_rate_limit,
+    coerce_concurrency,
+)
 from dataflows.models import Run, Schedule, SendResult
 from dataflows.names import check_workflow_id
 from dataflows.outage import watch_pool_logs
-from dataflows.records import FINISHED_STATUSES, BodyKey, NewRun
+from dataflows.records import FINISHED_STATUSES, BodyKey
 from dataflows.retry import RetryPolicy
 from dataflows.schedules import CronSchedule
 from dataflows.serialization import DEFAULT_MAX_PAYLOAD, check_event_data
@@ -86,6 +96,11 @@ class Dataflows:
         timeout: Duration | None = None,
         example: dict[str, Any] | None = None,
         cancel_on: Sequence[EventTrigger] | None = None,
+        concurrency: Concurrency | int | None = None,
+        priority: PriorityExpr | None = None,
+        start_timeout: Duration | None = None,
+        idempotency: KeyExpr | None = None,
+        rate_limit: RateLimit | None = None,
     ) -> Callable[[WorkflowFn], WorkflowFn]:
         """Register an ``async def (event, step)`` function as workflow ``id``.
 
@@ -96,8 +111,27 @@ class Dataflows:
         ``cancel_on`` is a list of :func:`on_event` triggers that cancel a run when a matching
         event arrives: ``df.on_event("order/cancelled", match="data.id")`` cancels the run whose
         triggering event has the same ``data.id`` (as ``step.wait_for_event`` matches).
+
+        ``concurrency`` (a :class:`Concurrency`, or a number for the whole workflow): at most
+        that many runs execute at once, per key, across every worker; a suspended run holds no
+        slot. ``priority`` (a number, or a function of the triggering event): queued runs start
+        by priority, higher first, then oldest first. Both are evaluated when a run is created.
+        ``start_timeout``: a run that has not started that long after it was created (held
+        back by a limit, or no worker running) is cancelled with a ``StartTimeout`` error.
+        ``idempotency`` (a dotted path into the event or a function of it): at most one run per
+        value within 24 hours; an event that would start another starts none (its send result
+        lists the workflow under ``skipped``). ``rate_limit`` (a :class:`RateLimit`): at most
+        that many runs per key per period; an event over it starts none (``skipped``, too).
         """
         check_workflow_id(id)
+        limits = coerce_concurrency(id, concurrency)
+        check_priority(id, priority)
+        if idempotency is not None:
+            check_key(id, "idempotency", idempotency)
+        rate_period = check_rate_limit(id, rate_limit)
+        start_within = (
+            None if start_timeout is None else _option(id, "start_timeout", start_timeout)
+        )
         triggers = (
             ()
             if trigger is None
@@ -120,7 +154,23 @@ class Dataflows:
         def register(fn: WorkflowFn) -> WorkflowFn:
             if not asyncio.iscoroutinefunction(fn):
                 raise TypeError(f"workflow {id!r} must be an async function")
-            self.registry.add(Workflow(id, fn, triggers, policy, limit, example, cancels))
+            self.registry.add(
+                Workflow(
+                    id,
+                    fn,
+                    triggers,
+                    policy,
+                    limit,
+                    example,
+                    cancel_on=cancels,
+                    concurrency=limits,
+                    priority=priority,
+                    start_timeout=start_within,
+                    idempotency=idempotency,
+                    rate_limit=rate_limit,
+                    rate_period=rate_period,
+                )
+            )
             return fn
 
         return register
@@ -259,7 +309,10 @@ class Dataflows:
         # The request (or whatever span is current) links to the traces of the runs it started
         # or resumed.
         tracing.link_current_span(i for r in results for i in (*r.run_ids, *r.resumed_run_ids))
-        return [SendResult(r.event_id, r.run_ids, r.duplicate, r.resumed_run_ids) for r in results]
+        return [
+            SendResult(r.event_id, r.run_ids, r.duplicate, r.resumed_run_ids, r.skipped)
+            for r in results
+        ]
 
     async def start(
         self,
@@ -269,13 +322,13 @@ class Dataflows:
         idempotency_key: str | None = None,
     ) -> str:
         """Start a run of ``workflow_id`` with ``data``; the same ``idempotency_key`` starts it once."""
-        self.registry.get(workflow_id)
+        workflow = self.registry.get(workflow_id)
         await self.open()
         now = self.clock.now()
         run_id = new_id()
         event = start_event(run_id, data or {}, now=now, limit=self.max_payload)
         started, created = await self.store.start_run(
-            NewRun(run_id, workflow_id, event, idempotency_key), now
+            workflow.new_run(run_id, event, idempotency_key), now
         )
         if created:
             metrics.runs_started([workflow_id])
@@ -492,3 +545,16 @@ def check_cancel_filters(
     if not statuses:
         raise ValueError("status: give at least one of " + ", ".join(CANCELLABLE))
     return statuses
+
+
+def _option(workflow_id: str, option: str, value: Duration) -> float:
+    """A duration option, checked: ``ValueError`` naming the workflow and the option."""
+    try:
+        seconds = parse_duration(value)
+    except ValueError as exc:
+        raise ValueError(
+            f"workflow {workflow_id!r}: {option}={value!r} is invalid: {exc}"
+        ) from None
+    if seconds <= 0:
+        raise ValueError(f"workflow {workflow_id!r}: {option}={value!r} is invalid: must be > 0")
+    return seconds

@@ -14,7 +14,7 @@ from dataflows import metrics, tracing
 from dataflows.errors import StepFailed
 from dataflows.execution import Execution, retry_unavailable
 from dataflows.intake import start_event
-from dataflows.records import RUN_FINISHED_EVENT, NewRun, StepRow, WaitMatch
+from dataflows.records import RUN_FINISHED_EVENT, StepRow, WaitMatch
 
 _CHILD_IDS = uuid.UUID("6f1d6c1e-2b1a-4d8e-9a51-3c2f0b7d9e10")
 
@@ -45,9 +45,9 @@ async def _invoke(
     timeout: float | None,
 ) -> Any:
     if row is None:
-        x.rt.registry.get(workflow_id)
+        workflow = x.rt.registry.get(workflow_id)
         event = start_event(child_id, data, now=x.rt.clock.now(), limit=x.rt.max_payload)
-        child = NewRun(child_id, workflow_id, event, f"{x.run.id}:{key}", x.run.id, key)
+        child = workflow.new_run(child_id, event, f"{x.run.id}:{key}", x.run.id, key)
         async with x.tracking():
             _, created = await retry_unavailable(
                 lambda: x.rt.store.start_run(child, x.rt.clock.now())

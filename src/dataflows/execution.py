@@ -124,6 +124,9 @@ class Execution:
         self._background: set[asyncio.Task[None]] = set()
         #: This attempt's spans, when spans are recorded (see :mod:`dataflows.tracing`).
         self.trace: tracing.RunTrace | None = None
+        #: The run holds one of its workflow's concurrency slots: it never sleeps or backs off
+        #: in memory (a suspended run holds no slot).
+        self.holds_slot = workflow.concurrency is not None
 
     @property
     def abandoned(self) -> bool:
@@ -334,7 +337,7 @@ class Execution:
                 self.rt.clock.now(),
             )
         )
-        if delay > self.rt.inline_retry_limit:
+        if delay > self.rt.inline_retry_limit or self.holds_slot:
             self.suspend(retry_at, f"retry {key}")
         return delay
 
@@ -403,6 +406,7 @@ class Execution:
     async def _sleep_until(self, key: str, wake_at: float | None, started: float) -> None:
         """Wait out a pending sleep whose wake time is recorded: in memory if it is due within
         ``inline_sleep_limit`` (the run keeps its lease and slot), else by suspending the run.
+        A run of a workflow with a concurrency limit always suspends: it gives its slot back.
 
         A sleep held in memory gives up and suspends the run when the run unwinds, is lost or
         the worker stops. The recorded wake time is the truth either way: once it has passed, a
@@ -410,7 +414,11 @@ class Execution:
         sleep's step is recorded alongside.
         """
         reason = f"sleep {key}"
-        if wake_at is None or wake_at - self.rt.clock.now() > self.rt.inline_sleep_limit:
+        if (
+            wake_at is None
+            or self.holds_slot
+            or wake_at - self.rt.clock.now() > self.rt.inline_sleep_limit
+        ):
             self.suspend(wake_at, reason)
         async with self.tracking():  # an unwinding run waits for this branch's suspension
             held = await self._hold(wake_at)

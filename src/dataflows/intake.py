@@ -6,7 +6,7 @@ import uuid
 from typing import Any
 
 from dataflows.names import check_event_id, check_sent_event_name
-from dataflows.records import BodyKey, EventIntake, NewEvent, NewRun
+from dataflows.records import BodyKey, EventIntake, NewEvent
 from dataflows.serialization import check_event_data
 from dataflows.workflow import Registry
 
@@ -40,5 +40,5 @@ def event_intake(
     if event_id is not None:
         check_event_id(event_id)
     event = NewEvent(event_id or new_id(), name, check_event_data(data, limit=limit), now)
-    runs = tuple(NewRun(new_id(), w.id, event) for w in registry.triggered_by(name))
+    runs = tuple(w.new_run(new_id(), event) for w in registry.triggered_by(name))
     return EventIntake(event, runs, body)

@@ -143,7 +143,8 @@ def _attempt_errors(row: StepRow, attempts: Sequence[AttemptRow]) -> tuple[Attem
 @dataclass(frozen=True, slots=True)
 class Run:
     """A run of a workflow, as stored. ``status`` is one of queued, running, waiting, completed,
-    failed, cancelled; ``wait_reason`` says what a waiting run waits for."""
+    failed, cancelled; ``wait_reason`` says what a waiting run waits for, or which limit holds a
+    queued run back (``concurrency sync-order/42``)."""
 
     id: str
     workflow_id: str
@@ -175,7 +176,7 @@ class Run:
         if self.completed_at is not None:
             took = (self.completed_at - self.created_at).total_seconds()
             status += f" in {format_duration(took)}"
-        elif self.status == "waiting" and self.wait_reason:
+        elif self.status in ("waiting", "queued") and self.wait_reason:
             status += f" ({self.wait_reason})"
         lines = [f"run {self.id} of {self.workflow_id}: {status}"]
         if self.status == "completed":
@@ -232,6 +233,9 @@ class SendResult:
     run_ids: tuple[str, ...]
     duplicate: bool = False
     resumed_run_ids: tuple[str, ...] = ()
+    #: Workflows the event triggers whose run it did not start, each ``(workflow id, why)``:
+    #: ``idempotency KEY`` when a run with that idempotency key was started within the window.
+    skipped: tuple[tuple[str, str], ...] = ()
 
 
 def _step_line(step: StepInfo, origin: datetime) -> str:

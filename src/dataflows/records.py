@@ -38,6 +38,28 @@ class NewRun:
     idempotency_key: str | None = None
     parent_run_id: str | None = None
     parent_step_key: str | None = None
+    #: The run's concurrency key (``None``: its workflow has no concurrency limit).
+    concurrency_key: str | None = None
+    #: Queued runs start by priority (higher first), then age.
+    priority: int = 0
+    #: Seconds after its creation by which the run must have started, else it is cancelled.
+    start_timeout: float | None = None
+    #: How long ``idempotency_key`` holds (``None``: as long as the run is kept). An older run
+    #: with the key gives it up when this one is created.
+    idempotency_window: float | None = None
+    #: Rate limit: at most ``rate_limit`` runs per ``rate_key`` created within ``rate_period``
+    #: seconds; a run over it is not created (event intake only).
+    rate_key: str | None = None
+    rate_limit: int | None = None
+    rate_period: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FlowLimit:
+    """A workflow's concurrency limit as the code defines it, for :meth:`Store.sync_flow_limits`."""
+
+    workflow_id: str
+    concurrency: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +92,8 @@ class IntakeResult:
     run_ids: tuple[str, ...]
     duplicate: bool
     resumed_run_ids: tuple[str, ...] = ()
+    #: The runs it did not start, each ``(workflow id, why)``.
+    skipped: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

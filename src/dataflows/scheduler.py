@@ -24,11 +24,11 @@ from dataflows import metrics
 from dataflows.clock import Clock
 from dataflows.errors import StoreUnavailable
 from dataflows.intake import CRON_EVENT, new_id
-from dataflows.records import EventIntake, NewEvent, NewRun, NewSchedule, ScheduleRow
+from dataflows.records import EventIntake, NewEvent, NewSchedule, ScheduleRow
 from dataflows.schedules import CatchUp, CronSchedule, check_catch_up, utc_iso
 from dataflows.serialization import check_event_data
 from dataflows.store.base import Store
-from dataflows.workflow import Registry
+from dataflows.workflow import Registry, Workflow
 
 log = logging.getLogger("dataflows.scheduler")
 
@@ -87,10 +87,12 @@ def tick_id(schedule_id: str, tick: float) -> str:
     return f"cron:{schedule_id}:{utc_iso(tick)}"
 
 
-def tick_intake(row: ScheduleRow, cron: CronSchedule, tick: float, limit: int) -> EventIntake:
+def tick_intake(
+    row: ScheduleRow, workflow: Workflow, cron: CronSchedule, tick: float, limit: int
+) -> EventIntake:
     data = check_event_data({"scheduled_at": cron.iso(tick)}, limit=limit)
     event = NewEvent(tick_id(row.id, tick), CRON_EVENT, data, tick)
-    return EventIntake(event, (NewRun(new_id(), row.workflow_id, event),))
+    return EventIntake(event, (workflow.new_run(new_id(), event),))
 
 
 class Scheduler:
@@ -134,7 +136,8 @@ class Scheduler:
                 log.error("schedule %s cannot fire: %s", row.id, exc)
                 continue
             if ticks:
-                intakes = [tick_intake(row, cron, t, self.app.max_payload) for t in ticks]
+                workflow = self.app.registry.get(row.workflow_id)
+                intakes = [tick_intake(row, workflow, cron, t, self.app.max_payload) for t in ticks]
                 sent = await store.send_events(intakes, now)
                 new = [r for r in sent.results if not r.duplicate]
                 metrics.runs_started([row.workflow_id for r in new for _ in r.run_ids])

@@ -124,6 +124,8 @@ class Worker:
         self._renewed_at = time.monotonic()
         self._registered = False  # the store holds this worker's liveness lock
         self._held_check: asyncio.Task[None] | None = None
+        self._limits_synced = False  # the store has the concurrency limits of this code
+        self._swept_at = 0.0  # when runs past their start_timeout were last cancelled
         self.scheduler = Scheduler(app, options.schedule_interval)
         self.finished_runs = 0
         self.recycled = False
@@ -160,6 +162,8 @@ class Worker:
             self._registered = True
         with contextlib.suppress(StoreUnavailable):  # else the schedule loop syncs first
             await self.scheduler.sync()  # schedules follow the code this worker runs
+        with contextlib.suppress(StoreUnavailable):  # else the claim loop syncs first
+            await self._sync_limits()  # concurrency limits follow the code too
         self._tasks = [
             asyncio.create_task(self._claim_loop(), name=f"dataflows-claim-{self.id}"),
             asyncio.create_task(self._failover_loop(), name=f"dataflows-failover-{self.id}"),
@@ -269,6 +273,8 @@ class Worker:
                 await self._idle(backoff)
                 backoff = min(backoff * 2, 10.0)
                 continue
+            if self.app.registry.start_timeouts:
+                await self._cancel_unstarted()
             for run in claimed:
                 self._spawn(run)
             if claimed and len(claimed) == free:
@@ -316,7 +322,26 @@ class Worker:
         with contextlib.suppress(StoreUnavailable):
             await self.app.store.release_run(run.lease, self.app.clock.now())
 
+    async def _cancel_unstarted(self) -> None:
+        """Cancel the runs never started by their ``start_timeout`` (at most once a poll)."""
+        if time.monotonic() - self._swept_at < self.options.poll_interval:
+            return
+        self._swept_at = time.monotonic()
+        with contextlib.suppress(StoreUnavailable):
+            cancelled = await self.app.store.cancel_unstarted(self.app.clock.now())
+            if cancelled:
+                log.warning(
+                    "cancelled %d run(s) not started within their start_timeout", len(cancelled)
+                )
+
+    async def _sync_limits(self) -> None:
+        now = self.app.clock.now()
+        await self.app.store.sync_flow_limits(self.app.registry.flow_limits(), now)
+        self._limits_synced = True
+
     async def _claim(self, free: int) -> list[ClaimedRun]:
+        if not self._limits_synced:
+            await self._sync_limits()
         return await self.app.store.claim_runs(
             self.id, free, self.options.lease_seconds, self.app.clock.now()
         )

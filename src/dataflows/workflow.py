@@ -2,14 +2,26 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from dataflows.budgets import Budget
 from dataflows.errors import DuplicateWorkflow, UnknownWorkflow
+from dataflows.limits import (
+    IDEMPOTENCY_WINDOW,
+    Concurrency,
+    KeyExpr,
+    PriorityExpr,
+    RateLimit,
+    key_value,
+    priority_value,
+)
 from dataflows.models import Event
 from dataflows.names import INTERNAL_PREFIX
+from dataflows.records import FlowLimit, NewEvent, NewRun
 from dataflows.retry import RetryPolicy
 from dataflows.schedules import CatchUp, CronSchedule, check_catch_up
 
@@ -149,6 +161,69 @@ class Workflow:
     example: dict[str, Any] | None = None
     #: Events that cancel a run of this workflow (see :func:`check_cancel_on`).
     cancel_on: tuple[EventTrigger, ...] = ()
+    #: At most this many runs execute at once (per key); ``None``: no limit.
+    concurrency: Concurrency | None = None
+    #: Which queued runs start first (higher first); ``None``: all 0.
+    priority: PriorityExpr | None = None
+    #: A run not started this many seconds after its creation is cancelled.
+    start_timeout: float | None = None
+    #: At most one run per value of this key within ``IDEMPOTENCY_WINDOW``.
+    idempotency: KeyExpr | None = None
+    #: At most ``limit`` runs created per key per period (seconds: ``rate_period``).
+    rate_limit: RateLimit | None = None
+    rate_period: float | None = None
+
+    def new_run(
+        self,
+        run_id: str,
+        event: NewEvent,
+        idempotency_key: str | None = None,
+        parent_run_id: str | None = None,
+        parent_step_key: str | None = None,
+    ) -> NewRun:
+        """A run of this workflow started by ``event``, its concurrency key and priority
+        evaluated now (the store keeps them on the run)."""
+        key: str | None = None
+        priority = 0
+        window = None
+        rate_key = None
+        if (
+            self.concurrency is not None
+            or callable(self.priority)
+            or self.idempotency
+            or self.rate_limit is not None
+        ):
+            seen = Event(
+                event.id,
+                event.name,
+                json.loads(event.data_json),
+                datetime.fromtimestamp(event.ts, UTC),
+            )
+            if self.concurrency is not None:
+                key = key_value(self.concurrency.key, seen)
+            priority = priority_value(self.priority, seen)
+            if self.idempotency is not None and idempotency_key is None:
+                idempotency_key = key_value(self.idempotency, seen)
+                window = IDEMPOTENCY_WINDOW
+            if self.rate_limit is not None:
+                rate_key = key_value(self.rate_limit.key, seen)
+        elif self.priority is not None:
+            priority = priority_value(self.priority, None)
+        return NewRun(
+            run_id,
+            self.id,
+            event,
+            idempotency_key,
+            parent_run_id,
+            parent_step_key,
+            concurrency_key=key,
+            priority=priority,
+            start_timeout=self.start_timeout,
+            idempotency_window=window,
+            rate_key=rate_key,
+            rate_limit=None if self.rate_limit is None else self.rate_limit.limit,
+            rate_period=self.rate_period,
+        )
 
     def schedules(self) -> list[tuple[str, CronTrigger]]:
         """``(schedule id, trigger)`` of each cron trigger, in order."""
@@ -185,6 +260,19 @@ class Registry:
 
     def __iter__(self) -> Any:
         return iter(self._workflows.values())
+
+    @property
+    def start_timeouts(self) -> bool:
+        """Whether a workflow here has a ``start_timeout`` (its workers cancel late runs)."""
+        return any(w.start_timeout is not None for w in self._workflows.values())
+
+    def flow_limits(self) -> list[FlowLimit]:
+        """The concurrency limits of these workflows, as the store keeps them."""
+        return [
+            FlowLimit(w.id, w.concurrency.limit)
+            for w in self._workflows.values()
+            if w.concurrency is not None
+        ]
 
     def triggered_by(self, event_name: str) -> list[Workflow]:
         return [

@@ -36,6 +36,7 @@ async def test_one_event_starts_its_runs_and_is_stored(api: Harness) -> None:
             "run_ids": body["run_ids"],
             "resumed_run_ids": [],
             "duplicate": False,
+            "skipped": [],
         }
     ]
     run = await api.app.get_run(body["run_ids"][0])  # committed before the answer
@@ -61,6 +62,7 @@ async def test_a_list_of_events_in_order_with_ids_and_duplicates(api: Harness) -
         "run_ids": first["run_ids"],
         "resumed_run_ids": [],
         "duplicate": True,
+        "skipped": [],
     }
     assert body["run_ids"] == first["run_ids"] * 2
 

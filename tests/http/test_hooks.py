@@ -96,6 +96,7 @@ async def test_a_delivery_nobody_listens_to_is_recorded(api: Harness) -> None:
         "run_ids": [],
         "resumed_run_ids": [],
         "duplicate": True,
+        "skipped": [],
     }
 
 
@@ -124,6 +125,7 @@ async def test_a_delivery_answers_the_runs_it_resumed(
                 "run_ids": [],
                 "resumed_run_ids": [run_id],
                 "duplicate": False,
+                "skipped": [],
             }
             assert (await api.app.wait_for_run(run_id, timeout=15)).result == {"order": 5}
             again = await api.client.post("/hooks/testhook", content=body, headers=headers)

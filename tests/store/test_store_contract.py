@@ -44,6 +44,7 @@ async def test_migrations_apply_once(db: DbTarget) -> None:
             "0009_schedules",
             "0010_cancellation",
             "0011_step_budgets",
+            "0012_flow_control",
         ]
         assert await first.migrate() == []
     finally:
@@ -78,6 +79,7 @@ async def test_concurrent_migrations_apply_once(db: DbTarget) -> None:
         "0009_schedules",
         "0010_cancellation",
         "0011_step_budgets",
+        "0012_flow_control",
     ]
 
 

@@ -130,7 +130,7 @@ def _header(run: Run) -> Table:
     grid.add_column(style="bold", no_wrap=True)
     grid.add_column(overflow="fold")
     status = status_text(run.status)
-    if run.wait_reason and run.status == "waiting":
+    if run.wait_reason and run.status in ("waiting", "queued"):
         status.append(f"  {run.wait_reason}", style="")
         if run.wake_at is not None:
             status.append(f" until {local_time(run.wake_at)}", style="")

@@ -85,7 +85,17 @@ def send(
     if as_json:
         value = {"event_id": result.event_id, "run_ids": list(result.run_ids)}
         resumed = list(result.resumed_run_ids)
-        click.echo(dumps({**value, "resumed_run_ids": resumed, "duplicate": result.duplicate}))
+        skipped = [{"workflow_id": w, "reason": why} for w, why in result.skipped]
+        click.echo(
+            dumps(
+                {
+                    **value,
+                    "resumed_run_ids": resumed,
+                    "duplicate": result.duplicate,
+                    "skipped": skipped,
+                }
+            )
+        )
     else:
         _print(event_name, result)
 
@@ -102,8 +112,10 @@ def _print(event_name: str, result: SendResult) -> None:
         console.print(f"{verb} {len(result.run_ids)} {noun}:")
         for run_id in result.run_ids:
             console.print(f"  {run_id}")
-    elif not result.duplicate:
+    elif not result.duplicate and not result.skipped:
         console.print("No workflow is triggered by it.", style="dim")
+    for workflow_id, why in result.skipped:
+        console.print(f"Skipped {workflow_id}: {why}.")
     if result.resumed_run_ids:
         noun = "run" if len(result.resumed_run_ids) == 1 else "runs"
         console.print(f"Resumed {len(result.resumed_run_ids)} {noun} waiting for it:")

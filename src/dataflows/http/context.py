@@ -38,10 +38,14 @@ class ApiContext:
     environ: Mapping[str, str]
     deadline: float = DEFAULT_STORE_DEADLINE
     #: The queue-depth read in flight for ``/metrics`` (one at a time, whatever the scrapes):
-    #: unfinished runs by workflow and status, and runs waiting for budgets by wait reason.
-    depth_read: asyncio.Future[tuple[list[tuple[str, str, int]], list[tuple[str, int]]]] | None = (
-        field(default=None, repr=False)
-    )
+    #: queue depth ``(workflow, status, count)``, held runs ``(workflow, count)`` and runs
+    #: waiting for budgets ``(wait_reason, count)``.
+    depth_read: (
+        asyncio.Future[
+            tuple[list[tuple[str, str, int]], list[tuple[str, int]], list[tuple[str, int]]]
+        ]
+        | None
+    ) = field(default=None, repr=False)
     _sources: Mapping[str, Source] | None = field(default=None, repr=False)
 
     async def store(self, operation: Awaitable[T], deadline: float | None = None) -> T:

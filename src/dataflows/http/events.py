@@ -39,10 +39,12 @@ async def send_events(request: Request) -> Response:
 
 
 def sent_answer(result: SendResult) -> dict[str, Any]:
-    """One event's answer: its id, the runs it started and resumed (each sorted), ``duplicate``."""
+    """One event's answer: its id, the runs it started and resumed (each sorted), ``duplicate``,
+    and the workflows whose run it did not start (``skipped``, with the reason)."""
     return {
         "id": result.event_id,
         "run_ids": sorted(result.run_ids),
         "resumed_run_ids": sorted(result.resumed_run_ids),
         "duplicate": result.duplicate,
+        "skipped": [{"workflow_id": w, "reason": why} for w, why in result.skipped],
     }

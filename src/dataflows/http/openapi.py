@@ -46,6 +46,14 @@ def _object(properties: dict[str, Schema], *, required: list[str] | None = None)
     }
 
 
+_SKIPPED: Schema = {
+    "type": "array",
+    "description": "Workflows the event triggers whose run it did not start, and why (e.g. "
+    "'idempotency KEY': a run of the workflow with that key started within 24 hours).",
+    "items": _object({"workflow_id": {"type": "string"}, "reason": {"type": "string"}}),
+}
+
+
 def _ids(description: str) -> Schema:
     return {"type": "array", "items": {"type": "string"}, "description": description}
 
@@ -111,6 +119,7 @@ _SCHEMAS: dict[str, Schema] = {
             "run_ids": _ids("The runs this event started (a duplicate: the first delivery's)."),
             "resumed_run_ids": _ids(_RESUMED),
             "duplicate": {"type": "boolean", "description": _DUPLICATE},
+            "skipped": _SKIPPED,
         }
     ),
     "EventsSent": _object(
@@ -127,6 +136,7 @@ _SCHEMAS: dict[str, Schema] = {
             "run_ids": _ids("The runs this delivery started (a duplicate: the first one's)."),
             "resumed_run_ids": _ids(_RESUMED),
             "duplicate": {"type": "boolean", "description": _DUPLICATE},
+            "skipped": _SKIPPED,
         }
     ),
     "RunStart": _object(

@@ -30,9 +30,10 @@ __all__ = ["QUEUE_STATUSES", "metrics"]
 #: Unfinished statuses, always reported (as 0 when empty) so alerts see a series, not a gap.
 QUEUE_STATUSES = ("queued", "running", "waiting")
 
-Counts = list[tuple[str, str, int]]
-#: ``(wait_reason, count)`` of the runs waiting for a unit of a budget.
-BudgetWaits = list[tuple[str, int]]
+#: What a scrape reads from the database: queue depth ``(workflow, status, count)``, runs a
+#: concurrency limit holds back ``(workflow, count)`` and runs waiting for a unit of a budget
+#: ``(wait_reason, count)``.
+Counts = tuple[list[tuple[str, str, int]], list[tuple[str, int]], list[tuple[str, int]]]
 
 
 #: How long a scrape waits for the queue depth before answering without it.
@@ -41,15 +42,16 @@ QUEUE_DEPTH_WAIT_SECONDS = 0.25
 
 async def metrics(request: Request) -> Response:
     ctx = context(request)
-    depth = await _queue_counts(ctx)
+    counts = await _queue_counts(ctx)
     snapshot = CollectorRegistry(auto_describe=False)
     registry = ctx.app.registry
-    snapshot.register(_Snapshot(depth, [w.id for w in registry], list(registry.budgets)))
+    limited = [w.id for w in registry if w.concurrency is not None]
+    snapshot.register(_Snapshot(counts, [w.id for w in registry], limited, list(registry.budgets)))
     body = generate_latest(engine_metrics.registry()) + generate_latest(snapshot)
     return Response(body, media_type=CONTENT_TYPE_LATEST)
 
 
-async def _queue_counts(ctx: ApiContext) -> tuple[Counts, BudgetWaits] | None:
+async def _queue_counts(ctx: ApiContext) -> Counts | None:
     """The queue depth, if the database gives it within a moment. A scrape never waits out an
     outage: one read at a time is in flight, and a scrape that finds it slow answers without
     it (``dataflows_store_up 0``)."""
@@ -61,37 +63,52 @@ async def _queue_counts(ctx: ApiContext) -> tuple[Counts, BudgetWaits] | None:
         return None
 
 
-async def _read_counts(app: Dataflows) -> tuple[Counts, BudgetWaits]:
+async def _read_counts(app: Dataflows) -> Counts:
     await app.open()
     counts = await app.store.run_counts()
+    held = await app.store.held_counts()
     # Only an app that declares budgets looks for runs waiting for them.
     waits = await app.store.rate_limited_waits() if app.registry.budgets else []
-    return counts, waits
+    return counts, held, waits
 
 
 class _Snapshot(Collector):
-    """Queue depth and store reachability as read for this scrape."""
+    """Queue depth, held runs, budget waits and store reachability as read for this scrape."""
 
     def __init__(
         self,
-        depth: tuple[Counts, BudgetWaits] | None,
+        counts: Counts | None,
         workflow_ids: Iterable[str],
-        budgets: Iterable[str],
+        limited: Iterable[str] = (),
+        budgets: Iterable[str] = (),
     ) -> None:
-        self.depth = depth
+        self.counts = counts
         self.workflow_ids = sorted(workflow_ids)
+        self.limited = sorted(limited)
         self.budgets = sorted(budgets)
 
     def collect(self) -> Iterator[Metric]:
         up = GaugeMetricFamily("dataflows_store_up", "Whether the database answered this scrape.")
-        up.add_metric([], 0.0 if self.depth is None else 1.0)
+        up.add_metric([], 0.0 if self.counts is None else 1.0)
         yield up
-        if self.depth is not None:
-            yield self._depth(self.depth[0])
+        if self.counts is not None:
+            yield self._depth(self.counts[0])
+            yield self._held(self.counts[1])
             if self.budgets:
-                yield self._budget_waits(self.depth[1])
+                yield self._budget_waits(self.counts[2])
 
-    def _budget_waits(self, waits: BudgetWaits) -> GaugeMetricFamily:
+    def _held(self, counts: list[tuple[str, int]]) -> GaugeMetricFamily:
+        held = dict.fromkeys(self.limited, 0) | dict(counts)
+        gauge = GaugeMetricFamily(
+            "dataflows_runs_held",
+            "Queued runs a flow limit holds back now, by workflow and limit.",
+            labels=["workflow", "limit"],
+        )
+        for workflow, count in sorted(held.items()):
+            gauge.add_metric([workflow, "concurrency"], float(count))
+        return gauge
+
+    def _budget_waits(self, waits: list[tuple[str, int]]) -> GaugeMetricFamily:
         """Runs waiting per declared budget, read from their wait reasons
         (``rate_limit <budget>/<key> (<step>)``; the longest budget name that fits wins)."""
         by_budget = dict.fromkeys(self.budgets, 0)
@@ -110,7 +127,7 @@ class _Snapshot(Collector):
             gauge.add_metric([name], float(count))
         return gauge
 
-    def _depth(self, counts: Counts) -> GaugeMetricFamily:
+    def _depth(self, counts: list[tuple[str, str, int]]) -> GaugeMetricFamily:
         depth = {(w, s): 0 for w in self.workflow_ids for s in QUEUE_STATUSES}
         depth.update({(w, s): n for w, s, n in counts})
         gauge = GaugeMetricFamily(

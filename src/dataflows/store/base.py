@@ -20,6 +20,7 @@ from dataflows.records import (
     ClaimRequest,
     EventIntake,
     FailedAttempt,
+    FlowLimit,
     Lease,
     NewRun,
     NewSchedule,
@@ -287,6 +288,11 @@ class Store(abc.ABC):
         runs cancelled. Call again until it answers fewer than ``batch``."""
 
     @abc.abstractmethod
+    async def cancel_unstarted(self, now: float, batch: int = 100) -> list[str]:
+        """Cancel (``StartTimeout``) up to ``batch`` queued runs never claimed by their
+        ``start_by``; their ids."""
+
+    @abc.abstractmethod
     async def retry_run(self, run_id: str, now: float) -> str:
         """Queue a ``failed`` or ``cancelled`` run again: recorded results stay, failed step
         outcomes and their attempts are forgotten so those steps run again, and the recovery
@@ -295,6 +301,20 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def run_counts(self) -> list[tuple[str, str, int]]:
         """``(workflow_id, status, count)`` of unfinished runs: the queue depth."""
+
+    # -- flow limits ---------------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def sync_flow_limits(self, limits: Sequence[FlowLimit], now: float) -> None:
+        """Make the stored concurrency limits ``limits`` (the code's), in one transaction."""
+
+    @abc.abstractmethod
+    async def held_counts(self) -> list[tuple[str, int]]:
+        """``(workflow_id, count)`` of the queued runs a concurrency limit holds back now."""
+
+    @abc.abstractmethod
+    async def list_flow_limits(self) -> list[FlowLimit]:
+        """Every stored concurrency limit, by workflow id."""
 
     # -- schedules -----------------------------------------------------------------------------------
 

@@ -101,8 +101,27 @@ def _store_one(intake: EventIntake, now: float, keys: WaitKeys) -> Program:
     if not inserted:
         rows = yield Query("runs_of_event", {"event_id": event.id}, "all")
         return IntakeResult(event.id, tuple(row["id"] for row in rows), duplicate=True)
+    created, dropped = [], []
     for run in intake.runs:
-        yield insert_run(run, now)
+        if run.rate_limit is not None:
+            full = yield Query(
+                "rate_limited",
+                {
+                    "workflow_id": run.workflow_id,
+                    "rate_key": run.rate_key,
+                    "rate_limit": run.rate_limit,
+                    "rate_period": run.rate_period,
+                    "now": now,
+                },
+                "one",
+            )
+            if full["full"]:
+                dropped.append(run.id)
+                continue
+        if run.idempotency_window is not None:
+            yield expire_idempotency_key(run, now)
+        if (yield insert_run(run, now)):
+            created.append(run.id)
     resumed: tuple[str, ...] = ()
     if keys:
         rows = yield Query(
@@ -134,7 +153,7 @@ def _store_one(intake: EventIntake, now: float, keys: WaitKeys) -> Program:
             yield from send(SqliteIntake(), finished)
     if intake.runs or resumed:
         yield NOTIFY
-    return IntakeResult(event.id, tuple(r.id for r in intake.runs), False, resumed)
+    return IntakeResult(event.id, tuple(created), False, resumed, skipped(intake, created, dropped))
 
 
 def _seen_body(intake: EventIntake, now: float) -> Program:
@@ -194,6 +213,11 @@ def intake_payload(items: Sequence[Sending]) -> str:
                     item.intake.event.ts,
                 ),
                 "runs": [insert_run(run, item.now).params for run in item.intake.runs],
+                **(
+                    {"expire_keys": True}
+                    if any(r.idempotency_window is not None for r in item.intake.runs)
+                    else {}
+                ),
                 **_body_json(item.intake),
             },
         )
@@ -228,9 +252,12 @@ def intake_results(
             # The id it duplicates: its own, or the first delivery's of a body seen already.
             results.append(IntakeResult(answer["id"], tuple(answer["runs"]), duplicate=True))
         else:
-            runs = tuple(run.id for run in intake.runs)
+            runs = tuple(answer["runs"])
             resumed = tuple(answer["resumed"])
-            results.append(IntakeResult(intake.event.id, runs, False, resumed))
+            dropped = answer.get("rate_limited", ())
+            results.append(
+                IntakeResult(intake.event.id, runs, False, resumed, skipped(intake, runs, dropped))
+            )
     return results
 
 
@@ -266,6 +293,37 @@ def share_claimed(
     return shared
 
 
+def skipped(
+    intake: EventIntake, created: Sequence[str], rate_limited: Sequence[str]
+) -> tuple[tuple[str, str], ...]:
+    """The runs of ``intake`` not created, and why: over their rate limit, or their
+    idempotency key taken."""
+    return tuple(
+        (run.workflow_id, _why(run, run.id in rate_limited))
+        for run in intake.runs
+        if run.id not in created
+    )
+
+
+def _why(run: NewRun, rate_limited: bool) -> str:
+    if rate_limited:
+        key = f" {run.rate_key}" if run.rate_key else ""
+        return f"rate limit{key}: {run.rate_limit} per {run.rate_period:g}s"
+    return f"idempotency {run.idempotency_key}"
+
+
+def expire_idempotency_key(run: NewRun, now: float) -> Query:
+    """An older run of the workflow whose idempotency key is past its window gives it up."""
+    return Query(
+        "expire_idempotency_key",
+        {
+            "workflow_id": run.workflow_id,
+            "idempotency_key": run.idempotency_key,
+            "before": now - (run.idempotency_window or 0.0),
+        },
+    )
+
+
 def insert_run(run: NewRun, now: float) -> Query:
     """A ``queued`` run started by ``run.event`` (nothing if its id or idempotency key is taken)."""
     ev = run.event
@@ -281,6 +339,13 @@ def insert_run(run: NewRun, now: float) -> Query:
             "idempotency_key": run.idempotency_key,
             "parent_run_id": run.parent_run_id,
             "parent_step_key": run.parent_step_key,
+            "concurrency_key": run.concurrency_key,
+            "priority": run.priority,
+            "start_timeout": run.start_timeout,
+            "idempotency_window": run.idempotency_window,
+            "rate_key": run.rate_key,
+            "rate_limit": run.rate_limit,
+            "rate_period": run.rate_period,
             "now": now,
         },
         "rowcount",

@@ -14,7 +14,14 @@ from typing import Any
 
 from dataflows.errors import InvalidRunState, RunNotFound
 from dataflows.records import Lease, NewRun, RunOutcome
-from dataflows.store.events import Intake, Sending, insert_run, run_finished, send
+from dataflows.store.events import (
+    Intake,
+    Sending,
+    expire_idempotency_key,
+    insert_run,
+    run_finished,
+    send,
+)
 from dataflows.store.program import NOTIFY, Program, Query
 from dataflows.store.rows import attempt_row, run_row
 from dataflows.store.steps import load_history
@@ -22,6 +29,8 @@ from dataflows.store.steps import load_history
 
 def start_run(run: NewRun, now: float) -> Program:
     """``(run_id, created)``: an idempotency key already used answers the existing run."""
+    if run.idempotency_window is not None:
+        yield expire_idempotency_key(run, now)
     created = yield insert_run(run, now)
     if created:
         yield NOTIFY
@@ -100,10 +109,10 @@ PARENT_CANCELLED = json.dumps({"type": "Cancelled", "message": "the parent run w
 UNFINISHED = ("queued", "running", "waiting")
 
 
-def cancel_run(run_id: str, now: float, intake: Intake) -> Program:
+def cancel_run(run_id: str, now: float, intake: Intake, error: str = CANCELLED) -> Program:
     """Cancel the run and its unfinished children (recursively): ``cancelled``, or the status
-    it had already finished with."""
-    rows = yield Query("cancel_run", {"run_id": run_id, "now": now, "error": CANCELLED}, "all")
+    it had already finished with. ``error`` is the run's (the default: cancelled by a call)."""
+    rows = yield Query("cancel_run", {"run_id": run_id, "now": now, "error": error}, "all")
     if not rows:
         row = yield Query("run_status", {"run_id": run_id}, "one")
         if row is None:
@@ -169,6 +178,17 @@ def _cancel_trees(roots: list[dict[str, Any]], now: float, intake: Intake) -> Pr
     if finished:
         yield from send(intake, finished)
     yield NOTIFY  # wakes workers: one holding a cancelled run in a sleep drops it
+
+
+def cancel_unstarted(now: float, intake: Intake, batch: int) -> Program:
+    """Cancel up to ``batch`` queued runs never claimed by their ``start_by``; their ids."""
+    rows = yield Query("unstarted_runs", {"now": now, "batch": batch}, "all")
+    for row in rows:
+        error = json.dumps(
+            {"type": "StartTimeout", "message": "the run did not start within its start_timeout"}
+        )
+        yield from cancel_run(row["id"], now, intake, error)
+    return [row["id"] for row in rows]
 
 
 def retry_run(run_id: str, now: float) -> Program:

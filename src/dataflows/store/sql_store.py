@@ -16,6 +16,7 @@ from dataflows.records import (
     ClaimRequest,
     EventIntake,
     FailedAttempt,
+    FlowLimit,
     IntakeResult,
     Lease,
     NewRun,
@@ -31,7 +32,7 @@ from dataflows.records import (
     UnitRequest,
     WaitOutcome,
 )
-from dataflows.store import budgets, events, leases, runs, schedules, steps, waits
+from dataflows.store import budgets, events, flow_limits, leases, runs, schedules, steps, waits
 from dataflows.store.base import Store
 from dataflows.store.batching import Batcher
 from dataflows.store.events import Intake, Sending
@@ -217,11 +218,26 @@ class SqlStore(Store):
         )
         return result
 
+    async def cancel_unstarted(self, now: float, batch: int = 100) -> list[str]:
+        result: list[str] = await self._run(runs.cancel_unstarted(now, self.intake, batch))
+        return result
+
     async def retry_run(self, run_id: str, now: float) -> str:
         return str(await self._run(runs.retry_run(run_id, now)))
 
     async def run_counts(self) -> list[tuple[str, str, int]]:
         result: list[tuple[str, str, int]] = await self._run_single(runs.run_counts())
+        return result
+
+    async def sync_flow_limits(self, limits: Sequence[FlowLimit], now: float) -> None:
+        await self._run(flow_limits.sync_flow_limits(limits, now))
+
+    async def held_counts(self) -> list[tuple[str, int]]:
+        result: list[tuple[str, int]] = await self._run_single(flow_limits.held_counts())
+        return result
+
+    async def list_flow_limits(self) -> list[FlowLimit]:
+        result: list[FlowLimit] = await self._run_single(flow_limits.list_flow_limits())
         return result
 
     async def sync_schedules(self, new: Sequence[NewSchedule], now: float) -> None:

@@ -14,10 +14,12 @@ runs.lease_token = %(lease_token)s AND runs.status = 'running'
 
 -- name: insert_run
 INSERT INTO runs (id, workflow_id, status, event_id, event_name, event_data, event_ts,
-                  idempotency_key, parent_run_id, parent_step_key, created_at, updated_at)
+                  idempotency_key, parent_run_id, parent_step_key, created_at, updated_at,
+                  concurrency_key, priority, start_by, rate_key)
 VALUES (%(id)s, %(workflow_id)s, 'queued', %(event_id)s, %(event_name)s, %(event_data)s,
         %(event_ts)s, %(idempotency_key)s::text, %(parent_run_id)s::text,
-        %(parent_step_key)s::text, %(now)s, %(now)s)
+        %(parent_step_key)s::text, %(now)s, %(now)s, %(concurrency_key)s::text, %(priority)s,
+        %(now)s + %(start_timeout)s::double precision, %(rate_key)s::text)
 ON CONFLICT DO NOTHING
 
 -- name: run_by_idempotency_key
@@ -196,14 +198,30 @@ SELECT min(wake_at) AS wake_at FROM runs WHERE status = 'waiting'
 
 -- name: get_run
 SELECT id, workflow_id, status, event_id, event_name, event_data, event_ts, result, error,
-       created_at, updated_at, completed_at, wake_at, wait_reason, recoveries, parent_run_id,
-       idempotency_key
+       created_at, updated_at, completed_at, wake_at, recoveries, parent_run_id,
+       idempotency_key,
+       CASE WHEN status = 'queued' AND concurrency_key IS NOT NULL
+             AND (SELECT count(*) FROM runs s
+                  WHERE s.status = 'running' AND s.workflow_id = runs.workflow_id
+                    AND s.concurrency_key = runs.concurrency_key)
+                 >= (SELECT l.concurrency FROM flow_limits l WHERE l.workflow_id = runs.workflow_id)
+            THEN 'concurrency ' || workflow_id
+                 || CASE WHEN concurrency_key = '' THEN '' ELSE '/' || concurrency_key END
+            ELSE wait_reason END AS wait_reason
 FROM runs WHERE id = %(run_id)s
 
 -- name: list_runs
 SELECT id, workflow_id, status, event_id, event_name, event_data, event_ts, result, error,
-       created_at, updated_at, completed_at, wake_at, wait_reason, recoveries, parent_run_id,
-       idempotency_key
+       created_at, updated_at, completed_at, wake_at, recoveries, parent_run_id,
+       idempotency_key,
+       CASE WHEN status = 'queued' AND concurrency_key IS NOT NULL
+             AND (SELECT count(*) FROM runs s
+                  WHERE s.status = 'running' AND s.workflow_id = runs.workflow_id
+                    AND s.concurrency_key = runs.concurrency_key)
+                 >= (SELECT l.concurrency FROM flow_limits l WHERE l.workflow_id = runs.workflow_id)
+            THEN 'concurrency ' || workflow_id
+                 || CASE WHEN concurrency_key = '' THEN '' ELSE '/' || concurrency_key END
+            ELSE wait_reason END AS wait_reason
 FROM runs
 WHERE (%(workflow_id)s::text IS NULL OR workflow_id = %(workflow_id)s::text)
   AND (%(status)s::text IS NULL OR status = %(status)s::text)
@@ -268,7 +286,7 @@ SELECT status FROM runs WHERE id = %(run_id)s
 -- name: requeue_run
 UPDATE runs
 SET status = 'queued', error = NULL, result = NULL, completed_at = NULL, recoveries = 0,
-    wake_at = NULL, wait_reason = NULL, signaled = false, updated_at = %(now)s
+    wake_at = NULL, wait_reason = NULL, signaled = false, start_by = NULL, updated_at = %(now)s
 WHERE id = %(run_id)s AND status IN ('failed', 'cancelled')
 
 -- name: forget_failed_steps
@@ -470,3 +488,50 @@ UPDATE budget_grants SET returned_at = %(now)s, expires_at = %(expires_at)s WHER
 SELECT wait_reason, count(*) AS count FROM runs
 WHERE status = 'waiting' AND wait_reason LIKE 'rate_limit %%'
 GROUP BY wait_reason
+
+-- name: lock_flow_limits
+-- Held while a worker writes the limits of its code (as lock_schedules).
+SELECT pg_advisory_xact_lock(hashtextextended(current_schema() || '/flow_limits', 0))
+
+-- name: upsert_flow_limit
+INSERT INTO flow_limits (workflow_id, concurrency, updated_at)
+VALUES (%(workflow_id)s, %(concurrency)s, %(now)s)
+ON CONFLICT (workflow_id) DO UPDATE
+SET concurrency = excluded.concurrency, updated_at = excluded.updated_at
+WHERE flow_limits.concurrency <> excluded.concurrency
+
+-- name: delete_flow_limits_except
+DELETE FROM flow_limits
+WHERE workflow_id NOT IN (SELECT jsonb_array_elements_text(%(ids)s::jsonb))
+
+-- name: list_flow_limits
+SELECT workflow_id, concurrency, updated_at FROM flow_limits ORDER BY workflow_id
+
+-- name: unstarted_runs
+-- Queued runs never claimed by their start_by: a worker cancels them (start_timeout).
+SELECT id FROM runs
+WHERE status = 'queued' AND start_by IS NOT NULL AND start_by <= %(now)s
+ORDER BY start_by LIMIT %(batch)s
+
+-- name: expire_idempotency_key
+-- A run's idempotency key past its window is given up, so a new run may take it.
+UPDATE runs SET idempotency_key = NULL
+WHERE workflow_id = %(workflow_id)s AND idempotency_key = %(idempotency_key)s
+  AND created_at <= %(before)s
+
+-- name: rate_limited
+-- Whether a rate-limited run may not be created: its key started its limit of runs within the
+-- period (PostgreSQL's store_events counts the same way, under the key's lock).
+SELECT count(*) >= %(rate_limit)s AS full FROM runs
+WHERE workflow_id = %(workflow_id)s AND rate_key = %(rate_key)s
+  AND created_at > %(now)s - %(rate_period)s
+
+-- name: held_counts
+-- Per workflow, the queued runs its concurrency limit holds back now (their key's slots taken).
+SELECT q.workflow_id, count(*) AS count FROM runs q
+JOIN flow_limits l ON l.workflow_id = q.workflow_id
+WHERE q.status = 'queued' AND q.concurrency_key IS NOT NULL
+  AND (SELECT count(*) FROM runs r
+       WHERE r.status = 'running' AND r.workflow_id = q.workflow_id
+         AND r.concurrency_key = q.concurrency_key) >= l.concurrency
+GROUP BY q.workflow_id

@@ -30,12 +30,21 @@ CREATE TABLE runs (
     lease_owner      text,
     lease_token      bigint NOT NULL DEFAULT 0,
     lease_expires_at double precision,
-    recoveries       integer NOT NULL DEFAULT 0
+    recoveries       integer NOT NULL DEFAULT 0,
+    -- flow control: the run's concurrency key (NULL: its workflow has no limit), its priority
+    concurrency_key  text,
+    priority         integer NOT NULL DEFAULT 0,
+    -- a run never claimed by then is cancelled (start_timeout); cleared by its first claim
+    start_by         double precision,
+    -- the run's rate limit key (NULL: its workflow has no rate limit)
+    rate_key         text
 );
 CREATE UNIQUE INDEX runs_idempotency ON runs (workflow_id, idempotency_key)
     WHERE idempotency_key IS NOT NULL;
 CREATE INDEX runs_event ON runs (event_id);
-CREATE INDEX runs_queued ON runs (created_at) WHERE status = 'queued';
+-- Queued runs of unlimited workflows, in claim order; those of limited ones are runs_held.
+CREATE INDEX runs_queued ON runs (priority DESC, created_at)
+    WHERE status = 'queued' AND concurrency_key IS NULL;
 CREATE INDEX runs_waiting ON runs (wake_at) WHERE status = 'waiting';
 CREATE INDEX runs_leased ON runs (lease_expires_at) WHERE status = 'running';
 CREATE INDEX runs_by_owner ON runs (lease_owner) WHERE status = 'running';
@@ -43,6 +52,15 @@ CREATE INDEX runs_created ON runs (created_at, id);
 CREATE INDEX runs_workflow ON runs (workflow_id, created_at);
 CREATE INDEX runs_finished ON runs (completed_at) WHERE completed_at IS NOT NULL;
 CREATE INDEX runs_parent ON runs (parent_run_id) WHERE parent_run_id IS NOT NULL;
+
+CREATE INDEX runs_held ON runs (workflow_id, concurrency_key, priority DESC, created_at)
+    WHERE status = 'queued' AND concurrency_key IS NOT NULL;
+CREATE INDEX runs_slots ON runs (workflow_id, concurrency_key)
+    WHERE status = 'running' AND concurrency_key IS NOT NULL;
+CREATE INDEX runs_keyed_due ON runs (wake_at)
+    WHERE status = 'waiting' AND concurrency_key IS NOT NULL;
+CREATE INDEX runs_start_by ON runs (start_by) WHERE status = 'queued' AND start_by IS NOT NULL;
+CREATE INDEX runs_rate ON runs (workflow_id, rate_key, created_at) WHERE rate_key IS NOT NULL;
 
 -- The workers alive now: each holds the advisory lock (the store's namespace, lock_key) on a
 -- session of its own while its process lives. A worker whose lock is free (lock_free_since) a
@@ -164,6 +182,15 @@ CREATE TABLE budget_grants (
 CREATE INDEX budget_grants_window ON budget_grants (budget, key, expires_at);
 CREATE INDEX budget_grants_expiry ON budget_grants (expires_at);
 
+-- The concurrency limits of the code, one row per limited workflow, written by workers as they
+-- start (the last to start wins in a deploy). A keyed run whose workflow has no row here runs
+-- without a limit: the limit was removed.
+CREATE TABLE flow_limits (
+    workflow_id text PRIMARY KEY,
+    concurrency integer NOT NULL,
+    updated_at  double precision NOT NULL
+);
+
 -- == Functions ====================================================================================
 
 -- The members of an array or object, each made canonical (see canonical_jsonb, which calls this;
@@ -242,6 +269,21 @@ CREATE FUNCTION wait_key_lock(p_event_name text, p_paths text, p_key text) RETUR
 LANGUAGE sql STABLE AS $$
     SELECT hashtextextended(
         current_schema() || jsonb_build_array('wait', p_event_name, p_paths, p_key)::text, 0)
+$$;
+
+-- A concurrency key's slot lock: a claim taking slots of the key holds it (tried, never waited
+-- for), so two claims never both count a slot free.
+CREATE FUNCTION concurrency_lock(p_workflow_id text, p_key text) RETURNS bigint
+LANGUAGE sql STABLE AS $$
+    SELECT hashtextextended(
+        current_schema() || jsonb_build_array('concurrency', p_workflow_id, p_key)::text, 0)
+$$;
+
+-- A rate limit key's lock: intake holds it while it counts the key's recent runs.
+CREATE FUNCTION rate_lock(p_workflow_id text, p_key text) RETURNS bigint
+LANGUAGE sql STABLE AS $$
+    SELECT hashtextextended(
+        current_schema() || jsonb_build_array('rate', p_workflow_id, p_key)::text, 0)
 $$;
 
 -- Before several events resolve waits in one transaction: every run they may touch, locked in id
@@ -506,8 +548,9 @@ $$;
 -- step's output), runs: [insert_run parameters], body (optional, see remember_bodies)}]. An
 -- event whose body belongs to another event that is still stored is a duplicate of that one.
 -- Returns {"results": [{"duplicate": true, "id": the event it duplicates, "runs": [that event's
--- runs]} or {"duplicate": false, "resumed": [run ids]}], "work": bool}, "work" meaning it
--- started runs or resumed some (the caller wakes workers).
+-- runs]} or {"duplicate": false, "resumed": [run ids], "runs": [the runs it created: a run
+-- whose idempotency key is taken is not]}], "work": bool}, "work" meaning it started runs or
+-- resumed some (the caller wakes workers).
 CREATE FUNCTION store_events(p_events jsonb, p_keys jsonb) RETURNS jsonb
 LANGUAGE plpgsql VOLATILE AS $$
 DECLARE
@@ -519,10 +562,21 @@ DECLARE
     work boolean := false;
     results jsonb := '[]';
     firsts jsonb := '{}';
+    created jsonb;
+    dropped jsonb;
     v_id text;
 BEGIN
     IF jsonb_path_exists(p_events, '$[*].body') THEN
         firsts := remember_bodies(p_events);
+    END IF;
+    -- Rate-limited runs (rate_limit set): their keys' locks, all at once and in order, so
+    -- intakes counting the same keys serialise and cannot deadlock.
+    IF jsonb_path_exists(p_events, '$[*].runs[*].rate_limit ? (@ != null)') THEN
+        PERFORM pg_advisory_xact_lock(l.id)
+        FROM (SELECT DISTINCT rate_lock(r ->> 'workflow_id', r ->> 'rate_key') AS id
+              FROM jsonb_array_elements(p_events) AS x
+              CROSS JOIN LATERAL jsonb_array_elements(x -> 'runs') AS r
+              WHERE r ->> 'rate_limit' IS NOT NULL ORDER BY 1) AS l;
     END IF;
     FOR e, n IN SELECT x.value, x.n FROM jsonb_array_elements(p_events) WITH ORDINALITY AS x(value, n)
     LOOP
@@ -541,6 +595,8 @@ BEGIN
             END IF;
         END IF;
         inserted := 0;
+        created := '[]';
+        dropped := '[]';
         IF v_id = e ->> 'id' THEN
             INSERT INTO events (id, name, data, ts, received_at)
             VALUES (e ->> 'id', e ->> 'name', e -> 'data', (e ->> 'ts')::double precision,
@@ -558,17 +614,44 @@ BEGIN
             CONTINUE;
         END IF;
         IF jsonb_array_length(e -> 'runs') > 0 THEN
+            -- A rate-limited run whose key started its limit of runs within the period (runs
+            -- created before it in this transaction included) is not created.
+            SELECT coalesce(jsonb_agg(r.id), '[]') INTO dropped
+            FROM jsonb_to_recordset(e -> 'runs') AS r(
+                     id text, workflow_id text, rate_key text, rate_limit integer,
+                     rate_period double precision, now double precision)
+            WHERE r.rate_limit IS NOT NULL
+              AND (SELECT count(*) FROM runs o
+                   WHERE o.workflow_id = r.workflow_id AND o.rate_key = r.rate_key
+                     AND o.created_at > r.now - r.rate_period) >= r.rate_limit;
+            IF e ? 'expire_keys' THEN
+                -- Idempotency keys past their window are given up (runs with a window only).
+                UPDATE runs o SET idempotency_key = NULL
+                FROM jsonb_to_recordset(e -> 'runs') AS r(
+                         workflow_id text, idempotency_key text,
+                         idempotency_window double precision, now double precision)
+                WHERE r.idempotency_window IS NOT NULL AND o.workflow_id = r.workflow_id
+                  AND o.idempotency_key = r.idempotency_key
+                  AND o.created_at <= r.now - r.idempotency_window;
+            END IF;
+            WITH inserted AS (
             INSERT INTO runs (id, workflow_id, status, event_id, event_name, event_data, event_ts,
                               idempotency_key, parent_run_id, parent_step_key, created_at,
-                              updated_at)
+                              updated_at, concurrency_key, priority, start_by, rate_key)
             SELECT r.id, r.workflow_id, 'queued', r.event_id, r.event_name, r.event_data,
-                   r.event_ts, r.idempotency_key, r.parent_run_id, r.parent_step_key, r.now, r.now
+                   r.event_ts, r.idempotency_key, r.parent_run_id, r.parent_step_key, r.now, r.now,
+                   r.concurrency_key, coalesce(r.priority, 0), r.now + r.start_timeout, r.rate_key
             FROM jsonb_to_recordset(e -> 'runs') AS r(
                      id text, workflow_id text, event_id text, event_name text, event_data text,
                      event_ts double precision, idempotency_key text, parent_run_id text,
-                     parent_step_key text, now double precision)
-            ON CONFLICT DO NOTHING;
-            work := true;
+                     parent_step_key text, now double precision, concurrency_key text,
+                     priority integer, start_timeout double precision, rate_key text)
+            WHERE NOT dropped ? r.id
+            ON CONFLICT DO NOTHING
+            RETURNING runs.id
+            )
+            SELECT coalesce(jsonb_agg(i.id), '[]') INTO created FROM inserted AS i;
+            work := work OR jsonb_array_length(created) > 0;
         END IF;
         keys := p_keys -> (n::integer - 1);
         resumed := '{}';
@@ -577,8 +660,9 @@ BEGIN
                                      (e ->> 'now')::double precision);
             work := work OR cardinality(resumed) > 0;
         END IF;
-        results := results || jsonb_build_array(
-            jsonb_build_object('duplicate', false, 'resumed', to_jsonb(resumed)));
+        results := results || jsonb_build_array(jsonb_build_object(
+            'duplicate', false, 'resumed', to_jsonb(resumed), 'runs', created,
+            'rate_limited', dropped));
     END LOOP;
     RETURN jsonb_build_object('results', results, 'work', work);
 END
@@ -596,6 +680,28 @@ $$;
 -- wait; one row of NULLs if it has none), so a run resumes after one round trip. The history
 -- reads the statement's snapshot, which the sleeps recorded here are not part of: they are
 -- added from the INSERT's RETURNING, and their waits left out.
+-- A worker's claim, as a function so that event intake can claim in its own transaction too
+-- (eager dispatch: the run an event wakes goes to a worker of the sending process without a
+-- further round trip).
+-- One locking scan per partial index, in that index's order so that a backlog of due timers
+-- or expired leases is never sorted whole (FOR UPDATE is not allowed in a UNION). Rows other
+-- workers hold, or that a fenced write holds FOR SHARE, are skipped, never waited for. Of the
+-- candidates those of highest priority, then the oldest, win; the others are unlocked at
+-- commit, a moment later.
+-- A queued run past its start_by is never claimed (a worker cancels it: cancel_unstarted).
+-- Runs of workflows with a concurrency limit (concurrency_key set) are taken only while their
+-- key has a free slot: first, their due timers turn them back to queued (a suspended run holds
+-- no slot); then, per key with queued runs and, as committed now, a free slot, by its best
+-- priority and oldest run: the key's slot lock, tried, never waited for (a claim that holds it
+-- takes the slots; the key is skipped here), the running runs counted under it (a claim that
+-- took slots of the key committed before the lock was granted, and this statement sees it),
+-- and up to that many free slots' runs locked. Without such runs both cost a probe of an empty
+-- partial index (runs_keyed_due, runs_held): the runs of other workflows are claimed as before.
+-- The claimed runs' sleeps that are due are recorded as elapsed in the same statement, and each
+-- claimed run comes back with its history (one row per recorded step, retried step or pending
+-- wait; one row of NULLs if it has none), so a run resumes after one round trip. The history
+-- reads the statement's snapshot, which the sleeps recorded here are not part of: they are
+-- added from the INSERT's RETURNING, and their waits left out.
 CREATE FUNCTION claim_runs(
     p_worker text, p_limit integer, p_lease_until double precision, p_now double precision
 ) RETURNS TABLE (
@@ -607,21 +713,70 @@ CREATE FUNCTION claim_runs(
 )
 LANGUAGE plpgsql VOLATILE AS $$
 #variable_conflict use_column
+DECLARE
+    limited text[] := '{}';
+    slot record;
+    free bigint;
 BEGIN
+    -- Rows another transaction holds are skipped, never waited for (the next claim takes them).
+    UPDATE runs SET status = 'queued', wake_at = NULL, updated_at = p_now
+    WHERE id IN (SELECT r.id FROM runs r
+                 WHERE r.status = 'waiting' AND r.concurrency_key IS NOT NULL
+                   AND r.wake_at <= p_now
+                 FOR UPDATE SKIP LOCKED);
+    IF EXISTS (SELECT 1 FROM runs WHERE status = 'queued' AND concurrency_key IS NOT NULL) THEN
+        FOR slot IN
+            SELECT q.workflow_id, q.concurrency_key, coalesce(l.concurrency, 2147483647) AS size
+            FROM (SELECT workflow_id, concurrency_key, max(priority) AS top,
+                         min(created_at) AS oldest
+                  FROM runs WHERE status = 'queued' AND concurrency_key IS NOT NULL
+                  GROUP BY workflow_id, concurrency_key) AS q
+            LEFT JOIN flow_limits l ON l.workflow_id = q.workflow_id
+            WHERE coalesce(l.concurrency, 2147483647) > (
+                SELECT count(*) FROM runs r
+                WHERE r.status = 'running' AND r.workflow_id = q.workflow_id
+                  AND r.concurrency_key = q.concurrency_key)
+            ORDER BY q.top DESC, q.oldest
+        LOOP
+            EXIT WHEN cardinality(limited) >= p_limit;
+            CONTINUE WHEN NOT pg_try_advisory_xact_lock(
+                concurrency_lock(slot.workflow_id, slot.concurrency_key));
+            free := least(slot.size - (
+                SELECT count(*) FROM runs r
+                WHERE r.status = 'running' AND r.workflow_id = slot.workflow_id
+                  AND r.concurrency_key = slot.concurrency_key), p_limit - cardinality(limited));
+            IF free > 0 THEN
+                limited := limited || ARRAY(
+                    SELECT r.id FROM runs r
+                    WHERE r.status = 'queued' AND r.workflow_id = slot.workflow_id
+                      AND r.concurrency_key = slot.concurrency_key
+                      AND (r.start_by IS NULL OR r.start_by > p_now)
+                    ORDER BY r.priority DESC, r.created_at
+                    LIMIT free FOR UPDATE SKIP LOCKED);
+            END IF;
+        END LOOP;
+    END IF;
     RETURN QUERY
         WITH queued AS (
-            SELECT id, created_at FROM runs WHERE status = 'queued'
-            ORDER BY created_at LIMIT p_limit FOR UPDATE SKIP LOCKED
+            SELECT id, priority, created_at FROM runs
+            WHERE status = 'queued' AND concurrency_key IS NULL
+              AND (start_by IS NULL OR start_by > p_now)
+            ORDER BY priority DESC, created_at LIMIT p_limit FOR UPDATE SKIP LOCKED
         ), due AS (
-            SELECT id, created_at FROM runs WHERE status = 'waiting' AND wake_at <= p_now
+            SELECT id, priority, created_at FROM runs
+            WHERE status = 'waiting' AND wake_at <= p_now AND concurrency_key IS NULL
             ORDER BY wake_at LIMIT p_limit FOR UPDATE SKIP LOCKED
         ), expired AS (
-            SELECT id, created_at FROM runs WHERE status = 'running' AND lease_expires_at < p_now
+            SELECT id, priority, created_at FROM runs
+            WHERE status = 'running' AND lease_expires_at < p_now
             ORDER BY lease_expires_at LIMIT p_limit FOR UPDATE SKIP LOCKED
+        ), held AS (
+            SELECT id, priority, created_at FROM runs WHERE id = ANY (limited)
         ), candidates AS (
             SELECT id FROM (SELECT * FROM queued UNION ALL SELECT * FROM due
-                            UNION ALL SELECT * FROM expired) AS runnable
-            ORDER BY created_at LIMIT p_limit
+                            UNION ALL SELECT * FROM expired UNION ALL SELECT * FROM held)
+                 AS runnable
+            ORDER BY priority DESC, created_at LIMIT p_limit
         ), claimed AS (
             UPDATE runs
             SET status = 'running',
@@ -632,6 +787,7 @@ BEGIN
                 wake_at = NULL,
                 wait_reason = NULL,
                 signaled = false,
+                start_by = NULL,
                 updated_at = p_now
             FROM candidates
             WHERE runs.id = candidates.id

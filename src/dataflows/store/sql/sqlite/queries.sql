@@ -42,9 +42,11 @@ SELECT id FROM runs WHERE event_id = :event_id AND parent_run_id IS NULL ORDER B
 
 -- name: insert_run
 INSERT INTO runs (id, workflow_id, status, event_id, event_name, event_data, event_ts,
-                  idempotency_key, parent_run_id, parent_step_key, created_at, updated_at)
+                  idempotency_key, parent_run_id, parent_step_key, created_at, updated_at,
+                  concurrency_key, priority, start_by, rate_key)
 VALUES (:id, :workflow_id, 'queued', :event_id, :event_name, :event_data, :event_ts,
-        :idempotency_key, :parent_run_id, :parent_step_key, :now, :now)
+        :idempotency_key, :parent_run_id, :parent_step_key, :now, :now, :concurrency_key,
+        :priority, :now + :start_timeout, :rate_key)
 ON CONFLICT DO NOTHING
 
 -- name: run_by_idempotency_key
@@ -153,14 +155,36 @@ CREATE TEMP TABLE IF NOT EXISTS claimed (id TEXT PRIMARY KEY, created_at REAL NO
 
 DELETE FROM temp.claimed;
 
+-- Runs of workflows with a concurrency limit: a due timer turns them back to queued (a
+-- suspended run holds no slot), and of a key's queued runs, by priority then age, only as many
+-- as it has free slots are candidates (writers are serialised: nothing to lock).
+UPDATE runs SET status = 'queued', wake_at = NULL, updated_at = :now
+WHERE status = 'waiting' AND concurrency_key IS NOT NULL AND wake_at <= :now;
+
 INSERT INTO temp.claimed (id, created_at)
 SELECT id, created_at FROM (
-    SELECT id, created_at FROM runs WHERE status = 'queued'
+    SELECT id, priority, created_at FROM runs
+    WHERE status = 'queued' AND concurrency_key IS NULL
+      AND (start_by IS NULL OR start_by > :now)
     UNION ALL
-    SELECT id, created_at FROM runs WHERE status = 'waiting' AND wake_at <= :now
+    SELECT id, priority, created_at FROM runs
+    WHERE status = 'waiting' AND wake_at <= :now AND concurrency_key IS NULL
     UNION ALL
-    SELECT id, created_at FROM runs WHERE status = 'running' AND lease_expires_at < :now
-) ORDER BY created_at LIMIT :limit;
+    SELECT id, priority, created_at FROM runs WHERE status = 'running' AND lease_expires_at < :now
+    UNION ALL
+    SELECT id, priority, created_at FROM (
+        SELECT q.id, q.priority, q.created_at,
+               row_number() OVER (PARTITION BY q.workflow_id, q.concurrency_key
+                                  ORDER BY q.priority DESC, q.created_at, q.id) AS n,
+               coalesce((SELECT l.concurrency FROM flow_limits l
+                         WHERE l.workflow_id = q.workflow_id), 2147483647)
+               - (SELECT count(*) FROM runs r
+                  WHERE r.status = 'running' AND r.workflow_id = q.workflow_id
+                    AND r.concurrency_key = q.concurrency_key) AS free
+        FROM runs q WHERE q.status = 'queued' AND q.concurrency_key IS NOT NULL
+                      AND (q.start_by IS NULL OR q.start_by > :now)
+    ) WHERE n <= free
+) ORDER BY priority DESC, created_at LIMIT :limit;
 
 UPDATE runs
 SET status = 'running',
@@ -171,6 +195,7 @@ SET status = 'running',
     wake_at = NULL,
     wait_reason = NULL,
     signaled = 0,
+    start_by = NULL,
     updated_at = :now
 WHERE id IN (SELECT id FROM temp.claimed);
 
@@ -355,14 +380,30 @@ SELECT min(wake_at) AS wake_at FROM runs WHERE status = 'waiting'
 
 -- name: get_run
 SELECT id, workflow_id, status, event_id, event_name, event_data, event_ts, result, error,
-       created_at, updated_at, completed_at, wake_at, wait_reason, recoveries, parent_run_id,
-       idempotency_key
+       created_at, updated_at, completed_at, wake_at, recoveries, parent_run_id,
+       idempotency_key,
+       CASE WHEN status = 'queued' AND concurrency_key IS NOT NULL
+             AND (SELECT count(*) FROM runs s
+                  WHERE s.status = 'running' AND s.workflow_id = runs.workflow_id
+                    AND s.concurrency_key = runs.concurrency_key)
+                 >= (SELECT l.concurrency FROM flow_limits l WHERE l.workflow_id = runs.workflow_id)
+            THEN 'concurrency ' || workflow_id
+                 || CASE WHEN concurrency_key = '' THEN '' ELSE '/' || concurrency_key END
+            ELSE wait_reason END AS wait_reason
 FROM runs WHERE id = :run_id
 
 -- name: list_runs
 SELECT id, workflow_id, status, event_id, event_name, event_data, event_ts, result, error,
-       created_at, updated_at, completed_at, wake_at, wait_reason, recoveries, parent_run_id,
-       idempotency_key
+       created_at, updated_at, completed_at, wake_at, recoveries, parent_run_id,
+       idempotency_key,
+       CASE WHEN status = 'queued' AND concurrency_key IS NOT NULL
+             AND (SELECT count(*) FROM runs s
+                  WHERE s.status = 'running' AND s.workflow_id = runs.workflow_id
+                    AND s.concurrency_key = runs.concurrency_key)
+                 >= (SELECT l.concurrency FROM flow_limits l WHERE l.workflow_id = runs.workflow_id)
+            THEN 'concurrency ' || workflow_id
+                 || CASE WHEN concurrency_key = '' THEN '' ELSE '/' || concurrency_key END
+            ELSE wait_reason END AS wait_reason
 FROM runs
 WHERE (:workflow_id IS NULL OR workflow_id = :workflow_id)
   AND (:status IS NULL OR status = :status)
@@ -414,7 +455,7 @@ SELECT status FROM runs WHERE id = :run_id
 -- name: requeue_run
 UPDATE runs
 SET status = 'queued', error = NULL, result = NULL, completed_at = NULL, recoveries = 0,
-    wake_at = NULL, wait_reason = NULL, signaled = 0, updated_at = :now
+    wake_at = NULL, wait_reason = NULL, signaled = 0, start_by = NULL, updated_at = :now
 WHERE id = :run_id AND status IN ('failed', 'cancelled')
 
 -- name: forget_failed_steps
@@ -562,3 +603,48 @@ UPDATE budget_grants SET returned_at = :now, expires_at = :expires_at WHERE id =
 SELECT wait_reason, count(*) AS count FROM runs
 WHERE status = 'waiting' AND wait_reason LIKE 'rate_limit %'
 GROUP BY wait_reason
+
+-- name: lock_flow_limits
+-- BEGIN IMMEDIATE already serialises writers: nothing more to lock.
+SELECT 1
+
+-- name: upsert_flow_limit
+INSERT INTO flow_limits (workflow_id, concurrency, updated_at)
+VALUES (:workflow_id, :concurrency, :now)
+ON CONFLICT (workflow_id) DO UPDATE
+SET concurrency = excluded.concurrency, updated_at = excluded.updated_at
+WHERE flow_limits.concurrency <> excluded.concurrency
+
+-- name: delete_flow_limits_except
+DELETE FROM flow_limits WHERE workflow_id NOT IN (SELECT value FROM json_each(:ids))
+
+-- name: list_flow_limits
+SELECT workflow_id, concurrency, updated_at FROM flow_limits ORDER BY workflow_id
+
+-- name: unstarted_runs
+-- Queued runs never claimed by their start_by: a worker cancels them (start_timeout).
+SELECT id FROM runs
+WHERE status = 'queued' AND start_by IS NOT NULL AND start_by <= :now
+ORDER BY start_by LIMIT :batch
+
+-- name: expire_idempotency_key
+-- A run's idempotency key past its window is given up, so a new run may take it.
+UPDATE runs SET idempotency_key = NULL
+WHERE workflow_id = :workflow_id AND idempotency_key = :idempotency_key
+  AND created_at <= :before
+
+-- name: rate_limited
+-- Whether a rate-limited run may not be created: its key started its limit of runs within the
+-- period (writers are serialised: nothing to lock).
+SELECT count(*) >= :rate_limit AS full FROM runs
+WHERE workflow_id = :workflow_id AND rate_key = :rate_key AND created_at > :now - :rate_period
+
+-- name: held_counts
+-- Per workflow, the queued runs its concurrency limit holds back now (their key's slots taken).
+SELECT q.workflow_id, count(*) AS count FROM runs q
+JOIN flow_limits l ON l.workflow_id = q.workflow_id
+WHERE q.status = 'queued' AND q.concurrency_key IS NOT NULL
+  AND (SELECT count(*) FROM runs r
+       WHERE r.status = 'running' AND r.workflow_id = q.workflow_id
+         AND r.concurrency_key = q.concurrency_key) >= l.concurrency
+GROUP BY q.workflow_id

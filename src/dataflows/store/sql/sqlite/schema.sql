@@ -27,12 +27,18 @@ CREATE TABLE runs (
     lease_owner      TEXT,
     lease_token      INTEGER NOT NULL DEFAULT 0,
     lease_expires_at REAL,
-    recoveries       INTEGER NOT NULL DEFAULT 0
+    recoveries       INTEGER NOT NULL DEFAULT 0,
+    -- flow control: the run's concurrency key (NULL: its workflow has no limit), its priority
+    concurrency_key  TEXT,
+    priority         INTEGER NOT NULL DEFAULT 0,
+    -- a run never claimed by then is cancelled (start_timeout); cleared by its first claim
+    start_by         REAL,
+    -- the run's rate limit key (NULL: its workflow has no rate limit)
+    rate_key         TEXT
 );
 CREATE UNIQUE INDEX runs_idempotency ON runs (workflow_id, idempotency_key)
     WHERE idempotency_key IS NOT NULL;
 CREATE INDEX runs_event ON runs (event_id);
-CREATE INDEX runs_queued ON runs (created_at) WHERE status = 'queued';
 CREATE INDEX runs_waiting ON runs (wake_at) WHERE status = 'waiting';
 CREATE INDEX runs_leased ON runs (lease_expires_at) WHERE status = 'running';
 CREATE INDEX runs_by_owner ON runs (lease_owner) WHERE status = 'running';
@@ -40,6 +46,18 @@ CREATE INDEX runs_created ON runs (created_at, id);
 CREATE INDEX runs_workflow ON runs (workflow_id, created_at);
 CREATE INDEX runs_finished ON runs (completed_at) WHERE completed_at IS NOT NULL;
 CREATE INDEX runs_parent ON runs (parent_run_id) WHERE parent_run_id IS NOT NULL;
+
+-- Queued runs of unlimited workflows, in claim order; those of limited ones are runs_held.
+CREATE INDEX runs_queued ON runs (priority DESC, created_at)
+    WHERE status = 'queued' AND concurrency_key IS NULL;
+CREATE INDEX runs_held ON runs (workflow_id, concurrency_key, priority DESC, created_at)
+    WHERE status = 'queued' AND concurrency_key IS NOT NULL;
+CREATE INDEX runs_slots ON runs (workflow_id, concurrency_key)
+    WHERE status = 'running' AND concurrency_key IS NOT NULL;
+CREATE INDEX runs_keyed_due ON runs (wake_at)
+    WHERE status = 'waiting' AND concurrency_key IS NOT NULL;
+CREATE INDEX runs_start_by ON runs (start_by) WHERE status = 'queued' AND start_by IS NOT NULL;
+CREATE INDEX runs_rate ON runs (workflow_id, rate_key, created_at) WHERE rate_key IS NOT NULL;
 
 -- The workers alive now: each holds an exclusive lock on a file of its own beside the database
 -- while its process lives. A worker whose file another can lock is removed, and the leases of its
@@ -157,3 +175,12 @@ CREATE TABLE budget_grants (
 );
 CREATE INDEX budget_grants_window ON budget_grants (budget, key, expires_at);
 CREATE INDEX budget_grants_expiry ON budget_grants (expires_at);
+
+-- The concurrency limits of the code, one row per limited workflow, written by workers as they
+-- start (the last to start wins in a deploy). A keyed run whose workflow has no row here runs
+-- without a limit: the limit was removed.
+CREATE TABLE flow_limits (
+    workflow_id TEXT PRIMARY KEY,
+    concurrency INTEGER NOT NULL,
+    updated_at  REAL NOT NULL
+);
