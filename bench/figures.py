@@ -97,6 +97,15 @@ def budget(raw: dict[str, Any]) -> Figures:
     }
 
 
+def limited(raw: dict[str, Any]) -> Figures:
+    steps = raw["runs"] * raw["steps_per_run"]
+    return {
+        "unlimited_steps_per_s": steps / raw["unlimited_seconds"],
+        "limited_steps_per_s": steps / raw["limited_seconds"],
+        "limited_ratio": raw["unlimited_seconds"] / raw["limited_seconds"],
+    }
+
+
 EXTRACT = {
     "sequential": sequential,
     "throughput": throughput,
@@ -106,6 +115,7 @@ EXTRACT = {
     "webhook": webhook,
     "failover": failover,
     "budget": budget,
+    "limited": limited,
 }
 
 

@@ -37,6 +37,7 @@ MEASURES = (
     "webhook",
     "failover",
     "budget",
+    "limited",
 )
 BACKENDS = ("postgres", "sqlite")
 PACKAGES = {"dbos": "dbos", "absurd": "absurd_sdk"}
@@ -55,6 +56,7 @@ TIMEOUTS = {
     "webhook": 600,
     "failover": 600,
     "budget": 600,
+    "limited": 1800,
 }
 
 QUICK_MEASURES = "sequential,throughput,event,sleep"
@@ -166,12 +168,19 @@ class Plan:
                 },
                 "failover": {"kills": args.failover_kills},
                 "budget": {"calls": args.budget_calls, "limit": args.budget_limit},
+                "limited": {
+                    "runs": args.runs,
+                    "steps": args.run_steps,
+                    "concurrency": 128,
+                    "keys": 100,
+                    "limit": 10,
+                },
             },
             concurrency={s: override or CONCURRENCY[s] for s in SYSTEMS},
         )
 
     def applies(self, backend: str, system: str, measure: str) -> bool:
-        if measure in ("failover", "budget"):  # dataflows' liveness locks, its step budgets
+        if measure in ("failover", "budget", "limited"):  # dataflows' own features
             return system == "dataflows"
         if backend == "sqlite":  # the SQLite figures asked for; Absurd is PostgreSQL-only
             return system in ("dataflows", "dbos") and measure in ("sequential", "throughput")

@@ -44,6 +44,9 @@ ROWS = [
     ("budget", "used_ratio", "  share of the budget used", "{:.1%}"),
     ("budget", "max_in_window", "  most calls in any 1 s", "{:.0f}"),
     ("budget", "never_above", "  never above the limit", "{}"),
+    ("limited", "unlimited_steps_per_s", "throughput without a limit: steps/s", "{:,.0f}"),
+    ("limited", "limited_steps_per_s", "  with Concurrency(10) over 100 keys", "{:,.0f}"),
+    ("limited", "limited_ratio", "  limited ÷ unlimited", "{:.0%}"),
 ]
 
 

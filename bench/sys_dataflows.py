@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import inspect
 import os
 import random
@@ -269,6 +270,10 @@ def memory(url: str, count: int) -> dict[str, Any]:
 FAILOVER_WORKERS = 3
 
 
+def _written(path: Path) -> bool:
+    return path.exists() and path.read_text() != ""
+
+
 def failover(url: str, kills: int) -> dict[str, Any]:
     """Three worker processes (30 s lease); ``kills`` times: start a run, SIGKILL the worker
     whose step holds it, and time from the kill to the moment another worker's step began
@@ -297,7 +302,7 @@ def failover(url: str, kills: int) -> dict[str, Any]:
                 await wait_until(all_registered, 60, 0.05)
                 run_id = await app.start("failover", {})
                 marker = markers / f"held-{run_id}"
-                await wait_until(lambda: marker.exists() and marker.read_text() != "", 60, 0.005)
+                await wait_until(functools.partial(_written, marker), 60, 0.005)
                 holder = int(marker.read_text())
                 killed_at = time.time()
                 os.kill(holder, signal.SIGKILL)
@@ -368,3 +373,57 @@ def budget(url: str, calls: int, limit: int) -> dict[str, Any]:
     finally:
         _cleanup(url, schema)
     return {"calls": calls, "limit": limit, "period_s": 1.0, "seconds": seconds, "landed": landed}
+
+
+# -- throughput under a concurrency limit ---------------------------------------------------------
+
+
+def limited(
+    url: str, runs: int, steps: int, concurrency: int, keys: int, limit: int
+) -> dict[str, Any]:
+    """The throughput measure twice in one process, on fresh schemas: the workflow without a
+    limit, then with ``Concurrency(limit, key="data.k")`` over ``keys`` keys (run i has key
+    i % keys); the worker's concurrency is the same for both."""
+
+    def once(concurrency_limit: df.Concurrency | None) -> float:
+        app, schema = new_app(url)
+        finished: set[int] = set()
+
+        @app.workflow(
+            "limited", trigger=df.on_event("bench/limited"), concurrency=concurrency_limit
+        )
+        async def run_steps(event: df.Event, step: df.Step) -> int:
+            for i in range(steps):
+                await step.run("step", noop, i)
+            finished.add(event.data["i"])
+            return steps
+
+        async def main() -> float:
+            async with app:
+                for first in range(0, runs, BATCH):
+                    batch = range(first, min(first + BATCH, runs))
+                    await app.send_many(
+                        [("bench/limited", {"i": i, "k": i % keys}, None) for i in batch]
+                    )
+                start = time.perf_counter()
+                async with app.worker(concurrency=concurrency):
+                    await wait_until(lambda: len(finished) >= runs, 3600, 0.005)
+                    await wait_until(runs_reach(app, "limited", "completed", runs), 600, 0.005)
+                    return time.perf_counter() - start
+
+        try:
+            return asyncio.run(main())
+        finally:
+            _cleanup(url, schema)
+
+    unlimited_s = once(None)
+    limited_s = once(df.Concurrency(limit=limit, key="data.k"))
+    return {
+        "runs": runs,
+        "steps_per_run": steps,
+        "concurrency": concurrency,
+        "keys": keys,
+        "limit": limit,
+        "unlimited_seconds": unlimited_s,
+        "limited_seconds": limited_s,
+    }
