@@ -30,6 +30,8 @@ IDEMPOTENCY_WINDOW = 24 * 3600.0
 
 #: Priorities are stored as 32-bit integers; values beyond are clamped to this range.
 MAX_PRIORITY = 2**31 - 1
+#: The stored concurrency of a workflow with a throttle and no concurrency limit: none.
+MAX_LIMIT = 2**31 - 1
 
 _PATH = re.compile(r"^(id|name|ts|data(\.[^.\s]+)+)$")
 
@@ -52,6 +54,49 @@ class RateLimit:
     limit: int
     period: Duration
     key: KeyExpr | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Throttle:
+    """At most ``limit`` runs of the workflow start (are first claimed) within any ``period`` (a
+    duration) per value of ``key``: runs over it stay ``queued`` and start, oldest first, as
+    the window frees. None is dropped."""
+
+    limit: int
+    period: Duration
+    key: KeyExpr | None = None
+
+
+def check_throttle(
+    workflow_id: str, value: Throttle | None, concurrency: Concurrency | None
+) -> float | None:
+    """The throttle's period in seconds, the option checked (``None`` without one)."""
+    if value is None:
+        return None
+    if not isinstance(value, Throttle):
+        raise ValueError(
+            f"workflow {workflow_id!r}: throttle={value!r} is invalid: expected df.Throttle"
+        )
+    check_limit(workflow_id, "throttle", value.limit)
+    try:
+        period = parse_duration(value.period)
+    except ValueError as exc:
+        raise ValueError(
+            f"workflow {workflow_id!r}: throttle period={value.period!r} is invalid: {exc}"
+        ) from None
+    if period <= 0:
+        raise ValueError(
+            f"workflow {workflow_id!r}: throttle period={value.period!r} is invalid: must be > 0"
+        )
+    if value.key is not None:
+        check_key(workflow_id, "throttle", value.key)
+    if concurrency is not None and concurrency.key != value.key:
+        # Both limits are counted per the one key a run stores.
+        raise ValueError(
+            f"workflow {workflow_id!r}: throttle key={value.key!r} is invalid: with concurrency "
+            f"it must be the concurrency key ({concurrency.key!r})"
+        )
+    return period
 
 
 def check_rate_limit(workflow_id: str, value: RateLimit | None) -> float | None:

@@ -56,10 +56,14 @@ class NewRun:
 
 @dataclass(frozen=True, slots=True)
 class FlowLimit:
-    """A workflow's concurrency limit as the code defines it, for :meth:`Store.sync_flow_limits`."""
+    """A workflow's concurrency limit and throttle as the code defines them, for
+    :meth:`Store.sync_flow_limits` (a throttle alone has the concurrency ``MAX_LIMIT``)."""
 
     workflow_id: str
     concurrency: int
+    #: At most ``throttle`` runs per key first claimed within ``throttle_period`` seconds.
+    throttle: int | None = None
+    throttle_period: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,10 +12,12 @@ from dataflows.budgets import Budget
 from dataflows.errors import DuplicateWorkflow, UnknownWorkflow
 from dataflows.limits import (
     IDEMPOTENCY_WINDOW,
+    MAX_LIMIT,
     Concurrency,
     KeyExpr,
     PriorityExpr,
     RateLimit,
+    Throttle,
     key_value,
     priority_value,
 )
@@ -172,6 +174,9 @@ class Workflow:
     #: At most ``limit`` runs created per key per period (seconds: ``rate_period``).
     rate_limit: RateLimit | None = None
     rate_period: float | None = None
+    #: At most ``limit`` runs started per key per period (seconds: ``throttle_period``).
+    throttle: Throttle | None = None
+    throttle_period: float | None = None
 
     def new_run(
         self,
@@ -189,6 +194,7 @@ class Workflow:
         rate_key = None
         if (
             self.concurrency is not None
+            or self.throttle is not None
             or callable(self.priority)
             or self.idempotency
             or self.rate_limit is not None
@@ -201,6 +207,9 @@ class Workflow:
             )
             if self.concurrency is not None:
                 key = key_value(self.concurrency.key, seen)
+            elif self.throttle is not None:
+                # A throttled run is held by the claim as a limited one, by the same key.
+                key = key_value(self.throttle.key, seen)
             priority = priority_value(self.priority, seen)
             if self.idempotency is not None and idempotency_key is None:
                 idempotency_key = key_value(self.idempotency, seen)
@@ -267,11 +276,16 @@ class Registry:
         return any(w.start_timeout is not None for w in self._workflows.values())
 
     def flow_limits(self) -> list[FlowLimit]:
-        """The concurrency limits of these workflows, as the store keeps them."""
+        """The concurrency limits and throttles of these workflows, as the store keeps them."""
         return [
-            FlowLimit(w.id, w.concurrency.limit)
+            FlowLimit(
+                w.id,
+                MAX_LIMIT if w.concurrency is None else w.concurrency.limit,
+                None if w.throttle is None else w.throttle.limit,
+                w.throttle_period,
+            )
             for w in self._workflows.values()
-            if w.concurrency is not None
+            if w.concurrency is not None or w.throttle is not None
         ]
 
     def triggered_by(self, event_name: str) -> list[Workflow]:

@@ -37,7 +37,9 @@ CREATE TABLE runs (
     -- a run never claimed by then is cancelled (start_timeout); cleared by its first claim
     start_by         double precision,
     -- the run's rate limit key (NULL: its workflow has no rate limit)
-    rate_key         text
+    rate_key         text,
+    -- when the run was first claimed (kept through suspensions; a throttle counts these)
+    first_started_at double precision
 );
 CREATE UNIQUE INDEX runs_idempotency ON runs (workflow_id, idempotency_key)
     WHERE idempotency_key IS NOT NULL;
@@ -61,6 +63,8 @@ CREATE INDEX runs_keyed_due ON runs (wake_at)
     WHERE status = 'waiting' AND concurrency_key IS NOT NULL;
 CREATE INDEX runs_start_by ON runs (start_by) WHERE status = 'queued' AND start_by IS NOT NULL;
 CREATE INDEX runs_rate ON runs (workflow_id, rate_key, created_at) WHERE rate_key IS NOT NULL;
+CREATE INDEX runs_started ON runs (workflow_id, concurrency_key, first_started_at)
+    WHERE concurrency_key IS NOT NULL AND first_started_at IS NOT NULL;
 
 -- The workers alive now: each holds the advisory lock (the store's namespace, lock_key) on a
 -- session of its own while its process lives. A worker whose lock is free (lock_free_since) a
@@ -186,9 +190,13 @@ CREATE INDEX budget_grants_expiry ON budget_grants (expires_at);
 -- start (the last to start wins in a deploy). A keyed run whose workflow has no row here runs
 -- without a limit: the limit was removed.
 CREATE TABLE flow_limits (
-    workflow_id text PRIMARY KEY,
-    concurrency integer NOT NULL,
-    updated_at  double precision NOT NULL
+    workflow_id     text PRIMARY KEY,
+    concurrency     integer NOT NULL,
+    updated_at      double precision NOT NULL,
+    -- at most `throttle` runs of a key first claimed within `throttle_period` seconds (NULL: no
+    -- throttle; a throttle alone has the concurrency 2147483647)
+    throttle        integer,
+    throttle_period double precision
 );
 
 -- == Functions ====================================================================================
@@ -717,6 +725,7 @@ DECLARE
     limited text[] := '{}';
     slot record;
     free bigint;
+    starts bigint;
 BEGIN
     -- Rows another transaction holds are skipped, never waited for (the next claim takes them).
     UPDATE runs SET status = 'queued', wake_at = NULL, updated_at = p_now
@@ -726,9 +735,10 @@ BEGIN
                  FOR UPDATE SKIP LOCKED);
     IF EXISTS (SELECT 1 FROM runs WHERE status = 'queued' AND concurrency_key IS NOT NULL) THEN
         FOR slot IN
-            SELECT q.workflow_id, q.concurrency_key, coalesce(l.concurrency, 2147483647) AS size
+            SELECT q.workflow_id, q.concurrency_key, coalesce(l.concurrency, 2147483647) AS size,
+                   l.throttle, l.throttle_period
             FROM (SELECT workflow_id, concurrency_key, max(priority) AS top,
-                         min(created_at) AS oldest
+                         min(created_at) AS oldest, bool_or(first_started_at IS NOT NULL) AS resumed
                   FROM runs WHERE status = 'queued' AND concurrency_key IS NOT NULL
                   GROUP BY workflow_id, concurrency_key) AS q
             LEFT JOIN flow_limits l ON l.workflow_id = q.workflow_id
@@ -736,6 +746,10 @@ BEGIN
                 SELECT count(*) FROM runs r
                 WHERE r.status = 'running' AND r.workflow_id = q.workflow_id
                   AND r.concurrency_key = q.concurrency_key)
+              AND (l.throttle IS NULL OR q.resumed OR l.throttle > (
+                SELECT count(*) FROM runs r
+                WHERE r.workflow_id = q.workflow_id AND r.concurrency_key = q.concurrency_key
+                  AND r.first_started_at > p_now - l.throttle_period))
             ORDER BY q.top DESC, q.oldest
         LOOP
             EXIT WHEN cardinality(limited) >= p_limit;
@@ -745,7 +759,31 @@ BEGIN
                 SELECT count(*) FROM runs r
                 WHERE r.status = 'running' AND r.workflow_id = slot.workflow_id
                   AND r.concurrency_key = slot.concurrency_key), p_limit - cardinality(limited));
-            IF free > 0 THEN
+            IF free > 0 AND slot.throttle IS NOT NULL THEN
+                -- A throttled key: of its runs never started, only as many as the window has
+                -- starts left (the key's first claims within the last throttle_period, counted
+                -- under the lock), oldest first; runs that started before (woken from a sleep,
+                -- released by a worker) take their slot freely.
+                starts := slot.throttle - (
+                    SELECT count(*) FROM runs r
+                    WHERE r.workflow_id = slot.workflow_id
+                      AND r.concurrency_key = slot.concurrency_key
+                      AND r.first_started_at > p_now - slot.throttle_period);
+                limited := limited || ARRAY(
+                    SELECT r.id FROM runs r
+                    WHERE r.status = 'queued' AND r.id IN (
+                        SELECT c.id FROM (
+                            SELECT q.id, q.first_started_at,
+                                   row_number() OVER (PARTITION BY q.first_started_at IS NULL
+                                                      ORDER BY q.priority DESC, q.created_at) AS n
+                            FROM runs q
+                            WHERE q.status = 'queued' AND q.workflow_id = slot.workflow_id
+                              AND q.concurrency_key = slot.concurrency_key
+                              AND (q.start_by IS NULL OR q.start_by > p_now)) AS c
+                        WHERE c.first_started_at IS NOT NULL OR c.n <= starts)
+                    ORDER BY r.priority DESC, r.created_at
+                    LIMIT free FOR UPDATE SKIP LOCKED);
+            ELSIF free > 0 THEN
                 limited := limited || ARRAY(
                     SELECT r.id FROM runs r
                     WHERE r.status = 'queued' AND r.workflow_id = slot.workflow_id
@@ -788,6 +826,7 @@ BEGIN
                 wait_reason = NULL,
                 signaled = false,
                 start_by = NULL,
+                first_started_at = coalesce(first_started_at, p_now),
                 updated_at = p_now
             FROM candidates
             WHERE runs.id = candidates.id
