@@ -99,6 +99,50 @@ def check_throttle(
     return period
 
 
+@dataclass(frozen=True, slots=True)
+class Debounce:
+    """Events with the same ``key`` within ``period`` of each other start one run, with the
+    last one's data, ``period`` after the last (never later than ``max_wait`` after the
+    first, when given)."""
+
+    period: Duration
+    key: KeyExpr | None = None
+    max_wait: Duration | None = None
+
+
+def check_debounce(workflow_id: str, value: Debounce | None) -> tuple[float, float | None] | None:
+    """The debounce's period and max_wait in seconds, the option checked (``None`` without)."""
+    if value is None:
+        return None
+    if not isinstance(value, Debounce):
+        raise ValueError(
+            f"workflow {workflow_id!r}: debounce={value!r} is invalid: expected df.Debounce"
+        )
+    period = _debounce_seconds(workflow_id, "period", value.period)
+    max_wait = (
+        None
+        if value.max_wait is None
+        else _debounce_seconds(workflow_id, "max_wait", value.max_wait)
+    )
+    if value.key is not None:
+        check_key(workflow_id, "debounce", value.key)
+    return period, max_wait
+
+
+def _debounce_seconds(workflow_id: str, name: str, given: Duration) -> float:
+    try:
+        seconds = parse_duration(given)
+    except ValueError as exc:
+        raise ValueError(
+            f"workflow {workflow_id!r}: debounce {name}={given!r} is invalid: {exc}"
+        ) from None
+    if seconds <= 0:
+        raise ValueError(
+            f"workflow {workflow_id!r}: debounce {name}={given!r} is invalid: must be > 0"
+        )
+    return seconds
+
+
 def check_rate_limit(workflow_id: str, value: RateLimit | None) -> float | None:
     """The rate limit's period in seconds, the option checked (``None`` without one)."""
     if value is None:

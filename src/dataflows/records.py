@@ -52,6 +52,12 @@ class NewRun:
     rate_key: str | None = None
     rate_limit: int | None = None
     rate_period: float | None = None
+    #: Debounce (event intake only): a run of the workflow with this key created and not yet
+    #: started takes this run's event instead, and starts ``debounce_period`` seconds later
+    #: (at most ``debounce_max_wait`` after it was created); else this run starts that late.
+    debounce_key: str | None = None
+    debounce_period: float | None = None
+    debounce_max_wait: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,6 +14,7 @@ from dataflows.limits import (
     IDEMPOTENCY_WINDOW,
     MAX_LIMIT,
     Concurrency,
+    Debounce,
     KeyExpr,
     PriorityExpr,
     RateLimit,
@@ -177,6 +178,9 @@ class Workflow:
     #: At most ``limit`` runs started per key per period (seconds: ``throttle_period``).
     throttle: Throttle | None = None
     throttle_period: float | None = None
+    #: Collapses bursts of events per key into one run (seconds: ``debounce_periods``).
+    debounce: Debounce | None = None
+    debounce_periods: tuple[float, float | None] | None = None
 
     def new_run(
         self,
@@ -192,9 +196,11 @@ class Workflow:
         priority = 0
         window = None
         rate_key = None
+        debounce_key = None
         if (
             self.concurrency is not None
             or self.throttle is not None
+            or self.debounce is not None
             or callable(self.priority)
             or self.idempotency
             or self.rate_limit is not None
@@ -216,6 +222,8 @@ class Workflow:
                 window = IDEMPOTENCY_WINDOW
             if self.rate_limit is not None:
                 rate_key = key_value(self.rate_limit.key, seen)
+            if self.debounce is not None:
+                debounce_key = key_value(self.debounce.key, seen)
         elif self.priority is not None:
             priority = priority_value(self.priority, None)
         return NewRun(
@@ -232,6 +240,9 @@ class Workflow:
             rate_key=rate_key,
             rate_limit=None if self.rate_limit is None else self.rate_limit.limit,
             rate_period=self.rate_period,
+            debounce_key=debounce_key,
+            debounce_period=None if self.debounce_periods is None else self.debounce_periods[0],
+            debounce_max_wait=None if self.debounce_periods is None else self.debounce_periods[1],
         )
 
     def schedules(self) -> list[tuple[str, CronTrigger]]:

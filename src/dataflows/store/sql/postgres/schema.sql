@@ -39,7 +39,10 @@ CREATE TABLE runs (
     -- the run's rate limit key (NULL: its workflow has no rate limit)
     rate_key         text,
     -- when the run was first claimed (kept through suspensions; a throttle counts these)
-    first_started_at double precision
+    first_started_at double precision,
+    -- a debounced run's key, and the latest its start may be pushed back to
+    debounce_key     text,
+    debounce_until   double precision
 );
 CREATE UNIQUE INDEX runs_idempotency ON runs (workflow_id, idempotency_key)
     WHERE idempotency_key IS NOT NULL;
@@ -65,6 +68,8 @@ CREATE INDEX runs_start_by ON runs (start_by) WHERE status = 'queued' AND start_
 CREATE INDEX runs_rate ON runs (workflow_id, rate_key, created_at) WHERE rate_key IS NOT NULL;
 CREATE INDEX runs_started ON runs (workflow_id, concurrency_key, first_started_at)
     WHERE concurrency_key IS NOT NULL AND first_started_at IS NOT NULL;
+CREATE INDEX runs_debounce ON runs (workflow_id, debounce_key)
+    WHERE status = 'waiting' AND debounce_key IS NOT NULL;
 
 -- The workers alive now: each holds the advisory lock (the store's namespace, lock_key) on a
 -- session of its own while its process lives. A worker whose lock is free (lock_free_since) a
@@ -572,6 +577,7 @@ DECLARE
     firsts jsonb := '{}';
     created jsonb;
     dropped jsonb;
+    debounced jsonb;
     v_id text;
 BEGIN
     IF jsonb_path_exists(p_events, '$[*].body') THEN
@@ -585,6 +591,16 @@ BEGIN
               FROM jsonb_array_elements(p_events) AS x
               CROSS JOIN LATERAL jsonb_array_elements(x -> 'runs') AS r
               WHERE r ->> 'rate_limit' IS NOT NULL ORDER BY 1) AS l;
+    END IF;
+    -- Debounced runs: their keys' locks, likewise, so that two intakes never both create a
+    -- key's pending run.
+    IF jsonb_path_exists(p_events, '$[*].runs[*].debounce_period ? (@ != null)') THEN
+        PERFORM pg_advisory_xact_lock(l.id)
+        FROM (SELECT DISTINCT hashtextextended(current_schema() || jsonb_build_array(
+                  'debounce', r ->> 'workflow_id', r ->> 'debounce_key')::text, 0) AS id
+              FROM jsonb_array_elements(p_events) AS x
+              CROSS JOIN LATERAL jsonb_array_elements(x -> 'runs') AS r
+              WHERE r ->> 'debounce_period' IS NOT NULL ORDER BY 1) AS l;
     END IF;
     FOR e, n IN SELECT x.value, x.n FROM jsonb_array_elements(p_events) WITH ORDINALITY AS x(value, n)
     LOOP
@@ -605,6 +621,7 @@ BEGIN
         inserted := 0;
         created := '[]';
         dropped := '[]';
+        debounced := '{}';
         IF v_id = e ->> 'id' THEN
             INSERT INTO events (id, name, data, ts, received_at)
             VALUES (e ->> 'id', e ->> 'name', e -> 'data', (e ->> 'ts')::double precision,
@@ -632,6 +649,28 @@ BEGIN
               AND (SELECT count(*) FROM runs o
                    WHERE o.workflow_id = r.workflow_id AND o.rate_key = r.rate_key
                      AND o.created_at > r.now - r.rate_period) >= r.rate_limit;
+            IF jsonb_path_exists(e, '$.runs[*].debounce_period ? (@ != null)') THEN
+                -- A debounced run whose key has a pending run (waiting for its period, never
+                -- started) is not created: the pending run takes its event and is pushed back
+                -- to a period from now, at most to its debounce_until.
+                WITH pending AS (
+                    UPDATE runs o
+                    SET event_id = r.event_id, event_name = r.event_name,
+                        event_data = r.event_data, event_ts = r.event_ts,
+                        wake_at = least(r.now + r.debounce_period, o.debounce_until),
+                        updated_at = r.now
+                    FROM jsonb_to_recordset(e -> 'runs') AS r(
+                             id text, workflow_id text, event_id text, event_name text,
+                             event_data text, event_ts double precision, now double precision,
+                             debounce_key text, debounce_period double precision)
+                    WHERE r.debounce_period IS NOT NULL AND NOT dropped ? r.id
+                      AND o.status = 'waiting' AND o.first_started_at IS NULL
+                      AND o.workflow_id = r.workflow_id AND o.debounce_key = r.debounce_key
+                    RETURNING r.id, o.id AS pending_id
+                )
+                SELECT coalesce(jsonb_object_agg(p.id, p.pending_id), '{}') INTO debounced
+                FROM pending AS p;
+            END IF;
             IF e ? 'expire_keys' THEN
                 -- Idempotency keys past their window are given up (runs with a window only).
                 UPDATE runs o SET idempotency_key = NULL
@@ -645,16 +684,27 @@ BEGIN
             WITH inserted AS (
             INSERT INTO runs (id, workflow_id, status, event_id, event_name, event_data, event_ts,
                               idempotency_key, parent_run_id, parent_step_key, created_at,
-                              updated_at, concurrency_key, priority, start_by, rate_key)
-            SELECT r.id, r.workflow_id, 'queued', r.event_id, r.event_name, r.event_data,
+                              updated_at, concurrency_key, priority, start_by, rate_key,
+                              wake_at, wait_reason, debounce_key, debounce_until)
+            SELECT r.id, r.workflow_id,
+                   CASE WHEN r.debounce_period IS NULL THEN 'queued' ELSE 'waiting' END,
+                   r.event_id, r.event_name, r.event_data,
                    r.event_ts, r.idempotency_key, r.parent_run_id, r.parent_step_key, r.now, r.now,
-                   r.concurrency_key, coalesce(r.priority, 0), r.now + r.start_timeout, r.rate_key
+                   r.concurrency_key, coalesce(r.priority, 0), r.now + r.start_timeout, r.rate_key,
+                   r.now + r.debounce_period,
+                   CASE WHEN r.debounce_period IS NOT NULL
+                        THEN 'debounce ' || r.workflow_id
+                             || CASE WHEN r.debounce_key = '' THEN '' ELSE '/' || r.debounce_key END
+                   END,
+                   r.debounce_key, r.now + r.debounce_max_wait
             FROM jsonb_to_recordset(e -> 'runs') AS r(
                      id text, workflow_id text, event_id text, event_name text, event_data text,
                      event_ts double precision, idempotency_key text, parent_run_id text,
                      parent_step_key text, now double precision, concurrency_key text,
-                     priority integer, start_timeout double precision, rate_key text)
-            WHERE NOT dropped ? r.id
+                     priority integer, start_timeout double precision, rate_key text,
+                     debounce_key text, debounce_period double precision,
+                     debounce_max_wait double precision)
+            WHERE NOT dropped ? r.id AND NOT debounced ? r.id
             ON CONFLICT DO NOTHING
             RETURNING runs.id
             )
@@ -670,7 +720,7 @@ BEGIN
         END IF;
         results := results || jsonb_build_array(jsonb_build_object(
             'duplicate', false, 'resumed', to_jsonb(resumed), 'runs', created,
-            'rate_limited', dropped));
+            'rate_limited', dropped, 'debounced', debounced));
     END LOOP;
     RETURN jsonb_build_object('results', results, 'work', work);
 END

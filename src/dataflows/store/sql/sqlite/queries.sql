@@ -49,6 +49,32 @@ VALUES (:id, :workflow_id, 'queued', :event_id, :event_name, :event_data, :event
         :priority, :now + :start_timeout, :rate_key)
 ON CONFLICT DO NOTHING
 
+-- name: insert_debounced_run
+-- A debounced run: waiting for its period before it starts (intake found no pending run).
+INSERT INTO runs (id, workflow_id, status, event_id, event_name, event_data, event_ts,
+                  idempotency_key, parent_run_id, parent_step_key, created_at, updated_at,
+                  concurrency_key, priority, start_by, rate_key, wake_at, wait_reason,
+                  debounce_key, debounce_until)
+VALUES (:id, :workflow_id, 'waiting', :event_id, :event_name, :event_data, :event_ts,
+        :idempotency_key, :parent_run_id, :parent_step_key, :now, :now, :concurrency_key,
+        :priority, :now + :start_timeout, :rate_key, :now + :debounce_period,
+        'debounce ' || :workflow_id
+        || CASE WHEN :debounce_key = '' THEN '' ELSE '/' || :debounce_key END,
+        :debounce_key, :now + :debounce_max_wait)
+ON CONFLICT DO NOTHING
+
+-- name: debounce_run
+-- The pending run of a debounced workflow's key (waiting for its period, never started) takes
+-- the new event and is pushed back to a period from now, at most to its debounce_until.
+UPDATE runs
+SET event_id = :event_id, event_name = :event_name, event_data = :event_data,
+    event_ts = :event_ts,
+    wake_at = min(:now + :debounce_period, coalesce(debounce_until, :now + :debounce_period)),
+    updated_at = :now
+WHERE workflow_id = :workflow_id AND debounce_key = :debounce_key AND status = 'waiting'
+  AND first_started_at IS NULL
+RETURNING id
+
 -- name: run_by_idempotency_key
 SELECT id FROM runs WHERE workflow_id = :workflow_id AND idempotency_key = :idempotency_key
 

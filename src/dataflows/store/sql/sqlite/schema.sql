@@ -36,7 +36,10 @@ CREATE TABLE runs (
     -- the run's rate limit key (NULL: its workflow has no rate limit)
     rate_key         TEXT,
     -- when the run was first claimed (kept through suspensions; a throttle counts these)
-    first_started_at REAL
+    first_started_at REAL,
+    -- a debounced run's key, and the latest its start may be pushed back to
+    debounce_key     TEXT,
+    debounce_until   REAL
 );
 CREATE UNIQUE INDEX runs_idempotency ON runs (workflow_id, idempotency_key)
     WHERE idempotency_key IS NOT NULL;
@@ -62,6 +65,8 @@ CREATE INDEX runs_start_by ON runs (start_by) WHERE status = 'queued' AND start_
 CREATE INDEX runs_rate ON runs (workflow_id, rate_key, created_at) WHERE rate_key IS NOT NULL;
 CREATE INDEX runs_started ON runs (workflow_id, concurrency_key, first_started_at)
     WHERE concurrency_key IS NOT NULL AND first_started_at IS NOT NULL;
+CREATE INDEX runs_debounce ON runs (workflow_id, debounce_key)
+    WHERE status = 'waiting' AND debounce_key IS NOT NULL;
 
 -- The workers alive now: each holds an exclusive lock on a file of its own beside the database
 -- while its process lives. A worker whose file another can lock is removed, and the leases of its
