@@ -46,6 +46,20 @@ async def test_a_suspended_run_resumes_without_waiting_for_the_window(store: Sto
     assert await status(store, "r2") == "queued"
 
 
+async def test_with_concurrency_a_resumed_run_takes_a_free_slot_before_throttled_ones(
+    store: Store,
+) -> None:
+    await store.sync_flow_limits([FlowLimit("wf", 1, 1, 3600)], T0)
+    await store.start_run(new_run("r1", "wf", concurrency_key=""), T0)
+    assert await claimed_ids(store, T0 + 100) == ["r1"]
+    await store.start_run(new_run("r2", "wf", concurrency_key=""), T0 - 1)  # older than r1
+    assert await store.suspend_run(Lease("r1", 1), T0 + 120, "sleep", T0 + 101)
+    # r2 comes first in the queue, but the throttle holds it; r1 resumes in the free slot.
+    assert await claimed_ids(store, T0 + 121) == ["r1"]
+    assert await claimed_ids(store, T0 + 122) == []  # the slot is taken again
+    assert await status(store, "r2") == "queued"
+
+
 async def test_a_changed_or_removed_throttle_applies_to_queued_runs(store: Store) -> None:
     await throttled(store, 1, 60, ("r1", ""), ("r2", ""), ("r3", ""))
     assert await claimed_ids(store, T0 + 100) == ["r1"]

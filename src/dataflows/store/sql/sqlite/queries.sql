@@ -201,25 +201,30 @@ SELECT id, created_at FROM (
     SELECT id, priority, created_at FROM runs WHERE status = 'running' AND lease_expires_at < :now
     UNION ALL
     SELECT id, priority, created_at FROM (
-        SELECT q.id, q.priority, q.created_at, q.first_started_at,
-               row_number() OVER (PARTITION BY q.workflow_id, q.concurrency_key
-                                  ORDER BY q.priority DESC, q.created_at, q.id) AS n,
-               row_number() OVER (PARTITION BY q.workflow_id, q.concurrency_key,
-                                               q.first_started_at IS NULL
-                                  ORDER BY q.priority DESC, q.created_at, q.id) AS u,
-               coalesce((SELECT l.concurrency FROM flow_limits l
-                         WHERE l.workflow_id = q.workflow_id), 2147483647)
-               - (SELECT count(*) FROM runs r
-                  WHERE r.status = 'running' AND r.workflow_id = q.workflow_id
-                    AND r.concurrency_key = q.concurrency_key) AS free,
-               (SELECT l.throttle - (SELECT count(*) FROM runs r
-                                     WHERE r.workflow_id = q.workflow_id
-                                       AND r.concurrency_key = q.concurrency_key
-                                       AND r.first_started_at > :now - l.throttle_period)
-                FROM flow_limits l WHERE l.workflow_id = q.workflow_id) AS starts
-        FROM runs q WHERE q.status = 'queued' AND q.concurrency_key IS NOT NULL
-                      AND (q.start_by IS NULL OR q.start_by > :now)
-    ) WHERE n <= free AND (first_started_at IS NOT NULL OR starts IS NULL OR u <= starts)
+        SELECT e.id, e.priority, e.created_at, e.free,
+               row_number() OVER (PARTITION BY e.workflow_id, e.concurrency_key
+                                  ORDER BY e.priority DESC, e.created_at, e.id) AS n
+        FROM (
+            SELECT q.id, q.workflow_id, q.concurrency_key, q.priority, q.created_at,
+                   q.first_started_at,
+                   row_number() OVER (PARTITION BY q.workflow_id, q.concurrency_key,
+                                                   q.first_started_at IS NULL
+                                      ORDER BY q.priority DESC, q.created_at, q.id) AS u,
+                   coalesce((SELECT l.concurrency FROM flow_limits l
+                             WHERE l.workflow_id = q.workflow_id), 2147483647)
+                   - (SELECT count(*) FROM runs r
+                      WHERE r.status = 'running' AND r.workflow_id = q.workflow_id
+                        AND r.concurrency_key = q.concurrency_key) AS free,
+                   (SELECT l.throttle - (SELECT count(*) FROM runs r
+                                         WHERE r.workflow_id = q.workflow_id
+                                           AND r.concurrency_key = q.concurrency_key
+                                           AND r.first_started_at > :now - l.throttle_period)
+                    FROM flow_limits l WHERE l.workflow_id = q.workflow_id) AS starts
+            FROM runs q WHERE q.status = 'queued' AND q.concurrency_key IS NOT NULL
+                          AND (q.start_by IS NULL OR q.start_by > :now)
+        ) AS e
+        WHERE e.first_started_at IS NOT NULL OR e.starts IS NULL OR e.u <= e.starts
+    ) WHERE n <= free
 ) ORDER BY priority DESC, created_at LIMIT :limit;
 
 UPDATE runs
