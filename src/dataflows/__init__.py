@@ -29,7 +29,7 @@ if TYPE_CHECKING:
         StoreUnavailable,
         UnknownWorkflow,
     )
-    from dataflows.limits import Concurrency, RateLimit
+    from dataflows.limits import Concurrency, Debounce, RateLimit, Throttle
     from dataflows.models import AttemptError, Event, Run, Schedule, SendResult, StepInfo
     from dataflows.retry import NonRetriableError, RetryAfterError, RetryPolicy
     from dataflows.step import Step
@@ -60,7 +60,7 @@ _EXPORTS: dict[str, str] = {
         ),
         "dataflows.errors",
     ),
-    **dict.fromkeys(("Concurrency", "RateLimit"), "dataflows.limits"),
+    **dict.fromkeys(("Concurrency", "Debounce", "RateLimit", "Throttle"), "dataflows.limits"),
     **dict.fromkeys(
         ("AttemptError", "Event", "Run", "Schedule", "SendResult", "StepInfo"), "dataflows.models"
     ),
@@ -95,6 +95,7 @@ __all__ = [
     "CronTrigger",
     "Dataflows",
     "DataflowsError",
+    "Debounce",
     "DuplicateWorkflow",
     "Event",
     "EventTrigger",
@@ -121,6 +122,7 @@ __all__ = [
     "StepInfo",
     "StoreUnavailable",
     "SystemClock",
+    "Throttle",
     "Trigger",
     "UnknownWorkflow",
     "cron",

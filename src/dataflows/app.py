@@ -19,12 +19,16 @@ from dataflows.errors import RunFailed, RunNotFound, ScheduleNotFound
 from dataflows.intake import event_intake, new_id, start_event
 from dataflows.limits import (
     Concurrency,
+    Debounce,
     KeyExpr,
     PriorityExpr,
     RateLimit,
+    Throttle,
+    check_debounce,
     check_key,
     check_priority,
     check_rate_limit,
+    check_throttle,
     coerce_concurrency,
 )
 from dataflows.models import Run, Schedule, SendResult
@@ -101,6 +105,8 @@ class Dataflows:
         start_timeout: Duration | None = None,
         idempotency: KeyExpr | None = None,
         rate_limit: RateLimit | None = None,
+        throttle: Throttle | None = None,
+        debounce: Debounce | None = None,
     ) -> Callable[[WorkflowFn], WorkflowFn]:
         """Register an ``async def (event, step)`` function as workflow ``id``.
 
@@ -122,6 +128,11 @@ class Dataflows:
         value within 24 hours; an event that would start another starts none (its send result
         lists the workflow under ``skipped``). ``rate_limit`` (a :class:`RateLimit`): at most
         that many runs per key per period; an event over it starts none (``skipped``, too).
+        ``throttle`` (a :class:`Throttle`): at most that many runs per key start within any
+        period; the others stay queued and start, oldest first, as the window frees.
+        ``debounce`` (a :class:`Debounce`): events with the same key within its period start
+        one run, with the last one's data, a period after the last (its send result lists
+        the others under ``skipped``: ``debounced into run ID``).
         """
         check_workflow_id(id)
         limits = coerce_concurrency(id, concurrency)
@@ -129,6 +140,8 @@ class Dataflows:
         if idempotency is not None:
             check_key(id, "idempotency", idempotency)
         rate_period = check_rate_limit(id, rate_limit)
+        throttle_period = check_throttle(id, throttle, limits)
+        debounce_periods = check_debounce(id, debounce)
         start_within = (
             None if start_timeout is None else _option(id, "start_timeout", start_timeout)
         )
@@ -169,6 +182,10 @@ class Dataflows:
                     idempotency=idempotency,
                     rate_limit=rate_limit,
                     rate_period=rate_period,
+                    throttle=throttle,
+                    throttle_period=throttle_period,
+                    debounce=debounce,
+                    debounce_periods=debounce_periods,
                 )
             )
             return fn

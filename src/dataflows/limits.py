@@ -30,6 +30,8 @@ IDEMPOTENCY_WINDOW = 24 * 3600.0
 
 #: Priorities are stored as 32-bit integers; values beyond are clamped to this range.
 MAX_PRIORITY = 2**31 - 1
+#: The stored concurrency of a workflow with a throttle and no concurrency limit: none.
+MAX_LIMIT = 2**31 - 1
 
 _PATH = re.compile(r"^(id|name|ts|data(\.[^.\s]+)+)$")
 
@@ -52,6 +54,93 @@ class RateLimit:
     limit: int
     period: Duration
     key: KeyExpr | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Throttle:
+    """At most ``limit`` runs of the workflow start (are first claimed) within any ``period`` (a
+    duration) per value of ``key``: runs over it stay ``queued`` and start, oldest first, as
+    the window frees. None is dropped."""
+
+    limit: int
+    period: Duration
+    key: KeyExpr | None = None
+
+
+def check_throttle(
+    workflow_id: str, value: Throttle | None, concurrency: Concurrency | None
+) -> float | None:
+    """The throttle's period in seconds, the option checked (``None`` without one)."""
+    if value is None:
+        return None
+    if not isinstance(value, Throttle):
+        raise ValueError(
+            f"workflow {workflow_id!r}: throttle={value!r} is invalid: expected df.Throttle"
+        )
+    check_limit(workflow_id, "throttle", value.limit)
+    try:
+        period = parse_duration(value.period)
+    except ValueError as exc:
+        raise ValueError(
+            f"workflow {workflow_id!r}: throttle period={value.period!r} is invalid: {exc}"
+        ) from None
+    if period <= 0:
+        raise ValueError(
+            f"workflow {workflow_id!r}: throttle period={value.period!r} is invalid: must be > 0"
+        )
+    if value.key is not None:
+        check_key(workflow_id, "throttle", value.key)
+    if concurrency is not None and concurrency.key != value.key:
+        # Both limits are counted per the one key a run stores.
+        raise ValueError(
+            f"workflow {workflow_id!r}: throttle key={value.key!r} is invalid: with concurrency "
+            f"it must be the concurrency key ({concurrency.key!r})"
+        )
+    return period
+
+
+@dataclass(frozen=True, slots=True)
+class Debounce:
+    """Events with the same ``key`` within ``period`` of each other start one run, with the
+    last one's data, ``period`` after the last (never later than ``max_wait`` after the
+    first, when given)."""
+
+    period: Duration
+    key: KeyExpr | None = None
+    max_wait: Duration | None = None
+
+
+def check_debounce(workflow_id: str, value: Debounce | None) -> tuple[float, float | None] | None:
+    """The debounce's period and max_wait in seconds, the option checked (``None`` without)."""
+    if value is None:
+        return None
+    if not isinstance(value, Debounce):
+        raise ValueError(
+            f"workflow {workflow_id!r}: debounce={value!r} is invalid: expected df.Debounce"
+        )
+    period = _debounce_seconds(workflow_id, "period", value.period)
+    max_wait = (
+        None
+        if value.max_wait is None
+        else _debounce_seconds(workflow_id, "max_wait", value.max_wait)
+    )
+    if value.key is not None:
+        check_key(workflow_id, "debounce", value.key)
+    return period, max_wait
+
+
+def _debounce_seconds(workflow_id: str, name: str, given: Duration) -> float:
+    try:
+        seconds = parse_duration(given)
+    except ValueError as exc:
+        raise ValueError(
+            f"workflow {workflow_id!r}: debounce {name}={given!r} is invalid: {exc}"
+        ) from None
+    if seconds <= 0:
+        raise ValueError(
+            f"workflow {workflow_id!r}: debounce {name}={given!r} is invalid: must be > 0"
+        )
+    return seconds
 
 
 def check_rate_limit(workflow_id: str, value: RateLimit | None) -> float | None:

@@ -52,14 +52,24 @@ class NewRun:
     rate_key: str | None = None
     rate_limit: int | None = None
     rate_period: float | None = None
+    #: Debounce (event intake only): a run of the workflow with this key created and not yet
+    #: started takes this run's event instead, and starts ``debounce_period`` seconds later
+    #: (at most ``debounce_max_wait`` after it was created); else this run starts that late.
+    debounce_key: str | None = None
+    debounce_period: float | None = None
+    debounce_max_wait: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class FlowLimit:
-    """A workflow's concurrency limit as the code defines it, for :meth:`Store.sync_flow_limits`."""
+    """A workflow's concurrency limit and throttle as the code defines them, for
+    :meth:`Store.sync_flow_limits` (a throttle alone has the concurrency ``MAX_LIMIT``)."""
 
     workflow_id: str
     concurrency: int
+    #: At most ``throttle`` runs per key first claimed within ``throttle_period`` seconds.
+    throttle: int | None = None
+    throttle_period: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

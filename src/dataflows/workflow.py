@@ -12,10 +12,13 @@ from dataflows.budgets import Budget
 from dataflows.errors import DuplicateWorkflow, UnknownWorkflow
 from dataflows.limits import (
     IDEMPOTENCY_WINDOW,
+    MAX_LIMIT,
     Concurrency,
+    Debounce,
     KeyExpr,
     PriorityExpr,
     RateLimit,
+    Throttle,
     key_value,
     priority_value,
 )
@@ -172,6 +175,12 @@ class Workflow:
     #: At most ``limit`` runs created per key per period (seconds: ``rate_period``).
     rate_limit: RateLimit | None = None
     rate_period: float | None = None
+    #: At most ``limit`` runs started per key per period (seconds: ``throttle_period``).
+    throttle: Throttle | None = None
+    throttle_period: float | None = None
+    #: Collapses bursts of events per key into one run (seconds: ``debounce_periods``).
+    debounce: Debounce | None = None
+    debounce_periods: tuple[float, float | None] | None = None
 
     def new_run(
         self,
@@ -187,8 +196,11 @@ class Workflow:
         priority = 0
         window = None
         rate_key = None
+        debounce_key = None
         if (
             self.concurrency is not None
+            or self.throttle is not None
+            or self.debounce is not None
             or callable(self.priority)
             or self.idempotency
             or self.rate_limit is not None
@@ -201,12 +213,17 @@ class Workflow:
             )
             if self.concurrency is not None:
                 key = key_value(self.concurrency.key, seen)
+            elif self.throttle is not None:
+                # A throttled run is held by the claim as a limited one, by the same key.
+                key = key_value(self.throttle.key, seen)
             priority = priority_value(self.priority, seen)
             if self.idempotency is not None and idempotency_key is None:
                 idempotency_key = key_value(self.idempotency, seen)
                 window = IDEMPOTENCY_WINDOW
             if self.rate_limit is not None:
                 rate_key = key_value(self.rate_limit.key, seen)
+            if self.debounce is not None:
+                debounce_key = key_value(self.debounce.key, seen)
         elif self.priority is not None:
             priority = priority_value(self.priority, None)
         return NewRun(
@@ -223,6 +240,9 @@ class Workflow:
             rate_key=rate_key,
             rate_limit=None if self.rate_limit is None else self.rate_limit.limit,
             rate_period=self.rate_period,
+            debounce_key=debounce_key,
+            debounce_period=None if self.debounce_periods is None else self.debounce_periods[0],
+            debounce_max_wait=None if self.debounce_periods is None else self.debounce_periods[1],
         )
 
     def schedules(self) -> list[tuple[str, CronTrigger]]:
@@ -267,11 +287,16 @@ class Registry:
         return any(w.start_timeout is not None for w in self._workflows.values())
 
     def flow_limits(self) -> list[FlowLimit]:
-        """The concurrency limits of these workflows, as the store keeps them."""
+        """The concurrency limits and throttles of these workflows, as the store keeps them."""
         return [
-            FlowLimit(w.id, w.concurrency.limit)
+            FlowLimit(
+                w.id,
+                MAX_LIMIT if w.concurrency is None else w.concurrency.limit,
+                None if w.throttle is None else w.throttle.limit,
+                w.throttle_period,
+            )
             for w in self._workflows.values()
-            if w.concurrency is not None
+            if w.concurrency is not None or w.throttle is not None
         ]
 
     def triggered_by(self, event_name: str) -> list[Workflow]:

@@ -18,6 +18,8 @@ ONLY_IN = {
         "runs_of_event",
         "resolve_waits",
         "cancelled_by_intake",
+        "debounce_run",
+        "insert_debounced_run",
     },
 }
 

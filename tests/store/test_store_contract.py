@@ -45,6 +45,7 @@ async def test_migrations_apply_once(db: DbTarget) -> None:
             "0010_cancellation",
             "0011_step_budgets",
             "0012_flow_control",
+            "0013_throttle_debounce",
         ]
         assert await first.migrate() == []
     finally:
@@ -80,6 +81,7 @@ async def test_concurrent_migrations_apply_once(db: DbTarget) -> None:
         "0010_cancellation",
         "0011_step_budgets",
         "0012_flow_control",
+        "0013_throttle_debounce",
     ]
 
 

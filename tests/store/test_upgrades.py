@@ -113,6 +113,7 @@ async def test_waits_pending_at_the_upgrade_are_resolved(db: DbTarget) -> None:
             "0010_cancellation",
             "0011_step_budgets",
             "0012_flow_control",
+            "0013_throttle_debounce",
         ]
         before = await s.get_run("r1")
         assert before is not None and before.status == "waiting"
@@ -186,6 +187,7 @@ async def test_waits_pending_at_the_upgrade_to_keys_made_in_sql_are_resolved(
             "0010_cancellation",
             "0011_step_budgets",
             "0012_flow_control",
+            "0013_throttle_debounce",
         ]
         [late] = await running(s, "late", now=T0 + 2)
         same_as_float = WaitMatch("approval/decided", (("data.n", 1),))

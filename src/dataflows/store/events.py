@@ -102,6 +102,7 @@ def _store_one(intake: EventIntake, now: float, keys: WaitKeys) -> Program:
         rows = yield Query("runs_of_event", {"event_id": event.id}, "all")
         return IntakeResult(event.id, tuple(row["id"] for row in rows), duplicate=True)
     created, dropped = [], []
+    debounced: dict[str, str] = {}
     for run in intake.runs:
         if run.rate_limit is not None:
             full = yield Query(
@@ -120,6 +121,14 @@ def _store_one(intake: EventIntake, now: float, keys: WaitKeys) -> Program:
                 continue
         if run.idempotency_window is not None:
             yield expire_idempotency_key(run, now)
+        if run.debounce_period is not None:
+            pending = yield debounce(run, now)
+            if pending is not None:
+                debounced[run.id] = pending["id"]
+                continue
+            if (yield insert_run(run, now, "insert_debounced_run")):
+                created.append(run.id)
+            continue
         if (yield insert_run(run, now)):
             created.append(run.id)
     resumed: tuple[str, ...] = ()
@@ -153,7 +162,9 @@ def _store_one(intake: EventIntake, now: float, keys: WaitKeys) -> Program:
             yield from send(SqliteIntake(), finished)
     if intake.runs or resumed:
         yield NOTIFY
-    return IntakeResult(event.id, tuple(created), False, resumed, skipped(intake, created, dropped))
+    return IntakeResult(
+        event.id, tuple(created), False, resumed, skipped(intake, created, dropped, debounced)
+    )
 
 
 def _seen_body(intake: EventIntake, now: float) -> Program:
@@ -255,8 +266,15 @@ def intake_results(
             runs = tuple(answer["runs"])
             resumed = tuple(answer["resumed"])
             dropped = answer.get("rate_limited", ())
+            debounced = answer.get("debounced", {})
             results.append(
-                IntakeResult(intake.event.id, runs, False, resumed, skipped(intake, runs, dropped))
+                IntakeResult(
+                    intake.event.id,
+                    runs,
+                    False,
+                    resumed,
+                    skipped(intake, runs, dropped, debounced),
+                )
             )
     return results
 
@@ -294,18 +312,23 @@ def share_claimed(
 
 
 def skipped(
-    intake: EventIntake, created: Sequence[str], rate_limited: Sequence[str]
+    intake: EventIntake,
+    created: Sequence[str],
+    rate_limited: Sequence[str],
+    debounced: Mapping[str, str] | None = None,
 ) -> tuple[tuple[str, str], ...]:
-    """The runs of ``intake`` not created, and why: over their rate limit, or their
-    idempotency key taken."""
+    """The runs of ``intake`` not created, and why: over their rate limit, their idempotency
+    key taken, or debounced into a pending run (``debounced``: its id by the run's)."""
     return tuple(
-        (run.workflow_id, _why(run, run.id in rate_limited))
+        (run.workflow_id, _why(run, run.id in rate_limited, (debounced or {}).get(run.id)))
         for run in intake.runs
         if run.id not in created
     )
 
 
-def _why(run: NewRun, rate_limited: bool) -> str:
+def _why(run: NewRun, rate_limited: bool, debounced: str | None) -> str:
+    if debounced is not None:
+        return f"debounced into run {debounced}"
     if rate_limited:
         key = f" {run.rate_key}" if run.rate_key else ""
         return f"rate limit{key}: {run.rate_limit} per {run.rate_period:g}s"
@@ -324,11 +347,32 @@ def expire_idempotency_key(run: NewRun, now: float) -> Query:
     )
 
 
-def insert_run(run: NewRun, now: float) -> Query:
-    """A ``queued`` run started by ``run.event`` (nothing if its id or idempotency key is taken)."""
+def debounce(run: NewRun, now: float) -> Query:
+    """The pending run of ``run``'s workflow and debounce key, if any, given ``run``'s event
+    and pushed back: answers its id (SQLite's intake; PostgreSQL's store_events does the same)."""
     ev = run.event
     return Query(
-        "insert_run",
+        "debounce_run",
+        {
+            "workflow_id": run.workflow_id,
+            "debounce_key": run.debounce_key,
+            "debounce_period": run.debounce_period,
+            "event_id": ev.id,
+            "event_name": ev.name,
+            "event_data": ev.data_json,
+            "event_ts": ev.ts,
+            "now": now,
+        },
+        "one",
+    )
+
+
+def insert_run(run: NewRun, now: float, query: str = "insert_run") -> Query:
+    """A ``queued`` run started by ``run.event`` (nothing if its id or idempotency key is taken);
+    with ``insert_debounced_run``, a debounced run waiting for its period."""
+    ev = run.event
+    return Query(
+        query,
         {
             "id": run.id,
             "workflow_id": run.workflow_id,
@@ -346,6 +390,9 @@ def insert_run(run: NewRun, now: float) -> Query:
             "rate_key": run.rate_key,
             "rate_limit": run.rate_limit,
             "rate_period": run.rate_period,
+            "debounce_key": run.debounce_key,
+            "debounce_period": run.debounce_period,
+            "debounce_max_wait": run.debounce_max_wait,
             "now": now,
         },
         "rowcount",

@@ -1,4 +1,4 @@
-"""Flow limits: the concurrency limits of the code, which the claim enforces.
+"""Flow limits: the concurrency limits and throttles of the code, which the claim enforces.
 
 Workers write them from their code as they start (:func:`sync_flow_limits`), as they write
 schedules. A run carries its workflow's concurrency key from intake; the claim (``claim_runs``
@@ -21,7 +21,13 @@ def sync_flow_limits(limits: Sequence[FlowLimit], now: float) -> Program:
     for limit in sorted(limits, key=lambda x: x.workflow_id):
         yield Query(
             "upsert_flow_limit",
-            {"workflow_id": limit.workflow_id, "concurrency": limit.concurrency, "now": now},
+            {
+                "workflow_id": limit.workflow_id,
+                "concurrency": limit.concurrency,
+                "throttle": limit.throttle,
+                "throttle_period": limit.throttle_period,
+                "now": now,
+            },
         )
     yield Query("delete_flow_limits_except", {"ids": json.dumps([x.workflow_id for x in limits])})
 
@@ -34,4 +40,7 @@ def held_counts() -> Program:
 
 def list_flow_limits() -> Program:
     rows = yield Query("list_flow_limits", {}, "all")
-    return [FlowLimit(row["workflow_id"], row["concurrency"]) for row in rows]
+    return [
+        FlowLimit(row["workflow_id"], row["concurrency"], row["throttle"], row["throttle_period"])
+        for row in rows
+    ]

@@ -207,6 +207,16 @@ SELECT id, workflow_id, status, event_id, event_name, event_data, event_ts, resu
                  >= (SELECT l.concurrency FROM flow_limits l WHERE l.workflow_id = runs.workflow_id)
             THEN 'concurrency ' || workflow_id
                  || CASE WHEN concurrency_key = '' THEN '' ELSE '/' || concurrency_key END
+            WHEN status = 'queued' AND concurrency_key IS NOT NULL AND first_started_at IS NULL
+             AND (SELECT count(*) FROM runs s JOIN flow_limits l ON l.workflow_id = s.workflow_id
+                  WHERE s.workflow_id = runs.workflow_id AND s.concurrency_key = runs.concurrency_key
+                    AND s.first_started_at > (
+                        SELECT max(m.first_started_at) FROM runs m
+                        WHERE m.workflow_id = runs.workflow_id
+                          AND m.concurrency_key = runs.concurrency_key) - l.throttle_period)
+                 >= (SELECT l.throttle FROM flow_limits l WHERE l.workflow_id = runs.workflow_id)
+            THEN 'throttle ' || workflow_id
+                 || CASE WHEN concurrency_key = '' THEN '' ELSE '/' || concurrency_key END
             ELSE wait_reason END AS wait_reason
 FROM runs WHERE id = %(run_id)s
 
@@ -220,6 +230,16 @@ SELECT id, workflow_id, status, event_id, event_name, event_data, event_ts, resu
                     AND s.concurrency_key = runs.concurrency_key)
                  >= (SELECT l.concurrency FROM flow_limits l WHERE l.workflow_id = runs.workflow_id)
             THEN 'concurrency ' || workflow_id
+                 || CASE WHEN concurrency_key = '' THEN '' ELSE '/' || concurrency_key END
+            WHEN status = 'queued' AND concurrency_key IS NOT NULL AND first_started_at IS NULL
+             AND (SELECT count(*) FROM runs s JOIN flow_limits l ON l.workflow_id = s.workflow_id
+                  WHERE s.workflow_id = runs.workflow_id AND s.concurrency_key = runs.concurrency_key
+                    AND s.first_started_at > (
+                        SELECT max(m.first_started_at) FROM runs m
+                        WHERE m.workflow_id = runs.workflow_id
+                          AND m.concurrency_key = runs.concurrency_key) - l.throttle_period)
+                 >= (SELECT l.throttle FROM flow_limits l WHERE l.workflow_id = runs.workflow_id)
+            THEN 'throttle ' || workflow_id
                  || CASE WHEN concurrency_key = '' THEN '' ELSE '/' || concurrency_key END
             ELSE wait_reason END AS wait_reason
 FROM runs
@@ -494,18 +514,22 @@ GROUP BY wait_reason
 SELECT pg_advisory_xact_lock(hashtextextended(current_schema() || '/flow_limits', 0))
 
 -- name: upsert_flow_limit
-INSERT INTO flow_limits (workflow_id, concurrency, updated_at)
-VALUES (%(workflow_id)s, %(concurrency)s, %(now)s)
+INSERT INTO flow_limits (workflow_id, concurrency, throttle, throttle_period, updated_at)
+VALUES (%(workflow_id)s, %(concurrency)s, %(throttle)s, %(throttle_period)s, %(now)s)
 ON CONFLICT (workflow_id) DO UPDATE
-SET concurrency = excluded.concurrency, updated_at = excluded.updated_at
+SET concurrency = excluded.concurrency, throttle = excluded.throttle,
+    throttle_period = excluded.throttle_period, updated_at = excluded.updated_at
 WHERE flow_limits.concurrency <> excluded.concurrency
+   OR flow_limits.throttle IS DISTINCT FROM excluded.throttle
+   OR flow_limits.throttle_period IS DISTINCT FROM excluded.throttle_period
 
 -- name: delete_flow_limits_except
 DELETE FROM flow_limits
 WHERE workflow_id NOT IN (SELECT jsonb_array_elements_text(%(ids)s::jsonb))
 
 -- name: list_flow_limits
-SELECT workflow_id, concurrency, updated_at FROM flow_limits ORDER BY workflow_id
+SELECT workflow_id, concurrency, throttle, throttle_period, updated_at
+FROM flow_limits ORDER BY workflow_id
 
 -- name: unstarted_runs
 -- Queued runs never claimed by their start_by: a worker cancels them (start_timeout).

@@ -37,7 +37,12 @@ CREATE TABLE runs (
     -- a run never claimed by then is cancelled (start_timeout); cleared by its first claim
     start_by         double precision,
     -- the run's rate limit key (NULL: its workflow has no rate limit)
-    rate_key         text
+    rate_key         text,
+    -- when the run was first claimed (kept through suspensions; a throttle counts these)
+    first_started_at double precision,
+    -- a debounced run's key, and the latest its start may be pushed back to
+    debounce_key     text,
+    debounce_until   double precision
 );
 CREATE UNIQUE INDEX runs_idempotency ON runs (workflow_id, idempotency_key)
     WHERE idempotency_key IS NOT NULL;
@@ -61,6 +66,10 @@ CREATE INDEX runs_keyed_due ON runs (wake_at)
     WHERE status = 'waiting' AND concurrency_key IS NOT NULL;
 CREATE INDEX runs_start_by ON runs (start_by) WHERE status = 'queued' AND start_by IS NOT NULL;
 CREATE INDEX runs_rate ON runs (workflow_id, rate_key, created_at) WHERE rate_key IS NOT NULL;
+CREATE INDEX runs_started ON runs (workflow_id, concurrency_key, first_started_at)
+    WHERE concurrency_key IS NOT NULL AND first_started_at IS NOT NULL;
+CREATE INDEX runs_debounce ON runs (workflow_id, debounce_key)
+    WHERE status = 'waiting' AND debounce_key IS NOT NULL;
 
 -- The workers alive now: each holds the advisory lock (the store's namespace, lock_key) on a
 -- session of its own while its process lives. A worker whose lock is free (lock_free_since) a
@@ -186,9 +195,13 @@ CREATE INDEX budget_grants_expiry ON budget_grants (expires_at);
 -- start (the last to start wins in a deploy). A keyed run whose workflow has no row here runs
 -- without a limit: the limit was removed.
 CREATE TABLE flow_limits (
-    workflow_id text PRIMARY KEY,
-    concurrency integer NOT NULL,
-    updated_at  double precision NOT NULL
+    workflow_id     text PRIMARY KEY,
+    concurrency     integer NOT NULL,
+    updated_at      double precision NOT NULL,
+    -- at most `throttle` runs of a key first claimed within `throttle_period` seconds (NULL: no
+    -- throttle; a throttle alone has the concurrency 2147483647)
+    throttle        integer,
+    throttle_period double precision
 );
 
 -- == Functions ====================================================================================
@@ -564,6 +577,7 @@ DECLARE
     firsts jsonb := '{}';
     created jsonb;
     dropped jsonb;
+    debounced jsonb;
     v_id text;
 BEGIN
     IF jsonb_path_exists(p_events, '$[*].body') THEN
@@ -577,6 +591,16 @@ BEGIN
               FROM jsonb_array_elements(p_events) AS x
               CROSS JOIN LATERAL jsonb_array_elements(x -> 'runs') AS r
               WHERE r ->> 'rate_limit' IS NOT NULL ORDER BY 1) AS l;
+    END IF;
+    -- Debounced runs: their keys' locks, likewise, so that two intakes never both create a
+    -- key's pending run.
+    IF jsonb_path_exists(p_events, '$[*].runs[*].debounce_period ? (@ != null)') THEN
+        PERFORM pg_advisory_xact_lock(l.id)
+        FROM (SELECT DISTINCT hashtextextended(current_schema() || jsonb_build_array(
+                  'debounce', r ->> 'workflow_id', r ->> 'debounce_key')::text, 0) AS id
+              FROM jsonb_array_elements(p_events) AS x
+              CROSS JOIN LATERAL jsonb_array_elements(x -> 'runs') AS r
+              WHERE r ->> 'debounce_period' IS NOT NULL ORDER BY 1) AS l;
     END IF;
     FOR e, n IN SELECT x.value, x.n FROM jsonb_array_elements(p_events) WITH ORDINALITY AS x(value, n)
     LOOP
@@ -597,6 +621,7 @@ BEGIN
         inserted := 0;
         created := '[]';
         dropped := '[]';
+        debounced := '{}';
         IF v_id = e ->> 'id' THEN
             INSERT INTO events (id, name, data, ts, received_at)
             VALUES (e ->> 'id', e ->> 'name', e -> 'data', (e ->> 'ts')::double precision,
@@ -624,6 +649,28 @@ BEGIN
               AND (SELECT count(*) FROM runs o
                    WHERE o.workflow_id = r.workflow_id AND o.rate_key = r.rate_key
                      AND o.created_at > r.now - r.rate_period) >= r.rate_limit;
+            IF jsonb_path_exists(e, '$.runs[*].debounce_period ? (@ != null)') THEN
+                -- A debounced run whose key has a pending run (waiting for its period, never
+                -- started) is not created: the pending run takes its event and is pushed back
+                -- to a period from now, at most to its debounce_until.
+                WITH pending AS (
+                    UPDATE runs o
+                    SET event_id = r.event_id, event_name = r.event_name,
+                        event_data = r.event_data, event_ts = r.event_ts,
+                        wake_at = least(r.now + r.debounce_period, o.debounce_until),
+                        updated_at = r.now
+                    FROM jsonb_to_recordset(e -> 'runs') AS r(
+                             id text, workflow_id text, event_id text, event_name text,
+                             event_data text, event_ts double precision, now double precision,
+                             debounce_key text, debounce_period double precision)
+                    WHERE r.debounce_period IS NOT NULL AND NOT dropped ? r.id
+                      AND o.status = 'waiting' AND o.first_started_at IS NULL
+                      AND o.workflow_id = r.workflow_id AND o.debounce_key = r.debounce_key
+                    RETURNING r.id, o.id AS pending_id
+                )
+                SELECT coalesce(jsonb_object_agg(p.id, p.pending_id), '{}') INTO debounced
+                FROM pending AS p;
+            END IF;
             IF e ? 'expire_keys' THEN
                 -- Idempotency keys past their window are given up (runs with a window only).
                 UPDATE runs o SET idempotency_key = NULL
@@ -637,16 +684,27 @@ BEGIN
             WITH inserted AS (
             INSERT INTO runs (id, workflow_id, status, event_id, event_name, event_data, event_ts,
                               idempotency_key, parent_run_id, parent_step_key, created_at,
-                              updated_at, concurrency_key, priority, start_by, rate_key)
-            SELECT r.id, r.workflow_id, 'queued', r.event_id, r.event_name, r.event_data,
+                              updated_at, concurrency_key, priority, start_by, rate_key,
+                              wake_at, wait_reason, debounce_key, debounce_until)
+            SELECT r.id, r.workflow_id,
+                   CASE WHEN r.debounce_period IS NULL THEN 'queued' ELSE 'waiting' END,
+                   r.event_id, r.event_name, r.event_data,
                    r.event_ts, r.idempotency_key, r.parent_run_id, r.parent_step_key, r.now, r.now,
-                   r.concurrency_key, coalesce(r.priority, 0), r.now + r.start_timeout, r.rate_key
+                   r.concurrency_key, coalesce(r.priority, 0), r.now + r.start_timeout, r.rate_key,
+                   r.now + r.debounce_period,
+                   CASE WHEN r.debounce_period IS NOT NULL
+                        THEN 'debounce ' || r.workflow_id
+                             || CASE WHEN r.debounce_key = '' THEN '' ELSE '/' || r.debounce_key END
+                   END,
+                   r.debounce_key, r.now + r.debounce_max_wait
             FROM jsonb_to_recordset(e -> 'runs') AS r(
                      id text, workflow_id text, event_id text, event_name text, event_data text,
                      event_ts double precision, idempotency_key text, parent_run_id text,
                      parent_step_key text, now double precision, concurrency_key text,
-                     priority integer, start_timeout double precision, rate_key text)
-            WHERE NOT dropped ? r.id
+                     priority integer, start_timeout double precision, rate_key text,
+                     debounce_key text, debounce_period double precision,
+                     debounce_max_wait double precision)
+            WHERE NOT dropped ? r.id AND NOT debounced ? r.id
             ON CONFLICT DO NOTHING
             RETURNING runs.id
             )
@@ -662,7 +720,7 @@ BEGIN
         END IF;
         results := results || jsonb_build_array(jsonb_build_object(
             'duplicate', false, 'resumed', to_jsonb(resumed), 'runs', created,
-            'rate_limited', dropped));
+            'rate_limited', dropped, 'debounced', debounced));
     END LOOP;
     RETURN jsonb_build_object('results', results, 'work', work);
 END
@@ -717,6 +775,7 @@ DECLARE
     limited text[] := '{}';
     slot record;
     free bigint;
+    starts bigint;
 BEGIN
     -- Rows another transaction holds are skipped, never waited for (the next claim takes them).
     UPDATE runs SET status = 'queued', wake_at = NULL, updated_at = p_now
@@ -726,9 +785,10 @@ BEGIN
                  FOR UPDATE SKIP LOCKED);
     IF EXISTS (SELECT 1 FROM runs WHERE status = 'queued' AND concurrency_key IS NOT NULL) THEN
         FOR slot IN
-            SELECT q.workflow_id, q.concurrency_key, coalesce(l.concurrency, 2147483647) AS size
+            SELECT q.workflow_id, q.concurrency_key, coalesce(l.concurrency, 2147483647) AS size,
+                   l.throttle, l.throttle_period
             FROM (SELECT workflow_id, concurrency_key, max(priority) AS top,
-                         min(created_at) AS oldest
+                         min(created_at) AS oldest, bool_or(first_started_at IS NOT NULL) AS resumed
                   FROM runs WHERE status = 'queued' AND concurrency_key IS NOT NULL
                   GROUP BY workflow_id, concurrency_key) AS q
             LEFT JOIN flow_limits l ON l.workflow_id = q.workflow_id
@@ -736,6 +796,10 @@ BEGIN
                 SELECT count(*) FROM runs r
                 WHERE r.status = 'running' AND r.workflow_id = q.workflow_id
                   AND r.concurrency_key = q.concurrency_key)
+              AND (l.throttle IS NULL OR q.resumed OR l.throttle > (
+                SELECT count(*) FROM runs r
+                WHERE r.workflow_id = q.workflow_id AND r.concurrency_key = q.concurrency_key
+                  AND r.first_started_at > p_now - l.throttle_period))
             ORDER BY q.top DESC, q.oldest
         LOOP
             EXIT WHEN cardinality(limited) >= p_limit;
@@ -745,7 +809,31 @@ BEGIN
                 SELECT count(*) FROM runs r
                 WHERE r.status = 'running' AND r.workflow_id = slot.workflow_id
                   AND r.concurrency_key = slot.concurrency_key), p_limit - cardinality(limited));
-            IF free > 0 THEN
+            IF free > 0 AND slot.throttle IS NOT NULL THEN
+                -- A throttled key: of its runs never started, only as many as the window has
+                -- starts left (the key's first claims within the last throttle_period, counted
+                -- under the lock), oldest first; runs that started before (woken from a sleep,
+                -- released by a worker) take their slot freely.
+                starts := slot.throttle - (
+                    SELECT count(*) FROM runs r
+                    WHERE r.workflow_id = slot.workflow_id
+                      AND r.concurrency_key = slot.concurrency_key
+                      AND r.first_started_at > p_now - slot.throttle_period);
+                limited := limited || ARRAY(
+                    SELECT r.id FROM runs r
+                    WHERE r.status = 'queued' AND r.id IN (
+                        SELECT c.id FROM (
+                            SELECT q.id, q.first_started_at,
+                                   row_number() OVER (PARTITION BY q.first_started_at IS NULL
+                                                      ORDER BY q.priority DESC, q.created_at) AS n
+                            FROM runs q
+                            WHERE q.status = 'queued' AND q.workflow_id = slot.workflow_id
+                              AND q.concurrency_key = slot.concurrency_key
+                              AND (q.start_by IS NULL OR q.start_by > p_now)) AS c
+                        WHERE c.first_started_at IS NOT NULL OR c.n <= starts)
+                    ORDER BY r.priority DESC, r.created_at
+                    LIMIT free FOR UPDATE SKIP LOCKED);
+            ELSIF free > 0 THEN
                 limited := limited || ARRAY(
                     SELECT r.id FROM runs r
                     WHERE r.status = 'queued' AND r.workflow_id = slot.workflow_id
@@ -788,6 +876,7 @@ BEGIN
                 wait_reason = NULL,
                 signaled = false,
                 start_by = NULL,
+                first_started_at = coalesce(first_started_at, p_now),
                 updated_at = p_now
             FROM candidates
             WHERE runs.id = candidates.id

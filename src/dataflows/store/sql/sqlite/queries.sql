@@ -49,6 +49,32 @@ VALUES (:id, :workflow_id, 'queued', :event_id, :event_name, :event_data, :event
         :priority, :now + :start_timeout, :rate_key)
 ON CONFLICT DO NOTHING
 
+-- name: insert_debounced_run
+-- A debounced run: waiting for its period before it starts (intake found no pending run).
+INSERT INTO runs (id, workflow_id, status, event_id, event_name, event_data, event_ts,
+                  idempotency_key, parent_run_id, parent_step_key, created_at, updated_at,
+                  concurrency_key, priority, start_by, rate_key, wake_at, wait_reason,
+                  debounce_key, debounce_until)
+VALUES (:id, :workflow_id, 'waiting', :event_id, :event_name, :event_data, :event_ts,
+        :idempotency_key, :parent_run_id, :parent_step_key, :now, :now, :concurrency_key,
+        :priority, :now + :start_timeout, :rate_key, :now + :debounce_period,
+        'debounce ' || :workflow_id
+        || CASE WHEN :debounce_key = '' THEN '' ELSE '/' || :debounce_key END,
+        :debounce_key, :now + :debounce_max_wait)
+ON CONFLICT DO NOTHING
+
+-- name: debounce_run
+-- The pending run of a debounced workflow's key (waiting for its period, never started) takes
+-- the new event and is pushed back to a period from now, at most to its debounce_until.
+UPDATE runs
+SET event_id = :event_id, event_name = :event_name, event_data = :event_data,
+    event_ts = :event_ts,
+    wake_at = min(:now + :debounce_period, coalesce(debounce_until, :now + :debounce_period)),
+    updated_at = :now
+WHERE workflow_id = :workflow_id AND debounce_key = :debounce_key AND status = 'waiting'
+  AND first_started_at IS NULL
+RETURNING id
+
 -- name: run_by_idempotency_key
 SELECT id FROM runs WHERE workflow_id = :workflow_id AND idempotency_key = :idempotency_key
 
@@ -158,6 +184,8 @@ DELETE FROM temp.claimed;
 -- Runs of workflows with a concurrency limit: a due timer turns them back to queued (a
 -- suspended run holds no slot), and of a key's queued runs, by priority then age, only as many
 -- as it has free slots are candidates (writers are serialised: nothing to lock).
+-- A throttled key's runs that never started are candidates only while its window has starts
+-- left (first claims within the last throttle_period), oldest first.
 UPDATE runs SET status = 'queued', wake_at = NULL, updated_at = :now
 WHERE status = 'waiting' AND concurrency_key IS NOT NULL AND wake_at <= :now;
 
@@ -173,16 +201,29 @@ SELECT id, created_at FROM (
     SELECT id, priority, created_at FROM runs WHERE status = 'running' AND lease_expires_at < :now
     UNION ALL
     SELECT id, priority, created_at FROM (
-        SELECT q.id, q.priority, q.created_at,
-               row_number() OVER (PARTITION BY q.workflow_id, q.concurrency_key
-                                  ORDER BY q.priority DESC, q.created_at, q.id) AS n,
-               coalesce((SELECT l.concurrency FROM flow_limits l
-                         WHERE l.workflow_id = q.workflow_id), 2147483647)
-               - (SELECT count(*) FROM runs r
-                  WHERE r.status = 'running' AND r.workflow_id = q.workflow_id
-                    AND r.concurrency_key = q.concurrency_key) AS free
-        FROM runs q WHERE q.status = 'queued' AND q.concurrency_key IS NOT NULL
-                      AND (q.start_by IS NULL OR q.start_by > :now)
+        SELECT e.id, e.priority, e.created_at, e.free,
+               row_number() OVER (PARTITION BY e.workflow_id, e.concurrency_key
+                                  ORDER BY e.priority DESC, e.created_at, e.id) AS n
+        FROM (
+            SELECT q.id, q.workflow_id, q.concurrency_key, q.priority, q.created_at,
+                   q.first_started_at,
+                   row_number() OVER (PARTITION BY q.workflow_id, q.concurrency_key,
+                                                   q.first_started_at IS NULL
+                                      ORDER BY q.priority DESC, q.created_at, q.id) AS u,
+                   coalesce((SELECT l.concurrency FROM flow_limits l
+                             WHERE l.workflow_id = q.workflow_id), 2147483647)
+                   - (SELECT count(*) FROM runs r
+                      WHERE r.status = 'running' AND r.workflow_id = q.workflow_id
+                        AND r.concurrency_key = q.concurrency_key) AS free,
+                   (SELECT l.throttle - (SELECT count(*) FROM runs r
+                                         WHERE r.workflow_id = q.workflow_id
+                                           AND r.concurrency_key = q.concurrency_key
+                                           AND r.first_started_at > :now - l.throttle_period)
+                    FROM flow_limits l WHERE l.workflow_id = q.workflow_id) AS starts
+            FROM runs q WHERE q.status = 'queued' AND q.concurrency_key IS NOT NULL
+                          AND (q.start_by IS NULL OR q.start_by > :now)
+        ) AS e
+        WHERE e.first_started_at IS NOT NULL OR e.starts IS NULL OR e.u <= e.starts
     ) WHERE n <= free
 ) ORDER BY priority DESC, created_at LIMIT :limit;
 
@@ -196,6 +237,7 @@ SET status = 'running',
     wait_reason = NULL,
     signaled = 0,
     start_by = NULL,
+    first_started_at = coalesce(first_started_at, :now),
     updated_at = :now
 WHERE id IN (SELECT id FROM temp.claimed);
 
@@ -389,6 +431,16 @@ SELECT id, workflow_id, status, event_id, event_name, event_data, event_ts, resu
                  >= (SELECT l.concurrency FROM flow_limits l WHERE l.workflow_id = runs.workflow_id)
             THEN 'concurrency ' || workflow_id
                  || CASE WHEN concurrency_key = '' THEN '' ELSE '/' || concurrency_key END
+            WHEN status = 'queued' AND concurrency_key IS NOT NULL AND first_started_at IS NULL
+             AND (SELECT count(*) FROM runs s JOIN flow_limits l ON l.workflow_id = s.workflow_id
+                  WHERE s.workflow_id = runs.workflow_id AND s.concurrency_key = runs.concurrency_key
+                    AND s.first_started_at > (
+                        SELECT max(m.first_started_at) FROM runs m
+                        WHERE m.workflow_id = runs.workflow_id
+                          AND m.concurrency_key = runs.concurrency_key) - l.throttle_period)
+                 >= (SELECT l.throttle FROM flow_limits l WHERE l.workflow_id = runs.workflow_id)
+            THEN 'throttle ' || workflow_id
+                 || CASE WHEN concurrency_key = '' THEN '' ELSE '/' || concurrency_key END
             ELSE wait_reason END AS wait_reason
 FROM runs WHERE id = :run_id
 
@@ -402,6 +454,16 @@ SELECT id, workflow_id, status, event_id, event_name, event_data, event_ts, resu
                     AND s.concurrency_key = runs.concurrency_key)
                  >= (SELECT l.concurrency FROM flow_limits l WHERE l.workflow_id = runs.workflow_id)
             THEN 'concurrency ' || workflow_id
+                 || CASE WHEN concurrency_key = '' THEN '' ELSE '/' || concurrency_key END
+            WHEN status = 'queued' AND concurrency_key IS NOT NULL AND first_started_at IS NULL
+             AND (SELECT count(*) FROM runs s JOIN flow_limits l ON l.workflow_id = s.workflow_id
+                  WHERE s.workflow_id = runs.workflow_id AND s.concurrency_key = runs.concurrency_key
+                    AND s.first_started_at > (
+                        SELECT max(m.first_started_at) FROM runs m
+                        WHERE m.workflow_id = runs.workflow_id
+                          AND m.concurrency_key = runs.concurrency_key) - l.throttle_period)
+                 >= (SELECT l.throttle FROM flow_limits l WHERE l.workflow_id = runs.workflow_id)
+            THEN 'throttle ' || workflow_id
                  || CASE WHEN concurrency_key = '' THEN '' ELSE '/' || concurrency_key END
             ELSE wait_reason END AS wait_reason
 FROM runs
@@ -609,17 +671,21 @@ GROUP BY wait_reason
 SELECT 1
 
 -- name: upsert_flow_limit
-INSERT INTO flow_limits (workflow_id, concurrency, updated_at)
-VALUES (:workflow_id, :concurrency, :now)
+INSERT INTO flow_limits (workflow_id, concurrency, throttle, throttle_period, updated_at)
+VALUES (:workflow_id, :concurrency, :throttle, :throttle_period, :now)
 ON CONFLICT (workflow_id) DO UPDATE
-SET concurrency = excluded.concurrency, updated_at = excluded.updated_at
+SET concurrency = excluded.concurrency, throttle = excluded.throttle,
+    throttle_period = excluded.throttle_period, updated_at = excluded.updated_at
 WHERE flow_limits.concurrency <> excluded.concurrency
+   OR flow_limits.throttle IS NOT excluded.throttle
+   OR flow_limits.throttle_period IS NOT excluded.throttle_period
 
 -- name: delete_flow_limits_except
 DELETE FROM flow_limits WHERE workflow_id NOT IN (SELECT value FROM json_each(:ids))
 
 -- name: list_flow_limits
-SELECT workflow_id, concurrency, updated_at FROM flow_limits ORDER BY workflow_id
+SELECT workflow_id, concurrency, throttle, throttle_period, updated_at
+FROM flow_limits ORDER BY workflow_id
 
 -- name: unstarted_runs
 -- Queued runs never claimed by their start_by: a worker cancels them (start_timeout).

@@ -34,7 +34,12 @@ CREATE TABLE runs (
     -- a run never claimed by then is cancelled (start_timeout); cleared by its first claim
     start_by         REAL,
     -- the run's rate limit key (NULL: its workflow has no rate limit)
-    rate_key         TEXT
+    rate_key         TEXT,
+    -- when the run was first claimed (kept through suspensions; a throttle counts these)
+    first_started_at REAL,
+    -- a debounced run's key, and the latest its start may be pushed back to
+    debounce_key     TEXT,
+    debounce_until   REAL
 );
 CREATE UNIQUE INDEX runs_idempotency ON runs (workflow_id, idempotency_key)
     WHERE idempotency_key IS NOT NULL;
@@ -58,6 +63,10 @@ CREATE INDEX runs_keyed_due ON runs (wake_at)
     WHERE status = 'waiting' AND concurrency_key IS NOT NULL;
 CREATE INDEX runs_start_by ON runs (start_by) WHERE status = 'queued' AND start_by IS NOT NULL;
 CREATE INDEX runs_rate ON runs (workflow_id, rate_key, created_at) WHERE rate_key IS NOT NULL;
+CREATE INDEX runs_started ON runs (workflow_id, concurrency_key, first_started_at)
+    WHERE concurrency_key IS NOT NULL AND first_started_at IS NOT NULL;
+CREATE INDEX runs_debounce ON runs (workflow_id, debounce_key)
+    WHERE status = 'waiting' AND debounce_key IS NOT NULL;
 
 -- The workers alive now: each holds an exclusive lock on a file of its own beside the database
 -- while its process lives. A worker whose file another can lock is removed, and the leases of its
@@ -180,7 +189,11 @@ CREATE INDEX budget_grants_expiry ON budget_grants (expires_at);
 -- start (the last to start wins in a deploy). A keyed run whose workflow has no row here runs
 -- without a limit: the limit was removed.
 CREATE TABLE flow_limits (
-    workflow_id TEXT PRIMARY KEY,
-    concurrency INTEGER NOT NULL,
-    updated_at  REAL NOT NULL
+    workflow_id     TEXT PRIMARY KEY,
+    concurrency     INTEGER NOT NULL,
+    updated_at      REAL NOT NULL,
+    -- at most `throttle` runs of a key first claimed within `throttle_period` seconds (NULL: no
+    -- throttle; a throttle alone has the concurrency 2147483647)
+    throttle        INTEGER,
+    throttle_period REAL
 );
