@@ -25,6 +25,7 @@ from dataflows.limits import (
     RateLimit,
     Throttle,
     check_debounce,
+    check_duration,
     check_key,
     check_priority,
     check_rate_limit,
@@ -143,7 +144,7 @@ class Dataflows:
         throttle_period = check_throttle(id, throttle, limits)
         debounce_periods = check_debounce(id, debounce)
         start_within = (
-            None if start_timeout is None else _option(id, "start_timeout", start_timeout)
+            None if start_timeout is None else check_duration(id, "start_timeout", start_timeout)
         )
         triggers = (
             ()
@@ -562,16 +563,3 @@ def check_cancel_filters(
     if not statuses:
         raise ValueError("status: give at least one of " + ", ".join(CANCELLABLE))
     return statuses
-
-
-def _option(workflow_id: str, option: str, value: Duration) -> float:
-    """A duration option, checked: ``ValueError`` naming the workflow and the option."""
-    try:
-        seconds = parse_duration(value)
-    except ValueError as exc:
-        raise ValueError(
-            f"workflow {workflow_id!r}: {option}={value!r} is invalid: {exc}"
-        ) from None
-    if seconds <= 0:
-        raise ValueError(f"workflow {workflow_id!r}: {option}={value!r} is invalid: must be > 0")
-    return seconds

@@ -78,16 +78,7 @@ def check_throttle(
             f"workflow {workflow_id!r}: throttle={value!r} is invalid: expected df.Throttle"
         )
     check_limit(workflow_id, "throttle", value.limit)
-    try:
-        period = parse_duration(value.period)
-    except ValueError as exc:
-        raise ValueError(
-            f"workflow {workflow_id!r}: throttle period={value.period!r} is invalid: {exc}"
-        ) from None
-    if period <= 0:
-        raise ValueError(
-            f"workflow {workflow_id!r}: throttle period={value.period!r} is invalid: must be > 0"
-        )
+    period = check_duration(workflow_id, "throttle period", value.period)
     if value.key is not None:
         check_key(workflow_id, "throttle", value.key)
     if concurrency is not None and concurrency.key != value.key:
@@ -118,28 +109,28 @@ def check_debounce(workflow_id: str, value: Debounce | None) -> tuple[float, flo
         raise ValueError(
             f"workflow {workflow_id!r}: debounce={value!r} is invalid: expected df.Debounce"
         )
-    period = _debounce_seconds(workflow_id, "period", value.period)
+    period = check_duration(workflow_id, "debounce period", value.period)
     max_wait = (
         None
         if value.max_wait is None
-        else _debounce_seconds(workflow_id, "max_wait", value.max_wait)
+        else check_duration(workflow_id, "debounce max_wait", value.max_wait)
     )
     if value.key is not None:
         check_key(workflow_id, "debounce", value.key)
     return period, max_wait
 
 
-def _debounce_seconds(workflow_id: str, name: str, given: Duration) -> float:
+def check_duration(workflow_id: str, option: str, given: Duration) -> float:
+    """A duration option in seconds, above 0: else ``ValueError`` naming the workflow and the
+    option (``"start_timeout"``, ``"throttle period"`` …)."""
     try:
         seconds = parse_duration(given)
     except ValueError as exc:
         raise ValueError(
-            f"workflow {workflow_id!r}: debounce {name}={given!r} is invalid: {exc}"
+            f"workflow {workflow_id!r}: {option}={given!r} is invalid: {exc}"
         ) from None
     if seconds <= 0:
-        raise ValueError(
-            f"workflow {workflow_id!r}: debounce {name}={given!r} is invalid: must be > 0"
-        )
+        raise ValueError(f"workflow {workflow_id!r}: {option}={given!r} is invalid: must be > 0")
     return seconds
 
 
@@ -152,16 +143,7 @@ def check_rate_limit(workflow_id: str, value: RateLimit | None) -> float | None:
             f"workflow {workflow_id!r}: rate_limit={value!r} is invalid: expected df.RateLimit"
         )
     check_limit(workflow_id, "rate_limit", value.limit)
-    try:
-        period = parse_duration(value.period)
-    except ValueError as exc:
-        raise ValueError(
-            f"workflow {workflow_id!r}: rate_limit period={value.period!r} is invalid: {exc}"
-        ) from None
-    if period <= 0:
-        raise ValueError(
-            f"workflow {workflow_id!r}: rate_limit period={value.period!r} is invalid: must be > 0"
-        )
+    period = check_duration(workflow_id, "rate_limit period", value.period)
     if value.key is not None:
         check_key(workflow_id, "rate_limit", value.key)
     return period

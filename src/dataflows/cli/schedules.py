@@ -84,10 +84,7 @@ def pause(
     """Pause a schedule: it fires no tick until resumed, across deploys too."""
     app = _client(app_spec, database_url, schema)
     schedule: Schedule = run_client(app, lambda a: a.pause_schedule(schedule_id))
-    if as_json:
-        click.echo(dumps(schedule_view(schedule)))
-    else:
-        stdout().print(f"Schedule {schedule_id} [magenta]paused[/].")
+    _changed(schedule, as_json, f"Schedule {schedule_id} [magenta]paused[/].")
 
 
 @schedules.command("resume")
@@ -105,10 +102,17 @@ def resume(
     """Resume a schedule from its next tick (the ticks it missed while paused are skipped)."""
     app = _client(app_spec, database_url, schema)
     schedule: Schedule = run_client(app, lambda a: a.resume_schedule(schedule_id))
+    _changed(
+        schedule, as_json, f"Schedule {schedule_id} [green]resumed[/]; next tick {_next(schedule)}."
+    )
+
+
+def _changed(schedule: Schedule, as_json: bool, message: str) -> None:
+    """What pause and resume print: the schedule as JSON, or one line."""
     if as_json:
         click.echo(dumps(schedule_view(schedule)))
     else:
-        stdout().print(f"Schedule {schedule_id} [green]resumed[/]; next tick {_next(schedule)}.")
+        stdout().print(message)
 
 
 def schedules_json(found: Sequence[Schedule]) -> dict[str, Any]:
