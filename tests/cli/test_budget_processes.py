@@ -108,10 +108,11 @@ def workers(tmp_path: Path, db: DbTarget, api: StandInApi) -> Iterator[list[Comm
         "DATAFLOWS_SCHEMA": db.schema or "dataflows",
     }
     with starter(tmp_path, APP) as start:
-        yield [
+        cmds = [
             start("worker", "flows.py", "--poll-interval", "0.05", "--concurrency", "8", **env)
             for _ in range(2)
         ]
+        yield [cmd.wait_started() for cmd in cmds]
 
 
 def busiest_window(arrivals: list[float], period: float = 1.0) -> int:

@@ -95,7 +95,8 @@ def workers(tmp_path: Path, db: DbTarget) -> Iterator[tuple[list[Command], Path]
     }
     with starter(tmp_path, APP) as start:
         args = ("worker", "flows.py", "--poll-interval", "0.05", "--concurrency", "3")
-        yield [start(*args, **env) for _ in range(2)], log
+        cmds = [start(*args, **env) for _ in range(2)]
+        yield [cmd.wait_started() for cmd in cmds], log
 
 
 def client(db: DbTarget) -> df.Dataflows:

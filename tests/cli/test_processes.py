@@ -44,7 +44,12 @@ class Command:
     """A ``dataflows`` process whose output goes to files (a pipe nobody reads could block it)."""
 
     def __init__(self, folder: Path, args: list[str], env: dict[str, str]) -> None:
-        self.out, self.err = folder / f"{args[0]}.out", folder / f"{args[0]}.err"
+        # Files of its own, also when several processes of one command run in one folder.
+        name, n = args[0], 1
+        while (folder / f"{name}.out").exists():
+            n += 1
+            name = f"{args[0]}-{n}"
+        self.out, self.err = folder / f"{name}.out", folder / f"{name}.err"
         with self.out.open("wb") as out, self.err.open("wb") as err:
             self.popen = subprocess.Popen(
                 [sys.executable, "-m", "dataflows.cli", *args],
@@ -64,6 +69,12 @@ class Command:
     def url(self) -> str:
         found = eventually(lambda: URL.search(self.out.read_text()), 20, "the API's address", self)
         return found.group(0)
+
+    def wait_started(self, timeout: float = 20) -> Command:
+        """Wait until a worker command says its worker started (its signal handlers are in
+        place from then on: a SIGTERM sent earlier would kill it unannounced)."""
+        eventually(lambda: " started" in self.err.read_text(), timeout, "the worker to start", self)
+        return self
 
     def stop(self, timeout: float = 15) -> int:
         self.popen.send_signal(signal.SIGTERM)

@@ -57,7 +57,8 @@ def workers(tmp_path: Path, db: DbTarget) -> Iterator[list[Command]]:
         "DATAFLOWS_SCHEMA": db.schema or "dataflows",
     }
     with starter(tmp_path, APP) as start:
-        yield [start("worker", "flows.py", "--poll-interval", "0.05", **env) for _ in range(3)]
+        cmds = [start("worker", "flows.py", "--poll-interval", "0.05", **env) for _ in range(3)]
+        yield [cmd.wait_started() for cmd in cmds]
 
 
 async def completed_runs(db: DbTarget, at_least: int, timeout: float) -> list[df.Run]:
