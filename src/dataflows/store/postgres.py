@@ -364,7 +364,7 @@ class PostgresStore(SqlStore):
             "grace": _LIVENESS_GRACE_SECONDS,
             "lock_class_oid": self._lock_class & 0xFFFFFFFF,  # pg_locks shows it as an oid
         }
-        rows = await self._on_liveness(now, Query("reap_workers", params, "all"))
+        rows = await self._on_liveness(now, Query("reap_workers", params, "all"), notify=True)
         if rows:
             self.notify_listeners()
         return [row["id"] for row in rows or ()]
@@ -373,7 +373,9 @@ class PostgresStore(SqlStore):
         rows = await self._run_one(Query("list_workers", {}, "all"))
         return [(row["id"], row["registered_at"]) for row in rows]
 
-    async def _on_liveness(self, now: float | None, query: Query | None) -> Any:
+    async def _on_liveness(
+        self, now: float | None, query: Query | None, *, notify: bool = False
+    ) -> Any:
         """Run ``query`` on the liveness connection, (re)connecting and locking for every worker
         of this process first if that connection was lost; the connection is given up if the
         server does not answer in time (frozen), so a fresh one locks again once it does."""
@@ -383,7 +385,7 @@ class PostgresStore(SqlStore):
             for retry in (self._liveness is not None, False):
                 try:
                     async with asyncio.timeout(_LIVENESS_TIMEOUT_SECONDS):
-                        return await self._liveness_round_trip(now, query)
+                        return await self._liveness_round_trip(now, query, notify)
                 except (TimeoutError, *_UNAVAILABLE) as exc:
                     await self._drop_liveness()
                     if not retry or isinstance(exc, TimeoutError):
@@ -391,12 +393,14 @@ class PostgresStore(SqlStore):
                         raise StoreUnavailable(f"{message}: {exc!r}") from exc
         raise AssertionError("unreachable")
 
-    async def _liveness_round_trip(self, now: float | None, query: Query | None) -> Any:
+    async def _liveness_round_trip(
+        self, now: float | None, query: Query | None, notify: bool
+    ) -> Any:
         conn = await self._liveness_connection(now)
         if query is None:
             return None
         answer = await self._fetch(conn, query)
-        if query.name == "reap_workers" and answer:
+        if notify and answer:  # rows changed: wake the workers of other processes
             await conn.execute("SELECT pg_notify(%s, %s)", [self.channel, self._sender])
         return answer
 
