@@ -281,17 +281,28 @@ class Execution:
     ) -> tuple[int, float]:
         """Take a unit of the budget (its grant id and period), or suspend the run until one
         may be free (a replay asks again; no attempt is counted, and the run holds no slot or
-        thread meanwhile)."""
+        thread meanwhile). A unit due within a tenth of the period (at most
+        ``inline_sleep_limit``) is waited for in memory instead, holding no thread either."""
         request = UnitRequest(budget, budget_key, limit, period, key)
-        answer = await retry_unavailable(
-            lambda: self.rt.store.take_budget_unit(self.run.lease, request, self.rt.clock.now)
-        )
-        if answer.state == "fenced":
-            self.lost()
-        if answer.state == "denied":
-            self.suspend(answer.wake_at, wait_reason(budget, budget_key, key))
-        assert answer.grant_id is not None  # a grant names its row
-        return answer.grant_id, period
+        reason = wait_reason(budget, budget_key, key)
+        while True:
+            answer = await retry_unavailable(
+                lambda: self.rt.store.take_budget_unit(self.run.lease, request, self.rt.clock.now)
+            )
+            if answer.state == "fenced":
+                self.lost()
+            if answer.state == "granted":
+                assert answer.grant_id is not None  # a grant names its row
+                return answer.grant_id, period
+            # A unit due very soon (the run asked at its place in line a little early) is
+            # waited for in memory, as a short sleep is; else the run suspends until its place.
+            wake_at = answer.wake_at
+            soon = min(self.rt.inline_sleep_limit, period / 10)
+            if wake_at is None or self.holds_slot or wake_at - self.rt.clock.now() > soon:
+                self.suspend(wake_at, reason)
+            if not await self._hold(wake_at):
+                self.suspend(wake_at, reason)
+            self.check_live()
 
     def _return_unit(self, grant_id: int, period: float) -> None:
         """The call returned: the unit's window starts now (recorded alongside the workflow)."""

@@ -45,10 +45,13 @@ async def test_a_budget_lets_limit_calls_through_per_period_and_the_rest_wait(
         await eventually(lambda: _count(waiting_runs(), 3))
         waiting = await waiting_runs()
         for run in waiting:
-            # Suspended in the store: no slot held, no step thread, the reason and wake time shown.
+            # Suspended in the store: no slot held, no step thread, the reason shown.
             assert run.wait_reason == "rate_limit api/ (call)"
-            assert run.wake_at == datetime.fromtimestamp(t0 + 10, UTC)
             assert run.steps == ()  # no attempt recorded while waiting
+        # In line: the first two get the two units that free at t0 + 10, the third the first of
+        # them again a period later.
+        wakes = sorted(run.wake_at for run in waiting if run.wake_at is not None)
+        assert wakes == [datetime.fromtimestamp(t, UTC) for t in (t0 + 10, t0 + 10, t0 + 20)]
         await eventually(lambda: not w._active)
         assert len(calls) == 2
 
@@ -191,6 +194,48 @@ async def test_a_units_window_starts_when_its_call_returns(
         clock.set(t0 + 13)
         await clock_app.wait_for_run(second, timeout=10, raise_on_failure=True)
     assert calls == [t0, t0 + 13]
+
+
+async def test_a_run_asking_just_before_its_unit_frees_waits_in_memory(
+    clock_app: df.Dataflows, clock: ManualClock
+) -> None:
+    """A unit due within a tenth of the period is waited for in memory (the run stays
+    ``running``, no attempt spent); a longer wait suspends the run again."""
+    clock_app.rate_limit("api", limit=1, period="10s")
+    released = asyncio.Event()
+    calls: list[str] = []
+
+    async def call(name: str) -> str:
+        calls.append(name)
+        if name == "a":
+            await released.wait()  # in flight past its expected return
+        return name
+
+    @clock_app.workflow("caller")
+    async def caller(event: df.Event, step: df.Step) -> str:
+        done: str = await step.run("call", call, event.data["name"], rate_limit="api")
+        return done
+
+    t0 = clock.now()
+    async with worker(clock_app, concurrency=4):
+        a = await clock_app.start("caller", {"name": "a"})
+        await eventually(lambda: calls == ["a"])
+        b = await clock_app.start("caller", {"name": "b"})
+        run = await wait_status(clock_app, b, "waiting")
+        assert run.wake_at == datetime.fromtimestamp(t0 + 10, UTC)  # a's call, due back by then
+        clock.set(t0 + 10)
+        # a's call has not returned: b is told to look again in 0.1 s and waits in memory.
+        run = await wait_status(clock_app, b, "running")
+        await asyncio.sleep(0.2)
+        assert (await clock_app.get_run(b)).status == "running" and calls == ["a"]
+        released.set()  # a's call returns at t0 + 10: its unit frees at t0 + 20
+        await clock_app.wait_for_run(a, timeout=10, raise_on_failure=True)
+        clock.set(t0 + 10.1)
+        run = await wait_status(clock_app, b, "waiting")  # 9.9 s to go: suspended again
+        assert run.wake_at == datetime.fromtimestamp(t0 + 20, UTC) and run.steps == ()
+        clock.set(t0 + 20)
+        run = await clock_app.wait_for_run(b, timeout=10, raise_on_failure=True)
+    assert calls == ["a", "b"] and step_named(run, "call").attempts == 1
 
 
 async def test_parallel_steps_of_one_run_share_the_budget(

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import psycopg
 
@@ -65,9 +65,10 @@ async def test_a_call_in_flight_holds_its_unit_until_it_returns(store: Store) ->
 
     first = await take(T0)
     assert first.state == "granted" and first.grant_id is not None
-    # Not returned yet: expected back a period after the grant, then looked at again often.
+    # Not returned yet: expected back a period after the grant, then looked at again often (a
+    # hundredth of the period).
     assert await take(T0 + 5) == UnitAnswer("denied", T0 + 10)
-    assert await take(T0 + 10) == UnitAnswer("denied", T0 + 10.5)
+    assert await take(T0 + 10) == UnitAnswer("denied", T0 + 10.1)
     # It returned at T0 + 12: its window runs to T0 + 22.
     await store.return_budget_unit(first.grant_id, 10.0, T0 + 12)
     assert await take(T0 + 12) == UnitAnswer("denied", T0 + 22)
@@ -107,6 +108,21 @@ async def test_a_run_no_longer_held_takes_nothing(store: Store) -> None:
     assert (await store.take_budget_unit(lease(run), ask(limit=1), at(T0))).state == "granted"
 
 
+async def test_takers_asking_together_are_answered_each_in_order(store: Store) -> None:
+    """Takers of one process that ask at once share a transaction: a stale one takes nothing,
+    the units left go to the first of the others, the rest join the line."""
+    r1, r2, r3 = await running(store, "r1", "r2", "r3")
+    stale = Lease(r1.id, r1.lease_token - 1)
+    answers = await asyncio.gather(
+        *(
+            store.take_budget_unit(x, ask(limit=1), at(T0))
+            for x in (stale, lease(r2), lease(r3), lease(r1))
+        )
+    )
+    assert [a.state for a in answers] == ["fenced", "granted", "denied", "denied"]
+    assert [a.wake_at for a in answers[2:]] == [T0 + 10, T0 + 20]
+
+
 async def test_concurrent_takers_on_two_stores_get_exactly_the_limit(
     store: Store, other: Store
 ) -> None:
@@ -118,7 +134,9 @@ async def test_concurrent_takers_on_two_stores_get_exactly_the_limit(
         )
     )
     assert sorted(a.state for a in answers) == ["denied"] * 7 + ["granted"] * 5
-    assert {a.wake_at for a in answers if a.state == "denied"} == {T0 + 10}
+    # Each denied run has its place in line: five units free at T0 + 10, then again a period on.
+    wakes = sorted(a.wake_at or 0.0 for a in answers if a.state == "denied")
+    assert wakes == [T0 + 10] * 5 + [T0 + 20] * 2
 
 
 async def test_expired_grants_are_purged_a_batch_at_a_time(store: Store, db: DbTarget) -> None:
@@ -150,27 +168,52 @@ def grant_count(db: DbTarget) -> int:
         return int(row[0])
 
 
-async def test_a_process_asks_once_per_wave_and_remembers_a_denial_until_its_time() -> None:
+async def test_a_processs_takers_that_come_meanwhile_ask_together_in_order() -> None:
     gates = Gates()
-    asked: list[float] = []
-    answers = [UnitAnswer("denied", T0 + 10), UnitAnswer("granted", grant_id=1)]
-    now = T0
+    batches: list[list[str]] = []
+    asking = 0
 
-    async def from_database() -> UnitAnswer:
-        asked.append(now)
-        await asyncio.sleep(0.01)  # the others queue behind this one meanwhile
-        return answers.pop(0)
+    async def from_database(takers: Sequence[tuple[Lease, UnitRequest]]) -> list[UnitAnswer]:
+        nonlocal asking
+        asking += 1
+        assert asking == 1  # one transaction at a time
+        batches.append([lease.run_id for lease, _ in takers])
+        await asyncio.sleep(0.01)  # the others queue meanwhile
+        asking -= 1
+        return [UnitAnswer("denied", T0 + int(lease.run_id[1:])) for lease, _ in takers]
 
-    wave = await asyncio.gather(
-        *(gates.take(ask_unit(), lambda: now, from_database) for _ in range(8))
-    )
-    assert wave == [UnitAnswer("denied", T0 + 10)] * 8
-    assert asked == [T0]
-    now = T0 + 9.999
-    assert await gates.take(ask_unit(), lambda: now, from_database) == UnitAnswer("denied", T0 + 10)
-    assert asked == [T0]
-    now = T0 + 10
-    assert await gates.take(ask_unit(), lambda: now, from_database) == UnitAnswer(
-        "granted", grant_id=1
-    )
-    assert asked == [T0, T0 + 10]
+    leases = [Lease(f"r{n}", 1) for n in range(6)]
+    answers = await asyncio.gather(*(gates.take(x, ask_unit(), from_database) for x in leases))
+    assert batches == [["r0"], ["r1", "r2", "r3", "r4", "r5"]]
+    assert [a.wake_at for a in answers] == [T0 + n for n in range(6)]
+    # Other budgets (or keys) are asked for on their own.
+    other = UnitRequest("other", "", 1, 10.0, "call")
+    assert (await gates.take(leases[0], other, from_database)).wake_at == T0
+    assert batches[-1] == ["r0"]
+
+
+async def test_runs_denied_a_unit_wait_in_line_one_unit_each(store: Store) -> None:
+    """Runs new to the line get the units as they free, one each, a period later for every
+    round of ``limit``; a run asking at its time before its unit freed keeps its place."""
+    r1, r2, *waiting = await running(store, *(f"r{n}" for n in range(1, 8)))
+
+    async def take(run: ClaimedRun, now: float) -> UnitAnswer:
+        return await store.take_budget_unit(lease(run), ask(limit=2, period=10.0), at(now))
+
+    for run, now in ((r1, T0), (r2, T0 + 2)):
+        granted = await take(run, now)
+        assert granted.grant_id is not None
+        await store.return_budget_unit(granted.grant_id, 10.0, now + 1)  # ends T0+11, T0+13
+    r3, r4, r5, r6, r7 = waiting
+    assert [(await take(run, T0 + 3)).wake_at for run in (r3, r4, r5, r6)] == [
+        T0 + 11,
+        T0 + 13,
+        T0 + 21,
+        T0 + 23,
+    ]
+    # r3 asks a little early: its unit is not free yet, it keeps the first place.
+    assert await take(r3, T0 + 10.9) == UnitAnswer("denied", T0 + 11)
+    assert (await take(r3, T0 + 11)).state == "granted"  # in flight: expected back at T0+21
+    # r7 joins after r4, r5 and r6 (their times are still ahead): the unit r5's frees next.
+    assert await take(r7, T0 + 12) == UnitAnswer("denied", T0 + 31)
+    assert (await take(r4, T0 + 13)).state == "granted"

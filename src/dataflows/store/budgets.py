@@ -13,81 +13,136 @@ calls. Until the call returns, the grant's window ends ``2 * period`` after it (
 have died during the call). Each grant also deletes a bounded number of expired grants, of any
 budget, so the table stays about as small as the budgets' windows.
 
-In one process, the takers of one budget and key also queue behind each other, and a denial is
-remembered until the time it named (:class:`Gates`): no unit can free up before it (a grant's
-window only ends later than foreseen, when its call returns late), so the runs that a timer
-wakes together ask the database once per process, not once each, and the first in line gets
-the unit sooner.
+A run denied a unit takes a place in the budget's line (``budget_waits``): it is told to ask
+again when the unit meant for it frees up, the first unit to free for the first run in line,
+the next for the next, so waiting runs wake one after another, each when its unit is due,
+instead of all at once (where all but one would be claimed, replayed and suspended again for
+nothing). In one process, the takers of one budget and key also queue behind each other
+(:class:`Gates`) rather than each holding a connection while waiting for the database's lock.
 """
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+import json
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
 
 from dataflows.records import Lease, UnitAnswer, UnitRequest
+from dataflows.store.batching import Batcher
 from dataflows.store.program import Program, Query
 
 #: Expired grants deleted by each grant at most.
 PURGE_BATCH = 100
-#: Remembered denials a process keeps before it drops those that have passed.
-MAX_GATES = 1000
+#: Takers of one budget a process asks for in one transaction at most.
+BATCH = 100
+#: How long a place in line is kept after its time (a run asking later than this, as one taken
+#: over from a dead worker may, joins the line anew): at least this, or two periods.
+LINE_KEPT = 60.0
 
 
-def take_budget_unit(lease: Lease, request: UnitRequest, clock: Callable[[], float]) -> Program:
-    held = yield Query(
-        "lock_budget",
-        {
-            "run_id": lease.run_id,
-            "lease_token": lease.token,
-            "budget": request.budget,
-            "key": request.key,
-        },
-        "one",
-    )
-    if held is None:
-        return UnitAnswer("fenced")
+def take_budget_units(
+    takers: Sequence[tuple[Lease, UnitRequest]], clock: Callable[[], float]
+) -> Program:
+    """A unit each for ``takers``, in order, all of one ``(budget, key, limit, period)``, in one
+    transaction: the units left in the window go to the first of them, the rest join the line.
+    Answers in the order of ``takers``."""
+    request = takers[0][1]
+    where = {"budget": request.budget, "key": request.key}
+    leases = [{"run_id": lease.run_id, "lease_token": lease.token} for lease, _ in takers]
+    held_rows = yield Query("lock_budget", where | {"takers": json.dumps(leases)}, "all")
+    held = {row["id"] for row in held_rows}
     # Read once the takers are serialised: a grant is never dated before a taker that waited
     # for the lock (and so called later) could see it, which would let its window end early.
     now = clock()
-    rows = yield Query(
-        "budget_window",
-        {"budget": request.budget, "key": request.key, "now": now, "limit": request.limit},
-        "all",
-    )
-    if len(rows) >= request.limit:
-        return UnitAnswer("denied", free_at(rows, request.period, now))
-    row = yield Query(
-        "insert_budget_grant",
-        {
-            "budget": request.budget,
-            "key": request.key,
-            "run_id": lease.run_id,
-            "step_key": request.step_key,
-            "granted_at": now,
-            "expires_at": now + 2 * request.period,
-        },
-        "one",
-    )
-    # Only a grant purges: a denial, which many waiting runs may ask for at once, stays short.
-    yield Query("purge_budget_grants", {"now": now, "batch": PURGE_BATCH})
-    return UnitAnswer("granted", grant_id=int(row["id"]))
+    rows = yield Query("budget_window", where | {"now": now, "limit": request.limit}, "all")
+    asking = [(lease, ask) for lease, ask in takers if lease.run_id in held]
+    left = max(request.limit - len(rows), 0)
+    granted, denied = asking[:left], asking[left:]
+    grant_ids: dict[tuple[str, str], int] = {}
+    if granted:
+        grants = [{"run_id": lease.run_id, "step_key": ask.step_key} for lease, ask in granted]
+        inserted = yield Query(
+            "insert_budget_grants",
+            where
+            | {"grants": json.dumps(grants), "now": now, "expires_at": now + 2 * request.period},
+            "all",
+        )
+        grant_ids = {(row["run_id"], row["step_key"]): int(row["id"]) for row in inserted}
+        # A grant purges expired grants, a denial past places in line: each table is kept
+        # small by the statements that add to it.
+        yield Query("purge_budget_grants", {"now": now, "batch": PURGE_BATCH})
+    wakes: dict[tuple[str, str], float] = {}
+    if denied:
+        window = rows + [
+            {"granted_at": now, "returned_at": None, "expires_at": now + 2 * request.period}
+        ] * len(granted)
+        wakes = yield from _join_line(
+            request, [(lease.run_id, ask.step_key) for lease, ask in denied], window, now
+        )
+    answers = []
+    for lease, ask in takers:
+        taker = (lease.run_id, ask.step_key)
+        if lease.run_id not in held:
+            answers.append(UnitAnswer("fenced"))
+        elif taker in grant_ids:
+            answers.append(UnitAnswer("granted", grant_id=grant_ids[taker]))
+        else:
+            answers.append(UnitAnswer("denied", wakes[taker]))
+    return answers
 
 
-def free_at(rows: list[dict[str, float]], period: float, now: float) -> float:
-    """When the latest ``limit`` grants (``rows``) first leave room for one more: the earliest
-    of their ends. A call still in flight ends ``period`` after it returns; until it does, it is
-    taken to end ``period`` after its grant, or, past that, looked at again soon (a twentieth of
-    the period), never later than its ``2 * period`` bound."""
+def _join_line(
+    request: UnitRequest, takers: list[tuple[str, str]], rows: list[dict[str, Any]], now: float
+) -> Program:
+    """The times denied takers (``(run_id, step_key)``, in order) should ask again, recorded as
+    their places in the budget's line.
+
+    A taker new to the line comes after the runs promised a time still ahead: the ``n``-th of
+    them (from 0) gets the ``n``-th unit to free up, counting each unit again a ``period`` later
+    for every round of ``limit``. A taker already in line is asking at its time and its unit has
+    not freed yet (the call before it returned late): it keeps its place, the earliest end."""
+    where = {"budget": request.budget, "key": request.key}
+    run_ids = json.dumps(sorted({run_id for run_id, _ in takers}))
+    line = yield Query("budget_line", where | {"now": now, "run_ids": run_ids}, "one")
+    in_line = {tuple(pair) for pair in _json(line["in_line"])}
+    ahead = int(line["ahead"])
+    ends = unit_ends(rows, request.period, now)
+    wakes: dict[tuple[str, str], float] = {}
+    for taker in takers:
+        if taker in in_line:
+            wakes[taker] = ends[0]
+        else:
+            rounds, place = divmod(ahead, len(ends))
+            wakes[taker] = ends[place] + rounds * request.period
+            ahead += 1
+    waits = [
+        {"run_id": run_id, "step_key": step_key, "wake_at": wake_at}
+        for (run_id, step_key), wake_at in wakes.items()
+    ]
+    yield Query("join_budget_line", where | {"waits": json.dumps(waits)})
+    before = now - max(LINE_KEPT, 2 * request.period)
+    yield Query("purge_budget_waits", {"before": before, "batch": PURGE_BATCH})
+    return wakes
+
+
+def _json(value: Any) -> Any:
+    """A JSON column: decoded by PostgreSQL's driver, text from SQLite."""
+    return json.loads(value) if isinstance(value, str) else value
+
+
+def unit_ends(rows: list[dict[str, Any]], period: float, now: float) -> list[float]:
+    """When each of the latest ``limit`` grants (``rows``) leaves room for one more, earliest
+    first. A call still in flight ends ``period`` after it returns; until it does, it is taken
+    to end ``period`` after its grant, or, past that, looked at again soon (a hundredth of the
+    period, at least 5 ms), never later than its ``2 * period`` bound."""
     ends = []
     for row in rows:
         end = row["expires_at"]
         if row["returned_at"] is None:
             guess = row["granted_at"] + period
-            end = min(end, guess if guess > now else now + period / 20)
+            end = min(end, guess if guess > now else now + max(period / 100, 0.005))
         ends.append(end)
-    return float(min(ends))
+    return sorted(ends)
 
 
 def return_budget_unit(grant_id: int, period: float, now: float) -> Program:
@@ -103,47 +158,34 @@ def rate_limited_waits() -> Program:
     return [(row["wait_reason"], int(row["count"])) for row in rows]
 
 
-@dataclass(slots=True)
-class _Gate:
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    #: No unit before this time (from the last denial), or ``None``.
-    closed_until: float | None = None
-    takers: int = 0
+Taker = tuple[Lease, UnitRequest]
 
 
 class Gates:
-    """This process's takers of each ``(budget, key, limit, period)``, one at a time, and the
-    last denial each got (see the module's docstring)."""
+    """This process's takers of each ``(budget, key, limit, period)``: those that come while a
+    transaction asks for others go together in the next one (group commit, as for step
+    writes), answered in the order they came (see the module's docstring)."""
 
-    def __init__(self) -> None:
-        self._gates: dict[tuple[str, str, int, float], _Gate] = {}
+    def __init__(self, most: int = BATCH) -> None:
+        self.most = most
+        self._batchers: dict[tuple[str, str, int, float], Batcher[Taker, UnitAnswer]] = {}
+        self._takers: dict[tuple[str, str, int, float], int] = {}
 
     async def take(
         self,
+        lease: Lease,
         request: UnitRequest,
-        clock: Callable[[], float],
-        ask: Callable[[], Awaitable[UnitAnswer]],
+        ask: Callable[[Sequence[Taker]], Awaitable[Sequence[UnitAnswer]]],
     ) -> UnitAnswer:
-        """A remembered denial while it holds, else ``ask()`` (the database)."""
+        """This taker's answer from ``ask`` (the database), asked with the takers queued with it."""
         name = (request.budget, request.key, request.limit, request.period)
-        if len(self._gates) >= MAX_GATES:
-            self._forget_open_gates(clock())
-        gate = self._gates.setdefault(name, _Gate())
-        gate.takers += 1
+        batcher = self._batchers.get(name)
+        if batcher is None:
+            batcher = self._batchers[name] = Batcher(ask, self.most)
+        self._takers[name] = self._takers.get(name, 0) + 1
         try:
-            async with gate.lock:
-                if gate.closed_until is not None and clock() < gate.closed_until:
-                    return UnitAnswer("denied", gate.closed_until)
-                answer = await ask()
-                gate.closed_until = answer.wake_at if answer.state == "denied" else None
-                return answer
+            return await batcher.submit((lease, request))
         finally:
-            gate.takers -= 1
-            if gate.takers == 0 and gate.closed_until is None:
-                del self._gates[name]
-
-    def _forget_open_gates(self, now: float) -> None:
-        """Drop the idle gates whose denial has passed (keys nobody asked for since)."""
-        for name, gate in list(self._gates.items()):
-            if gate.takers == 0 and (gate.closed_until is None or gate.closed_until <= now):
-                del self._gates[name]
+            self._takers[name] -= 1
+            if not self._takers[name]:
+                del self._takers[name], self._batchers[name]

@@ -281,11 +281,11 @@ class SqlStore(Store):
     async def take_budget_unit(
         self, lease: Lease, request: UnitRequest, clock: Callable[[], float]
     ) -> UnitAnswer:
-        async def ask() -> UnitAnswer:
-            result: UnitAnswer = await self._run(budgets.take_budget_unit(lease, request, clock))
+        async def ask(takers: Sequence[tuple[Lease, UnitRequest]]) -> list[UnitAnswer]:
+            result: list[UnitAnswer] = await self._run(budgets.take_budget_units(takers, clock))
             return result
 
-        return await self._budget_gates.take(request, clock, ask)
+        return await self._budget_gates.take(lease, request, ask)
 
     async def rate_limited_waits(self) -> list[tuple[str, int]]:
         result: list[tuple[str, int]] = await self._run_single(budgets.rate_limited_waits())

@@ -475,12 +475,13 @@ UPDATE schedules SET paused = false, next_at = %(next_at)s, updated_at = %(now)s
 WHERE id = %(id)s AND paused
 
 -- name: lock_budget
--- Serialises the takers of one (budget, key) until commit; no row if this holder no longer
--- holds the run (then nothing is taken).
-SELECT pg_advisory_xact_lock(
+-- Serialises the takers of one (budget, key) until commit, and answers which of the takers
+-- (json [{run_id, lease_token}]) are still held by their worker (the others take nothing).
+SELECT r.id, pg_advisory_xact_lock(
            hashtextextended(current_schema() || '/budget/' || %(budget)s || '/' || %(key)s, 0))
-FROM runs WHERE id = %(run_id)s AND {fence}
-FOR SHARE
+FROM jsonb_to_recordset(%(takers)s::jsonb) AS v(run_id text, lease_token bigint)
+JOIN runs r ON r.id = v.run_id AND {fence r v.lease_token}
+FOR SHARE OF r
 
 -- name: purge_budget_grants
 -- A bounded number of expired grants, of any budget; rows another taker is deleting are skipped.
@@ -494,10 +495,34 @@ SELECT granted_at, returned_at, expires_at FROM budget_grants
 WHERE budget = %(budget)s AND key = %(key)s AND expires_at > %(now)s
 ORDER BY expires_at DESC LIMIT %(limit)s
 
--- name: insert_budget_grant
+-- name: budget_line
+-- The runs in line for (budget, key): how many were promised a time still ahead, and which
+-- of the takers' runs (json list of ids) are in line already, [run_id, step_key] each (they
+-- are asking at their time: they keep their place).
+SELECT count(*) FILTER (WHERE wake_at > %(now)s) AS ahead,
+       coalesce(json_agg(json_build_array(run_id, step_key))
+                FILTER (WHERE run_id IN (SELECT jsonb_array_elements_text(%(run_ids)s::jsonb))),
+                '[]') AS in_line
+FROM budget_waits WHERE budget = %(budget)s AND key = %(key)s
+
+-- name: join_budget_line
+INSERT INTO budget_waits (budget, key, run_id, step_key, wake_at)
+SELECT %(budget)s, %(key)s, v.run_id, v.step_key, v.wake_at
+FROM jsonb_to_recordset(%(waits)s::jsonb) AS v(run_id text, step_key text, wake_at double precision)
+ON CONFLICT (budget, key, run_id, step_key) DO UPDATE SET wake_at = excluded.wake_at
+
+-- name: purge_budget_waits
+-- A bounded number of places in line long past, of any budget; rows being deleted are skipped.
+DELETE FROM budget_waits WHERE ctid IN (
+    SELECT ctid FROM budget_waits WHERE wake_at <= %(before)s
+    ORDER BY wake_at LIMIT %(batch)s FOR UPDATE SKIP LOCKED)
+
+-- name: insert_budget_grants
+-- One grant per taker (json [{run_id, step_key}]), dated now.
 INSERT INTO budget_grants (budget, key, run_id, step_key, granted_at, expires_at)
-VALUES (%(budget)s, %(key)s, %(run_id)s, %(step_key)s, %(granted_at)s, %(expires_at)s)
-RETURNING id
+SELECT %(budget)s, %(key)s, v.run_id, v.step_key, %(now)s, %(expires_at)s
+FROM jsonb_to_recordset(%(grants)s::jsonb) AS v(run_id text, step_key text)
+RETURNING id, run_id, step_key
 
 -- name: return_budget_unit
 -- The call has returned: the unit's window runs from now.

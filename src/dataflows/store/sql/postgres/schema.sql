@@ -191,6 +191,19 @@ CREATE TABLE budget_grants (
 CREATE INDEX budget_grants_window ON budget_grants (budget, key, expires_at);
 CREATE INDEX budget_grants_expiry ON budget_grants (expires_at);
 
+-- Runs denied a unit of a budget, one row per (run, step), with the time each was told to ask
+-- again: a run new to the line is given the unit after those promised to the runs ahead of it
+-- (rows with wake_at still ahead). Past rows are deleted by later denials.
+CREATE TABLE budget_waits (
+    budget   text NOT NULL,
+    key      text NOT NULL,
+    run_id   text NOT NULL,
+    step_key text NOT NULL,
+    wake_at  double precision NOT NULL,
+    PRIMARY KEY (budget, key, run_id, step_key)
+);
+CREATE INDEX budget_waits_expiry ON budget_waits (wake_at);
+
 -- The concurrency limits of the code, one row per limited workflow, written by workers as they
 -- start (the last to start wins in a deploy). A keyed run whose workflow has no row here runs
 -- without a limit: the limit was removed.

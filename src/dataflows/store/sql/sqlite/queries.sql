@@ -636,9 +636,12 @@ UPDATE schedules SET paused = 0, next_at = :next_at, updated_at = :now
 WHERE id = :id AND paused
 
 -- name: lock_budget
--- BEGIN IMMEDIATE already serialises the takers; no row if this holder no longer holds the run
--- (then nothing is taken).
-SELECT 1 AS held FROM runs WHERE id = :run_id AND {fence}
+-- BEGIN IMMEDIATE already serialises the takers; which of the takers (json [{run_id,
+-- lease_token}]) are still held by their worker (the others take nothing).
+SELECT r.id
+FROM (SELECT value ->> '$.run_id' AS run_id, value ->> '$.lease_token' AS lease_token
+      FROM json_each(:takers)) AS v
+JOIN runs r ON r.id = v.run_id AND {fence r v.lease_token}
 
 -- name: purge_budget_grants
 -- A bounded number of expired grants, of any budget.
@@ -651,10 +654,32 @@ SELECT granted_at, returned_at, expires_at FROM budget_grants
 WHERE budget = :budget AND key = :key AND expires_at > :now
 ORDER BY expires_at DESC LIMIT :limit
 
--- name: insert_budget_grant
+-- name: budget_line
+-- The runs in line for (budget, key): how many were promised a time still ahead, and which
+-- of the takers' runs (json list of ids) are in line already, [run_id, step_key] each (they
+-- are asking at their time: they keep their place).
+SELECT coalesce(sum(wake_at > :now), 0) AS ahead,
+       json_group_array(json_array(run_id, step_key))
+           FILTER (WHERE run_id IN (SELECT value FROM json_each(:run_ids))) AS in_line
+FROM budget_waits WHERE budget = :budget AND key = :key
+
+-- name: join_budget_line
+INSERT INTO budget_waits (budget, key, run_id, step_key, wake_at)
+SELECT :budget, :key, value ->> '$.run_id', value ->> '$.step_key', value ->> '$.wake_at'
+FROM json_each(:waits) WHERE true
+ON CONFLICT (budget, key, run_id, step_key) DO UPDATE SET wake_at = excluded.wake_at
+
+-- name: purge_budget_waits
+-- A bounded number of places in line long past, of any budget.
+DELETE FROM budget_waits WHERE rowid IN (
+    SELECT rowid FROM budget_waits WHERE wake_at <= :before ORDER BY wake_at LIMIT :batch)
+
+-- name: insert_budget_grants
+-- One grant per taker (json [{run_id, step_key}]), dated now.
 INSERT INTO budget_grants (budget, key, run_id, step_key, granted_at, expires_at)
-VALUES (:budget, :key, :run_id, :step_key, :granted_at, :expires_at)
-RETURNING id
+SELECT :budget, :key, value ->> '$.run_id', value ->> '$.step_key', :now, :expires_at
+FROM json_each(:grants) WHERE true
+RETURNING id, run_id, step_key
 
 -- name: return_budget_unit
 -- The call has returned: the unit's window runs from now.
