@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 
 import dataflows as df
-from tests.engine.conftest import ManualClock, eventually, wait_status, worker
+from tests.engine.conftest import MakeApp, ManualClock, eventually, wait_status, worker
+from tests.pg import DbTarget
 
 
 def register_family(app: df.Dataflows) -> None:
@@ -417,3 +418,96 @@ async def test_a_cancel_notification_ends_a_held_sleep_at_once(app: df.Dataflows
         assert loop.time() - cancelled_at < 1.0  # the slot is free long before the nap's end
     run = await app.get_run(run_id)
     assert [s.key for s in run.steps] == ["before"]
+
+
+@pytest.mark.parametrize("sender", ["the worker's app", "another app"])
+async def test_a_cancel_on_event_ends_a_held_sleep_at_once(
+    make_app: MakeApp, db: DbTarget, sender: str
+) -> None:
+    """A run cancelled by a cancel_on event at intake is dropped by the worker holding it as
+    one cancelled by ``app.cancel`` is: at the notification, not at its next heartbeat.
+    "another app" sends from a store of its own, as another process would: PostgreSQL's
+    NOTIFY reaches the worker (SQLite wakes only the workers of the sending store)."""
+    if sender == "another app" and db.url.startswith("sqlite"):
+        pytest.skip("SQLite wakes the workers of the sending store only; others poll")
+    app = make_app()
+    asleep = asyncio.Event()
+    started: list[str] = []
+
+    def register(target: df.Dataflows) -> None:
+        @target.workflow(
+            "long-nap",
+            trigger=df.on_event("nap/start"),
+            cancel_on=[df.on_event("nap/stop", match="data.id")],
+        )
+        async def long_nap(event: df.Event, step: df.Step) -> Any:
+            await step.run("before", asleep.set)
+            await step.sleep("nap", "1.8s")
+            await step.run("after", started.append, "after")
+
+    register(app)
+    other = app if sender == "the worker's app" else make_app()
+    if other is not app:
+        register(other)
+        await other.open()
+    async with worker(app) as w:  # heartbeats every 10 s: the notification does it
+        run_id = (await app.send("nap/start", {"id": 1})).run_ids[0]
+        await asyncio.wait_for(asleep.wait(), 10)
+        await asyncio.sleep(0.2)  # the cancel watch registered, the nap held in memory
+        assert run_id in w._active
+        loop = asyncio.get_running_loop()
+        cancelled_at = loop.time()
+        sent = await other.send("nap/stop", {"id": 1})
+        assert sent.run_ids == sent.resumed_run_ids == ()  # it starts and wakes nothing
+        assert (await app.get_run(run_id)).status == "cancelled"
+        await eventually(lambda: run_id not in w._active, timeout=5)
+        assert loop.time() - cancelled_at < 1.0  # the slot is free long before the nap's end
+        await asyncio.sleep(1.8)
+    assert started == []
+    run = await app.get_run(run_id)
+    assert run.status == "cancelled"
+    assert [s.key for s in run.steps] == ["before"]
+
+
+@pytest.mark.parametrize("how", ["cancel_on", "app.cancel"])
+async def test_children_cancelled_with_their_parent_tell_it_alike(
+    app: df.Dataflows, how: str
+) -> None:
+    """However the top run was cancelled, each run cancelled with it sends its own parent
+    ``run.finished`` (cancelled), as a child cancelled directly does: a retry of the middle
+    run then finds its child's end instead of waiting for it for ever."""
+
+    @app.workflow("leaf")
+    async def leaf(event: df.Event, step: df.Step) -> Any:
+        await step.wait_for_event("never", "never/happens", timeout=None)
+
+    @app.workflow("middle")
+    async def middle(event: df.Event, step: df.Step) -> Any:
+        try:
+            return await step.invoke("kid", "leaf", {})
+        except df.StepFailed as exc:
+            return f"{exc.error_type}: {exc.error_message}"
+
+    @app.workflow(
+        "boss",
+        trigger=df.on_event("boss/start"),
+        cancel_on=[df.on_event("boss/stop", match="data.n")],
+    )
+    async def boss(event: df.Event, step: df.Step) -> Any:
+        return await step.invoke("kid", "middle", {})
+
+    async with worker(app):
+        run_id = (await app.send("boss/start", {"n": 1})).run_ids[0]
+        await eventually(lambda: _has_status(app, "leaf", "waiting"))
+        if how == "cancel_on":
+            await app.send("boss/stop", {"n": 1})
+        else:
+            assert await app.cancel(run_id) == "cancelled"
+        runs = {r.workflow_id: r for r in await app.list_runs()}
+        assert {w: r.status for w, r in runs.items()} == dict.fromkeys(
+            ("boss", "middle", "leaf"), "cancelled"
+        )
+        # The leaf's end was sent to the middle run: retried, its invoke ends with it at once.
+        assert await app.retry(runs["middle"].id) == "queued"
+        run = await app.wait_for_run(runs["middle"].id, timeout=5)
+    assert (run.status, run.result) == ("completed", "Cancelled: the parent run was cancelled")

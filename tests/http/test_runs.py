@@ -6,9 +6,11 @@ import asyncio
 from datetime import datetime
 from typing import Any
 
+import jsonschema_rs
 import pytest
 
 import dataflows as df
+from dataflows.http.openapi import openapi_document
 from tests.http.conftest import Harness
 from tests.http.test_events import JSON, assert_error
 
@@ -208,6 +210,32 @@ async def test_list_workflows_with_their_triggers(api: Harness) -> None:
     assert workflows["two-steps"]["triggers"] == []
     assert workflows["two-steps"]["retries"]["retries"] == 0
     assert workflows["echo"]["timeout_seconds"] is None
+    assert workflows["echo"]["cancel_on"] == []
+
+
+async def test_list_workflows_with_their_cancel_on_triggers(api: Harness) -> None:
+    @api.app.workflow(
+        "fulfil",
+        trigger=df.on_event("shop/order.created"),
+        cancel_on=[
+            df.on_event("shop/order.cancelled", match="data.order.id"),
+            df.on_event("shop/closed"),
+        ],
+    )
+    async def fulfil(event: df.Event, step: df.Step) -> Any: ...
+
+    response = await api.client.get("/workflows")
+    assert response.status_code == 200
+    workflows = {w["id"]: w for w in response.json()["workflows"]}
+    assert workflows["fulfil"]["triggers"] == [{"type": "event", "event": "shop/order.created"}]
+    assert workflows["fulfil"]["cancel_on"] == [
+        {"type": "event", "event": "shop/order.cancelled", "match": "data.order.id"},
+        {"type": "event", "event": "shop/closed", "match": None},
+    ]
+    # As the OpenAPI document describes it (schemathesis sees only workflows without cancel_on).
+    document = openapi_document(secured=False)
+    schema = {"components": document["components"], "$ref": "#/components/schemas/Workflows"}
+    jsonschema_rs.validate(schema, response.json())
 
 
 async def test_stored_surrogates_are_served_as_escapes(api: Harness) -> None:

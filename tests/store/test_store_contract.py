@@ -47,6 +47,7 @@ async def test_migrations_apply_once(db: DbTarget) -> None:
             "0012_flow_control",
             "0013_throttle_debounce",
             "0014_budget_line",
+            "0015_cancel_on_wakes",
         ]
         assert await first.migrate() == []
     finally:
@@ -84,6 +85,7 @@ async def test_concurrent_migrations_apply_once(db: DbTarget) -> None:
         "0012_flow_control",
         "0013_throttle_debounce",
         "0014_budget_line",
+        "0015_cancel_on_wakes",
     ]
 
 

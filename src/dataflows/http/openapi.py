@@ -239,6 +239,22 @@ _SCHEMAS: dict[str, Schema] = {
                 }
             ),
             "timeout_seconds": {"type": ["number", "null"]},
+            "cancel_on": {
+                "type": "array",
+                "items": _ref("CancelTrigger"),
+                "description": "Events that cancel the workflow's unfinished runs.",
+            },
+        }
+    ),
+    "CancelTrigger": _object(
+        {
+            "type": {"type": "string", "enum": ["event"]},
+            "event": {"type": "string", "description": "The name of the event that cancels."},
+            "match": {
+                "type": ["string", "null"],
+                "description": "A dotted path (data.id): the event cancels the runs whose "
+                "triggering event has the same value there; null: every unfinished run.",
+            },
         }
     ),
     "Workflows": _object({"workflows": {"type": "array", "items": _ref("Workflow")}}),

@@ -94,7 +94,14 @@ def workflow_view(workflow: Workflow) -> dict[str, Any]:
             "jitter": policy.jitter,
         },
         "timeout_seconds": workflow.timeout,
+        "cancel_on": [cancel_view(t) for t in workflow.cancel_on],
     }
+
+
+def cancel_view(trigger: EventTrigger) -> dict[str, Any]:
+    """A ``cancel_on`` trigger: the event that cancels a run, and the path whose value must
+    equal the run's triggering event's (``null``: every run of the workflow)."""
+    return {"type": "event", "event": trigger.name, "match": trigger.match}
 
 
 def trigger_view(trigger: Trigger) -> dict[str, Any]:

@@ -132,6 +132,7 @@ def _store_one(intake: EventIntake, now: float, keys: WaitKeys) -> Program:
         if (yield insert_run(run, now)):
             created.append(run.id)
     resumed: tuple[str, ...] = ()
+    cancelled: Sequence[Any] = ()
     if keys:
         rows = yield Query(
             "resolve_waits",
@@ -146,21 +147,21 @@ def _store_one(intake: EventIntake, now: float, keys: WaitKeys) -> Program:
         )
         resumed = tuple(sorted({row["run_id"] for row in rows}))
         cancelled = yield Query("cancelled_by_intake", {}, "all")
-        if cancelled:  # cancel_on cancelled runs that a parent invoked: each tells its parent
-            finished = [
-                Sending(
-                    run_finished(
-                        row["id"],
-                        row["workflow_id"],
-                        RunOutcome("cancelled", None, row["error"]),
-                        now,
-                    ),
-                    now,
-                )
-                for row in cancelled
-            ]
+        # Runs cancelled by cancel_on (children too) that a parent invoked: each tells its
+        # parent, as when a run is cancelled by a call.
+        finished = [
+            Sending(
+                run_finished(
+                    row["id"], row["workflow_id"], RunOutcome("cancelled", None, row["error"]), now
+                ),
+                now,
+            )
+            for row in cancelled
+            if row["parent_run_id"] is not None
+        ]
+        if finished:
             yield from send(SqliteIntake(), finished)
-    if intake.runs or resumed:
+    if intake.runs or resumed or cancelled:  # a cancel wakes workers, as app.cancel's does
         yield NOTIFY
     return IntakeResult(
         event.id, tuple(created), False, resumed, skipped(intake, created, dropped, debounced)

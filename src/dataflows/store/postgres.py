@@ -309,8 +309,10 @@ class PostgresStore(SqlStore):
         answer: dict[str, Any] = row["answer"]
         if answer["work"]:
             # Having claimed for a worker, up to its free slots, its claim loop would find
-            # nothing more: wake the others only.
-            self.notify_listeners(skip_worker=None if claim is None else claim.worker_id)
+            # nothing more: wake the others only; unless runs were cancelled (cancel_on), which
+            # that worker may hold in a sleep.
+            skip = None if claim is None or answer.get("cancels") else claim.worker_id
+            self.notify_listeners(skip_worker=skip)
         results = intake_results(items, answer["results"])
         return share_claimed(items, results, claimed_runs(answer.get("claimed", ())), claim)
 

@@ -424,22 +424,24 @@ $$;
 -- recorded, so the woken run replays straight past them. Each run takes the event once
 -- (steps_consumed): its wait reached first, whatever the keys. Runs are locked in id order first,
 -- so intakes resolving waits of the same runs cannot deadlock; a run finished meanwhile is left
--- out. Returns the ids of the runs whose waits it resolved, sorted.
+-- out. resumed: the ids of the runs whose waits it resolved, sorted.
 -- A wait of kind 'cancel' (a workflow's cancel_on, registered when its run is first claimed)
 -- cancels its run instead of resuming it: the run and its unfinished children are cancelled
--- (cancel_run_trees) in the same transaction, and the run is not among those returned. A
--- cancelled run that a parent invoked sends it run.finished (store_events, under lock_intake's
--- locks).
+-- (cancel_run_trees) in the same transaction, and the run is not among those resumed.
+-- cancelled: the ids of every run cancelled so, children included (the caller wakes workers,
+-- as a cancel by a call does). Each of them that a parent invoked sends it run.finished, as
+-- when a run is cancelled by a call (store_events, under lock_intake's locks).
 CREATE FUNCTION resolve_waits(
-    p_event_name text, p_keys jsonb, p_event_id text, p_output text, p_now double precision
-) RETURNS text[]
+    p_event_name text, p_keys jsonb, p_event_id text, p_output text, p_now double precision,
+    OUT resumed text[], OUT cancelled text[]
+)
 LANGUAGE plpgsql VOLATILE AS $$
 DECLARE
-    resumed text[];
     cancelling text[];
     v_error text;
     finished jsonb;
 BEGIN
+    cancelled := '{}';
     WITH matching AS (
         -- LATERAL: one index lookup per key (waits_match), never a scan of all waits of the name
         SELECT w.run_id, w.step_key, w.kind, w.created_at
@@ -491,9 +493,10 @@ BEGIN
         v_error := jsonb_build_object('type', 'Cancelled',
                                     'message', 'cancelled by event ' || p_event_id
                                                || ' (' || p_event_name || ')')::text;
-        PERFORM cancel_run_trees(cancelling, v_error, p_now);
-        -- A cancelled run that a parent invoked tells it, as a finished child does: the
-        -- run.finished event, taken in by the same functions as any event.
+        cancelled := cancel_run_trees(cancelling, v_error, p_now);
+        -- Each cancelled run that a parent invoked (the children cancelled with a run too)
+        -- tells it, as a finished child does: the run.finished event with the run's error,
+        -- taken in by the same functions as any event.
         SELECT jsonb_agg(x.ev || jsonb_build_object('now', p_now, 'runs', '[]'::jsonb,
                                                     'output', x.ev::text)
                          ORDER BY x.id)
@@ -505,15 +508,14 @@ BEGIN
                          'data', jsonb_build_object('run_id', r.id,
                                                     'workflow_id', r.workflow_id,
                                                     'status', 'cancelled', 'result', NULL,
-                                                    'error', v_error::jsonb),
+                                                    'error', r.error::jsonb),
                          'ts', p_now) AS ev
               FROM runs r
-              WHERE r.id = ANY (cancelling) AND r.parent_run_id IS NOT NULL) AS x;
+              WHERE r.id = ANY (cancelled) AND r.parent_run_id IS NOT NULL) AS x;
         IF finished IS NOT NULL THEN
             PERFORM store_events(finished, lock_intake(finished));
         END IF;
     END IF;
-    RETURN resumed;
 END
 $$;
 
@@ -575,8 +577,9 @@ $$;
 -- event whose body belongs to another event that is still stored is a duplicate of that one.
 -- Returns {"results": [{"duplicate": true, "id": the event it duplicates, "runs": [that event's
 -- runs]} or {"duplicate": false, "resumed": [run ids], "runs": [the runs it created: a run
--- whose idempotency key is taken is not]}], "work": bool}, "work" meaning it started runs or
--- resumed some (the caller wakes workers).
+-- whose idempotency key is taken is not]}], "work": bool, "cancels": bool}, "work" meaning it
+-- started runs, resumed some or cancelled some (the caller wakes workers), "cancels" that it
+-- cancelled some (the caller wakes every worker, also one it claimed runs for).
 CREATE FUNCTION store_events(p_events jsonb, p_keys jsonb) RETURNS jsonb
 LANGUAGE plpgsql VOLATILE AS $$
 DECLARE
@@ -585,7 +588,9 @@ DECLARE
     keys jsonb;
     inserted integer;
     resumed text[];
+    cancelled text[];
     work boolean := false;
+    cancels boolean := false;
     results jsonb := '[]';
     firsts jsonb := '{}';
     created jsonb;
@@ -727,15 +732,17 @@ BEGIN
         keys := p_keys -> (n::integer - 1);
         resumed := '{}';
         IF jsonb_array_length(keys) > 0 THEN
-            resumed := resolve_waits(e ->> 'name', keys, e ->> 'id', e ->> 'output',
-                                     (e ->> 'now')::double precision);
-            work := work OR cardinality(resumed) > 0;
+            SELECT w.resumed, w.cancelled INTO resumed, cancelled
+            FROM resolve_waits(e ->> 'name', keys, e ->> 'id', e ->> 'output',
+                               (e ->> 'now')::double precision) AS w;
+            cancels := cancels OR cardinality(cancelled) > 0;
+            work := work OR cardinality(resumed) > 0 OR cancels;
         END IF;
         results := results || jsonb_build_array(jsonb_build_object(
             'duplicate', false, 'resumed', to_jsonb(resumed), 'runs', created,
             'rate_limited', dropped, 'debounced', debounced));
     END LOOP;
-    RETURN jsonb_build_object('results', results, 'work', work);
+    RETURN jsonb_build_object('results', results, 'work', work, 'cancels', cancels);
 END
 $$;
 
@@ -940,7 +947,7 @@ BEGIN
 END
 $$;
 
--- Intake in one round trip: lock_intake, then store_events; if that started runs or resumed
+-- Intake in one round trip: lock_intake, then store_events; if that started, resumed or cancelled
 -- some, a NOTIFY on p_channel (payload p_sender) and, given p_claim ({worker, limit,
 -- lease_until, now}), a claim for that worker as claim_runs makes, in the same transaction,
 -- returned under "claimed" (claim_runs' rows as objects).

@@ -166,11 +166,12 @@ WHERE (run_id, step_key) IN (
 RETURNING run_id
 
 -- name: cancelled_by_intake
--- Right after resolve_waits: the runs its cancel_on waits cancelled that a parent invoked (each
--- sends its parent run.finished, as a finished child does).
-SELECT r.id, r.workflow_id, r.error
+-- Right after resolve_waits: the runs its cancel_on waits cancelled, their children included
+-- (intake wakes the workers, and each run that a parent invoked sends it run.finished, as a
+-- finished child does).
+SELECT r.id, r.workflow_id, r.error, r.parent_run_id
 FROM temp.cancelling c JOIN runs r ON r.id = c.id
-WHERE c.root = 1 AND r.parent_run_id IS NOT NULL
+WHERE r.status = 'cancelled'
 ORDER BY r.id
 
 -- name: claim_runs

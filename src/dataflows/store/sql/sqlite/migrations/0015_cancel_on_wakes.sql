@@ -1,0 +1,4 @@
+-- dataflows schema, version 15 (SQLite): no change. On PostgreSQL this version makes event
+-- intake wake workers for the runs a cancel_on event cancels, and send run.finished for the
+-- children cancelled with them; SQLite's intake statements do both as they are. Versions stay
+-- numbered alike on both stores.
