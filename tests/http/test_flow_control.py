@@ -57,3 +57,37 @@ async def test_held_runs_show_why_and_are_counted_in_metrics(
         families = {f.name: f for f in text_string_to_metric_families(text)}
         values = {s.labels["workflow"]: s.value for s in families["dataflows_runs_held"].samples}
         assert values == {"one-at-a-time": 1.0}
+
+
+async def test_throttled_and_debounced_runs_are_counted_by_their_limit(
+    new_app: Callable[..., df.Dataflows], make_api: Any
+) -> None:
+    app = new_app()
+
+    @app.workflow(
+        "throttled", trigger=df.on_event("test/held"), throttle=df.Throttle(1, "1h", key="data.k")
+    )
+    async def throttled(event: df.Event, step: df.Step) -> None: ...
+
+    @app.workflow(
+        "debounced", trigger=df.on_event("test/held"), debounce=df.Debounce("1h", key="data.k")
+    )
+    async def debounced(event: df.Event, step: df.Step) -> None: ...
+
+    async def held() -> dict[tuple[str, str], float]:
+        text = (await api.client.get("/metrics")).text
+        families = {f.name: f for f in text_string_to_metric_families(text)}
+        samples = families["dataflows_runs_held"].samples
+        return {(s.labels["workflow"], s.labels["limit"]): s.value for s in samples}
+
+    async with make_api(app=app) as api:
+        await api.app.open()
+        await api.app.store.sync_flow_limits(app.registry.flow_limits(), 0.0)
+        assert await held() == {("debounced", "debounce"): 0.0, ("throttled", "throttle"): 0.0}
+        for k in (1, 1, 1, 2):
+            await api.client.post("/events", json={"name": "test/held", "data": {"k": k}})
+        claimed = await api.app.store.claim_runs("w", 10, 30.0, api.app.clock.now())
+        # One start per key within the hour; the other two runs of key 1 are held; one
+        # debounced run is pending per key.
+        assert sorted(c.workflow_id for c in claimed) == ["throttled", "throttled"]
+        assert await held() == {("debounced", "debounce"): 2.0, ("throttled", "throttle"): 2.0}

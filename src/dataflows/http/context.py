@@ -38,11 +38,11 @@ class ApiContext:
     environ: Mapping[str, str]
     deadline: float = DEFAULT_STORE_DEADLINE
     #: The queue-depth read in flight for ``/metrics`` (one at a time, whatever the scrapes):
-    #: queue depth ``(workflow, status, count)``, held runs ``(workflow, count)`` and runs
+    #: queue depth ``(workflow, status, count)``, held runs ``(workflow, limit, count)`` and runs
     #: waiting for budgets ``(wait_reason, count)``.
     depth_read: (
         asyncio.Future[
-            tuple[list[tuple[str, str, int]], list[tuple[str, int]], list[tuple[str, int]]]
+            tuple[list[tuple[str, str, int]], list[tuple[str, str, int]], list[tuple[str, int]]]
         ]
         | None
     ) = field(default=None, repr=False)

@@ -24,6 +24,7 @@ from dataflows import metrics as engine_metrics
 from dataflows.app import Dataflows
 from dataflows.errors import StoreUnavailable
 from dataflows.http.context import ApiContext, context
+from dataflows.workflow import Workflow
 
 __all__ = ["QUEUE_STATUSES", "metrics"]
 
@@ -31,9 +32,9 @@ __all__ = ["QUEUE_STATUSES", "metrics"]
 QUEUE_STATUSES = ("queued", "running", "waiting")
 
 #: What a scrape reads from the database: queue depth ``(workflow, status, count)``, runs a
-#: concurrency limit holds back ``(workflow, count)`` and runs waiting for a unit of a budget
+#: flow limit holds back ``(workflow, limit, count)`` and runs waiting for a unit of a budget
 #: ``(wait_reason, count)``.
-Counts = tuple[list[tuple[str, str, int]], list[tuple[str, int]], list[tuple[str, int]]]
+Counts = tuple[list[tuple[str, str, int]], list[tuple[str, str, int]], list[tuple[str, int]]]
 
 
 #: How long a scrape waits for the queue depth before answering without it.
@@ -45,10 +46,21 @@ async def metrics(request: Request) -> Response:
     counts = await _queue_counts(ctx)
     snapshot = CollectorRegistry(auto_describe=False)
     registry = ctx.app.registry
-    limited = [w.id for w in registry if w.concurrency is not None]
+    limited = [(w.id, kind) for w in registry for kind in _limits(w)]
     snapshot.register(_Snapshot(counts, [w.id for w in registry], limited, list(registry.budgets)))
     body = generate_latest(engine_metrics.registry()) + generate_latest(snapshot)
     return Response(body, media_type=CONTENT_TYPE_LATEST)
+
+
+def _limits(workflow: Workflow) -> list[str]:
+    """The flow limits of a workflow that can hold runs back, as ``dataflows_runs_held`` names
+    them."""
+    kinds = {
+        "concurrency": workflow.concurrency,
+        "throttle": workflow.throttle,
+        "debounce": workflow.debounce,
+    }
+    return [kind for kind, option in kinds.items() if option is not None]
 
 
 async def _queue_counts(ctx: ApiContext) -> Counts | None:
@@ -79,7 +91,7 @@ class _Snapshot(Collector):
         self,
         counts: Counts | None,
         workflow_ids: Iterable[str],
-        limited: Iterable[str] = (),
+        limited: Iterable[tuple[str, str]] = (),
         budgets: Iterable[str] = (),
     ) -> None:
         self.counts = counts
@@ -97,15 +109,16 @@ class _Snapshot(Collector):
             if self.budgets:
                 yield self._budget_waits(self.counts[2])
 
-    def _held(self, counts: list[tuple[str, int]]) -> GaugeMetricFamily:
-        held = dict.fromkeys(self.limited, 0) | dict(counts)
+    def _held(self, counts: list[tuple[str, str, int]]) -> GaugeMetricFamily:
+        held = dict.fromkeys(self.limited, 0) | {(w, kind): n for w, kind, n in counts}
         gauge = GaugeMetricFamily(
             "dataflows_runs_held",
-            "Queued runs a flow limit holds back now, by workflow and limit.",
+            "Runs a flow limit holds back now (queued over a concurrency limit or a throttle, "
+            "pending a debounce), by workflow and limit.",
             labels=["workflow", "limit"],
         )
-        for workflow, count in sorted(held.items()):
-            gauge.add_metric([workflow, "concurrency"], float(count))
+        for (workflow, kind), count in sorted(held.items()):
+            gauge.add_metric([workflow, kind], float(count))
         return gauge
 
     def _budget_waits(self, waits: list[tuple[str, int]]) -> GaugeMetricFamily:

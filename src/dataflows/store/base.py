@@ -309,8 +309,9 @@ class Store(abc.ABC):
         """Make the stored concurrency limits ``limits`` (the code's), in one transaction."""
 
     @abc.abstractmethod
-    async def held_counts(self) -> list[tuple[str, int]]:
-        """``(workflow_id, count)`` of the queued runs a concurrency limit holds back now."""
+    async def held_counts(self) -> list[tuple[str, str, int]]:
+        """``(workflow_id, limit, count)`` of the runs a flow limit (``concurrency``,
+        ``throttle``, ``debounce``) holds back now."""
 
     @abc.abstractmethod
     async def list_flow_limits(self) -> list[FlowLimit]:

@@ -33,9 +33,10 @@ def sync_flow_limits(limits: Sequence[FlowLimit], now: float) -> Program:
 
 
 def held_counts() -> Program:
-    """``(workflow_id, count)`` of the queued runs a concurrency limit holds back now."""
+    """``(workflow_id, limit, count)`` of the runs a flow limit holds back now: ``limit`` is
+    ``concurrency``, ``throttle`` (queued runs) or ``debounce`` (pending runs)."""
     rows = yield Query("held_counts", {}, "all")
-    return [(row["workflow_id"], int(row["count"])) for row in rows]
+    return [(row["workflow_id"], row["flow_limit"], int(row["count"])) for row in rows]
 
 
 def list_flow_limits() -> Program:

@@ -232,8 +232,8 @@ class SqlStore(Store):
     async def sync_flow_limits(self, limits: Sequence[FlowLimit], now: float) -> None:
         await self._run(flow_limits.sync_flow_limits(limits, now))
 
-    async def held_counts(self) -> list[tuple[str, int]]:
-        result: list[tuple[str, int]] = await self._run_single(flow_limits.held_counts())
+    async def held_counts(self) -> list[tuple[str, str, int]]:
+        result: list[tuple[str, str, int]] = await self._run_single(flow_limits.held_counts())
         return result
 
     async def list_flow_limits(self) -> list[FlowLimit]:

@@ -11,6 +11,31 @@
 -- slow) writes nothing. Queries say {fence}, or {fence r} for runs named r.
 runs.lease_token = :lease_token AND runs.status = 'running'
 
+-- fragment: shown_reason
+-- Why a run is where it is, as shown: a queued run held back by its concurrency limit or its
+-- throttle says so (worked out now, from the runs of its key: the claim decides the same way);
+-- any other run shows its stored wait_reason. Queries say {shown_reason}, or
+-- {shown_reason r} for runs named r.
+CASE WHEN runs.status = 'queued' AND runs.concurrency_key IS NOT NULL
+      AND (SELECT count(*) FROM runs s
+           WHERE s.status = 'running' AND s.workflow_id = runs.workflow_id
+             AND s.concurrency_key = runs.concurrency_key)
+          >= (SELECT l.concurrency FROM flow_limits l WHERE l.workflow_id = runs.workflow_id)
+     THEN 'concurrency ' || runs.workflow_id
+          || CASE WHEN runs.concurrency_key = '' THEN '' ELSE '/' || runs.concurrency_key END
+     WHEN runs.status = 'queued' AND runs.concurrency_key IS NOT NULL
+      AND runs.first_started_at IS NULL
+      AND (SELECT count(*) FROM runs s JOIN flow_limits l ON l.workflow_id = s.workflow_id
+           WHERE s.workflow_id = runs.workflow_id AND s.concurrency_key = runs.concurrency_key
+             AND s.first_started_at > (
+                 SELECT max(m.first_started_at) FROM runs m
+                 WHERE m.workflow_id = runs.workflow_id
+                   AND m.concurrency_key = runs.concurrency_key) - l.throttle_period)
+          >= (SELECT l.throttle FROM flow_limits l WHERE l.workflow_id = runs.workflow_id)
+     THEN 'throttle ' || runs.workflow_id
+          || CASE WHEN runs.concurrency_key = '' THEN '' ELSE '/' || runs.concurrency_key END
+     ELSE runs.wait_reason END
+
 -- name: body_event
 -- A webhook body signed without its delivery id, seen within its window: the event it became
 -- (a row whose event was purged meanwhile counts as unseen).
@@ -425,48 +450,14 @@ SELECT min(wake_at) AS wake_at FROM runs WHERE status = 'waiting'
 SELECT id, workflow_id, status, event_id, event_name, event_data, event_ts, result, error,
        created_at, updated_at, completed_at, wake_at, recoveries, parent_run_id,
        idempotency_key,
-       CASE WHEN status = 'queued' AND concurrency_key IS NOT NULL
-             AND (SELECT count(*) FROM runs s
-                  WHERE s.status = 'running' AND s.workflow_id = runs.workflow_id
-                    AND s.concurrency_key = runs.concurrency_key)
-                 >= (SELECT l.concurrency FROM flow_limits l WHERE l.workflow_id = runs.workflow_id)
-            THEN 'concurrency ' || workflow_id
-                 || CASE WHEN concurrency_key = '' THEN '' ELSE '/' || concurrency_key END
-            WHEN status = 'queued' AND concurrency_key IS NOT NULL AND first_started_at IS NULL
-             AND (SELECT count(*) FROM runs s JOIN flow_limits l ON l.workflow_id = s.workflow_id
-                  WHERE s.workflow_id = runs.workflow_id AND s.concurrency_key = runs.concurrency_key
-                    AND s.first_started_at > (
-                        SELECT max(m.first_started_at) FROM runs m
-                        WHERE m.workflow_id = runs.workflow_id
-                          AND m.concurrency_key = runs.concurrency_key) - l.throttle_period)
-                 >= (SELECT l.throttle FROM flow_limits l WHERE l.workflow_id = runs.workflow_id)
-            THEN 'throttle ' || workflow_id
-                 || CASE WHEN concurrency_key = '' THEN '' ELSE '/' || concurrency_key END
-            ELSE wait_reason END AS wait_reason
+       {shown_reason} AS wait_reason
 FROM runs WHERE id = :run_id
 
 -- name: list_runs
 SELECT id, workflow_id, status, event_id, event_name, event_data, event_ts, result, error,
        created_at, updated_at, completed_at, wake_at, recoveries, parent_run_id,
        idempotency_key,
-       CASE WHEN status = 'queued' AND concurrency_key IS NOT NULL
-             AND (SELECT count(*) FROM runs s
-                  WHERE s.status = 'running' AND s.workflow_id = runs.workflow_id
-                    AND s.concurrency_key = runs.concurrency_key)
-                 >= (SELECT l.concurrency FROM flow_limits l WHERE l.workflow_id = runs.workflow_id)
-            THEN 'concurrency ' || workflow_id
-                 || CASE WHEN concurrency_key = '' THEN '' ELSE '/' || concurrency_key END
-            WHEN status = 'queued' AND concurrency_key IS NOT NULL AND first_started_at IS NULL
-             AND (SELECT count(*) FROM runs s JOIN flow_limits l ON l.workflow_id = s.workflow_id
-                  WHERE s.workflow_id = runs.workflow_id AND s.concurrency_key = runs.concurrency_key
-                    AND s.first_started_at > (
-                        SELECT max(m.first_started_at) FROM runs m
-                        WHERE m.workflow_id = runs.workflow_id
-                          AND m.concurrency_key = runs.concurrency_key) - l.throttle_period)
-                 >= (SELECT l.throttle FROM flow_limits l WHERE l.workflow_id = runs.workflow_id)
-            THEN 'throttle ' || workflow_id
-                 || CASE WHEN concurrency_key = '' THEN '' ELSE '/' || concurrency_key END
-            ELSE wait_reason END AS wait_reason
+       {shown_reason} AS wait_reason
 FROM runs
 WHERE (:workflow_id IS NULL OR workflow_id = :workflow_id)
   AND (:status IS NULL OR status = :status)
@@ -732,11 +723,14 @@ SELECT count(*) >= :rate_limit AS full FROM runs
 WHERE workflow_id = :workflow_id AND rate_key = :rate_key AND created_at > :now - :rate_period
 
 -- name: held_counts
--- Per workflow, the queued runs its concurrency limit holds back now (their key's slots taken).
-SELECT q.workflow_id, count(*) AS count FROM runs q
-JOIN flow_limits l ON l.workflow_id = q.workflow_id
-WHERE q.status = 'queued' AND q.concurrency_key IS NOT NULL
-  AND (SELECT count(*) FROM runs r
-       WHERE r.status = 'running' AND r.workflow_id = q.workflow_id
-         AND r.concurrency_key = q.concurrency_key) >= l.concurrency
-GROUP BY q.workflow_id
+-- Per workflow and limit, the runs a flow limit holds back now: queued runs over their key's
+-- concurrency limit or throttle, and debounced runs waiting for their key to go quiet.
+SELECT h.workflow_id, substr(h.reason, 1, instr(h.reason, ' ') - 1) AS flow_limit,
+       count(*) AS count
+FROM (SELECT runs.workflow_id, {shown_reason} AS reason FROM runs
+      WHERE runs.status = 'queued' AND runs.concurrency_key IS NOT NULL
+      UNION ALL
+      SELECT runs.workflow_id, runs.wait_reason FROM runs
+      WHERE runs.status = 'waiting' AND runs.debounce_key IS NOT NULL) AS h
+WHERE substr(h.reason, 1, instr(h.reason, ' ') - 1) IN ('concurrency', 'throttle', 'debounce')
+GROUP BY h.workflow_id, substr(h.reason, 1, instr(h.reason, ' ') - 1)
