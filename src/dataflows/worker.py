@@ -128,6 +128,11 @@ class Worker:
         self._swept_at = 0.0  # when runs past their start_timeout were last cancelled
         self.scheduler = Scheduler(app, options.schedule_interval)
         self.finished_runs = 0
+        #: Claim rounds begun, and the last of them that began and ended with nothing to do (no
+        #: run executing or reserved, none claimed): a round begun after some moment that found
+        #: nothing tells that the worker was idle since (``dataflows.testing`` waits on it).
+        self.claim_rounds = 0
+        self.idle_round = 0
         self.recycled = False
 
     @property
@@ -172,6 +177,11 @@ class Worker:
             asyncio.create_task(self.scheduler.run(), name=f"dataflows-schedules-{self.id}"),
         ]
         log.info("worker %s started (concurrency %d)", self.id, self.options.concurrency)
+
+    @property
+    def idle(self) -> bool:
+        """No run is executing here, and no slot is reserved for runs event intake may claim."""
+        return not self._active and not self._reserved
 
     def wake(self) -> None:
         self._wake.set()
@@ -265,7 +275,11 @@ class Worker:
                     # After an outage, renew our own leases before claiming, so we do not
                     # re-claim (and run a second time) what we are still executing.
                     await self._renew_leases()
+                self.claim_rounds += 1
+                round_, idle = self.claim_rounds, self.idle
                 claimed = await self._claim(free) if free > 0 else []
+                if idle and not claimed and self.idle:
+                    self.idle_round = round_
                 backoff = 0.1
                 STORE_OUTAGE.available()
             except StoreUnavailable as exc:
