@@ -69,8 +69,9 @@ class Environment:
         copy = Registry()
         copy.budgets = dict(original.budgets)
         for workflow in original:
-            self._functions[workflow.fn] = workflow.id
-            copy.add(dataclasses.replace(workflow, fn=with_mocks(workflow.fn, self._find_mock)))
+            mocked = with_mocks(workflow.fn, self._find_mock)
+            self._functions[workflow.fn] = self._functions[mocked] = workflow.id
+            copy.add(dataclasses.replace(workflow, fn=mocked))
         return copy
 
     @property
