@@ -218,6 +218,7 @@ class Environment:
         ``advance=False`` when it has not finished now, or after ``timeout`` real seconds
         (default: the environment's ``timeout``).
         """
+        __tracebackhide__ = True
         loop = asyncio.get_running_loop()
         limit = self.timeout if timeout is None else timeout
         deadline = loop.time() + limit
@@ -249,6 +250,7 @@ class Environment:
             await self.settle()
 
     def _not_finished(self, run: Run, why: str) -> None:
+        __tracebackhide__ = True
         raise RunNotFinished(
             f"run {run.id} is {run.status}, not finished: {why}\n"
             f"virtual time: {when(self.now())}\n{describe_run(run, self.clock.now())}"
@@ -286,11 +288,13 @@ class Environment:
     # -- assertions --------------------------------------------------------------------------------
 
     def _fail(self, run: Run, expected: str) -> None:
+        __tracebackhide__ = True
         raise AssertionError(
             f"{expected}\nvirtual time: {when(self.now())}\n{describe_run(run, self.clock.now())}"
         )
 
     async def assert_status(self, run_id: str, status: str) -> Run:
+        __tracebackhide__ = True
         run = await self.run(run_id)
         if run.status != status:
             self._fail(run, f"expected run {run_id} to be {status}, but it is {run.status}")
@@ -298,6 +302,7 @@ class Environment:
 
     async def assert_completed(self, run_id: str, result: Any = MISSING) -> Run:
         """The run completed (with ``result``, if given); returns it."""
+        __tracebackhide__ = True
         run = await self.assert_status(run_id, "completed")
         if result is not MISSING and run.result != result:
             self._fail(run, f"run {run_id} completed with {run.result!r}, expected {result!r}")
@@ -308,6 +313,7 @@ class Environment:
     ) -> Run:
         """The run failed; ``error`` is the error's type (a class or its name) or a part of
         ``"Type: message"``. A run failed by a step has the step's error."""
+        __tracebackhide__ = True
         run = await self.assert_status(run_id, "failed")
         if error is not None and not _error_matches(run.error, error):
             wanted = error.__name__ if isinstance(error, type) else repr(error)
@@ -315,6 +321,7 @@ class Environment:
         return run
 
     async def assert_cancelled(self, run_id: str) -> Run:
+        __tracebackhide__ = True
         return await self.assert_status(run_id, "cancelled")
 
     async def assert_waiting(
@@ -322,6 +329,7 @@ class Environment:
     ) -> Run:
         """The run is suspended (``waiting``); ``for_event``: for an event of that name;
         ``for_step``: in that step (a sleep, wait, retry … keyed so)."""
+        __tracebackhide__ = True
         run = await self.assert_status(run_id, "waiting")
         reason = run.wait_reason or ""
         if for_event is not None and not reason.startswith(f"event {for_event} ("):
@@ -344,6 +352,7 @@ class Environment:
     ) -> StepInfo:
         """The run recorded step ``key`` (its name, or ``name#2`` …) with the ``status``,
         ``output``, number of ``attempts`` and ``error`` given; returns it."""
+        __tracebackhide__ = True
         run = await self.run(run_id)
         found = [s for s in run.steps if s.key == key]
         if not found:

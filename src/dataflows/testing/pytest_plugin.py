@@ -82,6 +82,10 @@ async def _environment(request: pytest.FixtureRequest) -> AsyncIterator[Any]:
     app = options.pop("app", None)
     if app is None:
         app = request.getfixturevalue("dataflows_app")
+    from dataflows.app import Dataflows
+
+    if not isinstance(app, Dataflows):
+        pytest.fail(f"dataflows_env needs a dataflows.Dataflows app, not {app!r}", pytrace=False)
     if options.get("database_url") is None:
         options["database_url"] = (
             request.config.getoption(OPTION) or request.config.getini(OPTION) or None
