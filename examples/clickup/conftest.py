@@ -1,0 +1,14 @@
+"""The example app's tests run it with ``dataflows_env`` (the dataflows pytest plugin): a
+throw-away SQLite database, a worker in the test's event loop, and virtual time."""
+
+from __future__ import annotations
+
+import pytest
+
+import dataflows as df
+from examples.clickup.app import app
+
+
+@pytest.fixture
+def dataflows_app() -> df.Dataflows:
+    return app
