@@ -61,11 +61,11 @@ async def test_forgot_the_app(dataflows_env):
 """
 
 
-def pytest_in(project: Path) -> subprocess.CompletedProcess[str]:
-    """pytest on the directories of ``project``, as its own project (no ini file: strict mode)."""
+def run_pytest(project: Path, *paths: str) -> subprocess.CompletedProcess[str]:
+    """pytest on ``paths`` of ``project``, as a project of its own (in a temporary directory)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("DATAFLOWS_")}
     return subprocess.run(
-        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "app", "no_app"],
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", *paths],
         cwd=project,
         env=env,
         capture_output=True,
@@ -80,7 +80,7 @@ def test_a_project_tests_its_workflows_with_the_fixture(tmp_path: Path) -> None:
     (tmp_path / "app" / "test_remind.py").write_text(TESTS)
     (tmp_path / "no_app").mkdir()
     (tmp_path / "no_app" / "test_no_app.py").write_text(NO_APP)
-    done = pytest_in(tmp_path)
+    done = run_pytest(tmp_path, "app", "no_app")  # no ini file: strict mode
     output = done.stdout + done.stderr
     assert "1 failed, 1 passed, 1 error" in output, output
     # The failing assertion shows the run: its status, error and steps.
