@@ -214,6 +214,20 @@ async def test_a_mock_scoped_to_a_workflow_leaves_others_alone(
         env.mock_step("note", workflow="nope")
 
 
+async def test_mock_names_are_checked(dataflows_env: Environment) -> None:
+    with pytest.raises(df.InvalidStepName):
+        dataflows_env.mock_step("")
+
+
+async def test_a_cancelled_run_starts_no_further_step(dataflows_env: Environment) -> None:
+    env = dataflows_env
+    run_id = await env.start("nap")
+    assert await env.cancel(run_id) == "cancelled"
+    await env.advance("8d")
+    await env.assert_cancelled(run_id)
+    assert list(await env.steps(run_id)) == ["a"]
+
+
 # -- schedules -------------------------------------------------------------------------------------
 
 

@@ -28,6 +28,7 @@ from dataflows.app import Dataflows
 from dataflows.clock import ManualClock
 from dataflows.durations import Duration, parse_duration, to_timestamp
 from dataflows.models import Run, SendResult, StepInfo, error_line
+from dataflows.names import check_step_name
 from dataflows.records import FINISHED_STATUSES
 from dataflows.testing.mocks import StepMock, with_mocks
 from dataflows.testing.render import describe_run, when
@@ -269,6 +270,7 @@ class Environment:
         """Replace the function of every ``step.run(name, fn, ...)`` (of ``workflow`` only, if
         given) with a :class:`StepMock`; see there for ``return_value`` and ``side_effect``.
         Mocking a name again replaces its mock; :meth:`unmock_step` brings the function back."""
+        check_step_name(name)
         workflow_id = None if workflow is None else self.workflow_id(workflow)
         if workflow_id is not None:
             self.app.registry.get(workflow_id)  # UnknownWorkflow for a typo
@@ -401,6 +403,8 @@ async def environment(
     ``concurrency``: the worker's. ``timeout``: real seconds any one call of the environment may
     take to bring the engine to rest before it fails the test (:class:`EngineBusy`).
     """
+    if not isinstance(app, Dataflows):
+        raise TypeError(f"environment() needs a dataflows.Dataflows app, not {app!r}")
     clock = ManualClock(None if start is None else to_timestamp(start))
     env = Environment(app, clock, timeout)
     scratch: tempfile.TemporaryDirectory[str] | None = None
