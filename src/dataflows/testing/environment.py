@@ -112,7 +112,8 @@ class Environment:
 
     async def _next_due(self) -> float | None:
         store = self.app.store
-        times = [t for t in (await store.next_wake_at(), await store.next_schedule_at()) if t]
+        found = (await store.next_wake_at(), await store.next_schedule_at())
+        times = [t for t in found if t is not None]
         return min(times) if times else None
 
     async def settle(self) -> None:
