@@ -282,19 +282,27 @@ class Dataflows:
         schema: str | None = None,
         clock: Clock | None = None,
         registry: Registry | None = None,
+        auto_migrate: bool | None = None,
     ) -> AsyncIterator[Dataflows]:
-        """Run this app on another store, clock or registry for the duration of the block.
+        """Run this app on another database, clock, registry or ``auto_migrate`` for the block.
 
         For tests (``dataflows.testing`` uses it): an app defined once at module level, for
         production, runs its workflows on a throw-away database and a virtual clock. The app
         must be closed when the block starts; it is closed when the block ends, and gets back
-        the database, clock and registry it had. Options left ``None`` are not changed.
+        the ones it had. Options left ``None`` are not changed.
         """
         if self._opened is not None or self._blocking is not None:
             raise RuntimeError(
                 "app.override() needs a closed app: this one is open (close it first)"
             )
-        saved = (self.database_url, self.schema, self.clock, self.registry, self._store)
+        saved = (
+            self.database_url,
+            self.schema,
+            self.clock,
+            self.registry,
+            self._store,
+            self.auto_migrate,
+        )
         if database_url is not None:
             self.database_url, self._store = database_url, None
         if schema is not None:
@@ -303,13 +311,22 @@ class Dataflows:
             self.clock = clock
         if registry is not None:
             self.registry = registry
+        if auto_migrate is not None:
+            self.auto_migrate = auto_migrate
         try:
             yield self
         finally:
             try:
                 await self.close()
             finally:
-                self.database_url, self.schema, self.clock, self.registry, self._store = saved
+                (
+                    self.database_url,
+                    self.schema,
+                    self.clock,
+                    self.registry,
+                    self._store,
+                    self.auto_migrate,
+                ) = saved
                 self.eager_worker = None
 
     async def __aenter__(self) -> Dataflows:

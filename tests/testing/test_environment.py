@@ -308,6 +308,14 @@ async def test_the_app_gets_its_database_and_clock_back() -> None:
     assert not Path(url.removeprefix("sqlite:///")).parent.exists()  # the database is gone
 
 
+async def test_an_app_that_does_not_migrate_is_migrated_in_tests() -> None:
+    app = build_app()
+    app.auto_migrate = False
+    async with environment(app) as env:
+        await env.assert_completed(await env.start("hourly", {"scheduled_at": "x"}), "x")
+    assert app.auto_migrate is False
+
+
 async def test_an_open_app_is_refused() -> None:
     app = df.Dataflows("sqlite:///:memory:")
     async with app:

@@ -89,3 +89,25 @@ def test_a_project_tests_its_workflows_with_the_fixture(tmp_path: Path) -> None:
     assert "send-email               run    failed     attempts=4" in output
     # A project that gives no app is told how to give one.
     assert "define a `dataflows_app` fixture" in output
+
+
+PG_TEST = """
+import pytest
+
+
+@pytest.mark.asyncio
+async def test_on_postgres(dataflows_env):
+    assert dataflows_env.app.database_url.startswith("postgresql://")
+    assert dataflows_env.app.schema.startswith("dataflows_test_")
+    run_id = await dataflows_env.start("remind", {"to": "ana@example.com"})
+    dataflows_env.mock_step("send-email", return_value="sent")
+    await dataflows_env.assert_completed((await dataflows_env.wait(run_id)).id, "sent")
+"""
+
+
+def test_the_database_url_option_runs_on_postgres(tmp_path: Path, pg_server_url: str) -> None:
+    (tmp_path / "app").mkdir()
+    (tmp_path / "app" / "conftest.py").write_text(CONFTEST)
+    (tmp_path / "app" / "test_pg.py").write_text(PG_TEST)
+    done = run_pytest(tmp_path, "app", f"--dataflows-database-url={pg_server_url}")
+    assert "1 passed" in done.stdout, done.stdout + done.stderr

@@ -420,7 +420,11 @@ async def environment(
     try:
         async with (
             app.override(
-                database_url=url, schema=schema, clock=clock, registry=env._registry(app.registry)
+                database_url=url,
+                schema=schema,
+                clock=clock,
+                registry=env._registry(app.registry),
+                auto_migrate=True,  # a fresh database, whatever the app does in production
             ),
             app.worker(
                 concurrency,
