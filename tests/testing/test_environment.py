@@ -183,6 +183,15 @@ async def test_an_exception_side_effect_fails_every_attempt(dataflows_env: Envir
     assert mock.call_count == 1
 
 
+async def test_an_exception_class_that_needs_arguments_says_so(
+    dataflows_env: Environment,
+) -> None:
+    env = dataflows_env
+    env.mock_step("charge-card", side_effect=df.RetryAfterError)
+    run = await env.wait(await env.start("charge", {"amount": 1}))
+    await env.assert_failed(run.id, "give an instance, e.g. RetryAfterError('30s')")
+
+
 async def test_a_callable_side_effect_gets_the_arguments(dataflows_env: Environment) -> None:
     env = dataflows_env
 

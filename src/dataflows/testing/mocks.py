@@ -126,7 +126,15 @@ def _is_exception(value: object) -> bool:
 
 
 def _exception(value: Any) -> BaseException:
-    return value() if isinstance(value, type) else value  # type: ignore[no-any-return]
+    if not isinstance(value, type):
+        return value  # type: ignore[no-any-return]
+    try:
+        return value()  # type: ignore[no-any-return]
+    except TypeError:
+        raise TypeError(
+            f"side_effect {value.__name__} cannot be raised without arguments: give an instance, "
+            f"e.g. {value.__name__}('30s')"
+        ) from None
 
 
 class MockingStep(Step):
