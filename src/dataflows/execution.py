@@ -30,6 +30,7 @@ from dataflows.intake import event_intake
 from dataflows.models import Event, error_line
 from dataflows.outage import STORE_OUTAGE
 from dataflows.records import (
+    RETRY_MARK,
     ClaimedRun,
     FailedAttempt,
     NewStep,
@@ -497,13 +498,21 @@ class Execution:
         self.suspend(outcome.wake_at, f"event {match.event_name} ({key})")
 
     async def _begin_wait(
-        self, key: str, kind: str, wake_at: float | None, match: WaitMatch | None
+        self,
+        key: str,
+        kind: str,
+        wake_at: float | None,
+        match: WaitMatch | None,
+        since: float | None = None,
     ) -> WaitOutcome:
+        """Reach a wait; an event wait matches events received from ``since`` on (default: the
+        run's creation)."""
+        since = self.run.created_at if since is None else since
         async with self.tracking():
             outcome = await retry_unavailable(
                 lambda: self.rt.store.begin_wait(
                     self.run.lease,
-                    NewWait(key, kind, wake_at, match, self.run.created_at, self.run.event.id),
+                    NewWait(key, kind, wake_at, match, since, self.run.event.id),
                     self.rt.clock.now(),
                 )
             )
@@ -517,7 +526,13 @@ class Execution:
         """Register the workflow's ``cancel_on`` watches, once per run (a claim that finds them
         registered costs nothing): each is a wait of kind ``cancel`` whose resolution by event
         intake cancels the run in the intake's transaction. A matching event that came since
-        the run was created resolves it here: the run is cancelled and this attempt stops."""
+        the run was created resolves it here: the run is cancelled and this attempt stops.
+
+        After a retry (``app.retry``), the watches are registered again and look only at events
+        received since the retry (its mark's time): the event that cancelled the run, or any
+        that came while it was cancelled or failed, does not cancel it again."""
+        mark = self.cancel_watches.get(RETRY_MARK)
+        since = None if mark is None else max(self.run.created_at, mark.completed_at or 0.0)
         for index, trigger in enumerate(self.workflow.cancel_on):
             key = cancel_key(index)
             row = self.cancel_watches.get(key)
@@ -529,7 +544,7 @@ class Execution:
                         continue
                     filters = ((trigger.match, value),)
                 match = WaitMatch(trigger.name, filters)
-                outcome = await self._begin_wait(key, "cancel", None, match)
+                outcome = await self._begin_wait(key, "cancel", None, match, since)
                 if outcome.state != "resolved":
                     continue
             elif row.status != "completed":

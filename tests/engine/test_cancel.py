@@ -286,6 +286,72 @@ async def test_cancel_on_without_match_cancels_every_run(app: df.Dataflows) -> N
         assert {(await app.get_run(i)).status for i in ids} == {"cancelled"}
 
 
+async def test_a_run_retried_after_its_cancel_on_event_goes_on(app: df.Dataflows) -> None:
+    """A retry is an operator's decision to go on: the event that cancelled the run, and one
+    that came while it was cancelled, do not cancel it again; a new one after the retry does."""
+    started: list[tuple[str, int]] = []
+    register_order(app, started)
+    async with worker(app):
+        run_id = (await app.send("order/created", {"id": 1})).run_ids[0]
+        await wait_status(app, run_id, "waiting")
+        first = await app.send("order/cancelled", {"id": 1})
+        assert (await app.get_run(run_id)).status == "cancelled"
+        await app.send("order/cancelled", {"id": 1})  # again, while it is cancelled
+        assert await app.retry(run_id) == "queued"
+        await wait_status(app, run_id, "waiting")  # waits for its payment again
+        await app.send("order/paid", {"id": 1})
+        run = await app.wait_for_run(run_id, timeout=10)
+        assert (run.status, run.result) == ("completed", "shipped")
+        assert [s.key for s in run.steps] == ["reserve", "paid", "ship"]  # no watch, no mark
+
+        # Cancelled again, retried, then a new cancelling event: it cancels the run again.
+        other = (await app.send("order/created", {"id": 2})).run_ids[0]
+        await wait_status(app, other, "waiting")
+        await app.send("order/cancelled", {"id": 2})
+        assert (await app.get_run(other)).status == "cancelled"
+        assert await app.retry(other) == "queued"
+        await wait_status(app, other, "waiting")
+        again = await app.send("order/cancelled", {"id": 2})
+        cancelled = await app.get_run(other)
+        assert cancelled.status == "cancelled"
+        assert cancelled.error is not None and again.event_id in cancelled.error["message"]
+    assert first.event_id not in cancelled.error["message"]
+    assert sorted(started) == [("reserve", 1), ("reserve", 2), ("ship", 1)]
+
+
+async def test_a_retry_of_a_run_cancelled_before_its_first_claim(app: df.Dataflows) -> None:
+    """The cancelling event came before the watch was registered (it is found by the claim);
+    after the retry it is not, and an event sent between the retry and the next claim is."""
+    started: list[tuple[str, int]] = []
+    register_order(app, started)
+    run_id = (await app.send("order/created", {"id": 7})).run_ids[0]
+    await app.send("order/cancelled", {"id": 7})
+    async with worker(app):
+        assert (await app.wait_for_run(run_id, timeout=10)).status == "cancelled"
+    assert started == []
+    assert await app.retry(run_id) == "queued"
+    async with worker(app):
+        await wait_status(app, run_id, "waiting")
+        await app.send("order/paid", {"id": 7})
+        assert (await app.wait_for_run(run_id, timeout=10)).result == "shipped"
+
+    # Cancelled by a call and retried: an event before the retry does not cancel it, one
+    # after it does (found by the claim, which cancels it before its first step).
+    retried = (await app.send("order/created", {"id": 8})).run_ids[0]
+    await app.cancel(retried)
+    await app.send("order/cancelled", {"id": 8})  # while it is cancelled: not for the retry
+    assert await app.retry(retried) == "queued"
+    async with worker(app):
+        await wait_status(app, retried, "waiting")
+    await app.cancel(retried)
+    assert await app.retry(retried) == "queued"
+    await app.send("order/cancelled", {"id": 8})  # after the retry, before its claim
+    async with worker(app):
+        run = await app.wait_for_run(retried, timeout=10)
+    assert run.status == "cancelled"
+    assert started == [("reserve", 7), ("ship", 7), ("reserve", 8)]
+
+
 @pytest.mark.parametrize(
     ("cancel_on", "message"),
     [
