@@ -118,9 +118,10 @@ class Execution:
         self._inflight = 0
         self._idle = asyncio.Event()
         self._idle.set()
-        self._interrupted = asyncio.Event()  # sleeps held in memory give up at once
-        #: How many sleeps this run holds in memory right now (a worker asks about such runs
-        #: when it is notified: see ``Worker.wake``).
+        #: Sleeps, budget waits and retry backoffs held in memory give up at once.
+        self._interrupted = asyncio.Event()
+        #: How many sleeps (budget waits, retry backoffs) this run holds in memory right now (a
+        #: worker asks about such runs when it is notified: see ``Worker.wake``).
         self.holding = 0
         self._background: set[asyncio.Task[None]] = set()
         #: This attempt's spans, when spans are recorded (see :mod:`dataflows.tracing`).
@@ -141,7 +142,8 @@ class Execution:
             self._interrupted.set()
 
     def interrupt(self) -> None:
-        """Sleeps held in memory suspend the run now instead (the worker is stopping)."""
+        """Sleeps and retry backoffs held in memory suspend the run now instead (the worker is
+        stopping)."""
         self._interrupted.set()
 
     # -- keys and replay checks --------------------------------------------------------------------
@@ -264,8 +266,14 @@ class Execution:
                             value, what=f"the result of step {key!r}", limit=self.rt.max_payload
                         )
                 except Exception as exc:
-                    delay = await self._attempt_failed(key, exc, attempt, started, policy)
-                    await self.rt.clock.sleep(delay)
+                    retry_at = await self._attempt_failed(key, exc, attempt, started, policy)
+                    # Held as a short sleep is: a cancel notification (the run no longer ours)
+                    # ends it at once and frees the slot; so does the worker stopping, which
+                    # suspends the run until its retry instead.
+                    if not await self._hold(retry_at):
+                        if self.abandoned:
+                            raise Suspend() from None
+                        self.suspend(retry_at, f"retry {key}")
                     self.check_live()
                     # Still ours? A run cancelled during the backoff makes no further attempt.
                     if not await retry_unavailable(
@@ -317,7 +325,8 @@ class Execution:
     async def _attempt_failed(
         self, key: str, exc: Exception, attempt: int, started: float, policy: RetryPolicy
     ) -> float:
-        """Record a failed attempt; return the delay before an in-memory retry.
+        """Record a failed attempt; return when the next attempt may start, to be waited for
+        in memory.
 
         Raises :class:`StepFailed` when the step has failed for good, and suspends the run when
         the backoff is too long to wait in memory.
@@ -351,7 +360,7 @@ class Execution:
         )
         if delay > self.rt.inline_retry_limit or self.holds_slot:
             self.suspend(retry_at, f"retry {key}")
-        return delay
+        return retry_at
 
     async def _call(
         self,

@@ -463,6 +463,84 @@ async def test_a_run_cancelled_during_a_retry_backoff_held_in_memory_makes_no_fu
     assert (await app.get_run(run_id)).status == "cancelled"
 
 
+@pytest.mark.parametrize("how", ["app.cancel", "cancel_on"])
+async def test_a_cancel_ends_a_retry_backoff_held_in_memory_at_once(
+    app: df.Dataflows, how: str
+) -> None:
+    """The cancel notification interrupts a backoff held in memory as it does a sleep: the
+    worker slot is free at once, not when the backoff (up to inline_retry_limit) ends."""
+    attempts: list[int] = []
+    failed = asyncio.Event()
+
+    def flaky(n: int) -> None:
+        attempts.append(n)
+        failed.set()
+        raise df.RetryAfterError(1.8)
+
+    @app.workflow(
+        "flaky",
+        trigger=df.on_event("flaky/start"),
+        retries=3,
+        cancel_on=[df.on_event("flaky/stop", match="data.n")],
+    )
+    async def flaky_workflow(event: df.Event, step: df.Step) -> Any:
+        return await step.run("call", flaky, event.data["n"])
+
+    async with worker(app) as w:  # heartbeats every 10 s: the notification does it
+        run_id = (await app.send("flaky/start", {"n": 1})).run_ids[0]
+        await asyncio.wait_for(failed.wait(), 10)
+        await asyncio.sleep(0.2)  # inside the 1.8 s backoff, held in memory
+        assert (await app.get_run(run_id)).status == "running"
+        assert run_id in w._active
+        loop = asyncio.get_running_loop()
+        cancelled_at = loop.time()
+        if how == "app.cancel":
+            assert await app.cancel(run_id) == "cancelled"
+        else:
+            await app.send("flaky/stop", {"n": 1})
+        await eventually(lambda: run_id not in w._active, timeout=5)
+        assert loop.time() - cancelled_at < 1.0  # long before the backoff's end
+        await asyncio.sleep(2.0)
+    assert attempts == [1]
+    run = await app.get_run(run_id)
+    assert run.status == "cancelled"
+    assert [(s.key, s.status, s.attempts) for s in run.steps] == [("call", "retrying", 1)]
+
+
+async def test_a_stopping_worker_suspends_a_run_in_a_retry_backoff(app: df.Dataflows) -> None:
+    """Stopping the worker ends a backoff held in memory at once, as it does a sleep: the run
+    waits for its retry in the store, and another worker makes the next attempt then."""
+    attempts: list[float] = []
+    failed = asyncio.Event()
+
+    def flaky() -> str:
+        attempts.append(time.monotonic())
+        failed.set()
+        if len(attempts) == 1:
+            raise df.RetryAfterError(1.5)
+        return "ok"
+
+    @app.workflow("flaky", retries=3)
+    async def flaky_workflow(event: df.Event, step: df.Step) -> Any:
+        return await step.run("call", flaky)
+
+    w = worker(app)
+    await w.__aenter__()
+    run_id = await app.start("flaky")
+    await asyncio.wait_for(failed.wait(), 10)
+    await asyncio.sleep(0.1)  # inside the backoff, held in memory
+    loop = asyncio.get_running_loop()
+    stopping = loop.time()
+    await w.__aexit__(None, None, None)
+    assert loop.time() - stopping < 1.0  # it did not wait for the backoff's end
+    run = await app.get_run(run_id)
+    assert (run.status, run.wait_reason) == ("waiting", "retry call")
+    async with worker(app):
+        run = await app.wait_for_run(run_id, timeout=10)
+    assert (run.status, run.result) == ("completed", "ok")
+    assert len(attempts) == 2 and attempts[1] - attempts[0] >= 1.4
+
+
 async def test_a_cancel_notification_ends_a_held_sleep_at_once(app: df.Dataflows) -> None:
     asleep = asyncio.Event()
 
