@@ -30,6 +30,7 @@ from dataflows.intake import event_intake
 from dataflows.models import Event, error_line
 from dataflows.outage import STORE_OUTAGE
 from dataflows.records import (
+    RETRY_MARK,
     ClaimedRun,
     FailedAttempt,
     NewStep,
@@ -117,9 +118,10 @@ class Execution:
         self._inflight = 0
         self._idle = asyncio.Event()
         self._idle.set()
-        self._interrupted = asyncio.Event()  # sleeps held in memory give up at once
-        #: How many sleeps this run holds in memory right now (a worker asks about such runs
-        #: when it is notified: see ``Worker.wake``).
+        #: Sleeps, budget waits and retry backoffs held in memory give up at once.
+        self._interrupted = asyncio.Event()
+        #: How many sleeps (budget waits, retry backoffs) this run holds in memory right now (a
+        #: worker asks about such runs when it is notified: see ``Worker.wake``).
         self.holding = 0
         self._background: set[asyncio.Task[None]] = set()
         #: This attempt's spans, when spans are recorded (see :mod:`dataflows.tracing`).
@@ -140,7 +142,8 @@ class Execution:
             self._interrupted.set()
 
     def interrupt(self) -> None:
-        """Sleeps held in memory suspend the run now instead (the worker is stopping)."""
+        """Sleeps and retry backoffs held in memory suspend the run now instead (the worker is
+        stopping)."""
         self._interrupted.set()
 
     # -- keys and replay checks --------------------------------------------------------------------
@@ -263,8 +266,14 @@ class Execution:
                             value, what=f"the result of step {key!r}", limit=self.rt.max_payload
                         )
                 except Exception as exc:
-                    delay = await self._attempt_failed(key, exc, attempt, started, policy)
-                    await self.rt.clock.sleep(delay)
+                    retry_at = await self._attempt_failed(key, exc, attempt, started, policy)
+                    # Held as a short sleep is: a cancel notification (the run no longer ours)
+                    # ends it at once and frees the slot; so does the worker stopping, which
+                    # suspends the run until its retry instead.
+                    if not await self._hold(retry_at):
+                        if self.abandoned:
+                            raise Suspend() from None
+                        self.suspend(retry_at, f"retry {key}")
                     self.check_live()
                     # Still ours? A run cancelled during the backoff makes no further attempt.
                     if not await retry_unavailable(
@@ -316,7 +325,8 @@ class Execution:
     async def _attempt_failed(
         self, key: str, exc: Exception, attempt: int, started: float, policy: RetryPolicy
     ) -> float:
-        """Record a failed attempt; return the delay before an in-memory retry.
+        """Record a failed attempt; return when the next attempt may start, to be waited for
+        in memory.
 
         Raises :class:`StepFailed` when the step has failed for good, and suspends the run when
         the backoff is too long to wait in memory.
@@ -350,7 +360,7 @@ class Execution:
         )
         if delay > self.rt.inline_retry_limit or self.holds_slot:
             self.suspend(retry_at, f"retry {key}")
-        return delay
+        return retry_at
 
     async def _call(
         self,
@@ -497,13 +507,21 @@ class Execution:
         self.suspend(outcome.wake_at, f"event {match.event_name} ({key})")
 
     async def _begin_wait(
-        self, key: str, kind: str, wake_at: float | None, match: WaitMatch | None
+        self,
+        key: str,
+        kind: str,
+        wake_at: float | None,
+        match: WaitMatch | None,
+        since: float | None = None,
     ) -> WaitOutcome:
+        """Reach a wait; an event wait matches events received from ``since`` on (default: the
+        run's creation)."""
+        since = self.run.created_at if since is None else since
         async with self.tracking():
             outcome = await retry_unavailable(
                 lambda: self.rt.store.begin_wait(
                     self.run.lease,
-                    NewWait(key, kind, wake_at, match, self.run.created_at, self.run.event.id),
+                    NewWait(key, kind, wake_at, match, since, self.run.event.id),
                     self.rt.clock.now(),
                 )
             )
@@ -517,7 +535,13 @@ class Execution:
         """Register the workflow's ``cancel_on`` watches, once per run (a claim that finds them
         registered costs nothing): each is a wait of kind ``cancel`` whose resolution by event
         intake cancels the run in the intake's transaction. A matching event that came since
-        the run was created resolves it here: the run is cancelled and this attempt stops."""
+        the run was created resolves it here: the run is cancelled and this attempt stops.
+
+        After a retry (``app.retry``), the watches are registered again and look only at events
+        received since the retry (its mark's time): the event that cancelled the run, or any
+        that came while it was cancelled or failed, does not cancel it again."""
+        mark = self.cancel_watches.get(RETRY_MARK)
+        since = None if mark is None else max(self.run.created_at, mark.completed_at or 0.0)
         for index, trigger in enumerate(self.workflow.cancel_on):
             key = cancel_key(index)
             row = self.cancel_watches.get(key)
@@ -529,7 +553,7 @@ class Execution:
                         continue
                     filters = ((trigger.match, value),)
                 match = WaitMatch(trigger.name, filters)
-                outcome = await self._begin_wait(key, "cancel", None, match)
+                outcome = await self._begin_wait(key, "cancel", None, match, since)
                 if outcome.state != "resolved":
                     continue
             elif row.status != "completed":

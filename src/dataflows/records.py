@@ -200,6 +200,13 @@ class FailedAttempt:
     retry_at: float
 
 
+#: The step key of the mark a retry leaves on a run (a step of kind ``cancel``, hidden as the
+#: ``cancel_on`` watches are; its ``completed_at`` is the retry's time): the run's ``cancel_on``
+#: watches, registered again after the retry, look only at events received since then. A step
+#: name cannot hold the control character it starts with.
+RETRY_MARK = "\x1fretried"
+
+
 @dataclass(frozen=True, slots=True)
 class NewWait:
     """A sleep or event wait a run reaches: its step ``key``, its deadline (``wake_at``, none

@@ -229,7 +229,7 @@ class Worker:
         pending = [task for task, _ in self._active.values()]
         for _, execution in self._active.values():
             if execution is not None:
-                execution.interrupt()  # sleeps held in memory suspend their runs now
+                execution.interrupt()  # sleeps and backoffs held in memory suspend their runs now
         if pending:
             _, still = await asyncio.wait(pending, timeout=grace)
             for run_id, (task, execution) in list(self._active.items()):

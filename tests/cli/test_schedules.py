@@ -78,3 +78,29 @@ def test_the_start_banner_shows_cron_triggers() -> None:
         return None
 
     assert workflows_text(app).plain == "report  on report/now, cron @daily (Asia/Tokyo)"
+
+
+def test_the_start_banner_shows_flow_control_options() -> None:
+    app = df.Dataflows("sqlite:///:memory:")
+
+    def shop(event: df.Event) -> str:
+        return str(event.data["shop"])
+
+    @app.workflow(
+        "sync",
+        trigger=df.on_event("shop/order"),
+        concurrency=df.Concurrency(limit=2, key=shop),
+        throttle=df.Throttle(limit=10, period="1m", key=shop),
+        rate_limit=df.RateLimit(limit=5, period="1h"),
+        debounce=df.Debounce(period="30s", key="data.item", max_wait="5m"),
+        idempotency="data.invoice_id",
+        start_timeout="90s",
+    )
+    async def sync(event: df.Event, step: df.Step) -> None:
+        return None
+
+    assert workflows_text(app).plain == (
+        "sync  on shop/order  [concurrency 2 by shop, throttle 10 per 60s by shop, rate_limit 5 "
+        "per 3600s, debounce 30s (max 300s) by data.item, idempotency by data.invoice_id, "
+        "start_timeout 90s]"
+    )

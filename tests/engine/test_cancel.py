@@ -286,6 +286,72 @@ async def test_cancel_on_without_match_cancels_every_run(app: df.Dataflows) -> N
         assert {(await app.get_run(i)).status for i in ids} == {"cancelled"}
 
 
+async def test_a_run_retried_after_its_cancel_on_event_goes_on(app: df.Dataflows) -> None:
+    """A retry is an operator's decision to go on: the event that cancelled the run, and one
+    that came while it was cancelled, do not cancel it again; a new one after the retry does."""
+    started: list[tuple[str, int]] = []
+    register_order(app, started)
+    async with worker(app):
+        run_id = (await app.send("order/created", {"id": 1})).run_ids[0]
+        await wait_status(app, run_id, "waiting")
+        first = await app.send("order/cancelled", {"id": 1})
+        assert (await app.get_run(run_id)).status == "cancelled"
+        await app.send("order/cancelled", {"id": 1})  # again, while it is cancelled
+        assert await app.retry(run_id) == "queued"
+        await wait_status(app, run_id, "waiting")  # waits for its payment again
+        await app.send("order/paid", {"id": 1})
+        run = await app.wait_for_run(run_id, timeout=10)
+        assert (run.status, run.result) == ("completed", "shipped")
+        assert [s.key for s in run.steps] == ["reserve", "paid", "ship"]  # no watch, no mark
+
+        # Cancelled again, retried, then a new cancelling event: it cancels the run again.
+        other = (await app.send("order/created", {"id": 2})).run_ids[0]
+        await wait_status(app, other, "waiting")
+        await app.send("order/cancelled", {"id": 2})
+        assert (await app.get_run(other)).status == "cancelled"
+        assert await app.retry(other) == "queued"
+        await wait_status(app, other, "waiting")
+        again = await app.send("order/cancelled", {"id": 2})
+        cancelled = await app.get_run(other)
+        assert cancelled.status == "cancelled"
+        assert cancelled.error is not None and again.event_id in cancelled.error["message"]
+    assert first.event_id not in cancelled.error["message"]
+    assert sorted(started) == [("reserve", 1), ("reserve", 2), ("ship", 1)]
+
+
+async def test_a_retry_of_a_run_cancelled_before_its_first_claim(app: df.Dataflows) -> None:
+    """The cancelling event came before the watch was registered (it is found by the claim);
+    after the retry it is not, and an event sent between the retry and the next claim is."""
+    started: list[tuple[str, int]] = []
+    register_order(app, started)
+    run_id = (await app.send("order/created", {"id": 7})).run_ids[0]
+    await app.send("order/cancelled", {"id": 7})
+    async with worker(app):
+        assert (await app.wait_for_run(run_id, timeout=10)).status == "cancelled"
+    assert started == []
+    assert await app.retry(run_id) == "queued"
+    async with worker(app):
+        await wait_status(app, run_id, "waiting")
+        await app.send("order/paid", {"id": 7})
+        assert (await app.wait_for_run(run_id, timeout=10)).result == "shipped"
+
+    # Cancelled by a call and retried: an event before the retry does not cancel it, one
+    # after it does (found by the claim, which cancels it before its first step).
+    retried = (await app.send("order/created", {"id": 8})).run_ids[0]
+    await app.cancel(retried)
+    await app.send("order/cancelled", {"id": 8})  # while it is cancelled: not for the retry
+    assert await app.retry(retried) == "queued"
+    async with worker(app):
+        await wait_status(app, retried, "waiting")
+    await app.cancel(retried)
+    assert await app.retry(retried) == "queued"
+    await app.send("order/cancelled", {"id": 8})  # after the retry, before its claim
+    async with worker(app):
+        run = await app.wait_for_run(retried, timeout=10)
+    assert run.status == "cancelled"
+    assert started == [("reserve", 7), ("ship", 7), ("reserve", 8)]
+
+
 @pytest.mark.parametrize(
     ("cancel_on", "message"),
     [
@@ -395,6 +461,84 @@ async def test_a_run_cancelled_during_a_retry_backoff_held_in_memory_makes_no_fu
         await asyncio.sleep(1.5)
     assert len(attempts) == 1
     assert (await app.get_run(run_id)).status == "cancelled"
+
+
+@pytest.mark.parametrize("how", ["app.cancel", "cancel_on"])
+async def test_a_cancel_ends_a_retry_backoff_held_in_memory_at_once(
+    app: df.Dataflows, how: str
+) -> None:
+    """The cancel notification interrupts a backoff held in memory as it does a sleep: the
+    worker slot is free at once, not when the backoff (up to inline_retry_limit) ends."""
+    attempts: list[int] = []
+    failed = asyncio.Event()
+
+    def flaky(n: int) -> None:
+        attempts.append(n)
+        failed.set()
+        raise df.RetryAfterError(1.8)
+
+    @app.workflow(
+        "flaky",
+        trigger=df.on_event("flaky/start"),
+        retries=3,
+        cancel_on=[df.on_event("flaky/stop", match="data.n")],
+    )
+    async def flaky_workflow(event: df.Event, step: df.Step) -> Any:
+        return await step.run("call", flaky, event.data["n"])
+
+    async with worker(app) as w:  # heartbeats every 10 s: the notification does it
+        run_id = (await app.send("flaky/start", {"n": 1})).run_ids[0]
+        await asyncio.wait_for(failed.wait(), 10)
+        await asyncio.sleep(0.2)  # inside the 1.8 s backoff, held in memory
+        assert (await app.get_run(run_id)).status == "running"
+        assert run_id in w._active
+        loop = asyncio.get_running_loop()
+        cancelled_at = loop.time()
+        if how == "app.cancel":
+            assert await app.cancel(run_id) == "cancelled"
+        else:
+            await app.send("flaky/stop", {"n": 1})
+        await eventually(lambda: run_id not in w._active, timeout=5)
+        assert loop.time() - cancelled_at < 1.0  # long before the backoff's end
+        await asyncio.sleep(2.0)
+    assert attempts == [1]
+    run = await app.get_run(run_id)
+    assert run.status == "cancelled"
+    assert [(s.key, s.status, s.attempts) for s in run.steps] == [("call", "retrying", 1)]
+
+
+async def test_a_stopping_worker_suspends_a_run_in_a_retry_backoff(app: df.Dataflows) -> None:
+    """Stopping the worker ends a backoff held in memory at once, as it does a sleep: the run
+    waits for its retry in the store, and another worker makes the next attempt then."""
+    attempts: list[float] = []
+    failed = asyncio.Event()
+
+    def flaky() -> str:
+        attempts.append(time.monotonic())
+        failed.set()
+        if len(attempts) == 1:
+            raise df.RetryAfterError(1.5)
+        return "ok"
+
+    @app.workflow("flaky", retries=3)
+    async def flaky_workflow(event: df.Event, step: df.Step) -> Any:
+        return await step.run("call", flaky)
+
+    w = worker(app)
+    await w.__aenter__()
+    run_id = await app.start("flaky")
+    await asyncio.wait_for(failed.wait(), 10)
+    await asyncio.sleep(0.1)  # inside the backoff, held in memory
+    loop = asyncio.get_running_loop()
+    stopping = loop.time()
+    await w.__aexit__(None, None, None)
+    assert loop.time() - stopping < 1.0  # it did not wait for the backoff's end
+    run = await app.get_run(run_id)
+    assert (run.status, run.wait_reason) == ("waiting", "retry call")
+    async with worker(app):
+        run = await app.wait_for_run(run_id, timeout=10)
+    assert (run.status, run.result) == ("completed", "ok")
+    assert len(attempts) == 2 and attempts[1] - attempts[0] >= 1.4
 
 
 async def test_a_cancel_notification_ends_a_held_sleep_at_once(app: df.Dataflows) -> None:

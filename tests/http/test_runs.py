@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 from datetime import datetime
 from typing import Any
 
@@ -11,6 +12,7 @@ import pytest
 
 import dataflows as df
 from dataflows.http.openapi import openapi_document
+from dataflows.http.views import callable_name
 from tests.http.conftest import Harness
 from tests.http.test_events import JSON, assert_error
 
@@ -236,6 +238,93 @@ async def test_list_workflows_with_their_cancel_on_triggers(api: Harness) -> Non
     document = openapi_document(secured=False)
     schema = {"components": document["components"], "$ref": "#/components/schemas/Workflows"}
     jsonschema_rs.validate(schema, response.json())
+
+
+def vip_priority(event: df.Event) -> int:
+    return 10 if event.data.get("vip") else 0
+
+
+async def test_list_workflows_with_every_flow_control_option(api: Harness) -> None:
+    @api.app.workflow(
+        "limited",
+        trigger=[df.on_event("shop/order.created"), df.cron("@daily", tz="Europe/Berlin")],
+        concurrency=df.Concurrency(limit=2, key="data.shop"),
+        throttle=df.Throttle(limit=10, period="1m", key="data.shop"),
+        rate_limit=df.RateLimit(limit=5, period="1h", key=lambda event: event.data["order"]),
+        debounce=df.Debounce(period="30s", key="data.item", max_wait="5m"),
+        priority=vip_priority,
+        idempotency="data.invoice_id",
+        start_timeout="90s",
+    )
+    async def limited(event: df.Event, step: df.Step) -> Any: ...
+
+    @api.app.workflow(
+        "whole",
+        concurrency=3,
+        rate_limit=df.RateLimit(limit=1, period=60),
+        debounce=df.Debounce(period=2),
+        priority=-5,
+        idempotency=lambda event: event.id,
+    )
+    async def whole(event: df.Event, step: df.Step) -> Any: ...
+
+    response = await api.client.get("/workflows")
+    assert response.status_code == 200
+    workflows = {w["id"]: w for w in response.json()["workflows"]}
+    limited_view = workflows["limited"]
+    assert limited_view["triggers"] == [
+        {"type": "event", "event": "shop/order.created"},
+        {"type": "cron", "expr": "@daily", "tz": "Europe/Berlin", "catch_up": "latest"},
+    ]
+    here = __name__
+    assert {k: v for k, v in limited_view.items() if k not in NOT_FLOW_CONTROL} == {
+        "concurrency": {"limit": 2, "key": "data.shop"},
+        "throttle": {"limit": 10, "period_seconds": 60.0, "key": "data.shop"},
+        "rate_limit": {
+            "limit": 5,
+            "period_seconds": 3600.0,
+            "key": {
+                "callable": f"{here}.test_list_workflows_with_every_flow_control_option."
+                "<locals>.<lambda>"
+            },
+        },
+        "debounce": {"period_seconds": 30.0, "key": "data.item", "max_wait_seconds": 300.0},
+        "priority": {"callable": f"{here}.vip_priority"},
+        "idempotency": "data.invoice_id",
+        "start_timeout_seconds": 90.0,
+    }
+    whole_view = workflows["whole"]
+    assert whole_view["concurrency"] == {"limit": 3, "key": None}
+    assert whole_view["rate_limit"] == {"limit": 1, "period_seconds": 60.0, "key": None}
+    assert whole_view["debounce"] == {"period_seconds": 2.0, "key": None, "max_wait_seconds": None}
+    assert whole_view["priority"] == -5
+    assert whole_view["idempotency"]["callable"].endswith("<locals>.<lambda>")
+    # A workflow without any: every option null.
+    assert {k: v for k, v in workflows["echo"].items() if k not in NOT_FLOW_CONTROL} == {
+        "concurrency": None,
+        "throttle": None,
+        "rate_limit": None,
+        "debounce": None,
+        "priority": None,
+        "idempotency": None,
+        "start_timeout_seconds": None,
+    }
+    # As the OpenAPI document describes it (schemathesis sees only workflows without options).
+    document = openapi_document(secured=False)
+    schema = {"components": document["components"], "$ref": "#/components/schemas/Workflows"}
+    jsonschema_rs.validate(schema, response.json())
+
+
+NOT_FLOW_CONTROL = {"id", "triggers", "retries", "timeout_seconds", "cancel_on"}
+
+
+def test_a_callable_object_is_named_by_its_class() -> None:
+    class Keyer:
+        def __call__(self, event: df.Event) -> str:
+            return event.id
+
+    assert callable_name(functools.partial(vip_priority)) == "functools.partial"
+    assert callable_name(Keyer()) == f"{__name__}.{Keyer.__qualname__}"
 
 
 async def test_stored_surrogates_are_served_as_escapes(api: Harness) -> None:

@@ -12,6 +12,7 @@ import pytest
 
 from dataflows.errors import InvalidRunState, RunNotFound
 from dataflows.records import (
+    RETRY_MARK,
     BodyKey,
     EventIntake,
     FailedAttempt,
@@ -405,9 +406,33 @@ async def test_retry_run_keeps_results_and_forgets_failures(store: Store) -> Non
         None,
         0,
     )
-    assert [(s.key, s.output) for s in run_row.steps] == [("good", "kept")]
+    # The kept result, and the retry's mark (the time its cancel_on watches look from).
+    assert [(s.key, s.kind, s.output, s.completed_at) for s in run_row.steps] == [
+        ("good", "run", "kept", T0 + 1),
+        (RETRY_MARK, "cancel", None, T0 + 5),
+    ]
+    # The lease token moved on: the next claim is not taken for the failed run's execution.
+    [again] = await store.claim_runs("w1", 1, LEASE, T0 + 6)
+    assert again.lease_token == token + 2
+    assert [(h.key, h.completed_at) for h in again.history] == [
+        ("good", T0 + 1),
+        (RETRY_MARK, T0 + 5),
+    ]
+    assert await store.cancel_run("r1", T0 + 7) == "cancelled"
+    assert await store.retry_run("r1", T0 + 8) == "queued"  # one mark: the latest retry's
+    retried = await store.get_run("r1")
+    assert retried is not None
+    assert [(s.key, s.completed_at) for s in retried.steps if s.kind == "cancel"] == [
+        (RETRY_MARK, T0 + 8)
+    ]
     with pytest.raises(InvalidRunState):
         await store.retry_run("r1", T0 + 6)
+    # A run cancelled before any claim and retried: its first claim reads the mark too.
+    await store.start_run(new_run("r2"), T0)
+    assert await store.cancel_run("r2", T0 + 1) == "cancelled"
+    assert await store.retry_run("r2", T0 + 2) == "queued"
+    claimed = {c.id: c for c in await store.claim_runs("w1", 2, LEASE, T0 + 9)}
+    assert [h.key for h in claimed["r2"].history] == [RETRY_MARK]
     with pytest.raises(RunNotFound):
         await store.retry_run("missing", T0 + 6)
 

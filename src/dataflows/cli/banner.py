@@ -9,6 +9,7 @@ from rich.text import Text
 
 from dataflows.app import Dataflows
 from dataflows.cli.common import display_url, store_url
+from dataflows.workflow import Workflow
 
 
 def trigger_names(app: Dataflows) -> list[str]:
@@ -30,7 +31,46 @@ def workflows_text(app: Dataflows) -> Text:
         text.append(workflow.id, style="bold")
         triggers = [getattr(t, "name", None) or str(t) for t in workflow.triggers]
         text.append(f"  on {', '.join(triggers)}" if triggers else "  (started directly)", "dim")
+        limits = limits_text(workflow)
+        if limits:
+            text.append(f"  [{limits}]", "dim")
     return text if text.plain else Text("none registered", style="yellow")
+
+
+def limits_text(workflow: Workflow) -> str:
+    """The workflow's flow-control options in brief (``concurrency 2 by data.shop, throttle
+    10 per 60s by data.shop``), "" without any. Keys show as paths or function names (``<lambda>``)."""
+    parts: list[str] = []
+    if workflow.concurrency is not None:
+        parts.append(f"concurrency {workflow.concurrency.limit}{_per(workflow.concurrency.key)}")
+    if workflow.throttle is not None:
+        period = _seconds(workflow.throttle_period)
+        parts.append(
+            f"throttle {workflow.throttle.limit} per {period}{_per(workflow.throttle.key)}"
+        )
+    if workflow.rate_limit is not None:
+        period = _seconds(workflow.rate_period)
+        key = _per(workflow.rate_limit.key)
+        parts.append(f"rate_limit {workflow.rate_limit.limit} per {period}{key}")
+    if workflow.debounce is not None and workflow.debounce_periods is not None:
+        wait, max_wait = workflow.debounce_periods
+        most = "" if max_wait is None else f" (max {_seconds(max_wait)})"
+        parts.append(f"debounce {_seconds(wait)}{most}{_per(workflow.debounce.key)}")
+    if workflow.idempotency is not None:
+        parts.append(f"idempotency{_per(workflow.idempotency)}")
+    if workflow.start_timeout is not None:
+        parts.append(f"start_timeout {_seconds(workflow.start_timeout)}")
+    return ", ".join(parts)
+
+
+def _per(key: object) -> str:
+    if key is None:
+        return ""
+    return f" by {getattr(key, '__name__', type(key).__name__) if callable(key) else key}"
+
+
+def _seconds(value: float | None) -> str:
+    return f"{value:g}s"
 
 
 def database_text(app: Dataflows) -> str:

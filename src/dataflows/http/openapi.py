@@ -33,6 +33,8 @@ def _ref(name: str) -> Schema:
 
 
 _TIME = {"type": "string", "format": "date-time"}
+_LIMIT = {"type": "integer", "minimum": 1}
+_SECONDS = {"type": "number", "exclusiveMinimum": 0}
 _OPTIONAL_TIME = {"type": ["string", "null"], "format": "date-time"}
 
 
@@ -244,6 +246,70 @@ _SCHEMAS: dict[str, Schema] = {
                 "items": _ref("CancelTrigger"),
                 "description": "Events that cancel the workflow's unfinished runs.",
             },
+            "concurrency": {
+                "oneOf": [
+                    {"type": "null"},
+                    _object({"limit": _LIMIT, "key": _ref("LimitKey")}),
+                ],
+                "description": "At most limit runs execute at once per key; null: no limit.",
+            },
+            "throttle": {
+                "oneOf": [
+                    {"type": "null"},
+                    _object({"limit": _LIMIT, "period_seconds": _SECONDS, "key": _ref("LimitKey")}),
+                ],
+                "description": "At most limit runs start per key within any period; null: none.",
+            },
+            "rate_limit": {
+                "oneOf": [
+                    {"type": "null"},
+                    _object({"limit": _LIMIT, "period_seconds": _SECONDS, "key": _ref("LimitKey")}),
+                ],
+                "description": "At most limit runs are created per key within any period (events "
+                "over it start none); null: none.",
+            },
+            "debounce": {
+                "oneOf": [
+                    {"type": "null"},
+                    _object(
+                        {
+                            "period_seconds": _SECONDS,
+                            "key": _ref("LimitKey"),
+                            "max_wait_seconds": {"type": ["number", "null"], "exclusiveMinimum": 0},
+                        }
+                    ),
+                ],
+                "description": "Events of one key within period of each other start one run; "
+                "null: none.",
+            },
+            "priority": {
+                "oneOf": [{"type": "null"}, {"type": "integer"}, _ref("Callable")],
+                "description": "The priority of its runs (higher start first): a constant, or "
+                "computed by a function of the event; null: not set (0).",
+            },
+            "idempotency": {
+                "oneOf": [{"type": "null"}, {"type": "string"}, _ref("Callable")],
+                "description": "At most one run per value of this key within 24 hours: a dotted "
+                "path into the event or a function of it; null: not set.",
+            },
+            "start_timeout_seconds": {
+                "type": ["number", "null"],
+                "description": "A run not started this long after its creation is cancelled.",
+            },
+        }
+    ),
+    "LimitKey": {
+        "oneOf": [{"type": "null"}, {"type": "string"}, _ref("Callable")],
+        "description": "A dotted path into the triggering event (data.customer_id), a function "
+        "of the event, or null: one limit for the whole workflow.",
+    },
+    "Callable": _object(
+        {
+            "callable": {
+                "type": "string",
+                "description": "The function's module and qualified name "
+                "(myapp.flows.<lambda> for a lambda).",
+            }
         }
     ),
     "CancelTrigger": _object(

@@ -95,7 +95,67 @@ def workflow_view(workflow: Workflow) -> dict[str, Any]:
         },
         "timeout_seconds": workflow.timeout,
         "cancel_on": [cancel_view(t) for t in workflow.cancel_on],
+        **flow_control_view(workflow),
     }
+
+
+def flow_control_view(workflow: Workflow) -> dict[str, Any]:
+    """The workflow's flow-control options, each ``null`` when unset. Periods are in seconds; a
+    key, the idempotency key and the priority show a function as ``{"callable": "module.qualname"}``
+    and a dotted path (or the constant priority) as it is; a ``null`` key means the whole
+    workflow."""
+    concurrency = workflow.concurrency
+    throttle = workflow.throttle
+    rate_limit = workflow.rate_limit
+    debounce = workflow.debounce
+    debounce_periods = workflow.debounce_periods or (None, None)
+    return {
+        "concurrency": None
+        if concurrency is None
+        else {"limit": concurrency.limit, "key": expr_view(concurrency.key)},
+        "throttle": None
+        if throttle is None
+        else {
+            "limit": throttle.limit,
+            "period_seconds": workflow.throttle_period,
+            "key": expr_view(throttle.key),
+        },
+        "rate_limit": None
+        if rate_limit is None
+        else {
+            "limit": rate_limit.limit,
+            "period_seconds": workflow.rate_period,
+            "key": expr_view(rate_limit.key),
+        },
+        "debounce": None
+        if debounce is None
+        else {
+            "period_seconds": debounce_periods[0],
+            "key": expr_view(debounce.key),
+            "max_wait_seconds": debounce_periods[1],
+        },
+        "priority": expr_view(workflow.priority),
+        "idempotency": expr_view(workflow.idempotency),
+        "start_timeout_seconds": workflow.start_timeout,
+    }
+
+
+def expr_view(expr: object) -> Any:
+    """A key (or priority) as shown: ``None``, a path or a number as it is, a function as
+    ``{"callable": "module.qualname"}``."""
+    if callable(expr):
+        return {"callable": callable_name(expr)}
+    return expr
+
+
+def callable_name(fn: object) -> str:
+    """``module.qualname`` of a function (``myapp.flows.<lambda>`` for a lambda); for another
+    callable object (a ``functools.partial``, an instance with ``__call__``), of its class."""
+    module = getattr(fn, "__module__", None)
+    qualname = getattr(fn, "__qualname__", None)
+    if not isinstance(module, str) or not isinstance(qualname, str):
+        module, qualname = type(fn).__module__, type(fn).__qualname__
+    return f"{module}.{qualname}"
 
 
 def cancel_view(trigger: EventTrigger) -> dict[str, Any]:

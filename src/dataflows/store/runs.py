@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from dataflows.errors import InvalidRunState, RunNotFound
-from dataflows.records import Lease, NewRun, RunOutcome
+from dataflows.records import RETRY_MARK, Lease, NewRun, RunOutcome
 from dataflows.store.events import (
     Intake,
     Sending,
@@ -192,6 +192,8 @@ def cancel_unstarted(now: float, intake: Intake, batch: int) -> Program:
 
 
 def retry_run(run_id: str, now: float) -> Program:
+    """Queue a failed or cancelled run again: failed steps and attempts are forgotten, the
+    recorded ones stay."""
     changed = yield Query("requeue_run", {"run_id": run_id, "now": now}, "rowcount")
     if not changed:
         row = yield Query("run_status", {"run_id": run_id}, "one")
@@ -200,6 +202,11 @@ def retry_run(run_id: str, now: float) -> Program:
         raise InvalidRunState(run_id, row["status"], "retry")
     yield Query("forget_failed_steps", {"run_id": run_id})
     yield Query("forget_attempts", {"run_id": run_id})
+    # An operator's retry goes on: the cancel_on watches (one resolved by the event that
+    # cancelled the run, if so) are forgotten, and registered again at the next claim looking
+    # only at events received from now on (the mark's time).
+    yield Query("forget_cancel_watches", {"run_id": run_id})
+    yield Query("mark_retried", {"run_id": run_id, "key": RETRY_MARK, "now": now})
     yield NOTIFY
     return "queued"
 

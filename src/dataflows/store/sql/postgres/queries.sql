@@ -295,9 +295,13 @@ RETURNING id, workflow_id, parent_run_id
 SELECT status FROM runs WHERE id = %(run_id)s
 
 -- name: requeue_run
+-- A retry. The lease token moves on: a worker still holding the finished run's execution
+-- cannot take the next claim for its own, and that claim reads the run's history (PostgreSQL's
+-- claim reads none for a token claimed the first time; a retry may have left a mark).
 UPDATE runs
 SET status = 'queued', error = NULL, result = NULL, completed_at = NULL, recoveries = 0,
-    wake_at = NULL, wait_reason = NULL, signaled = false, start_by = NULL, updated_at = %(now)s
+    wake_at = NULL, wait_reason = NULL, signaled = false, start_by = NULL, updated_at = %(now)s,
+    lease_token = lease_token + 1
 WHERE id = %(run_id)s AND status IN ('failed', 'cancelled')
 
 -- name: forget_failed_steps
@@ -305,6 +309,17 @@ DELETE FROM steps WHERE run_id = %(run_id)s AND status = 'failed'
 
 -- name: forget_attempts
 DELETE FROM step_attempts WHERE run_id = %(run_id)s
+
+-- name: forget_cancel_watches
+-- A retry: the run's resolved cancel_on watches (its pending ones went with its waits when it
+-- finished) and its earlier retry mark.
+DELETE FROM steps WHERE run_id = %(run_id)s AND kind = 'cancel'
+
+-- name: mark_retried
+-- The mark whose completed_at bounds the cancel_on watches registered after the retry.
+INSERT INTO steps (run_id, step_key, kind, status, output, error, attempts, event_id,
+                   started_at, completed_at)
+VALUES (%(run_id)s, %(key)s, 'cancel', 'completed', NULL, NULL, 1, NULL, %(now)s, %(now)s)
 
 -- name: finished_runs_before
 SELECT id FROM runs
