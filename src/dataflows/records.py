@@ -16,7 +16,11 @@ FINISHED_STATUSES = frozenset({"completed", "failed", "cancelled"})
 #: The statuses a step is shown with (``timed_out``: a wait whose deadline passed first).
 STEP_STATUSES: tuple[str, ...] = ("completed", "failed", "retrying", "waiting", "timed_out")
 
-StepKind = Literal["run", "sleep", "wait", "send", "invoke"]
+StepKind = Literal["run", "sleep", "wait", "send", "invoke", "patch"]
+
+#: Kinds of history rows that are the engine's, not steps of the code: a ``cancel_on`` watch
+#: and a ``step.patched`` marker. They are never shown and never "unreached" in a replay.
+ENGINE_KINDS = frozenset({"cancel", "patch"})
 
 #: Internal event a run emits when it finishes and has a parent; ``step.invoke`` waits on it.
 RUN_FINISHED_EVENT = "dataflows/run.finished"
