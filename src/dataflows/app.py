@@ -42,6 +42,7 @@ from dataflows.serialization import DEFAULT_MAX_PAYLOAD, check_event_data
 from dataflows.sources.base import Source
 from dataflows.step import WorkflowFn
 from dataflows.store import Store, create_store
+from dataflows.versions import check_version, code_version
 from dataflows.worker import Worker, WorkerOptions
 from dataflows.workflow import (
     CronTrigger,
@@ -108,6 +109,7 @@ class Dataflows:
         rate_limit: RateLimit | None = None,
         throttle: Throttle | None = None,
         debounce: Debounce | None = None,
+        version: str | None = None,
     ) -> Callable[[WorkflowFn], WorkflowFn]:
         """Register an ``async def (event, step)`` function as workflow ``id``.
 
@@ -134,6 +136,8 @@ class Dataflows:
         ``debounce`` (a :class:`Debounce`): events with the same key within its period start
         one run, with the last one's data, a period after the last (its send result lists
         the others under ``skipped``: ``debounced into run ID``).
+        ``version`` (a non-empty string) is the version each run records when it starts;
+        without it, a fingerprint of the function's code (see :mod:`dataflows.versions`).
         """
         check_workflow_id(id)
         limits = coerce_concurrency(id, concurrency)
@@ -160,6 +164,7 @@ class Dataflows:
                     "cancel_on"
                 )
         cancels = check_cancel_on(id, cancel_on)
+        given_version = check_version(id, version)
         policy = RetryPolicy.coerce(retries, self.default_retry)
         limit = None if timeout is None else parse_duration(timeout)
         if example is not None:
@@ -187,6 +192,7 @@ class Dataflows:
                     throttle_period=throttle_period,
                     debounce=debounce,
                     debounce_periods=debounce_periods,
+                    version=given_version or code_version(fn),
                 )
             )
             return fn

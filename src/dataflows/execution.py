@@ -627,6 +627,12 @@ class Execution:
             self.lost()
         return outcome
 
+    async def record_version(self) -> None:
+        """Record the version of the code this run starts with (kept if it has one)."""
+        await retry_unavailable(
+            lambda: self.rt.store.set_run_version(self.run.lease, self.workflow.version)
+        )
+
     # -- cancel_on -------------------------------------------------------------------------------------
 
     async def watch_cancel(self) -> None:

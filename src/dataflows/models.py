@@ -161,6 +161,9 @@ class Run:
     recoveries: int
     parent_run_id: str | None
     steps: tuple[StepInfo, ...] = field(default=())
+    #: The version of the code the run started with (``app.workflow(..., version=)`` or a
+    #: fingerprint of the function's code); ``None`` until its first attempt.
+    version: str | None = None
 
     @property
     def done(self) -> bool:
@@ -212,6 +215,7 @@ class Run:
             wait_reason=row.wait_reason,
             recoveries=row.recoveries,
             parent_run_id=row.parent_run_id,
+            version=row.version,
             # A cancel_on watch or a step.patched marker is the engine's, not a step of the
             # code: not shown.
             steps=tuple(

@@ -314,6 +314,23 @@ class RunRow:
     steps: tuple[StepRow, ...] = field(default=())
     #: The failed attempts of retried steps, by step key then attempt (read by ``get_run`` only).
     attempts: tuple[AttemptRow, ...] = field(default=())
+    #: The version of the code the run started with (``None``: not started, or started before
+    #: runs recorded versions).
+    version: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class UnfinishedRun:
+    """A run not finished (``queued``, ``running``, ``waiting``) with its history, as the deploy
+    check reads them, a page at a time."""
+
+    id: str
+    workflow_id: str
+    status: str
+    event: StoredEvent
+    created_at: float
+    version: str | None
+    history: tuple[StepRow, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -55,6 +55,7 @@ def test_show_json_has_the_step_timeline(run_cli: Cli, seeded: Seeded) -> None:
     run = json.loads(run_cli("runs", "show", seeded.completed, "--json").stdout)
     assert run["status"] == "completed"
     assert run["result"] == {"greeting": "HELLO ADA"}
+    assert isinstance(run["version"], str) and len(run["version"]) == 12
     assert run["event"]["data"] == {"name": "ada"}
     assert run["duration_seconds"] >= 0
     steps = run["steps"]
@@ -72,7 +73,7 @@ def test_show_json_has_the_step_timeline(run_cli: Cli, seeded: Seeded) -> None:
 
 def test_show_table(run_cli: Cli, seeded: Seeded) -> None:
     out = run_cli("runs", "show", seeded.completed).stdout
-    for expected in (seeded.completed, "greet", "completed", "hello", "shout", "Result"):
+    for expected in (seeded.completed, "greet", "completed", "hello", "shout", "Result", "Version"):
         assert expected in out
     assert "HELLO ADA" in out
     assert "+" in out and " ms" in out  # start offsets and durations

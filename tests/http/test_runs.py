@@ -47,6 +47,10 @@ async def test_start_a_run_and_read_it_back_with_its_steps(api: Harness) -> None
     for field in ("started_at", "completed_at"):
         assert datetime.fromisoformat(first[field]).tzinfo is not None
     assert run["created_at"].endswith("Z") and run["completed_at"] is not None
+    # The version of the code it started with: the fingerprint GET /workflows shows.
+    workflows = {w["id"]: w for w in (await api.client.get("/workflows")).json()["workflows"]}
+    assert run["version"] == workflows["two-steps"]["version"]
+    assert isinstance(run["version"], str) and len(run["version"]) == 12
 
 
 async def test_start_without_a_body_and_with_an_idempotency_key(api: Harness) -> None:

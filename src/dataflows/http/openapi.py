@@ -239,6 +239,11 @@ _SCHEMAS: dict[str, Schema] = {
                 }
             ),
             "timeout_seconds": {"type": ["number", "null"]},
+            "version": {
+                "type": "string",
+                "description": "The version runs started now record (version= or a "
+                "fingerprint of the function's code).",
+            },
             "cancel_on": {
                 "type": "array",
                 "items": _ref("CancelTrigger"),
@@ -283,6 +288,12 @@ _SCHEMAS: dict[str, Schema] = {
             "wake_at": _OPTIONAL_TIME,
             "recoveries": {"type": "integer"},
             "parent_run_id": {"type": ["string", "null"]},
+            "version": {
+                "type": ["string", "null"],
+                "description": "The version of the code the run started with: the workflow's "
+                "version= or a fingerprint of its function's code; null until its first "
+                "attempt.",
+            },
         }
     ),
     "Step": _object(
