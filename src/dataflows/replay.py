@@ -88,9 +88,14 @@ class DryExecution(Execution):
 
     async def settled(self) -> None:
         """Wait until the branches still running have stopped: no step in flight and no
-        recorded step reached for :data:`SETTLE_TURNS` turns of the event loop."""
+        recorded step reached for :data:`SETTLE_TURNS` turns of the event loop. Once every
+        recorded step is reached and no step waits, nothing can diverge any more."""
         seen, idle = -1, 0
-        while idle < SETTLE_TURNS and self.fatal is None:
+        while (
+            idle < SETTLE_TURNS
+            and self.fatal is None
+            and (self._unreached or not self._idle.is_set())
+        ):
             if self._reached != seen or not self._idle.is_set():
                 seen, idle = self._reached, 0
             else:
@@ -187,18 +192,29 @@ async def check_runs(
     rt = dry_runtime(registry)
     reports: dict[str, WorkflowReport] = {}
     checked = 0
-    async for page in pages(store, workflow_id, page_size):
-        verdicts = await asyncio.gather(*(dry_replay(rt, run) for run in page))
-        for verdict in verdicts:
-            report = reports.setdefault(verdict.workflow_id, WorkflowReport(verdict.workflow_id))
-            if verdict.outcome == "compatible":
-                report.compatible += 1
-            else:
-                report.diverging.append(verdict)
-        checked += len(page)
-        if progress is not None:
-            progress(checked)
+    ahead = asyncio.ensure_future(store.unfinished_runs("", page_size, workflow_id))
+    try:
+        while page := await ahead:
+            ahead = asyncio.ensure_future(
+                store.unfinished_runs(page[-1].id, page_size, workflow_id)
+            )
+            verdicts = await asyncio.gather(*(dry_replay(rt, run) for run in page))
+            checked += len(page)
+            _count(reports, verdicts)
+            if progress is not None:
+                progress(checked)
+    finally:
+        ahead.cancel()
     return reports
+
+
+def _count(reports: dict[str, WorkflowReport], verdicts: list[Verdict]) -> None:
+    for verdict in verdicts:
+        report = reports.setdefault(verdict.workflow_id, WorkflowReport(verdict.workflow_id))
+        if verdict.outcome == "compatible":
+            report.compatible += 1
+        else:
+            report.diverging.append(verdict)
 
 
 # -- an exported history ---------------------------------------------------------------------------
