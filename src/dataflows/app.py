@@ -36,6 +36,7 @@ from dataflows.models import Run, Schedule, SendResult
 from dataflows.names import check_workflow_id
 from dataflows.outage import watch_pool_logs
 from dataflows.records import FINISHED_STATUSES, BodyKey
+from dataflows.replay import export_row
 from dataflows.retry import RetryPolicy
 from dataflows.schedules import CronSchedule
 from dataflows.serialization import DEFAULT_MAX_PAYLOAD, check_event_data
@@ -365,6 +366,16 @@ class Dataflows:
         if row is None:
             raise RunNotFound(run_id)
         return Run.from_row(row)
+
+    async def export_run(self, run_id: str) -> dict[str, Any]:
+        """The run's history as JSON data (``format``, ``run``, ``event``, ``steps`` as
+        recorded, the engine's own rows included): what ``dataflows runs export`` writes and
+        :func:`dataflows.replay.replay` replays against code."""
+        await self.open()
+        row = await self.store.get_run(run_id)
+        if row is None:
+            raise RunNotFound(run_id)
+        return export_row(row)
 
     async def wait_for_run(
         self, run_id: str, timeout: Duration | None = None, *, raise_on_failure: bool = False

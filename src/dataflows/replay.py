@@ -22,7 +22,7 @@ from dataflows.clock import Clock, SystemClock
 from dataflows.errors import NonDeterminismError, Suspend, UnknownWorkflow
 from dataflows.execution import SETTLE_TURNS, Execution, Runtime
 from dataflows.models import Event
-from dataflows.records import ClaimedRun, StepRow, StoredEvent, UnfinishedRun
+from dataflows.records import ClaimedRun, RunRow, StepRow, StoredEvent, UnfinishedRun
 from dataflows.step import Step
 from dataflows.store.base import Store
 from dataflows.workflow import Registry
@@ -254,6 +254,15 @@ def exported_run(data: Any) -> UnfinishedRun:
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise ValueError(f"not a dataflows history: {exc!r} is missing or malformed") from None
+
+
+def export_row(row: RunRow) -> dict[str, Any]:
+    """A stored run (``get_run``) as ``dataflows runs export`` writes it."""
+    return export_history(
+        UnfinishedRun(
+            row.id, row.workflow_id, row.status, row.event, row.created_at, row.version, row.steps
+        )
+    )
 
 
 def export_history(run: UnfinishedRun) -> dict[str, Any]:

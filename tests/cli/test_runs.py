@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import datetime
 from pathlib import Path
 
 from click.testing import CliRunner
 
+import dataflows as df
 from dataflows.cli import cli
+from dataflows.replay import replay
+from tests.cli import sample_app
 from tests.cli.conftest import Cli, Seeded, statuses
 
 
@@ -157,3 +161,20 @@ def test_a_file_that_is_not_a_database(tmp_path: Path) -> None:
     assert code == 2
     assert err.startswith("Error: cannot use the database: SQLite at ")
     assert err.endswith("notes.db: file is not a database")
+
+
+def test_export_writes_a_history_the_code_replays(
+    run_cli: Cli, seeded: Seeded, tmp_path: Path
+) -> None:
+    path = tmp_path / "waiting.json"
+    out = run_cli("runs", "export", seeded.waiting, "-o", str(path)).stdout
+    assert f"Wrote the history of run {seeded.waiting}" in out
+    history = json.loads(path.read_text())
+    assert history["run"]["workflow_id"] == "wait"
+    assert [(s["key"], s["status"]) for s in history["steps"]] == [("approval", "waiting")]
+    assert json.loads(run_cli("runs", "export", seeded.waiting).stdout) == history
+
+    app = sample_app.register(df.Dataflows("sqlite:///:memory:"))
+    verdict = asyncio.run(replay(app, path))
+    assert verdict.outcome == "compatible"
+    run_cli("runs", "export", "nope", code=1)
