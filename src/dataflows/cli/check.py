@@ -106,9 +106,7 @@ def print_reports(reports: dict[str, WorkflowReport], ok: bool, took: float) -> 
 
 
 def describe(verdict: Verdict) -> str:
-    if verdict.outcome == "error" or verdict.step is None:
+    """The first diverging step in words: the step asked for and the recorded steps."""
+    if verdict.step is None or verdict.detail.startswith("step "):
         return verdict.detail
-    recorded = ", ".join(repr(k) for k in verdict.recorded[:3])
-    if len(verdict.recorded) > 3:
-        recorded += f" and {len(verdict.recorded) - 3} more"
-    return f"asked {verdict.step!r}, recorded {recorded}: {verdict.detail}"
+    return f"step {verdict.step!r}: {verdict.detail}"
