@@ -71,7 +71,7 @@ async def seed(url: str, schema: str, runs: int) -> None:
         await conn.execute(f'SET search_path TO "{schema}"')
         params = {"runs": runs, "now": time.time()}
         for statement in filter(str.strip, SEED.split(";")):
-            await conn.execute(statement, params)  # type: ignore[arg-type]
+            await conn.execute(statement, params)
         await conn.commit()
 
 
