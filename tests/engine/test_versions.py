@@ -92,3 +92,17 @@ def test_the_fingerprint_is_stable_across_processes_and_changes_with_the_code() 
     assert first == _fingerprint(seed="2")  # string hashing differs, frozenset order too
     assert first == _fingerprint(comment="# a comment changes nothing")
     assert first != _fingerprint(name="triple")  # a renamed step is another version
+
+
+def test_the_fingerprint_sees_nested_functions_and_not_line_numbers() -> None:
+    def make(body: str, blank_lines: int = 0) -> Any:
+        source = "\n" * blank_lines + (
+            f"async def flow(event, step):\n    return await step.run('a', lambda: {body})\n"
+        )
+        namespace: dict[str, Any] = {}
+        exec(compile(source, "flows.py", "exec"), namespace)
+        return namespace["flow"]
+
+    assert code_version(make("1")) == code_version(make("1", blank_lines=5))
+    assert code_version(make("1")) != code_version(make("2"))  # the lambda's constant
+    assert code_version(make("x.y")) != code_version(make("x.z"))  # the names it uses
