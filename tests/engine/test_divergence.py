@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import dataflows as df
-from tests.engine.conftest import MakeApp, ManualClock, wait_status, worker
+from tests.engine.conftest import MakeApp, ManualClock, eventually, wait_status, worker
 
 Flow = Callable[[df.Event, df.Step], Awaitable[Any]]
 
@@ -412,3 +412,38 @@ async def test_new_run_is_not_slowed_by_the_rule(app: df.Dataflows) -> None:
     async with worker(app):
         run = await app.wait_for_run(await app.start("quick"), timeout=15)
     assert run.result == [0, 1, 2, 3, 4]
+
+
+async def test_branch_ahead_while_another_waits_for_an_event_is_no_divergence(
+    clock_app: df.Dataflows, clock: ManualClock
+) -> None:
+    """One branch wakes from its sleep and reaches its new step while the other still waits
+    for its event: the run suspends again (no verdict), and goes on when the event comes."""
+    effects: list[str] = []
+
+    @clock_app.workflow("flow")
+    async def flow(event: df.Event, step: df.Step) -> Any:
+        async def first() -> None:
+            await step.run("a1", effect(effects, "a1"))
+            await step.sleep("nap", "1h")
+            await step.run("a2", effect(effects, "a2"))
+
+        async def second() -> None:
+            await step.run("b1", effect(effects, "b1"))
+            await step.wait_for_event("go", "go", timeout=None)
+            await step.run("b2", effect(effects, "b2"))
+
+        await asyncio.gather(first(), second())
+        return "done"
+
+    async with worker(clock_app):
+        run_id = await clock_app.start("flow")
+        await wait_status(clock_app, run_id, "waiting")
+        clock.advance(3601)
+        await eventually(lambda: "a2" in effects)  # the first branch went on after its nap
+        run = await wait_status(clock_app, run_id, "waiting")  # the second waits for "go"
+        assert run.error is None
+        await clock_app.send("go", {})
+        run = await clock_app.wait_for_run(run_id, timeout=15)
+    assert (run.status, run.result) == ("completed", "done")
+    assert sorted(effects) == ["a1", "a2", "b1", "b2"]
