@@ -36,12 +36,14 @@ from dataflows.models import Run, Schedule, SendResult
 from dataflows.names import check_workflow_id
 from dataflows.outage import watch_pool_logs
 from dataflows.records import FINISHED_STATUSES, BodyKey
+from dataflows.replay import export_row
 from dataflows.retry import RetryPolicy
 from dataflows.schedules import CronSchedule
 from dataflows.serialization import DEFAULT_MAX_PAYLOAD, check_event_data
 from dataflows.sources.base import Source
 from dataflows.step import WorkflowFn
 from dataflows.store import Store, create_store
+from dataflows.versions import check_version, code_version
 from dataflows.worker import Worker, WorkerOptions
 from dataflows.workflow import (
     CronTrigger,
@@ -108,6 +110,7 @@ class Dataflows:
         rate_limit: RateLimit | None = None,
         throttle: Throttle | None = None,
         debounce: Debounce | None = None,
+        version: str | None = None,
     ) -> Callable[[WorkflowFn], WorkflowFn]:
         """Register an ``async def (event, step)`` function as workflow ``id``.
 
@@ -134,6 +137,8 @@ class Dataflows:
         ``debounce`` (a :class:`Debounce`): events with the same key within its period start
         one run, with the last one's data, a period after the last (its send result lists
         the others under ``skipped``: ``debounced into run ID``).
+        ``version`` (a non-empty string) is the version each run records when it starts;
+        without it, a fingerprint of the function's code (see :mod:`dataflows.versions`).
         """
         check_workflow_id(id)
         limits = coerce_concurrency(id, concurrency)
@@ -160,6 +165,7 @@ class Dataflows:
                     "cancel_on"
                 )
         cancels = check_cancel_on(id, cancel_on)
+        given_version = check_version(id, version)
         policy = RetryPolicy.coerce(retries, self.default_retry)
         limit = None if timeout is None else parse_duration(timeout)
         if example is not None:
@@ -187,6 +193,7 @@ class Dataflows:
                     throttle_period=throttle_period,
                     debounce=debounce,
                     debounce_periods=debounce_periods,
+                    version=given_version or code_version(fn),
                 )
             )
             return fn
@@ -414,6 +421,16 @@ class Dataflows:
         if row is None:
             raise RunNotFound(run_id)
         return Run.from_row(row)
+
+    async def export_run(self, run_id: str) -> dict[str, Any]:
+        """The run's history as JSON data (``format``, ``run``, ``event``, ``steps`` as
+        recorded, the engine's own rows included): what ``dataflows runs export`` writes and
+        :func:`dataflows.replay.replay` replays against code."""
+        await self.open()
+        row = await self.store.get_run(run_id)
+        if row is None:
+            raise RunNotFound(run_id)
+        return export_row(row)
 
     async def wait_for_run(
         self, run_id: str, timeout: Duration | None = None, *, raise_on_failure: bool = False

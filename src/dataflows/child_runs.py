@@ -29,6 +29,10 @@ async def invoke(x: Execution, key: str, workflow_id: str, data: Any, timeout: f
     child_id = child_run_id(x.run.id, key)
     if row is not None and row.status == "completed":
         return _result(key, child_id, row.output)
+    if row is None:
+        await x.begin_new(key)  # before the child run is started
+    else:
+        x.pending(row)
     attributes = {"dataflows.child_run_id": child_id, "dataflows.child_workflow_id": workflow_id}
     span = tracing.step_span(x.trace, "step.invoke", key, attributes=attributes, links=[child_id])
     with span:

@@ -132,14 +132,22 @@ class StepFailed(DataflowsError):
 
 
 class NonDeterminismError(DataflowsError):
-    """Replay asked for a step in a way that contradicts the run's recorded history."""
+    """Replay asked for a step in a way that contradicts the run's recorded history.
+
+    ``step_key`` is the step the code asked for; ``recorded`` the recorded steps the replay did
+    not reach (a new step) or the step recorded under that key (another kind).
+    """
 
     code = "non_determinism"
 
-    def __init__(self, run_id: str, step_key: str, detail: str) -> None:
+    def __init__(
+        self, run_id: str, step_key: str, detail: str, recorded: tuple[str, ...] = ()
+    ) -> None:
         super().__init__(f"run {run_id!r} diverged from its history at step {step_key!r}: {detail}")
         self.run_id = run_id
         self.step_key = step_key
+        self.detail = detail
+        self.recorded = recorded
 
 
 class RunFailed(DataflowsError):

@@ -28,8 +28,10 @@ from dataflows.context import StepContext, _current, log_fields
 from dataflows.errors import NonDeterminismError, StepFailed, StoreUnavailable, Suspend
 from dataflows.intake import event_intake
 from dataflows.models import Event, error_line
+from dataflows.names import check_step_name
 from dataflows.outage import STORE_OUTAGE
 from dataflows.records import (
+    ENGINE_KINDS,
     RETRY_MARK,
     ClaimedRun,
     FailedAttempt,
@@ -48,6 +50,10 @@ from dataflows.workflow import Registry, Workflow
 T = TypeVar("T")
 
 log = logging.getLogger("dataflows.execution")
+
+#: Turns of the event loop in a row without a recorded step reached after which a replay with
+#: recorded steps still unreached has settled (see :meth:`Execution.begin_new`).
+SETTLE_TURNS = 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +113,13 @@ class Execution:
         self.run = claimed
         self.workflow = workflow
         self.history = {row.key: row for row in history if row.kind != "cancel"}
+        #: Recorded steps of the code the replay has not reached yet, in recorded order (see
+        #: :meth:`begin_new`), and how many it has reached (progress, for :meth:`_settle`).
+        self._unreached = {row.key: None for row in history if row.kind not in ENGINE_KINDS}
+        self._reached = 0
+        #: ``step.patched`` calls deciding now: new steps wait for their answers.
+        self._patching = 0
+        self._patches: set[str] = set()
         #: The workflow's cancel_on watches as recorded: pending waits or resolved ones.
         self.cancel_watches = {row.key: row for row in history if row.kind == "cancel"}
         self._uses: dict[str, int] = {}
@@ -165,16 +178,108 @@ class Execution:
         """The history row for ``key``, after checking it was recorded as the same kind."""
         self.check_live()
         row = self.history.get(key)
+        if row is not None and self._unreached.pop(key, False) is None:
+            self._reached += 1
         if (
             row is not None
             and row.kind != kind
             and not (row.status == "retrying" and kind == "run")
         ):
             self.fatal = NonDeterminismError(
-                self.run.id, key, f"recorded as a {row.kind!r} step, now called as {kind!r}"
+                self.run.id,
+                key,
+                f"recorded as a {row.kind!r} step, now called as {kind!r}",
+                (key,),
             )
             raise self.fatal
         return row
+
+    async def begin_new(self, key: str) -> None:
+        """Called before a step that is not in the history does anything: raises
+        :class:`NonDeterminismError` if the replay diverged (the divergence rule).
+
+        A new step while recorded steps are still unreached is either a change of the code (a
+        step renamed, removed, or moved before recorded ones) or a parallel branch that got
+        ahead of the others: ``asyncio.gather`` branches replay their recorded steps without
+        awaiting anything, so one branch may reach its first new step before another branch
+        has even started. The new step therefore waits, doing nothing, while the other branches
+        replay: until every recorded step is reached (it then runs), or until the replay
+        settles with recorded steps still unreached — :data:`SETTLE_TURNS` turns of the event
+        loop in a row in which no recorded step was reached — which is divergence. Recorded
+        steps left unreached when the function returns are no divergence (a step removed at
+        the end), nor are new steps once every recorded step was reached (steps added after).
+        """
+        self.check_live()
+        if self._unreached:
+            await self._settle(for_step=True)
+            self.check_live()  # the run unwound meanwhile: the next replay decides
+            if self._unreached:
+                recorded = tuple(self._unreached)
+                shown = ", ".join(repr(k) for k in recorded[:3])
+                if len(recorded) > 3:
+                    shown += f" and {len(recorded) - 3} more"
+                self.fatal = NonDeterminismError(
+                    self.run.id,
+                    key,
+                    f"step {key!r} is new but recorded steps {shown} were not reached",
+                    recorded,
+                )
+                raise self.fatal
+
+    async def _settle(self, *, for_step: bool) -> None:
+        """Let the other branches replay until every recorded step is reached or the replay
+        settles (no recorded step reached for :data:`SETTLE_TURNS` turns of the event loop).
+        A new step also waits while a ``step.patched`` call decides its answer."""
+        async with self.tracking():  # an unwinding run waits for this branch's decision
+            seen, idle = -1, 0
+            while (
+                self._unreached
+                and idle < SETTLE_TURNS
+                and not (self.closing or self.abandoned or self.fatal)
+            ):
+                if self._reached != seen or (for_step and self._patching):
+                    seen, idle = self._reached, 0
+                else:
+                    idle += 1
+                await asyncio.sleep(0)
+
+    async def patched(self, change_id: str) -> bool:
+        """``step.patched``: True where this run reaches the change for the first time, False
+        where its history shows it passed this point under the code before the change (recorded
+        steps remain that the replay has not reached, once the replay settles). The answer is
+        recorded (a ``patch`` marker, never shown) and later replays read it back."""
+        key = patch_key(change_id)
+        if key in self._patches:
+            raise ValueError(
+                f"step.patched({change_id!r}) was called twice in run {self.run.id!r}: "
+                "each change id may be asked once per run"
+            )
+        self._patches.add(key)
+        self.check_live()
+        row = self.history.get(key)
+        if row is not None:
+            return bool(row.output)
+        self._patching += 1
+        try:
+            if self._unreached:
+                await self._settle(for_step=False)
+            self.check_live()
+            answer = not self._unreached
+            await self.record_patch(key, answer)
+        finally:
+            self._patching -= 1
+        return answer
+
+    async def record_patch(self, key: str, answer: bool) -> None:
+        step = NewStep(key, "patch", "completed", json.dumps(answer), None, 1, self.rt.clock.now())
+        async with self.tracking():
+            await self.write(
+                lambda: self.rt.store.record_step(self.run.lease, step, self.rt.clock.now())
+            )
+
+    def pending(self, row: StepRow) -> None:
+        """The replay reached ``row``, recorded but not finished (a retrying step, a pending
+        sleep or wait): the real run goes on with it; a dry replay stops this branch there."""
 
     def check_live(self) -> None:
         """No new step starts once the run is unwinding, lost, or failed for divergence."""
@@ -243,11 +348,14 @@ class Execution:
         unit of just before calling ``fn``."""
         row = self.recorded(key, "run")
         attempt = 1
-        if row is not None:
+        if row is None:
+            await self.begin_new(key)
+        else:
             if row.status == "completed":
                 return row.output
             if row.status == "failed":
                 raise StepFailed.from_record(key, row.error)
+            self.pending(row)
             attempt = row.attempts + 1
             if row.wake_at is not None and row.wake_at > self.rt.clock.now():
                 self.suspend(row.wake_at, f"retry {key}")
@@ -410,6 +518,10 @@ class Execution:
         row = self.recorded(key, "sleep")
         if row is not None and row.status == "completed":
             return
+        if row is None:
+            await self.begin_new(key)
+        else:
+            self.pending(row)
         with tracing.step_span(
             self.trace, "step.sleep", key, attributes={"dataflows.wake_at": wake_at}
         ):
@@ -489,6 +601,10 @@ class Execution:
         if row is not None and row.status == "completed":
             output: dict[str, Any] | None = row.output
             return output
+        if row is None:
+            await self.begin_new(key)
+        else:
+            self.pending(row)
         if kind == "invoke":  # step.invoke's own span covers it
             return await self._wait(key, match, deadline, kind)
         attributes = {"dataflows.event_name": match.event_name}
@@ -528,6 +644,12 @@ class Execution:
         if outcome.state == "fenced":
             self.lost()
         return outcome
+
+    async def record_version(self) -> None:
+        """Record the version of the code this run starts with (kept if it has one)."""
+        await retry_unavailable(
+            lambda: self.rt.store.set_run_version(self.run.lease, self.workflow.version)
+        )
 
     # -- cancel_on -------------------------------------------------------------------------------------
 
@@ -570,6 +692,7 @@ class Execution:
         row = self.recorded(key, "send")
         if row is not None and row.status == "completed":
             return str(row.output)
+        await self.begin_new(key)
         now = self.rt.clock.now()
         intake = event_intake(
             self.rt.registry,
@@ -597,6 +720,12 @@ async def _with_timeout(pending: Awaitable[T], timeout: float | None) -> T:
     if timeout is None:
         return await pending
     return await asyncio.wait_for(pending, timeout)
+
+
+def patch_key(change_id: str) -> str:
+    """The step key of the ``step.patched(change_id)`` marker: like :func:`cancel_key`, it
+    never meets a step of the code."""
+    return f"\x1fpatched:{check_step_name(change_id)}"
 
 
 def cancel_key(index: int) -> str:

@@ -10,6 +10,7 @@ from typing import Any
 
 from dataflows.durations import format_duration
 from dataflows.records import (
+    ENGINE_KINDS,
     FINISHED_STATUSES,
     AttemptRow,
     RunRow,
@@ -160,6 +161,9 @@ class Run:
     recoveries: int
     parent_run_id: str | None
     steps: tuple[StepInfo, ...] = field(default=())
+    #: The version of the code the run started with (``app.workflow(..., version=)`` or a
+    #: fingerprint of the function's code); ``None`` until its first attempt.
+    version: str | None = None
 
     @property
     def done(self) -> bool:
@@ -211,11 +215,13 @@ class Run:
             wait_reason=row.wait_reason,
             recoveries=row.recoveries,
             parent_run_id=row.parent_run_id,
-            # A cancel_on watch is the engine's, not a step of the code: not shown.
+            version=row.version,
+            # A cancel_on watch or a step.patched marker is the engine's, not a step of the
+            # code: not shown.
             steps=tuple(
                 StepInfo.from_row(s, by_step.get(s.key, ()))
                 for s in row.steps
-                if s.kind != "cancel"
+                if s.kind not in ENGINE_KINDS
             ),
         )
 

@@ -16,7 +16,11 @@ FINISHED_STATUSES = frozenset({"completed", "failed", "cancelled"})
 #: The statuses a step is shown with (``timed_out``: a wait whose deadline passed first).
 STEP_STATUSES: tuple[str, ...] = ("completed", "failed", "retrying", "waiting", "timed_out")
 
-StepKind = Literal["run", "sleep", "wait", "send", "invoke"]
+StepKind = Literal["run", "sleep", "wait", "send", "invoke", "patch"]
+
+#: Kinds of history rows that are the engine's, not steps of the code: a ``cancel_on`` watch
+#: and a ``step.patched`` marker. They are never shown and never "unreached" in a replay.
+ENGINE_KINDS = frozenset({"cancel", "patch"})
 
 #: Internal event a run emits when it finishes and has a parent; ``step.invoke`` waits on it.
 RUN_FINISHED_EVENT = "dataflows/run.finished"
@@ -317,6 +321,23 @@ class RunRow:
     steps: tuple[StepRow, ...] = field(default=())
     #: The failed attempts of retried steps, by step key then attempt (read by ``get_run`` only).
     attempts: tuple[AttemptRow, ...] = field(default=())
+    #: The version of the code the run started with (``None``: not started, or started before
+    #: runs recorded versions).
+    version: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class UnfinishedRun:
+    """A run not finished (``queued``, ``running``, ``waiting``) with its history, as the deploy
+    check reads them, a page at a time."""
+
+    id: str
+    workflow_id: str
+    status: str
+    event: StoredEvent
+    created_at: float
+    version: str | None
+    history: tuple[StepRow, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -129,6 +129,16 @@ class Step:
         seconds = None if timeout is None else parse_duration(timeout)
         return invoke(self._x, self._key(name), workflow_id, dict(data), seconds)
 
+    def patched(self, change_id: str) -> Coroutine[Any, Any, bool]:
+        """Whether this run takes the code of change ``change_id``: ``True`` for a run that
+        reaches this point for the first time under the changed code, ``False`` for a run whose
+        history shows it passed this point under the code before it (recorded steps remain
+        that the replay has not reached). The answer is recorded: later replays of the run
+        answer the same. Keep both paths (``if await step.patched("id"): new else: old``)
+        until the runs started before the change have finished. Each change id once per run.
+        """
+        return self._x.patched(change_id)
+
 
 #: A workflow function: ``async def (event, step)``, registered with ``app.workflow(id)``.
 WorkflowFn = Callable[[Event, Step], Awaitable[Any]]

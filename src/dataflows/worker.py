@@ -452,6 +452,8 @@ class Worker:
         try:
             if deadline is not None and clock.now() >= deadline:
                 raise TimeoutError(f"workflow {workflow.id!r} timed out after {workflow.timeout}s")
+            if not run.history:  # its first attempt, most likely: the version it starts with
+                x.in_background(x.record_version)
             if workflow.cancel_on:
                 await x.watch_cancel()
             body = workflow.fn(Event.from_stored(run.event), Step(x))

@@ -181,6 +181,9 @@ class Workflow:
     #: Collapses bursts of events per key into one run (seconds: ``debounce_periods``).
     debounce: Debounce | None = None
     debounce_periods: tuple[float, float | None] | None = None
+    #: The version a run records when it starts: ``version=`` as given, else a fingerprint of
+    #: the function's code (:func:`dataflows.versions.code_version`).
+    version: str = ""
 
     def new_run(
         self,

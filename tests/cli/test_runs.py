@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import datetime
 from pathlib import Path
 
 from click.testing import CliRunner
 
+import dataflows as df
 from dataflows.cli import cli
+from dataflows.testing import replay
+from tests.cli import sample_app
 from tests.cli.conftest import Cli, Seeded, statuses
 
 
@@ -55,6 +59,7 @@ def test_show_json_has_the_step_timeline(run_cli: Cli, seeded: Seeded) -> None:
     run = json.loads(run_cli("runs", "show", seeded.completed, "--json").stdout)
     assert run["status"] == "completed"
     assert run["result"] == {"greeting": "HELLO ADA"}
+    assert isinstance(run["version"], str) and len(run["version"]) == 12
     assert run["event"]["data"] == {"name": "ada"}
     assert run["duration_seconds"] >= 0
     steps = run["steps"]
@@ -72,7 +77,7 @@ def test_show_json_has_the_step_timeline(run_cli: Cli, seeded: Seeded) -> None:
 
 def test_show_table(run_cli: Cli, seeded: Seeded) -> None:
     out = run_cli("runs", "show", seeded.completed).stdout
-    for expected in (seeded.completed, "greet", "completed", "hello", "shout", "Result"):
+    for expected in (seeded.completed, "greet", "completed", "hello", "shout", "Result", "Version"):
         assert expected in out
     assert "HELLO ADA" in out
     assert "+" in out and " ms" in out  # start offsets and durations
@@ -156,3 +161,20 @@ def test_a_file_that_is_not_a_database(tmp_path: Path) -> None:
     assert code == 2
     assert err.startswith("Error: cannot use the database: SQLite at ")
     assert err.endswith("notes.db: file is not a database")
+
+
+def test_export_writes_a_history_the_code_replays(
+    run_cli: Cli, seeded: Seeded, tmp_path: Path
+) -> None:
+    path = tmp_path / "waiting.json"
+    out = run_cli("runs", "export", seeded.waiting, "-o", str(path)).stdout
+    assert f"Wrote the history of run {seeded.waiting}" in out
+    history = json.loads(path.read_text())
+    assert history["run"]["workflow_id"] == "wait"
+    assert [(s["key"], s["status"]) for s in history["steps"]] == [("approval", "waiting")]
+    assert json.loads(run_cli("runs", "export", seeded.waiting).stdout) == history
+
+    app = sample_app.register(df.Dataflows("sqlite:///:memory:"))
+    verdict = asyncio.run(replay(app, path))
+    assert verdict.outcome == "compatible"
+    run_cli("runs", "export", "nope", code=1)

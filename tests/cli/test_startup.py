@@ -63,7 +63,7 @@ def test_help_lists_every_subcommand() -> None:
     _, output, _, _ = probe("--help")
     commands = output.partition("Commands:")[2]
     listed = [line.split()[0] for line in commands.splitlines() if line[:3].strip()]
-    assert listed == ["dev", "migrate", "runs", "schedules", "send", "serve", "worker"]
+    assert listed == ["check", "dev", "migrate", "runs", "schedules", "send", "serve", "worker"]
 
 
 def test_version_is_the_package_version() -> None:

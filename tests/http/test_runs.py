@@ -49,6 +49,10 @@ async def test_start_a_run_and_read_it_back_with_its_steps(api: Harness) -> None
     for field in ("started_at", "completed_at"):
         assert datetime.fromisoformat(first[field]).tzinfo is not None
     assert run["created_at"].endswith("Z") and run["completed_at"] is not None
+    # The version of the code it started with: the fingerprint GET /workflows shows.
+    workflows = {w["id"]: w for w in (await api.client.get("/workflows")).json()["workflows"]}
+    assert run["version"] == workflows["two-steps"]["version"]
+    assert isinstance(run["version"], str) and len(run["version"]) == 12
 
 
 async def test_start_without_a_body_and_with_an_idempotency_key(api: Harness) -> None:
@@ -339,3 +343,21 @@ async def test_stored_surrogates_are_served_as_escapes(api: Harness) -> None:
     assert response.status_code == 200
     assert b"\\ud800" in response.content
     assert response.json()["result"] == "lone \ud800 surrogate"
+
+
+async def test_export_a_run_history(api: Harness) -> None:
+    response = await api.client.post("/workflows/two-steps/runs", json={"data": {"x": 1}})
+    run_id = response.json()["run_id"]
+    async with fast_worker(api.app):
+        await finished(api.app, run_id)
+    response = await api.client.get(f"/runs/{run_id}/export")
+    assert response.status_code == 200, response.text
+    history = response.json()
+    assert history["format"] == "dataflows.history/1"
+    assert (history["run"]["id"], history["run"]["workflow_id"]) == (run_id, "two-steps")
+    assert history["event"]["data"] == {"x": 1}
+    assert [(s["key"], s["kind"], s["output"]) for s in history["steps"]] == [
+        ("add", "run", 2),
+        ("add#2", "run", 3),
+    ]
+    assert_error(await api.client.get("/runs/nope/export"), 404, "run_not_found")

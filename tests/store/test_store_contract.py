@@ -49,6 +49,7 @@ async def test_migrations_apply_once(db: DbTarget) -> None:
             "0013_throttle_debounce",
             "0014_budget_line",
             "0015_cancel_on_wakes",
+            "0016_run_versions",
         ]
         assert await first.migrate() == []
     finally:
@@ -87,6 +88,7 @@ async def test_concurrent_migrations_apply_once(db: DbTarget) -> None:
         "0013_throttle_debounce",
         "0014_budget_line",
         "0015_cancel_on_wakes",
+        "0016_run_versions",
     ]
 
 

@@ -25,6 +25,11 @@ __all__ = ["AppLoadError", "cli", "load_app", "main"]
 #: name -> (module:attribute of the command, the line ``dataflows --help`` shows for it, the extra
 #: it needs beyond the base install). The help lines are tested against the commands' docstrings.
 COMMANDS: dict[str, tuple[str, str, str | None]] = {
+    "check": (
+        "dataflows.cli.check:check",
+        "Replay every unfinished run against APP's code, calling no step function.",
+        None,
+    ),
     "dev": (
         "dataflows.cli.dev:dev",
         "Run APP's HTTP API and a worker in one process (SQLite unless the app says otherwise).",

@@ -137,6 +137,7 @@ def _header(run: Run) -> Table:
     rows: list[tuple[str, str | Text]] = [
         ("Run", run.id),
         ("Workflow", run.workflow_id),
+        ("Version", run.version or "-"),
         ("Status", status),
         ("Event", f"{run.event.name}  ({run.event.id})"),
         ("Created", local_time(run.created_at)),

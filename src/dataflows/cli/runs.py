@@ -1,8 +1,9 @@
-"""``dataflows runs list|show|cancel|retry``: inspect and steer runs through the store."""
+"""``dataflows runs list|show|export|cancel|retry``: inspect and steer runs through the store."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import click
 from click.core import ParameterSource
@@ -96,6 +97,39 @@ def show(
         click.echo(dumps(run_json(run)))
     else:
         stdout().print(run_view(run, traceback=traceback))
+
+
+@runs.command("export")
+@click.argument("run_id")
+@app_argument(required=False)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, writable=True),
+    default=None,
+    help="Write to this file instead of stdout.",
+)
+@store_options
+def export(
+    run_id: str,
+    app_spec: str | None,
+    output: str | None,
+    database_url: str | None,
+    schema: str | None,
+) -> None:
+    """Print a run's history as JSON (run, event, steps as recorded), for replay in tests.
+
+    dataflows.testing.replay(app, path) replays the file against the code, as `dataflows check`
+    does, and raises NonDeterminismError if the code diverges from it.
+    """
+    app = _client(app_spec, database_url, schema)
+    history = run_client(app, lambda a: a.export_run(run_id))
+    text = dumps(history) + "\n"
+    if output is None:
+        click.echo(text, nl=False)
+    else:
+        Path(output).write_text(text, encoding="utf-8")
+        stdout().print(f"Wrote the history of run {run_id} to {output}")
 
 
 @runs.command("cancel")

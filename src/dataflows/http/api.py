@@ -115,6 +115,7 @@ def _routes() -> list[Route]:
         Route("/runs", runs.list_runs, methods=["GET"]),
         Route("/runs/cancel", runs.cancel_runs, methods=["POST"]),
         Route("/runs/{run_id}", runs.get_run, methods=["GET"]),
+        Route("/runs/{run_id}/export", runs.export_run, methods=["GET"]),
         Route("/runs/{run_id}/cancel", runs.cancel_run, methods=["POST"]),
         Route("/runs/{run_id}/retry", runs.retry_run, methods=["POST"]),
         Route("/schedules", schedules.list_schedules, methods=["GET"]),

@@ -241,6 +241,11 @@ _SCHEMAS: dict[str, Schema] = {
                 }
             ),
             "timeout_seconds": {"type": ["number", "null"]},
+            "version": {
+                "type": "string",
+                "description": "The version runs started now record (version= or a "
+                "fingerprint of the function's code).",
+            },
             "cancel_on": {
                 "type": "array",
                 "items": _ref("CancelTrigger"),
@@ -349,6 +354,12 @@ _SCHEMAS: dict[str, Schema] = {
             "wake_at": _OPTIONAL_TIME,
             "recoveries": {"type": "integer"},
             "parent_run_id": {"type": ["string", "null"]},
+            "version": {
+                "type": ["string", "null"],
+                "description": "The version of the code the run started with: the workflow's "
+                "version= or a fingerprint of its function's code; null until its first "
+                "attempt.",
+            },
         }
     ),
     "Step": _object(
@@ -400,6 +411,48 @@ _SCHEMAS["RunDetail"] = {
     },
     "required": [*_SCHEMAS["RunSummary"]["required"], "result", "steps"],
 }
+
+_SCHEMAS["RunExport"] = _object(
+    {
+        "format": {"type": "string", "enum": ["dataflows.history/1"]},
+        "run": _object(
+            {
+                "id": {"type": "string"},
+                "workflow_id": {"type": "string"},
+                "status": {"type": "string", "enum": list(RUN_STATUSES)},
+                "created_at": {"type": "number", "description": "Seconds since the epoch."},
+                "version": {"type": ["string", "null"]},
+            }
+        ),
+        "event": _object(
+            {
+                "id": {"type": "string"},
+                "name": {"type": "string"},
+                "data": {"type": "object"},
+                "ts": {"type": "number"},
+            }
+        ),
+        "steps": {
+            "type": "array",
+            "description": "As recorded, in recording order, the engine's own rows (cancel_on "
+            "watches, step.patched answers) included.",
+            "items": _object(
+                {
+                    "key": {"type": "string"},
+                    "kind": {"type": "string"},
+                    "status": {"type": "string"},
+                    "output": {},
+                    "error": {"type": ["object", "null"]},
+                    "attempts": {"type": "integer"},
+                    "started_at": {"type": ["number", "null"]},
+                    "completed_at": {"type": ["number", "null"]},
+                    "wake_at": {"type": ["number", "null"]},
+                    "event_id": {"type": ["string", "null"]},
+                }
+            ),
+        },
+    }
+)
 
 _ERRORS: dict[int, str] = {
     400: "Malformed JSON (invalid_json), request (bad_request) or HTTP (malformed_request).",
@@ -577,6 +630,16 @@ def _paths(auth: tuple[int, ...]) -> dict[str, Schema]:
                 "getRun",
                 "A run with its steps.",
                 _ok(200, "RunDetail", "The run."),
+                (*auth, 404, *store),
+                parameters=[_RUN_ID],
+            )
+        },
+        "/runs/{run_id}/export": {
+            "get": _operation(
+                "exportRun",
+                "A run's history as recorded, for dataflows.testing.replay: what "
+                "`dataflows runs export` writes.",
+                _ok(200, "RunExport", "The run's history."),
                 (*auth, 404, *store),
                 parameters=[_RUN_ID],
             )

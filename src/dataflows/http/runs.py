@@ -1,4 +1,4 @@
-"""``GET /runs``, ``GET /runs/{run_id}``, ``POST /runs/{run_id}/cancel`` and ``/retry``, and
+"""``GET /runs``, ``GET /runs/{run_id}`` (and ``/export``), ``POST /runs/{run_id}/cancel`` and ``/retry``, and
 ``POST /runs/cancel`` (bulk)."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from dataflows.http.views import run_detail, run_summary
 from dataflows.models import Run
 from dataflows.records import RunRow
 
-__all__ = ["cancel_run", "cancel_runs", "get_run", "list_runs", "retry_run"]
+__all__ = ["cancel_run", "cancel_runs", "export_run", "get_run", "list_runs", "retry_run"]
 
 #: Runs a bulk cancel cancels per transaction (each batch answers within the store deadline).
 CANCEL_BATCH = 500
@@ -57,6 +57,12 @@ async def get_run(request: Request) -> Response:
     ctx = context(request)
     run = await ctx.store(ctx.app.get_run(_run_id(request)))
     return JsonResponse(run_detail(run))
+
+
+async def export_run(request: Request) -> Response:
+    """The run's history, as ``dataflows runs export`` writes it."""
+    ctx = context(request)
+    return JsonResponse(await ctx.store(ctx.app.export_run(_run_id(request))))
 
 
 async def cancel_run(request: Request) -> Response:

@@ -41,6 +41,7 @@ def run_summary(run: Run) -> dict[str, Any]:
         "wake_at": _time(run.wake_at),
         "recoveries": run.recoveries,
         "parent_run_id": run.parent_run_id,
+        "version": run.version,
     }
 
 
@@ -94,6 +95,7 @@ def workflow_view(workflow: Workflow) -> dict[str, Any]:
             "jitter": policy.jitter,
         },
         "timeout_seconds": workflow.timeout,
+        "version": workflow.version,
         "cancel_on": [cancel_view(t) for t in workflow.cancel_on],
         **flow_control_view(workflow),
     }

@@ -30,6 +30,7 @@ from dataflows.records import (
     ScheduleRow,
     SentEvents,
     StepRow,
+    UnfinishedRun,
     UnitAnswer,
     UnitRequest,
     WaitOutcome,
@@ -250,6 +251,18 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def get_run(self, run_id: str) -> RunRow | None:
         """The run with its steps, or ``None``."""
+
+    @abc.abstractmethod
+    async def unfinished_runs(
+        self, after: str, limit: int, workflow_id: str | None = None
+    ) -> list[UnfinishedRun]:
+        """Up to ``limit`` unfinished runs (of ``workflow_id``, if given) with their histories,
+        by id after ``after`` (``""`` for the first page): keyset pagination."""
+
+    @abc.abstractmethod
+    async def set_run_version(self, lease: Lease, version: str) -> bool:
+        """Record the version of the code the leased run started with, unless it has one;
+        fenced. False if nothing was written."""
 
     @abc.abstractmethod
     async def run_status(self, run_id: str) -> str | None:

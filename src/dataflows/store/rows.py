@@ -82,6 +82,7 @@ def run_row(
         idempotency_key=row["idempotency_key"],
         steps=steps,
         attempts=attempts,
+        version=row["version"],
     )
 
 

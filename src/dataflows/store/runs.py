@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from dataflows.errors import InvalidRunState, RunNotFound
-from dataflows.records import RETRY_MARK, Lease, NewRun, RunOutcome
+from dataflows.records import RETRY_MARK, Lease, NewRun, RunOutcome, StepRow, UnfinishedRun
 from dataflows.store.events import (
     Intake,
     Sending,
@@ -23,7 +23,7 @@ from dataflows.store.events import (
     send,
 )
 from dataflows.store.program import NOTIFY, Program, Query
-from dataflows.store.rows import attempt_row, run_row
+from dataflows.store.rows import attempt_row, run_row, step_row, stored_event
 from dataflows.store.steps import load_history
 
 
@@ -102,6 +102,42 @@ def list_runs(
         "all",
     )
     return [run_row(row) for row in rows]
+
+
+def set_run_version(lease: Lease, version: str) -> Program:
+    """Record the version of the code the run started with (its first attempt's; kept after)."""
+    count = yield Query(
+        "set_run_version",
+        {"run_id": lease.run_id, "lease_token": lease.token, "version": version},
+        "rowcount",
+    )
+    return bool(count)
+
+
+def unfinished_runs(after: str, limit: int, workflow_id: str | None) -> Program:
+    """A page of unfinished runs by id after ``after``, each with its history (two reads)."""
+    rows = yield Query(
+        "unfinished_runs", {"after": after, "limit": limit, "workflow_id": workflow_id}, "all"
+    )
+    if not rows:
+        return []
+    ids = [row["id"] for row in rows]
+    steps = yield Query("page_histories", {"run_ids": json.dumps(ids)}, "all")
+    histories: dict[str, list[StepRow]] = {}
+    for step in steps:
+        histories.setdefault(step["run_id"], []).append(step_row(step))
+    return [
+        UnfinishedRun(
+            id=row["id"],
+            workflow_id=row["workflow_id"],
+            status=row["status"],
+            event=stored_event(row),
+            created_at=row["created_at"],
+            version=row["version"],
+            history=tuple(histories.get(row["id"], ())),
+        )
+        for row in rows
+    ]
 
 
 CANCELLED = json.dumps({"type": "Cancelled", "message": "the run was cancelled"})

@@ -28,6 +28,7 @@ from dataflows.records import (
     ScheduleRow,
     SentEvents,
     StepRow,
+    UnfinishedRun,
     UnitAnswer,
     UnitRequest,
     WaitOutcome,
@@ -182,6 +183,17 @@ class SqlStore(Store):
     async def get_run(self, run_id: str) -> RunRow | None:
         result: RunRow | None = await self._run(runs.get_run(run_id))
         return result
+
+    async def unfinished_runs(
+        self, after: str, limit: int, workflow_id: str | None = None
+    ) -> list[UnfinishedRun]:
+        result: list[UnfinishedRun] = await self._run(
+            runs.unfinished_runs(after, limit, workflow_id)
+        )
+        return result
+
+    async def set_run_version(self, lease: Lease, version: str) -> bool:
+        return bool(await self._run_single(runs.set_run_version(lease, version)))
 
     async def run_status(self, run_id: str) -> str | None:
         result: str | None = await self._run_single(runs.run_status(run_id))

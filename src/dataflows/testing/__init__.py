@@ -1,7 +1,8 @@
 """Testing workflows with pytest: a throw-away store, an in-process worker, virtual time.
 
 ``async with dataflows.testing.environment(app) as env`` (or the ``dataflows_env`` pytest
-fixture) runs ``app`` for one test; see docs/testing.md.
+fixture) runs ``app`` for one test; ``await dataflows.testing.replay(app, path)`` replays an
+exported run's history against today's code; see docs/testing.md and docs/deploying.md.
 """
 
 from dataflows.testing.environment import (
@@ -10,6 +11,7 @@ from dataflows.testing.environment import (
     RunNotFinished,
     environment,
 )
+from dataflows.replay import replay
 from dataflows.testing.mocks import StepCall, StepMock
 
 __all__ = [
@@ -19,4 +21,5 @@ __all__ = [
     "StepCall",
     "StepMock",
     "environment",
+    "replay",
 ]

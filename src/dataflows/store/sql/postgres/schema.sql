@@ -42,7 +42,9 @@ CREATE TABLE runs (
     first_started_at double precision,
     -- a debounced run's key, and the latest its start may be pushed back to
     debounce_key     text,
-    debounce_until   double precision
+    debounce_until   double precision,
+    -- the version of the code the run started with (NULL: started before versions)
+    version          text
 );
 CREATE UNIQUE INDEX runs_idempotency ON runs (workflow_id, idempotency_key)
     WHERE idempotency_key IS NOT NULL;
@@ -70,6 +72,8 @@ CREATE INDEX runs_started ON runs (workflow_id, concurrency_key, first_started_a
     WHERE concurrency_key IS NOT NULL AND first_started_at IS NOT NULL;
 CREATE INDEX runs_debounce ON runs (workflow_id, debounce_key)
     WHERE status = 'waiting' AND debounce_key IS NOT NULL;
+-- Unfinished runs by id: the deploy check reads them a page at a time.
+CREATE INDEX runs_unfinished ON runs (id) WHERE status IN ('queued', 'running', 'waiting');
 
 -- The workers alive now: each holds the advisory lock (the store's namespace, lock_key) on a
 -- session of its own while its process lives. A worker whose lock is free (lock_free_since) a

@@ -449,14 +449,14 @@ SELECT min(wake_at) AS wake_at FROM runs WHERE status = 'waiting'
 -- name: get_run
 SELECT id, workflow_id, status, event_id, event_name, event_data, event_ts, result, error,
        created_at, updated_at, completed_at, wake_at, recoveries, parent_run_id,
-       idempotency_key,
+       idempotency_key, version,
        {shown_reason} AS wait_reason
 FROM runs WHERE id = :run_id
 
 -- name: list_runs
 SELECT id, workflow_id, status, event_id, event_name, event_data, event_ts, result, error,
        created_at, updated_at, completed_at, wake_at, recoveries, parent_run_id,
-       idempotency_key,
+       idempotency_key, version,
        {shown_reason} AS wait_reason
 FROM runs
 WHERE (:workflow_id IS NULL OR workflow_id = :workflow_id)
@@ -749,3 +749,36 @@ FROM (SELECT runs.workflow_id, {shown_reason} AS reason FROM runs
       WHERE runs.status = 'waiting' AND runs.debounce_key IS NOT NULL) AS h
 WHERE substr(h.reason, 1, instr(h.reason, ' ') - 1) IN ('concurrency', 'throttle', 'debounce')
 GROUP BY h.workflow_id, substr(h.reason, 1, instr(h.reason, ' ') - 1)
+
+-- name: set_run_version
+-- A run's first attempt writes the version of the code it runs (once: a later attempt keeps it).
+UPDATE runs SET version = :version
+WHERE id = :run_id AND version IS NULL AND {fence}
+
+-- name: unfinished_runs
+-- A page of the unfinished runs, by id after the last one of the previous page (keyset
+-- pagination over runs_unfinished), for the deploy check.
+SELECT id, workflow_id, status, event_id, event_name, event_data, event_ts, created_at, version
+FROM runs
+WHERE status IN ('queued', 'running', 'waiting') AND id > :after
+  AND (:workflow_id IS NULL OR workflow_id = :workflow_id)
+ORDER BY id
+LIMIT :limit
+
+-- name: page_histories
+-- The histories of a page of runs (as load_history, with each row's run).
+SELECT run_id, step_key, kind, status, output, error, attempts, started_at, completed_at,
+       NULL AS wake_at, event_id
+FROM steps WHERE run_id IN (SELECT value FROM json_each(:run_ids))
+UNION ALL
+SELECT a.run_id, a.step_key, 'run', 'retrying', NULL, a.error, a.attempt, a.started_at, NULL,
+       a.retry_at, NULL
+FROM step_attempts a
+WHERE a.run_id IN (SELECT value FROM json_each(:run_ids))
+  AND a.attempt = (SELECT max(attempt) FROM step_attempts b
+                   WHERE b.run_id = a.run_id AND b.step_key = a.step_key)
+  AND NOT EXISTS (SELECT 1 FROM steps s WHERE s.run_id = a.run_id AND s.step_key = a.step_key)
+UNION ALL
+SELECT run_id, step_key, kind, 'waiting', NULL, NULL, 0, created_at, NULL, wake_at, NULL
+FROM waits WHERE run_id IN (SELECT value FROM json_each(:run_ids))
+ORDER BY 1, 8, 9, 2

@@ -39,7 +39,9 @@ CREATE TABLE runs (
     first_started_at REAL,
     -- a debounced run's key, and the latest its start may be pushed back to
     debounce_key     TEXT,
-    debounce_until   REAL
+    debounce_until   REAL,
+    -- the version of the code the run started with (NULL: started before versions)
+    version          text
 );
 CREATE UNIQUE INDEX runs_idempotency ON runs (workflow_id, idempotency_key)
     WHERE idempotency_key IS NOT NULL;
@@ -67,6 +69,8 @@ CREATE INDEX runs_started ON runs (workflow_id, concurrency_key, first_started_a
     WHERE concurrency_key IS NOT NULL AND first_started_at IS NOT NULL;
 CREATE INDEX runs_debounce ON runs (workflow_id, debounce_key)
     WHERE status = 'waiting' AND debounce_key IS NOT NULL;
+-- Unfinished runs by id: the deploy check reads them a page at a time.
+CREATE INDEX runs_unfinished ON runs (id) WHERE status IN ('queued', 'running', 'waiting');
 
 -- The workers alive now: each holds an exclusive lock on a file of its own beside the database
 -- while its process lives. A worker whose file another can lock is removed, and the leases of its
