@@ -319,7 +319,7 @@ async def test_list_workflows_with_every_flow_control_option(api: Harness) -> No
     jsonschema_rs.validate(schema, response.json())
 
 
-NOT_FLOW_CONTROL = {"id", "triggers", "retries", "timeout_seconds", "cancel_on"}
+NOT_FLOW_CONTROL = {"id", "triggers", "retries", "timeout_seconds", "cancel_on", "version"}
 
 
 def test_a_callable_object_is_named_by_its_class() -> None:
