@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from dataflows.errors import InvalidRunState, RunNotFound
-from dataflows.records import Lease, NewRun, RunOutcome
+from dataflows.records import EventWait, Lease, NewRun, RunOutcome, StoredEvent
 from dataflows.store.events import (
     Intake,
     Sending,
@@ -22,7 +22,7 @@ from dataflows.store.events import (
     run_finished,
     send,
 )
-from dataflows.store.program import NOTIFY, Program, Query
+from dataflows.store.program import NOTIFY, Program, Query, json_column
 from dataflows.store.rows import attempt_row, run_row
 from dataflows.store.steps import load_history
 
@@ -102,6 +102,34 @@ def list_runs(
         "all",
     )
     return [run_row(row) for row in rows]
+
+
+def get_event(event_id: str) -> Program:
+    """A stored event by id, or ``None``."""
+    row = yield Query("get_event", {"event_id": event_id}, "one")
+    if row is None:
+        return None
+    return StoredEvent(row["id"], row["name"], json_column(row["data"]), row["ts"])
+
+
+def event_waits(event_name: str, limit: int) -> Program:
+    """Pending waits for events named ``event_name``, oldest first, with their runs' history."""
+    rows = yield Query("event_waits", {"event_name": event_name, "limit": limit}, "all")
+    waits = []
+    for row in rows:
+        history = yield from load_history(row["run_id"])
+        waits.append(
+            EventWait(
+                row["run_id"],
+                row["workflow_id"],
+                row["step_key"],
+                row["filter_key"] or "",
+                row["wake_at"],
+                row["created_at"],
+                tuple(history),
+            )
+        )
+    return waits
 
 
 CANCELLED = json.dumps({"type": "Cancelled", "message": "the run was cancelled"})

@@ -15,6 +15,7 @@ from dataflows.records import (
     ClaimedRun,
     ClaimRequest,
     EventIntake,
+    EventWait,
     FailedAttempt,
     FlowLimit,
     IntakeResult,
@@ -28,6 +29,7 @@ from dataflows.records import (
     ScheduleRow,
     SentEvents,
     StepRow,
+    StoredEvent,
     UnitAnswer,
     UnitRequest,
     WaitOutcome,
@@ -181,6 +183,14 @@ class SqlStore(Store):
 
     async def get_run(self, run_id: str) -> RunRow | None:
         result: RunRow | None = await self._run(runs.get_run(run_id))
+        return result
+
+    async def get_event(self, event_id: str) -> StoredEvent | None:
+        result: StoredEvent | None = await self._run_single(runs.get_event(event_id))
+        return result
+
+    async def event_waits(self, event_name: str, limit: int) -> list[EventWait]:
+        result: list[EventWait] = await self._run(runs.event_waits(event_name, limit))
         return result
 
     async def run_status(self, run_id: str) -> str | None:
