@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
+from dataflows import serialization
 from dataflows.approvals import (
     DECIDED_EVENT,
     Approval,
@@ -142,6 +143,7 @@ class Step:
         if timeout is None:
             raise ValueError("request_approval needs a timeout: its links expire with it")
         seconds = parse_duration(timeout)
+        serialization.dumps(details, what="the approval's details", limit=self._x.rt.max_payload)
         who = tuple(approvers or ())
         if isinstance(approvers, str) or not all(isinstance(a, str) and a for a in who):
             raise ValueError("approvers must be a list of identities (non-empty strings)")

@@ -166,3 +166,16 @@ async def test_missing_settings_fail_the_call_naming_them(make_app: MakeApp) -> 
         run_id = await app2.start("nourl")
         run = await app2.wait_for_run(run_id, timeout=10)
     assert run.error is not None and "DATAFLOWS_PUBLIC_URL" in run.error["message"]
+
+
+async def test_details_must_be_json(make_app: MakeApp) -> None:
+    app = make_app(secret_key=SECRET, public_url=URL)
+
+    @app.workflow("bad-details")
+    async def bad_details(event: df.Event, step: df.Step) -> Any:
+        await step.request_approval("approval", title="t", details={"x": object()}, timeout="1h")
+
+    async with worker(app):
+        run = await app.wait_for_run(await app.start("bad-details"), timeout=10)
+    assert run.status == "failed" and run.steps == ()
+    assert run.error is not None and "approval's details" in run.error["message"]
