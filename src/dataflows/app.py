@@ -466,13 +466,17 @@ class Dataflows:
         return None
 
     async def pending_approvals(self, limit: int = 100) -> list[ApprovalRequest]:
-        """Approvals that runs are waiting for now (``step.wait_for_approval``), oldest first."""
+        """Approvals that runs are waiting for now (``step.wait_for_approval``), oldest first
+        (up to ``limit``; those past their expiry are left out)."""
         await self.open()
+        now = self.clock.now()
         pending = []
         for wait in await self.store.event_waits(DECIDED_EVENT, limit):
             for step in wait.history:
                 request = ApprovalRequest.from_json(step.output) if step.kind == "run" else None
-                if request is not None and request.id in wait.filter_key:
+                if request is None or request.expires_at <= now:
+                    continue
+                if request.id in wait.filter_key:
                     pending.append(request)
                     break
         return pending

@@ -138,6 +138,13 @@ class ApprovalRequest:
         """The request recorded as ``data``, or ``None`` if ``data`` is not one."""
         if not isinstance(data, dict) or data.get("type") != REQUEST_TYPE:
             return None
+        try:
+            return cls._from_dict(data)
+        except (KeyError, TypeError, ValueError):  # a step output that only looks like one
+            return None
+
+    @classmethod
+    def _from_dict(cls, data: dict[str, Any]) -> ApprovalRequest:
         return cls(
             id=str(data["id"]),
             run_id=str(data["run_id"]),
