@@ -253,7 +253,9 @@ async def _stored(ctx: ApiContext, operation: Any) -> Any:
         return await ctx.store(operation)
     except StoreUnavailable:
         raise PageError(
-            503, "Try again in a moment", "The database did not answer. Nothing was decided."
+            503,
+            "Try again in a moment",
+            "The database did not answer in time. Open the link again to see where it stands.",
         ) from None
 
 
