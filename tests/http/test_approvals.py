@@ -261,3 +261,22 @@ async def test_a_server_without_a_secret_key_says_so(
     async with make_api(app=app) as h:
         page = await h.client.get("/approvals/abc.def")
         assert page.status_code == 503 and "not set up" in page.text
+
+
+async def test_a_database_outage_is_a_503_page(
+    make_api: Callable[..., Any], new_app: Callable[..., df.Dataflows], monkeypatch: Any
+) -> None:
+    async with running(make_api, new_app) as h:
+        run_id, link = await requested(h)
+        csrf = csrf_of(await h.client.get(link))
+
+        async def unavailable(*args: Any, **kwargs: Any) -> Any:
+            raise df.StoreUnavailable("the database is away")
+
+        monkeypatch.setattr(h.app, "decide_approval", unavailable)
+        posted = await h.client.post(link, data={"csrf": csrf, "decision": "approve"})
+        assert posted.status_code == 503 and "Try again" in posted.text
+        monkeypatch.setattr(h.app, "get_approval", unavailable)
+        page = await h.client.get(link)
+        assert page.status_code == 503 and page.headers["content-type"].startswith("text/html")
+        assert (await h.app.get_run(run_id)).status == "waiting"
