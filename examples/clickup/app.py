@@ -5,7 +5,10 @@ against the real services with ``dataflows dev examples/clickup/app.py`` and the
 variables listed in docs/example.md.
 
 ``copy-to-clickup``: a work item is created in Azure DevOps → fetch it → create a ClickUp task
-(within a budget of 100 ClickUp calls a minute shared by every worker) → wait up to 7 days for an ``approval/decided`` event about that task → cool down (24 h) → done.
+(within a budget of 100 ClickUp calls a minute shared by every worker) → ask for a human approval
+and post its links to Slack → wait up to 7 days for the decision → cool down (24 h) → done.
+Approval links need ``DATAFLOWS_SECRET_KEY`` and ``DATAFLOWS_PUBLIC_URL`` (``dataflows dev`` fills
+both in).
 
 ``notify-order``: a Shopify order is created → fetch the current order → post it to Slack
 (rate limits are retried no sooner than Slack's ``Retry-After``).
@@ -41,15 +44,23 @@ async def copy_to_clickup(event: df.Event, step: df.Step) -> dict[str, Any]:
     project = resource.get("fields", {}).get("System.TeamProject")
     item = await step.run("fetch-item", services.get_work_item, resource["id"], project)
     task = await step.run("create-task", services.create_task, item, rate_limit="clickup")
-    # The task id only exists from the step above, so the approval is matched with `where`
-    # (exact value) rather than `match` (a field of the triggering webhook).
-    decision = await step.wait_for_event(
-        "approval", "approval/decided", where={"data.task_id": task["id"]}, timeout=APPROVAL_TIMEOUT
+    # Signed, single-use links that expire with the timeout; replays return the same request.
+    request = await step.request_approval(
+        "approval",
+        title=f"Publish ClickUp task {task['name']}?",
+        details={"task": task, "work_item": item},
+        timeout=APPROVAL_TIMEOUT,
     )
+    await step.run(
+        "ask-approval",
+        services.post_message,
+        f"Approve {task['name']}: {request.approve_url}\nReject: {request.reject_url}",
+    )
+    decision = await step.wait_for_approval(request)
     if decision is None:
         return {"work_item": item["id"], "task": task, "approved": False, "timed_out": True}
     await step.sleep("cooldown", COOLDOWN)
-    return {"work_item": item["id"], "task": task, "approved": decision.data["approved"] is True}
+    return {"work_item": item["id"], "task": task, "approved": decision.approved}
 
 
 # `example`: the data `dataflows dev` prints a curl command with (an order the stand-in knows).

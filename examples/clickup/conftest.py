@@ -10,5 +10,8 @@ from examples.clickup.app import app
 
 
 @pytest.fixture
-def dataflows_app() -> df.Dataflows:
+def dataflows_app(monkeypatch: pytest.MonkeyPatch) -> df.Dataflows:
+    # Approval links are signed and point at the API: any key and URL do in tests.
+    monkeypatch.setattr(app, "secret_key", "test-secret-key")
+    monkeypatch.setattr(app, "public_url", "http://dataflows.test")
     return app

@@ -1,7 +1,8 @@
 """Run the example app locally: the stand-in APIs plus ``dataflows dev`` (``scripts/run-example``).
 
     scripts/run-example          # serve until Ctrl-C; prints the curl commands to try
-    scripts/run-example --demo   # send the webhooks, approve, wait, print the timelines, exit
+    scripts/run-example --demo   # send the webhooks, approve through the link posted to Slack,
+                                 # wait, print the timelines, exit
 
 The app runs on SQLite unless ``DATAFLOWS_DATABASE_URL`` says otherwise (``--demo`` uses a fresh
 temporary file by default so its check starts clean). The third-party APIs are the stand-ins of
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -147,7 +149,9 @@ Cooldown after approval: {env["EXAMPLE_COOLDOWN"]} (EXAMPLE_COOLDOWN; 24h in pro
 
 {shopify.curl(base_url)}
 
-3. The copy-to-clickup run now waits for approval. Approve its ClickUp task:
+3. The copy-to-clickup run now asks for approval: the stand-in Slack got a message with
+   an approve and a reject link (see {standins.url}/_standins/stats). Open one in a browser (the page
+   decides nothing until you press a button), or decide from here:
 
 {python} {script} approve            # every task waiting; or: approve TASK_ID [--reject]
 
@@ -174,8 +178,18 @@ def demo(base_url: str, standins: StandIns, timeout: float) -> int:
     copy_run = azure_runs[0]
     run = poll(base_url, copy_run, deadline, lambda r: _step(r, "create-task") is not None)
     task = _step(run, "create-task")["output"]  # type: ignore[index]
-    print(f"task {task['id']} created; the run waits for its approval", flush=True)
-    post(send_webhook.approval(task["id"]), base_url, f"approval of task {task['id']}")
+    print(f"task {task['id']} created; the run asks for approval on Slack", flush=True)
+    # The approver clicks the link the stand-in Slack received: the confirmation page, then
+    # the Approve button (the page's form, with its CSRF token).
+    link = wait_until(lambda: approve_link(standins), timeout, "the approval link on Slack")
+    print(f"Slack got the approval link {link}", flush=True)
+    preview = httpx.get(link, timeout=5)  # a chat app's preview: decides nothing
+    decided = send_webhook.decide(link, approved=True, comment="looks good")
+    print(f"GET (preview) -> {preview.status_code}; approve -> {decided.status_code}", flush=True)
+    again = send_webhook.decide(link, approved=False)
+    print(f"the same link again -> {again.status_code} (a link works once)", flush=True)
+    ok = ok and preview.status_code == 200 and decided.status_code == 200
+    ok = ok and again.status_code == 409
 
     runs = [poll(base_url, rid, deadline, _finished) for rid in (*azure_runs, *shopify_runs)]
     for run in runs:
@@ -185,10 +199,19 @@ def demo(base_url: str, standins: StandIns, timeout: float) -> int:
     print(f"ClickUp create requests per idempotency key: {stats['task_requests']}")
 
     ok = ok and all(r["status"] == "completed" for r in runs)
-    ok = ok and list(stats["task_requests"].values()) == [1] and len(stats["messages"]) == 1
+    ok = ok and list(stats["task_requests"].values()) == [1] and len(stats["messages"]) == 2
     ok = ok and runs[0]["result"]["approved"] is True
     print("demo OK" if ok else "demo FAILED", flush=True)
     return 0 if ok else 1
+
+
+def approve_link(standins: StandIns) -> str | None:
+    """The approve link of the first Slack message that has one."""
+    for message in standins.snapshot()["messages"]:
+        found = re.search(r"https?://\S+/approvals/\S+decision=approve", message["text"])
+        if found:
+            return found.group(0)
+    return None
 
 
 def post(delivery: send_webhook.Delivery, base_url: str, what: str) -> list[str]:
@@ -233,7 +256,7 @@ def print_timeline(run: dict[str, Any]) -> None:
         took = s.get("duration_seconds")
         took_text = f"{took * 1000:9.1f} ms" if isinstance(took, (int, float)) else " " * 12
         print(
-            f"  {s['key']:<14} {s['kind']:<6} {s['status']:<10} attempts={s['attempts']} {took_text}"
+            f"  {s['key']:<18} {s['kind']:<6} {s['status']:<10} attempts={s['attempts']} {took_text}"
         )
     print(f"  result: {run['result'] if run['status'] == 'completed' else run.get('error')}")
 

@@ -1,9 +1,10 @@
-"""Send the example app signed test webhooks, and approvals, over HTTP.
+"""Send the example app signed test webhooks over HTTP, and decide approvals through their links.
 
     python examples/clickup/send_webhook.py azure --id 42         # Azure DevOps workitem.created
     python examples/clickup/send_webhook.py shopify --id 1001     # Shopify orders/create
-    python examples/clickup/send_webhook.py approve [TASK_ID]     # the approval a run waits for
-                                                                  # (default: every waiting one)
+    python examples/clickup/send_webhook.py approve [TASK_ID]     # decide through the approval
+                                                                  # link (default: every waiting
+                                                                  # run; --reject, --comment)
     python examples/clickup/send_webhook.py azure --id 42 --curl  # print the curl command instead
 
 Requests are authenticated the way the providers do it: Azure DevOps with the Basic credentials
@@ -20,6 +21,7 @@ import hashlib
 import hmac
 import json
 import os
+import re
 import shlex
 import sys
 import uuid
@@ -134,29 +136,41 @@ def api_headers(api_key: str | None = None) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"} if key else {}
 
 
-def approval(task_id: str, approved: bool = True, *, api_key: str | None = None) -> Delivery:
-    """``POST /events`` with the ``approval/decided`` event a ``copy-to-clickup`` run waits for."""
-    headers = {"Content-Type": "application/json", **api_headers(api_key)}
-    payload = {"name": "approval/decided", "data": {"task_id": task_id, "approved": approved}}
-    return Delivery("/events", headers, _body(payload))
+def decide(link: str, approved: bool = True, *, comment: str | None = None) -> httpx.Response:
+    """Use an approval link as a person does: open its confirmation page (which decides
+    nothing, and sets the CSRF cookie the form's token is bound to), then press a button."""
+    with httpx.Client(timeout=10.0) as browser:
+        page = browser.get(link)
+        found = re.search(r'name="csrf" value="([^"]+)"', page.text)
+        if page.status_code != 200 or found is None:
+            return page
+        form = {"csrf": found.group(1), "decision": "approve" if approved else "reject"}
+        if comment:
+            form["comment"] = comment
+        return browser.post(link, data=form)
 
 
-def waiting_tasks(base_url: str, api_key: str | None = None) -> list[str]:
-    """The ClickUp task ids of the ``copy-to-clickup`` runs waiting for their approval."""
+def approval_links(base_url: str, api_key: str | None = None) -> dict[str, tuple[str, str]]:
+    """The approve and reject links of the ``copy-to-clickup`` runs waiting for a decision, by
+    ClickUp task id (read from each run's ``request_approval`` step)."""
     headers = api_headers(api_key)
     params = {"workflow_id": "copy-to-clickup", "status": "waiting", "limit": "100"}
     listed = httpx.get(f"{base_url}/runs", params=params, headers=headers, timeout=10)
     listed.raise_for_status()
-    tasks = []
+    links = {}
     for summary in listed.json()["runs"]:
         if "approval" not in (summary.get("wait_reason") or ""):
             continue
         run = httpx.get(f"{base_url}/runs/{summary['id']}", headers=headers, timeout=10)
         run.raise_for_status()
-        for step in run.json()["steps"]:
-            if step["key"] == "create-task" and step["status"] == "completed":
-                tasks.append(step["output"]["id"])
-    return tasks
+        steps = {s["key"]: s for s in run.json()["steps"] if s["status"] == "completed"}
+        if "create-task" in steps and "approval" in steps:
+            request = steps["approval"]["output"]
+            links[steps["create-task"]["output"]["id"]] = (
+                request["approve_url"],
+                request["reject_url"],
+            )
+    return links
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -175,16 +189,17 @@ def main(argv: list[str] | None = None) -> int:
     approve = kinds.add_parser("approve", help="approve (or --reject) a ClickUp task")
     approve.add_argument("task_id", nargs="?", help="default: every task waiting for approval")
     approve.add_argument("--reject", action="store_true")
+    approve.add_argument("--comment", default=None)
     args = parser.parse_args(argv)
 
     if args.kind == "azure":
         delivery = azure_work_item_created(args.id)
     elif args.kind == "shopify":
         delivery = shopify_order_created(args.id)
-    elif args.task_id:
-        delivery = approval(args.task_id, approved=not args.reject)
     else:
-        return approve_all(args.url, approved=not args.reject, curl=args.curl)
+        return approve_waiting(
+            args.url, args.task_id, approved=not args.reject, comment=args.comment, show=args.curl
+        )
     if args.curl:
         print(delivery.curl(args.url))
         return 0
@@ -193,17 +208,29 @@ def main(argv: list[str] | None = None) -> int:
     return 0 if response.is_success else 1
 
 
-def approve_all(base_url: str, *, approved: bool, curl: bool) -> int:
-    tasks = waiting_tasks(base_url)
-    if not tasks:
-        print("no copy-to-clickup run is waiting for an approval")
-    for task_id in tasks:
-        delivery = approval(task_id, approved=approved)
-        if curl:
-            print(delivery.curl(base_url))
+def approve_waiting(
+    base_url: str, task_id: str | None, *, approved: bool, comment: str | None, show: bool
+) -> int:
+    """Decide the approval of ``task_id`` (default: of every task waiting) through its link;
+    ``show``: print the links instead."""
+    links = approval_links(base_url)
+    if task_id is not None:
+        links = {task: pair for task, pair in links.items() if task == task_id}
+    if not links:
+        print(
+            "no copy-to-clickup run is waiting for an approval"
+            + (f" of {task_id}" if task_id else "")
+        )
+        return 1 if task_id else 0
+    for task, (approve_url, reject_url) in links.items():
+        link = approve_url if approved else reject_url
+        if show:
+            print(f"task {task}: open {link}")
             continue
-        response = delivery.post(base_url)
-        print(f"task {task_id}: {response.status_code} {response.text}")
+        response = decide(link, approved, comment=comment)
+        print(
+            f"task {task}: {response.status_code} {'decided' if response.is_success else response.text}"
+        )
         if not response.is_success:
             return 1
     return 0

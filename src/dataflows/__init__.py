@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from dataflows.app import Dataflows
+    from dataflows.approvals import Approval, ApprovalRequest, MissingSetting
     from dataflows.clock import Clock, ManualClock, SystemClock
     from dataflows.context import StepContext, current_step
     from dataflows.errors import (
@@ -39,6 +40,7 @@ if TYPE_CHECKING:
 #: and ``--version`` answer without importing the engine; the first use of a name imports its module.
 _EXPORTS: dict[str, str] = {
     "Dataflows": "dataflows.app",
+    **dict.fromkeys(("Approval", "ApprovalRequest", "MissingSetting"), "dataflows.approvals"),
     **dict.fromkeys(("Clock", "ManualClock", "SystemClock"), "dataflows.clock"),
     **dict.fromkeys(("StepContext", "current_step"), "dataflows.context"),
     **dict.fromkeys(
@@ -89,6 +91,8 @@ def __dir__() -> list[str]:
 __version__ = "0.1.0"
 
 __all__ = [
+    "Approval",
+    "ApprovalRequest",
     "AttemptError",
     "Clock",
     "Concurrency",
@@ -103,6 +107,7 @@ __all__ = [
     "InvalidRunState",
     "InvalidStepName",
     "ManualClock",
+    "MissingSetting",
     "NonDeterminismError",
     "NonRetriableError",
     "PayloadError",

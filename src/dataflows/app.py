@@ -11,12 +11,20 @@ from datetime import datetime
 from typing import Any
 
 from dataflows import metrics, runner, tracing
+from dataflows.approvals import (
+    DECIDED_EVENT,
+    Approval,
+    ApprovalLinks,
+    ApprovalRequest,
+    ApprovalState,
+    decision_event_id,
+)
 from dataflows.blocking import BlockingClient
 from dataflows.budgets import Budget, make_budget
 from dataflows.clock import Clock, SystemClock
 from dataflows.durations import Duration, parse_duration
 from dataflows.errors import RunFailed, RunNotFound, ScheduleNotFound
-from dataflows.intake import event_intake, new_id, start_event
+from dataflows.intake import event_intake, internal_intake, new_id, start_event
 from dataflows.limits import (
     Concurrency,
     Debounce,
@@ -75,6 +83,8 @@ class Dataflows:
         max_payload_bytes: int = DEFAULT_MAX_PAYLOAD,
         retention: Duration | None = "7d",
         store: Store | None = None,
+        secret_key: str | None = None,
+        public_url: str | None = None,
     ) -> None:
         self.database_url = database_url
         self.schema = schema or os.environ.get("DATAFLOWS_SCHEMA") or "dataflows"
@@ -89,6 +99,10 @@ class Dataflows:
         self._blocking: BlockingClient | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self.sources: dict[str, Source] = {}
+        #: Signs approval links (``DATAFLOWS_SECRET_KEY``); ``dataflows dev`` makes one if unset.
+        self.secret_key = secret_key or os.environ.get("DATAFLOWS_SECRET_KEY") or None
+        #: Where the HTTP API is reached, for approval links (``DATAFLOWS_PUBLIC_URL``).
+        self.public_url = public_url or os.environ.get("DATAFLOWS_PUBLIC_URL") or None
         #: This process's first running worker: events sent here claim runs for it (eager dispatch).
         self.eager_worker: Worker | None = None
 
@@ -394,6 +408,86 @@ class Dataflows:
             for r in results
         ]
 
+    # -- approvals -----------------------------------------------------------------------------------
+
+    def approval_links(self) -> ApprovalLinks:
+        """The signer of approval links; :class:`MissingSetting` without a secret key."""
+        return ApprovalLinks(self.secret_key, self.public_url)
+
+    async def decide_approval(
+        self,
+        approval_id: str,
+        approved: bool,
+        *,
+        by: str | None = None,
+        comment: str | None = None,
+    ) -> bool:
+        """Decide the approval ``approval_id`` (an :attr:`ApprovalRequest.id`): ``True`` if this
+        call decided it, ``False`` if it was decided already (nothing is written then).
+
+        The decision is stored once, as an event of the engine's own, and resumes the run's
+        ``step.wait_for_approval`` (now, or when the run reaches it). The HTTP API's
+        confirmation page calls this after checking the link; call it yourself from trusted
+        code only (it does not check ``approvers`` or the expiry: an expired wait has already
+        returned ``None``).
+        """
+        if not isinstance(approval_id, str) or not approval_id:
+            raise ValueError("decide_approval needs an approval id")
+        await self.open()
+        now = self.clock.now()
+        data = {
+            "approval_id": approval_id,
+            "approved": approved is True,
+            "by": by,
+            "comment": comment,
+            "at": now,
+        }
+        intake = internal_intake(
+            DECIDED_EVENT,
+            data,
+            event_id=decision_event_id(approval_id),
+            now=now,
+            limit=self.max_payload,
+        )
+        worker = self.eager_worker
+        if worker is not None:
+            results = await worker.send_events([intake], now)
+        else:
+            results = (await self.store.send_events([intake], now)).results
+        tracing.link_current_span(results[0].resumed_run_ids)
+        return not results[0].duplicate
+
+    async def get_approval(self, run_id: str, approval_id: str) -> ApprovalState | None:
+        """The request ``approval_id`` of run ``run_id`` with its run's status and its decision
+        so far, or ``None`` if there is no such request."""
+        await self.open()
+        row = await self.store.get_run(run_id)
+        if row is None:
+            return None
+        for step in row.steps:
+            request = ApprovalRequest.from_json(step.output) if step.kind == "run" else None
+            if request is not None and request.id == approval_id:
+                event = await self.store.get_event(decision_event_id(approval_id))
+                decision = None if event is None else Approval.from_event_data(event.data)
+                return ApprovalState(request, row.status, decision)
+        return None
+
+    async def pending_approvals(self, limit: int = 100) -> list[ApprovalRequest]:
+        """Approvals that runs are waiting for now (``step.wait_for_approval``), oldest first
+        (up to ``limit``; those past their expiry are left out)."""
+        await self.open()
+        now = self.clock.now()
+        pending = []
+        for wait in await self.store.event_waits(DECIDED_EVENT, limit):
+            for step in wait.history:
+                request = ApprovalRequest.from_json(step.output) if step.kind == "run" else None
+                if request is None or request.expires_at <= now:
+                    continue
+                if request.id in wait.filter_key:
+                    pending.append(request)
+                    break
+        return pending
+
     async def start(
         self,
         workflow_id: str,
@@ -597,6 +691,8 @@ class Dataflows:
             clock=self.clock,
             retry=self.default_retry,
             max_payload_bytes=self.max_payload,
+            secret_key=self.secret_key,
+            public_url=self.public_url,
         )
         twin.registry = self.registry
         # Tell this app's own workers about work started from there (SQLite has no

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any, NoReturn, TypeVar
 
 from dataflows import metrics, serialization, tracing
+from dataflows.approvals import ApprovalLinks
 from dataflows.budgets import wait_reason
 from dataflows.clock import Clock
 from dataflows.context import StepContext, _current, log_fields
@@ -67,6 +68,8 @@ class Runtime:
     max_payload: int
     inline_retry_limit: float
     inline_sleep_limit: float
+    #: The app's approval link signer (raises ``MissingSetting`` when a setting is missing).
+    approval_links: Callable[[], ApprovalLinks] | None = None
 
 
 def error_json(exc: BaseException) -> str:

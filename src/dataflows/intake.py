@@ -42,3 +42,11 @@ def event_intake(
     event = NewEvent(event_id or new_id(), name, check_event_data(data, limit=limit), now)
     runs = tuple(w.new_run(new_id(), event) for w in registry.triggered_by(name))
     return EventIntake(event, runs, body)
+
+
+def internal_intake(name: str, data: Any, *, event_id: str, now: float, limit: int) -> EventIntake:
+    """An event of the engine's own (a name under ``dataflows/``): it starts no run, it only
+    resolves the waits it matches."""
+    check_event_id(event_id)
+    event = NewEvent(event_id, name, check_event_data(data, limit=limit), now)
+    return EventIntake(event, (), None)

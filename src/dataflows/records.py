@@ -388,3 +388,18 @@ class UnitAnswer:
     state: Literal["granted", "denied", "fenced"]
     wake_at: float | None = None
     grant_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class EventWait:
+    """A run's pending wait for an event (the approvals inbox reads these), with the run's
+    history."""
+
+    run_id: str
+    workflow_id: str
+    step_key: str
+    #: The wait's key of filter values, as the database stores it (canonical JSON text).
+    filter_key: str
+    wake_at: float | None
+    created_at: float
+    history: tuple[StepRow, ...]

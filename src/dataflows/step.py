@@ -7,13 +7,22 @@ every replay. The returned coroutine does the work.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Coroutine, Mapping
+import uuid
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
+from dataflows import serialization
+from dataflows.approvals import (
+    DECIDED_EVENT,
+    Approval,
+    ApprovalRequest,
+    MissingSetting,
+)
 from dataflows.budgets import RateLimit, parse_rate_limit
 from dataflows.child_runs import invoke
 from dataflows.durations import Duration, parse_duration, to_timestamp
+from dataflows.errors import NonDeterminismError
 from dataflows.execution import Execution, wait_event_value
 from dataflows.models import Event
 from dataflows.names import check_event_name, check_step_name
@@ -109,6 +118,80 @@ class Step:
 
     async def _wait(self, key: str, match: WaitMatch, deadline: float | None) -> Event | None:
         return wait_event_value(await self._x.wait_step(key, match, deadline))
+
+    def request_approval(
+        self,
+        name: str,
+        *,
+        title: str,
+        details: Any = None,
+        timeout: Duration,
+        approvers: Sequence[str] | None = None,
+    ) -> Coroutine[Any, Any, ApprovalRequest]:
+        """Ask a human to approve or reject: a recorded step returning an
+        :class:`ApprovalRequest` with signed, single-use links (``approve_url``, ``reject_url``)
+        that expire after ``timeout``. Replays return the same request.
+
+        Send the links to someone (a ``step.run`` posting them to chat, an email), then
+        ``await step.wait_for_approval(request)``. ``details`` (JSON) is shown on the
+        confirmation page. ``approvers``: only these identities (names of API keys) may decide,
+        signed in. Needs the app's secret key and public URL (``DATAFLOWS_SECRET_KEY``,
+        ``DATAFLOWS_PUBLIC_URL``).
+        """
+        if not isinstance(title, str) or not title.strip():
+            raise ValueError("request_approval needs a non-empty title")
+        if timeout is None:
+            raise ValueError("request_approval needs a timeout: its links expire with it")
+        seconds = parse_duration(timeout)
+        serialization.dumps(details, what="the approval's details", limit=self._x.rt.max_payload)
+        who = tuple(approvers or ())
+        if isinstance(approvers, str) or not all(isinstance(a, str) and a for a in who):
+            raise ValueError("approvers must be a list of identities (non-empty strings)")
+        factory = self._x.rt.approval_links
+        if factory is None:
+            raise MissingSetting("this worker cannot sign approval links")
+        links = factory()
+        links.urls("check")  # the public URL is set (a clear error at the call, not later)
+        key = self._key(name)
+        run_id, workflow_id, clock = self._x.run.id, self._x.workflow.id, self._x.rt.clock
+
+        async def make() -> dict[str, Any]:
+            approval_id = uuid.uuid4().hex
+            created = clock.now()
+            expires = float(int(created + seconds))
+            approve_url, reject_url = links.urls(links.token(run_id, approval_id, expires))
+            request = ApprovalRequest(
+                approval_id, run_id, workflow_id, key, title, details, who, created, expires,
+                approve_url, reject_url,
+            )  # fmt: skip
+            return request.to_json()
+
+        return self._request(key, make)
+
+    async def _request(
+        self, key: str, make: Callable[[], Awaitable[dict[str, Any]]]
+    ) -> ApprovalRequest:
+        output = await self._x.run_step(key, make, (), RetryPolicy.coerce(0, RetryPolicy()), None)
+        request = ApprovalRequest.from_json(output)
+        if request is None:
+            raise NonDeterminismError(self._x.run.id, key, "recorded as another step's output")
+        return request
+
+    def wait_for_approval(
+        self, request: ApprovalRequest, *, name: str | None = None
+    ) -> Coroutine[Any, Any, Approval | None]:
+        """Wait for the decision on ``request``: an :class:`Approval`, or ``None`` when the
+        request expires undecided. The step is named ``"{request step}:decision"`` unless
+        ``name`` is given."""
+        if not isinstance(request, ApprovalRequest):
+            raise TypeError("wait_for_approval takes what step.request_approval returned")
+        key = self._key(name if name is not None else f"{request.key}:decision")
+        match = WaitMatch(DECIDED_EVENT, (("data.approval_id", request.id),))
+        return self._decision(key, match, request.expires_at)
+
+    async def _decision(self, key: str, match: WaitMatch, deadline: float) -> Approval | None:
+        stored = await self._x.wait_step(key, match, deadline)
+        return None if stored is None else Approval.from_event_data(stored["data"])
 
     def send_event(
         self, name: str, event_name: str, data: Mapping[str, Any], *, id: str | None = None

@@ -145,6 +145,7 @@ class Worker:
             max_payload=self.app.max_payload,
             inline_retry_limit=self.options.inline_retry_limit,
             inline_sleep_limit=self.options.inline_sleep_limit,
+            approval_links=getattr(self.app, "approval_links", None),
         )
 
     # -- lifecycle ---------------------------------------------------------------------------------

@@ -129,6 +129,8 @@ class Cluster:
     def serve(self) -> Process:
         port = free_port()
         self.api_url = f"http://127.0.0.1:{port}"
+        # Workers started after the server write approval links to it.
+        self.env["DATAFLOWS_PUBLIC_URL"] = self.api_url
         server = self.spawn("serve", "serve", EXAMPLE_APP, "--port", str(port))
         wait_for(lambda: self._ready(server), 30, "the API to be ready")
         return server
@@ -178,5 +180,6 @@ def process_env(standins: StandIns, **extra: str) -> dict[str, str]:
     env.update(SECRETS)
     env.update(standins.env())
     env.update(DATAFLOWS_API_KEYS=API_KEY, EXAMPLE_COOLDOWN="1s", PYTHONUNBUFFERED="1")
+    env.update(DATAFLOWS_SECRET_KEY="e2e-approval-links-secret")
     env.update(extra)
     return env

@@ -3,7 +3,7 @@
 `dataflows serve` and two `dataflows worker` processes share a fresh schema; signed Azure DevOps
 and Shopify webhooks come in over HTTP; one worker is killed with SIGKILL while it holds runs
 whose ClickUp task was created but whose step result was not yet committed; the approvals are
-sent through the API. Then:
+decided through their links (the confirmation page, then its form). Then:
 
 - every webhook answered 202 has its run, and every run completes with the right result;
 - redeliveries are deduplicated (same event, same runs);
@@ -24,7 +24,7 @@ from psycopg import sql
 
 from examples.clickup import send_webhook
 from examples.clickup.standins import StandIns
-from tests.e2e.conftest import API_KEY, SECRETS, Cluster, process_env, wait_for
+from tests.e2e.conftest import SECRETS, Cluster, process_env, wait_for
 from tests.pg import DbTarget
 
 pytestmark = pytest.mark.crash
@@ -80,13 +80,16 @@ def test_webhooks_to_finished_runs_with_a_worker_killed(
     assert victim.popen.returncode == -9
     still_unrecorded = not _step_recorded(pg_url, interrupted, "create-task")
 
-    # Approve every task as soon as its run has created it; the survivor does all the rest.
+    # Decide every approval through its link as soon as its run has asked (approve the even
+    # work items, reject the odd ones); the survivor does all the rest.
     copy_runs = {n: accepted[("azure", n)][1][0] for n in WORK_ITEMS}
-    tasks = {n: _task_of(cluster, run_id) for n, run_id in copy_runs.items()}
-    for n in WORK_ITEMS:
-        approval = send_webhook.approval(tasks[n]["id"], approved=n % 2 == 0, api_key=API_KEY)
-        response = approval.post(cluster.api_url)
-        assert response.status_code == 202, response.text
+    for n, run_id in copy_runs.items():
+        request = _approval_of(cluster, run_id)
+        link = request["approve_url"] if n % 2 == 0 else request["reject_url"]
+        assert link.startswith(f"{cluster.api_url}/approvals/"), link
+        response = send_webhook.decide(link, approved=n % 2 == 0)
+        assert response.status_code == 200, response.text
+        assert send_webhook.decide(link).status_code == 409  # a link works once
 
     order_runs = {n: accepted[("shopify", n)][1][0] for n in ORDERS}
     runs = {rid: _finished(cluster, rid) for rid in [*copy_runs.values(), *order_runs.values()]}
@@ -105,6 +108,8 @@ def test_webhooks_to_finished_runs_with_a_worker_killed(
             "fetch-item",
             "create-task",
             "approval",
+            "ask-approval",
+            "approval:decision",
             "cooldown",
         ]
     for n, run_id in order_runs.items():
@@ -122,14 +127,16 @@ def test_webhooks_to_finished_runs_with_a_worker_killed(
     if still_unrecorded:  # the kill landed between the side effect and its commit
         assert standins.task_requests[f"{interrupted}:create-task"] == 2
     posted = standins.message_requests
-    assert set(posted) == {f"{rid}:notify-slack" for rid in order_runs.values()}
+    assert set(posted) == {f"{rid}:notify-slack" for rid in order_runs.values()} | {
+        f"{rid}:ask-approval" for rid in copy_runs.values()
+    }
     for key, requests in posted.items():
         assert requests == 1 or (requests == 2 and key.split(":")[0] in recovered), (key, requests)
     # The one 429 was retried: one more Slack call than messages posted.
     assert standins.rate_limited["slack"] == 1
     assert standins.calls["slack"] == sum(posted.values()) + 1
-    if not recovered & set(order_runs.values()):  # (a kill would reset an in-memory retry)
-        attempts = [s["attempts"] for rid in order_runs.values() for s in runs[rid]["steps"]]
+    if not recovered:  # (a kill would reset an in-memory retry)
+        attempts = [s["attempts"] for run in runs.values() for s in run["steps"]]
         assert 2 in attempts, attempts
     assert standins.calls["azure"] <= len(WORK_ITEMS) + len(recovered)
 
@@ -201,15 +208,17 @@ def _side_effect_in_flight(pg_url: DbTarget, standins: StandIns, pid: int) -> st
     return None
 
 
-def _task_of(cluster: Cluster, run_id: str) -> dict[str, Any]:
-    def created() -> dict[str, Any] | None:
+def _approval_of(cluster: Cluster, run_id: str) -> dict[str, Any]:
+    """The approval request the run recorded (with its links), once it has."""
+
+    def requested() -> dict[str, Any] | None:
         run = cluster.get(f"/runs/{run_id}")
         assert run["status"] not in ("failed", "cancelled"), run
-        step = next((s for s in run["steps"] if s["key"] == "create-task"), None)
+        step = next((s for s in run["steps"] if s["key"] == "approval"), None)
         return step["output"] if step and step["status"] == "completed" else None
 
-    task: dict[str, Any] = wait_for(created, 30, f"run {run_id} to create its task")
-    return task
+    request: dict[str, Any] = wait_for(requested, 30, f"run {run_id} to ask for approval")
+    return request
 
 
 def _finished(cluster: Cluster, run_id: str) -> dict[str, Any]:

@@ -43,7 +43,9 @@ CASES = [
 
 @pytest.fixture
 def fuzzed_api(db: DbTarget) -> Iterator[Starlette]:
-    app = df.Dataflows(db.url, schema=db.schema or "dataflows")
+    app = df.Dataflows(
+        db.url, schema=db.schema or "dataflows", secret_key="fuzz", public_url="http://test"
+    )
     register_workflows(app)
     app.add_source(HmacSource(SECRET))
     yield create_api(app, api_keys=[KEY], environ={})

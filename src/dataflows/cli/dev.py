@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import secrets
 import shlex
 import socket
+from pathlib import Path
 from typing import Any
 
 import click
@@ -90,6 +92,7 @@ async def _serve(
     config: ServerConfig,
     stop: asyncio.Event,
 ) -> None:
+    approvals = dev_approval_settings(app, base_url(sock))
     await app.open()
     worker = Worker(app, WorkerOptions(concurrency=concurrency))
     await worker.start()
@@ -102,7 +105,7 @@ async def _serve(
                 break
             await asyncio.sleep(0.02)
         if server.started:
-            banner, curl = _banner(app, spec, base_url(sock), concurrency)
+            banner, curl = _banner(app, spec, base_url(sock), concurrency, approvals)
             console = stdout()
             console.print(banner)
             console.print(curl, soft_wrap=True)  # one line whatever its length, to copy whole
@@ -119,7 +122,41 @@ async def _serve(
     serving.result()  # a server that failed on its own reports why
 
 
-def _banner(app: Dataflows, spec: str, url: str, concurrency: int) -> tuple[Group, str]:
+#: Where ``dataflows dev`` keeps the secret key it made for approval links (working directory).
+DEV_SECRET_FILE = Path(".dataflows") / "secret-key"
+
+
+def dev_approval_settings(app: Dataflows, url: str) -> str:
+    """Approval links in development: without ``DATAFLOWS_SECRET_KEY``, a key made once and
+    kept in ``.dataflows/secret-key`` (so links survive restarts); without
+    ``DATAFLOWS_PUBLIC_URL``, the URL dev listens at. What the banner says about it."""
+    said = []
+    if app.public_url is None:
+        app.public_url = url
+        said.append(f"links to {url}")
+    if app.secret_key is None:
+        app.secret_key = _dev_secret_key()
+        said.append(f"signed with the key in {DEV_SECRET_FILE} (made by dev)")
+    return ", ".join(said) or "configured by the app"
+
+
+def _dev_secret_key() -> str:
+    try:
+        key = DEV_SECRET_FILE.read_text().strip()
+    except FileNotFoundError:
+        key = ""
+    if not key:
+        DEV_SECRET_FILE.parent.mkdir(parents=True, exist_ok=True)
+        key = secrets.token_urlsafe(32)
+        fd = os.open(DEV_SECRET_FILE, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as file:
+            file.write(key + "\n")
+    return key
+
+
+def _banner(
+    app: Dataflows, spec: str, url: str, concurrency: int, approvals: str = ""
+) -> tuple[Group, str]:
     """The summary with the sample request's heading, and the request as one curl command."""
     from dataflows.sources import enabled_sources
 
@@ -142,6 +179,8 @@ def _banner(app: Dataflows, spec: str, url: str, concurrency: int) -> tuple[Grou
             f"{len(keys)} configured" if keys else Text("none: the API is open", "yellow"),
         ),
     ]
+    if approvals:
+        rows.append(("approvals", approvals))
     heading, path, body = sample_request(app)
     group = Group(summary(f"dataflows dev  {spec}", rows), Text(), Text(heading, style="bold"))
     return group, _curl(url + path, body, bool(keys))

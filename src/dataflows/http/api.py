@@ -23,7 +23,17 @@ from starlette.routing import Route
 from dataflows import __version__
 from dataflows.app import Dataflows
 from dataflows.errors import DataflowsError, StoreUnavailable
-from dataflows.http import events, health, hooks, prometheus, runs, schedules, workflows
+from dataflows.http import (
+    approvals,
+    events,
+    health,
+    hooks,
+    pages,
+    prometheus,
+    runs,
+    schedules,
+    workflows,
+)
 from dataflows.http.auth import BearerAuthMiddleware, parse_api_keys
 from dataflows.http.context import ApiContext, context, store_deadline
 from dataflows.http.errors import ApiError, CatchAllMiddleware, handle_exception
@@ -122,6 +132,10 @@ def _routes() -> list[Route]:
         # A schedule's id holds its workflow's id, which may hold "/": the rest of the path.
         Route("/schedules/{schedule_id:path}/pause", schedules.pause_schedule, methods=["POST"]),
         Route("/schedules/{schedule_id:path}/resume", schedules.resume_schedule, methods=["POST"]),
+        Route("/approvals", approvals.list_approvals, methods=["GET"]),
+        Route("/approvals/{token}", approvals.approval_page, methods=["GET"]),
+        Route("/approvals/{token}", approvals.decide, methods=["POST"]),
+        Route("/static/{name}", pages.static_file, methods=["GET"]),
         Route("/healthz", health.liveness, methods=["GET"]),
         Route("/readyz", health.readiness, methods=["GET"]),
         Route("/metrics", prometheus.metrics, methods=["GET"]),

@@ -8,18 +8,30 @@ of a key matched nor which key it was.
 from __future__ import annotations
 
 import hmac
+import re
 from collections.abc import Sequence
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from dataflows.http.errors import ApiError, error_response
 
-__all__ = ["BearerAuthMiddleware", "is_public", "key_matches", "parse_api_keys"]
+__all__ = [
+    "BearerAuthMiddleware",
+    "bearer_token",
+    "identity",
+    "is_public",
+    "key_matches",
+    "parse_api_keys",
+]
 
-#: Routes open without a key: webhooks authenticate by their source's signature, and health
-#: checks come from load balancers and orchestrators.
+#: Routes open without a key: webhooks authenticate by their source's signature, health checks
+#: come from load balancers and orchestrators, approval pages by their signed link, and the
+#: pages' stylesheet is public.
 _PUBLIC_PATHS = frozenset({"/healthz", "/readyz"})
-_PUBLIC_PREFIX = "/hooks/"
+_PUBLIC_PREFIXES = ("/hooks/", "/approvals/", "/static/")
+
+#: A key written ``name:secret`` has an identity, ``name`` (approvers are named by it).
+_NAMED_KEY = re.compile(r"([A-Za-z0-9._@+-]{1,64}):.+", re.DOTALL)
 
 
 def parse_api_keys(value: str) -> tuple[str, ...]:
@@ -36,11 +48,20 @@ def key_matches(given: str, keys: Sequence[bytes]) -> bool:
     return matched
 
 
+def identity(given: str, keys: Sequence[str]) -> str | None:
+    """The identity of the key ``given`` if it is one of ``keys`` and has one: a key written
+    ``name:secret`` (the whole of it is the key) is ``name``'s; other keys have no identity."""
+    if not key_matches(given, [key.encode("utf-8") for key in keys]):
+        return None
+    named = _NAMED_KEY.fullmatch(given)
+    return None if named is None else named.group(1)
+
+
 def is_public(path: str) -> bool:
-    return path in _PUBLIC_PATHS or path.startswith(_PUBLIC_PREFIX)
+    return path in _PUBLIC_PATHS or path.startswith(_PUBLIC_PREFIXES)
 
 
-def _bearer_token(scope: Scope) -> str | None:
+def bearer_token(scope: Scope) -> str | None:
     for name, value in scope["headers"]:
         if name == b"authorization":
             scheme, _, token = value.decode("latin-1").partition(" ")
@@ -63,7 +84,7 @@ class BearerAuthMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and self.keys and not is_public(_route_path(scope)):
-            token = _bearer_token(scope)
+            token = bearer_token(scope)
             if token is None or not key_matches(token, self.keys):
                 await error_response(_unauthorized(token is None))(scope, receive, send)
                 return

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from dataflows.approvals import MAX_COMMENT_LENGTH, MAX_TOKEN_LENGTH
 from dataflows.http.shapes import (
     CURSOR_PATTERN,
     DEFAULT_LIMIT,
@@ -401,6 +402,33 @@ _SCHEMAS: dict[str, Schema] = {
         }
     ),
     "Status": _object({"status": {"type": "string"}}),
+    "PendingApproval": _object(
+        {
+            "id": {"type": "string", "description": "The approval's id."},
+            "run_id": {"type": "string"},
+            "workflow_id": {"type": "string"},
+            "step": {"type": "string", "description": "The request_approval step's key."},
+            "title": {"type": "string"},
+            "approvers": {
+                "type": "array",
+                "items": {"type": "string"},
+                "description": "Who may decide (empty: anyone with the link).",
+            },
+            "created_at": _TIME,
+            "expires_at": _TIME,
+        }
+    ),
+    "Approvals": _object({"approvals": {"type": "array", "items": _ref("PendingApproval")}}),
+    "ApprovalDecision": {
+        **_object(
+            {
+                "csrf": {"type": "string", "description": "The page's CSRF token."},
+                "decision": {"type": "string", "enum": ["approve", "reject"]},
+                "comment": {"type": "string", "maxLength": MAX_COMMENT_LENGTH},
+            },
+            required=["csrf", "decision"],
+        ),
+    },
 }
 _SCHEMAS["RunDetail"] = {
     **_SCHEMAS["RunSummary"],
@@ -489,6 +517,31 @@ def _ok(status: int, schema: str, description: str) -> dict[str, Schema]:
     }
 
 
+_PAGE_ANSWERS = {
+    200: "The page.",
+    400: "A form that cannot be read, or without a decision.",
+    401: "The request names approvers: sign in (Authorization: Bearer name:key).",
+    403: "A tampered link, a POST without a valid CSRF token, or not one of the approvers.",
+    404: "Not an approval link, or no such approval.",
+    409: "Already decided: a link works once.",
+    410: "The link expired, or its run no longer waits.",
+    413: "A form over 16 KiB.",
+    415: "Not a form (application/x-www-form-urlencoded).",
+    503: "Approvals are not set up (no secret key), or the database did not answer.",
+}
+
+
+def _pages(*statuses: int) -> dict[str, Schema]:
+    """HTML answers: a page for every outcome, never JSON."""
+    return {
+        str(status): {
+            "description": _PAGE_ANSWERS[status],
+            "content": {"text/html": {"schema": {"type": "string"}}},
+        }
+        for status in statuses
+    }
+
+
 def _path_param(name: str, description: str) -> Schema:
     return {
         "name": name,
@@ -522,6 +575,10 @@ def _operation(
 
 
 _RUN_ID = _path_param("run_id", "The run's id.")
+_TOKEN = {
+    **_path_param("token", "The signed link token."),
+    "schema": {"type": "string", "minLength": 1, "maxLength": MAX_TOKEN_LENGTH},
+}
 _SCHEDULE_ID = _path_param("schedule_id", "The schedule's id, <workflow id>:<n> (may hold /).")
 _RUNS_QUERY = [
     {
@@ -687,6 +744,73 @@ def _paths(auth: tuple[int, ...]) -> dict[str, Schema]:
                 (*auth, 404, *store),
                 parameters=[_SCHEDULE_ID],
             )
+        },
+        "/approvals": {
+            "get": _operation(
+                "listApprovals",
+                "The approvals runs wait for now (step.wait_for_approval), oldest first.",
+                _ok(200, "Approvals", "Pending approvals."),
+                (*auth, 422, *store),
+                parameters=[
+                    {
+                        "name": "status",
+                        "in": "query",
+                        "schema": {"type": "string", "enum": ["pending"], "default": "pending"},
+                    },
+                    {
+                        "name": "limit",
+                        "in": "query",
+                        "schema": {"type": "integer", "minimum": 1, "maximum": 500, "default": 100},
+                    },
+                ],
+            )
+        },
+        "/approvals/{token}": {
+            "get": {
+                "operationId": "approvalPage",
+                "summary": "An approval link's confirmation page (HTML); it decides nothing.",
+                "parameters": [_TOKEN],
+                "responses": _pages(200, 401, 403, 404, 409, 410, 503),
+                **_OPEN,
+            },
+            "post": {
+                "operationId": "decideApproval",
+                "summary": "Decide from the confirmation page (HTML form with its CSRF token).",
+                "parameters": [_TOKEN],
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/x-www-form-urlencoded": {"schema": _ref("ApprovalDecision")}
+                    },
+                },
+                "responses": _pages(200, 400, 401, 403, 404, 409, 410, 413, 415, 503),
+                **_OPEN,
+            },
+        },
+        "/static/{name}": {
+            "get": {
+                "operationId": "staticFile",
+                "summary": "The stylesheet of the HTML pages.",
+                "parameters": [
+                    {
+                        "name": "name",
+                        "in": "path",
+                        "required": True,
+                        "schema": {"type": "string", "enum": ["dataflows.css"]},
+                    }
+                ],
+                "responses": {
+                    "200": {
+                        "description": "The file.",
+                        "content": {"text/css": {"schema": {"type": "string"}}},
+                    },
+                    "404": {
+                        "description": "No such file.",
+                        "content": {"text/plain": {"schema": {"type": "string"}}},
+                    },
+                },
+                **_OPEN,
+            }
         },
         "/healthz": {
             "get": _operation(

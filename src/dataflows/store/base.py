@@ -19,6 +19,7 @@ from dataflows.records import (
     ClaimedRun,
     ClaimRequest,
     EventIntake,
+    EventWait,
     FailedAttempt,
     FlowLimit,
     Lease,
@@ -30,6 +31,7 @@ from dataflows.records import (
     ScheduleRow,
     SentEvents,
     StepRow,
+    StoredEvent,
     UnfinishedRun,
     UnitAnswer,
     UnitRequest,
@@ -263,6 +265,15 @@ class Store(abc.ABC):
     async def set_run_version(self, lease: Lease, version: str) -> bool:
         """Record the version of the code the leased run started with, unless it has one;
         fenced. False if nothing was written."""
+
+    @abc.abstractmethod
+    async def get_event(self, event_id: str) -> StoredEvent | None:
+        """The stored event with this id, or ``None`` (never stored, or purged)."""
+
+    @abc.abstractmethod
+    async def event_waits(self, event_name: str, limit: int) -> list[EventWait]:
+        """Up to ``limit`` pending waits for events named ``event_name``, oldest first, each
+        with its run's workflow and history (one transaction)."""
 
     @abc.abstractmethod
     async def run_status(self, run_id: str) -> str | None:

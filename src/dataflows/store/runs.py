@@ -13,7 +13,16 @@ from collections.abc import Sequence
 from typing import Any
 
 from dataflows.errors import InvalidRunState, RunNotFound
-from dataflows.records import RETRY_MARK, Lease, NewRun, RunOutcome, StepRow, UnfinishedRun
+from dataflows.records import (
+    RETRY_MARK,
+    EventWait,
+    Lease,
+    NewRun,
+    RunOutcome,
+    StepRow,
+    StoredEvent,
+    UnfinishedRun,
+)
 from dataflows.store.events import (
     Intake,
     Sending,
@@ -22,7 +31,7 @@ from dataflows.store.events import (
     run_finished,
     send,
 )
-from dataflows.store.program import NOTIFY, Program, Query
+from dataflows.store.program import NOTIFY, Program, Query, json_column
 from dataflows.store.rows import attempt_row, run_row, step_row, stored_event
 from dataflows.store.steps import load_history
 
@@ -138,6 +147,34 @@ def unfinished_runs(after: str, limit: int, workflow_id: str | None) -> Program:
         )
         for row in rows
     ]
+
+
+def get_event(event_id: str) -> Program:
+    """A stored event by id, or ``None``."""
+    row = yield Query("get_event", {"event_id": event_id}, "one")
+    if row is None:
+        return None
+    return StoredEvent(row["id"], row["name"], json_column(row["data"]), row["ts"])
+
+
+def event_waits(event_name: str, limit: int) -> Program:
+    """Pending waits for events named ``event_name``, oldest first, with their runs' history."""
+    rows = yield Query("event_waits", {"event_name": event_name, "limit": limit}, "all")
+    waits = []
+    for row in rows:
+        history = yield from load_history(row["run_id"])
+        waits.append(
+            EventWait(
+                row["run_id"],
+                row["workflow_id"],
+                row["step_key"],
+                row["filter_key"] or "",
+                row["wake_at"],
+                row["created_at"],
+                tuple(history),
+            )
+        )
+    return waits
 
 
 CANCELLED = json.dumps({"type": "Cancelled", "message": "the run was cancelled"})

@@ -15,6 +15,7 @@ from dataflows.records import (
     ClaimedRun,
     ClaimRequest,
     EventIntake,
+    EventWait,
     FailedAttempt,
     FlowLimit,
     IntakeResult,
@@ -28,6 +29,7 @@ from dataflows.records import (
     ScheduleRow,
     SentEvents,
     StepRow,
+    StoredEvent,
     UnfinishedRun,
     UnitAnswer,
     UnitRequest,
@@ -194,6 +196,14 @@ class SqlStore(Store):
 
     async def set_run_version(self, lease: Lease, version: str) -> bool:
         return bool(await self._run_single(runs.set_run_version(lease, version)))
+
+    async def get_event(self, event_id: str) -> StoredEvent | None:
+        result: StoredEvent | None = await self._run_single(runs.get_event(event_id))
+        return result
+
+    async def event_waits(self, event_name: str, limit: int) -> list[EventWait]:
+        result: list[EventWait] = await self._run(runs.event_waits(event_name, limit))
+        return result
 
     async def run_status(self, run_id: str) -> str | None:
         result: str | None = await self._run_single(runs.run_status(run_id))

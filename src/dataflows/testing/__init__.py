@@ -5,13 +5,13 @@ fixture) runs ``app`` for one test; ``await dataflows.testing.replay(app, path)`
 exported run's history against today's code; see docs/testing.md and docs/deploying.md.
 """
 
+from dataflows.replay import replay
 from dataflows.testing.environment import (
     EngineBusy,
     Environment,
     RunNotFinished,
     environment,
 )
-from dataflows.replay import replay
 from dataflows.testing.mocks import StepCall, StepMock
 
 __all__ = [

@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from dataflows.app import Dataflows
+from dataflows.approvals import ApprovalRequest
 from dataflows.clock import ManualClock
 from dataflows.durations import Duration, parse_duration, to_timestamp
 from dataflows.models import Run, SendResult, StepInfo, error_line
@@ -182,6 +183,26 @@ class Environment:
         result = await self.app.send(name, data or {}, id=id)
         await self.settle()
         return result
+
+    async def decide_approval(
+        self,
+        run_id: str,
+        approved: bool = True,
+        *,
+        by: str | None = None,
+        comment: str | None = None,
+    ) -> ApprovalRequest:
+        """Decide the approval run ``run_id`` waits for (``step.wait_for_approval``), as a
+        person would from its link; returns the request. The run has gone as far as it can when
+        it returns. ``AssertionError`` if the run waits for no approval."""
+        pending = [r for r in await self.app.pending_approvals(500) if r.run_id == run_id]
+        if not pending:
+            run = await self.app.get_run(run_id)
+            self._fail(run, f"run {run_id} waits for no approval")
+        request = pending[0]
+        await self.app.decide_approval(request.id, approved, by=by, comment=comment)
+        await self.settle()
+        return request
 
     async def cancel(self, run_id: str) -> str:
         """Cancel a run (as ``app.cancel``); returns its status afterwards."""

@@ -503,6 +503,17 @@ WHERE id IN (SELECT id FROM runs
   AND status IN ('queued', 'running', 'waiting')
 RETURNING id, workflow_id, parent_run_id
 
+-- name: get_event
+SELECT id, name, data, ts FROM events WHERE id = :event_id
+
+-- name: event_waits
+-- The approvals inbox: pending waits for one event name (waits_match), oldest first.
+SELECT w.run_id, r.workflow_id, w.step_key, w.filter_key, w.wake_at, w.created_at
+FROM waits w JOIN runs r ON r.id = w.run_id
+WHERE w.event_name = :event_name
+ORDER BY w.created_at, w.run_id, w.step_key
+LIMIT :limit
+
 -- name: run_status
 SELECT status FROM runs WHERE id = :run_id
 

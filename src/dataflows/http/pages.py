@@ -1,0 +1,73 @@
+"""Server-rendered HTML pages: Jinja2 templates and the stylesheet shipped inside the package.
+
+Every value is escaped (autoescape on for every template); pages load nothing but the
+package's own stylesheet, run no script, and forbid framing (``Content-Security-Policy``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+
+__all__ = ["PAGE_HEADERS", "render", "static_file"]
+
+_HERE = Path(__file__).parent
+_STATIC = {"dataflows.css": "text/css; charset=utf-8"}
+
+#: Headers of every page: no caching (pages hold one-time state), no framing, no scripts, no
+#: referrer (an approval page's URL is a credential).
+PAGE_HEADERS = {
+    "Cache-Control": "no-store",
+    "Content-Security-Policy": (
+        "default-src 'none'; style-src 'self'; form-action 'self'; "
+        "frame-ancestors 'none'; base-uri 'none'"
+    ),
+    "Referrer-Policy": "no-referrer",
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+}
+
+
+@cache
+def _environment() -> Environment:
+    return Environment(
+        loader=FileSystemLoader(_HERE / "templates"),
+        autoescape=True,
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+
+
+def render(
+    request: Request,
+    template: str,
+    context: Mapping[str, Any],
+    *,
+    status_code: int = 200,
+    headers: Mapping[str, str] | None = None,
+) -> HTMLResponse:
+    """``template`` rendered with ``context`` (plus ``static_url``), as a page."""
+    root = request.scope.get("root_path", "")
+    html = _environment().get_template(template).render(static_url=f"{root}/static", **context)
+    return HTMLResponse(html, status_code, headers={**PAGE_HEADERS, **(headers or {})})
+
+
+async def static_file(request: Request) -> Response:
+    """``GET /static/{name}``: the pages' stylesheet."""
+    name = request.path_params["name"]
+    media_type = _STATIC.get(name)
+    if media_type is None:
+        return Response("not found", 404, media_type="text/plain")
+    body = (_HERE / "static" / name).read_bytes()
+    return Response(
+        body,
+        media_type=media_type,
+        headers={"Cache-Control": "public, max-age=3600", "X-Content-Type-Options": "nosniff"},
+    )
