@@ -46,6 +46,7 @@ async def test_migrations_apply_once(db: DbTarget) -> None:
             "0011_step_budgets",
             "0012_flow_control",
             "0013_throttle_debounce",
+            "0014_lean_claim_intake",
         ]
         assert await first.migrate() == []
     finally:
@@ -82,6 +83,7 @@ async def test_concurrent_migrations_apply_once(db: DbTarget) -> None:
         "0011_step_budgets",
         "0012_flow_control",
         "0013_throttle_debounce",
+        "0014_lean_claim_intake",
     ]
 
 

@@ -114,6 +114,7 @@ async def test_waits_pending_at_the_upgrade_are_resolved(db: DbTarget) -> None:
             "0011_step_budgets",
             "0012_flow_control",
             "0013_throttle_debounce",
+            "0014_lean_claim_intake",
         ]
         before = await s.get_run("r1")
         assert before is not None and before.status == "waiting"
@@ -188,6 +189,7 @@ async def test_waits_pending_at_the_upgrade_to_keys_made_in_sql_are_resolved(
             "0011_step_budgets",
             "0012_flow_control",
             "0013_throttle_debounce",
+            "0014_lean_claim_intake",
         ]
         [late] = await running(s, "late", now=T0 + 2)
         same_as_float = WaitMatch("approval/decided", (("data.n", 1),))
