@@ -755,8 +755,9 @@ $$;
 -- reads the statement's snapshot, which the sleeps recorded here are not part of: they are
 -- added from the INSERT's RETURNING, and their waits left out.
 -- Its statements are planned once per session, for any arguments (force_generic_plan): a plan
--- made for each of a session's first calls, as PL/pgSQL does by default, cost several times the
--- claim itself, and a worker's pooled sessions make few claims each.
+-- made for each of a session's first five calls, as PL/pgSQL does by default, took 0.7-1.4 ms
+-- per call (a call on a ready plan with nothing to claim: 0.1 ms), and a worker's pooled
+-- sessions make few claims each.
 CREATE FUNCTION claim_runs(
     p_worker text, p_limit integer, p_lease_until double precision, p_now double precision
 ) RETURNS TABLE (
