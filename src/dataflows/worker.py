@@ -163,13 +163,7 @@ class Worker:
         if add_clock_listener is not None:
             add_clock_listener(self.wake)
             add_clock_listener(self.scheduler.wake)
-        with contextlib.suppress(StoreUnavailable):  # else the failover loop registers it
-            await self.app.store.register_worker(self.id, self.app.clock.now())
-            self._registered = True
-        with contextlib.suppress(StoreUnavailable):  # else the schedule loop syncs first
-            await self.scheduler.sync()  # schedules follow the code this worker runs
-        with contextlib.suppress(StoreUnavailable):  # else the claim loop syncs first
-            await self._sync_limits()  # concurrency limits follow the code too
+        await self._prepare()
         self._tasks = [
             asyncio.create_task(self._claim_loop(), name=f"dataflows-claim-{self.id}"),
             asyncio.create_task(self._failover_loop(), name=f"dataflows-failover-{self.id}"),
@@ -183,6 +177,32 @@ class Worker:
     def idle(self) -> bool:
         """No run is executing here, and no slot is reserved for runs event intake may claim."""
         return not self._active and not self._reserved
+
+    async def _prepare(self) -> None:
+        """Before the first claim: the worker's liveness lock, and the code's schedules and
+        limits written to the store. Three independent round trips (PostgreSQL: the lock on a
+        connection of its own, each sync in a transaction of its own), made at once; the first
+        exception is raised once all have ended."""
+
+        async def register() -> None:
+            with contextlib.suppress(StoreUnavailable):  # else the failover loop registers it
+                await self.app.store.register_worker(self.id, self.app.clock.now())
+                self._registered = True
+
+        async def sync_schedules() -> None:
+            with contextlib.suppress(StoreUnavailable):  # else the schedule loop syncs first
+                await self.scheduler.sync()  # schedules follow the code this worker runs
+
+        async def sync_limits() -> None:
+            with contextlib.suppress(StoreUnavailable):  # else the claim loop syncs first
+                await self._sync_limits()  # concurrency limits follow the code too
+
+        outcomes = await asyncio.gather(
+            register(), sync_schedules(), sync_limits(), return_exceptions=True
+        )
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
 
     def wake(self) -> None:
         self._wake.set()

@@ -55,7 +55,8 @@ PG_CATALOG = {
         ORDER BY t.relname, c.conname""",
     "functions": """
         SELECT p.proname, pg_get_function_identity_arguments(p.oid),
-               pg_get_function_result(p.oid), l.lanname, p.provolatile, p.prosrc
+               pg_get_function_result(p.oid), l.lanname, p.provolatile, p.proconfig,
+               p.prosrc
         FROM pg_proc p JOIN pg_language l ON l.oid = p.prolang
         WHERE p.pronamespace = %(schema)s::regnamespace
         ORDER BY p.proname, 2""",

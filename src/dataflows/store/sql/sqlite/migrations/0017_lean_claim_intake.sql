@@ -1,0 +1,3 @@
+-- dataflows schema, version 17 (SQLite): nothing changes. On PostgreSQL this version makes the
+-- claim and event intake functions cheaper for workflows without limits; SQLite has no such
+-- functions (its claim and intake are statements of queries.sql).
