@@ -110,20 +110,20 @@ async def test_a_run_is_one_trace_of_attempts_and_steps(
     root = tracing.run_root(run_id)
     assert root.trace_id == int(run_id, 16)
 
-    # Three attempts at the run (until the wait, until the child finishes, to the end), one trace.
+    # The attempts at the run, one trace: until the wait, until the child finishes (none when
+    # the child finished before the invoke looked), to the end.
     attempts = named(got, "run order")
-    assert [attrs(s)["dataflows.outcome"] for s in attempts] == [
-        "suspended",
-        "suspended",
-        "completed",
-    ]
+    assert [attrs(s)["dataflows.outcome"] for s in attempts] in (
+        ["suspended", "suspended", "completed"],
+        ["suspended", "completed"],
+    )
     for number, span in enumerate(attempts):
         assert span.context is not None and span.context.trace_id == root.trace_id
         assert span.parent is not None and span.parent.span_id == root.span_id
         assert attrs(span)["dataflows.run_id"] == run_id
         assert attrs(span)["dataflows.workflow_id"] == "order"
         assert attrs(span)["dataflows.attempt"] >= number + 1
-    first, second, _ = attempts
+    first, second = attempts[:2]
 
     def parent_of(span: ReadableSpan) -> int | None:
         return None if span.parent is None else span.parent.span_id
