@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 import dataflows as df
-from tests.cli.test_processes import Command, starter
+from tests.cli.test_processes import Command, logging_workers
 from tests.pg import DbTarget
 
 PERIOD = 0.5
@@ -86,17 +86,8 @@ def sender(db: DbTarget) -> df.Dataflows:
 
 @pytest.fixture
 def workers(tmp_path: Path, db: DbTarget) -> Iterator[tuple[list[Command], Path]]:
-    log = tmp_path / "starts.log"
-    log.touch()
-    env = {
-        "FLOW_LOG": str(log),
-        "DATAFLOWS_DATABASE_URL": db.url,
-        "DATAFLOWS_SCHEMA": db.schema or "dataflows",
-    }
-    with starter(tmp_path, APP) as start:
-        args = ("worker", "flows.py", "--poll-interval", "0.05", "--concurrency", "3")
-        cmds = [start(*args, **env) for _ in range(2)]
-        yield [cmd.wait_started() for cmd in cmds], log
+    with logging_workers(tmp_path, db, APP, "starts.log") as found:
+        yield found
 
 
 class Sent:

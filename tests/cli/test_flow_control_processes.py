@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 import dataflows as df
-from tests.cli.test_processes import Command, starter
+from tests.cli.test_processes import Command, logging_workers
 from tests.pg import DbTarget
 
 APP = """
@@ -86,17 +86,8 @@ Line = tuple[str, str, str, float, int]
 
 @pytest.fixture
 def workers(tmp_path: Path, db: DbTarget) -> Iterator[tuple[list[Command], Path]]:
-    log = tmp_path / "steps.log"
-    log.touch()
-    env = {
-        "FLOW_LOG": str(log),
-        "DATAFLOWS_DATABASE_URL": db.url,
-        "DATAFLOWS_SCHEMA": db.schema or "dataflows",
-    }
-    with starter(tmp_path, APP) as start:
-        args = ("worker", "flows.py", "--poll-interval", "0.05", "--concurrency", "3")
-        cmds = [start(*args, **env) for _ in range(2)]
-        yield [cmd.wait_started() for cmd in cmds], log
+    with logging_workers(tmp_path, db, APP, "steps.log") as found:
+        yield found
 
 
 def client(db: DbTarget) -> df.Dataflows:

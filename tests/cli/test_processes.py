@@ -19,6 +19,7 @@ import httpx
 import pytest
 
 import dataflows as df
+from tests.pg import DbTarget
 
 T = TypeVar("T")
 
@@ -118,6 +119,25 @@ def starter(folder: Path, app: str) -> Iterator[Callable[..., Command]]:
             if cmd.popen.poll() is None:
                 cmd.popen.kill()
                 cmd.popen.wait(10)
+
+
+@contextmanager
+def logging_workers(
+    folder: Path, db: DbTarget, app: str, log_name: str
+) -> Iterator[tuple[list[Command], Path]]:
+    """Two ``dataflows worker`` processes running ``app`` on ``db``, started and ready, and the
+    side file (``FLOW_LOG`` in their environment) their workflows write lines to."""
+    log = folder / log_name
+    log.touch()
+    env = {
+        "FLOW_LOG": str(log),
+        "DATAFLOWS_DATABASE_URL": db.url,
+        "DATAFLOWS_SCHEMA": db.schema or "dataflows",
+    }
+    with starter(folder, app) as start:
+        args = ("worker", "flows.py", "--poll-interval", "0.05", "--concurrency", "3")
+        cmds = [start(*args, **env) for _ in range(2)]
+        yield [cmd.wait_started() for cmd in cmds], log
 
 
 @pytest.fixture
