@@ -1,0 +1,260 @@
+"""The dashboard's pages in-process: sign-in, CSRF, the pages, bad input, escaping."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import httpx
+
+import dataflows as df
+from dataflows.http.dashboard import SESSION_COOKIE
+from tests.engine.conftest import wait_status
+from tests.http.conftest import Harness
+
+HTML = {"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"}
+SECRET = "dashboard-test-secret"
+KEY = "alice:alice-key"
+PAGES = ["/", "/workflows", "/events", "/approvals/inbox", "/runs/some-run"]
+ACTIONS = [
+    "/dashboard/runs/some-run/cancel",
+    "/dashboard/runs/some-run/retry",
+    "/dashboard/events",
+    "/dashboard/approvals",
+]
+
+
+@asynccontextmanager
+async def dashboard(
+    make_api: Callable[..., Any], new_app: Callable[..., df.Dataflows], **options: Any
+) -> AsyncIterator[Harness]:
+    app = new_app(secret_key=SECRET)
+
+    @app.workflow("shouts", trigger=df.on_event("shout"), retries=0)
+    async def shouts(event: df.Event, step: df.Step) -> Any:
+        def fail() -> None:
+            raise ValueError(f"<script>alert({event.data.get('n')})</script>")
+
+        await step.run("fail", fail)
+
+    async with make_api(app=app, dashboard=True, **options) as h, app.worker(poll_interval=0.02):
+        yield h
+
+
+def csrf_of(page: httpx.Response) -> str:
+    found = re.search(r'name="csrf" value="([^"]+)"', page.text)
+    assert found, page.text
+    return found.group(1)
+
+
+async def sign_in(h: Harness, key: str = KEY) -> httpx.Response:
+    csrf = csrf_of(await h.client.get("/login", headers=HTML))
+    return await h.client.post("/login", data={"csrf": csrf, "key": key, "next": "/workflows"})
+
+
+async def test_open_dashboard_pages_and_the_api_beside_them(
+    make_api: Callable[..., Any], new_app: Callable[..., df.Dataflows]
+) -> None:
+    async with dashboard(make_api, new_app) as h:
+        run_id = await h.app.start("shouts", {"n": 1})
+        await wait_status(h.app, run_id, "failed")
+        runs = await h.client.get("/", headers=HTML)
+        assert runs.status_code == 200 and run_id in runs.text
+        assert "script-src 'self'" in runs.headers["content-security-policy"]
+        page = await h.client.get(f"/runs/{run_id}", headers=HTML)
+        assert page.status_code == 200
+        assert "<script>alert" not in page.text
+        assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page.text
+        assert "Traceback" in page.text and "Retry run" in page.text
+        # The API answers on the same paths for API clients.
+        api = await h.client.get(f"/runs/{run_id}")
+        assert api.headers["content-type"].startswith("application/json")
+        assert (await h.client.get("/workflows")).json()["workflows"]
+        html = await h.client.get("/workflows", headers=HTML)
+        assert html.status_code == 200 and "shouts" in html.text
+        for path in ("/events", "/approvals/inbox", "/?status=failed&workflow=shouts"):
+            assert (await h.client.get(path, headers=HTML)).status_code == 200, path
+        js = await h.client.get("/static/dashboard.js")
+        assert js.status_code == 200 and "EventSource" in js.text
+
+
+async def test_retry_and_cancel_need_the_csrf_token(
+    make_api: Callable[..., Any], new_app: Callable[..., df.Dataflows]
+) -> None:
+    async with dashboard(make_api, new_app) as h:
+        run_id = await h.app.start("shouts", {"n": 2})
+        await wait_status(h.app, run_id, "failed")
+        bare = await h.client.post(f"/dashboard/runs/{run_id}/retry", data={"x": "1"})
+        assert bare.status_code == 403 and "expired" in bare.text
+        page = await h.client.get(f"/runs/{run_id}", headers=HTML)
+        forged = await h.client.post(
+            f"/dashboard/runs/{run_id}/retry", data={"csrf": csrf_of(page)[:-3] + "abc"}
+        )
+        assert forged.status_code == 403
+        assert (await h.app.get_run(run_id)).status == "failed"
+        retried = await h.client.post(
+            f"/dashboard/runs/{run_id}/retry", data={"csrf": csrf_of(page)}
+        )
+        assert retried.status_code == 303
+        await wait_status(h.app, run_id, "failed")  # it fails again, the step runs again
+        again = await h.client.post(
+            f"/dashboard/runs/{run_id}/cancel", data={"csrf": csrf_of(page)}
+        )
+        assert again.status_code == 409
+
+
+async def test_bad_input_gets_a_page_never_a_500(
+    make_api: Callable[..., Any], new_app: Callable[..., df.Dataflows]
+) -> None:
+    async with dashboard(make_api, new_app) as h:
+        page = await h.client.get("/events", headers=HTML)
+        csrf = csrf_of(page)
+        cases = [
+            (await h.client.get("/runs/no-such-run", headers=HTML), 404),
+            (await h.client.get("/runs/" + "x" * 5000, headers=HTML), 404),
+            (await h.client.get("/?status=bogus", headers=HTML), 400),
+            (await h.client.get("/?since=yesterday", headers=HTML), 400),
+            (await h.client.get("/?after_run=nan~x", headers=HTML), 400),
+            (await h.client.get("/?q=nothing-here", headers=HTML), 404),
+            (await h.client.get("/dashboard/stream/nope"), 404),
+            (
+                await h.client.post(
+                    "/dashboard/events", data={"csrf": csrf, "name": "shout", "data": "[1, 2]"}
+                ),
+                400,
+            ),
+            (
+                await h.client.post(
+                    "/dashboard/events", data={"csrf": csrf, "name": "shout", "data": "{nope"}
+                ),
+                400,
+            ),
+            (
+                await h.client.post(
+                    "/dashboard/events", data={"csrf": csrf, "name": "x", "data": "y" * 100_000}
+                ),
+                413,
+            ),
+            (
+                await h.client.post(
+                    "/dashboard/events",
+                    content=b'{"name": "shout"}',
+                    headers={"Content-Type": "application/json"},
+                ),
+                415,
+            ),
+        ]
+        for answer, status in cases:
+            assert answer.status_code == status, (answer.request.url, answer.text)
+            assert answer.headers["content-type"].startswith("text/html")
+        sent = await h.client.post(
+            "/dashboard/events",
+            data={"csrf": csrf, "name": "shout", "data": '{"n": "<script>x</script>"}'},
+        )
+        assert sent.status_code == 303
+        runs = await h.client.get("/", headers=HTML)
+        assert "<script>x" not in runs.text
+
+
+async def test_with_api_keys_everything_needs_a_session(
+    make_api: Callable[..., Any], new_app: Callable[..., df.Dataflows]
+) -> None:
+    async with dashboard(make_api, new_app, api_keys=[KEY, "unnamed-key"]) as h:
+        for path in PAGES:
+            answer = await h.client.get(path, headers=HTML)
+            assert answer.status_code == 303, path
+            assert answer.headers["location"].startswith("/login?next=")
+        for path in ACTIONS:
+            assert (await h.client.post(path, data={})).status_code == 401, path
+        assert (await h.client.get("/dashboard/stream/runs")).status_code == 401
+        # The API itself still wants its key.
+        assert (await h.client.get("/runs")).status_code == 401
+        assert (await h.client.get("/workflows")).status_code == 401
+        wrong = await sign_in(h, "alice:wrong")
+        assert wrong.status_code == 401 and "not valid" in wrong.text
+        csrf_less = await h.client.post("/login", data={"key": KEY})
+        assert csrf_less.status_code == 403
+        done = await sign_in(h)
+        assert done.status_code == 303 and done.headers["location"] == "/workflows"
+        cookie = done.headers["set-cookie"]
+        assert SESSION_COOKIE in cookie and "HttpOnly" in cookie
+        assert "samesite=lax" in cookie.lower()
+        for path in PAGES[:4]:
+            assert (await h.client.get(path, headers=HTML)).status_code == 200, path
+        assert "alice" in (await h.client.get("/", headers=HTML)).text
+        # A session is not an API key.
+        assert (await h.client.get("/runs")).status_code == 401
+        value = h.client.cookies[SESSION_COOKIE]
+        page = await h.client.get("/", headers=HTML)
+        out = await h.client.post("/logout", data={"csrf": csrf_of(page)})
+        assert out.status_code == 303
+        assert (await h.client.get("/", headers=HTML)).status_code == 303
+        # Tampered: refused; the same cookie untampered is good until it expires.
+        h.client.cookies.clear()
+        h.client.cookies.set(SESSION_COOKIE, value[:-4] + "AAAA")
+        assert (await h.client.get("/", headers=HTML)).status_code == 303
+        h.client.cookies.clear()
+        h.client.cookies.set(SESSION_COOKIE, value)
+        assert (await h.client.get("/", headers=HTML)).status_code == 200
+
+
+async def test_a_session_signs_in_a_named_approver(
+    make_api: Callable[..., Any], new_app: Callable[..., df.Dataflows]
+) -> None:
+    from urllib.parse import urlsplit
+
+    app = new_app(secret_key=SECRET, public_url="http://testserver")
+
+    @app.workflow("publish")
+    async def publish(event: df.Event, step: df.Step) -> Any:
+        req = await step.request_approval("ok", title="Ship?", timeout="1h", approvers=["alice"])
+        decision = await step.wait_for_approval(req)
+        return None if decision is None else {"by": decision.by}
+
+    async with (
+        make_api(app=app, dashboard=True, api_keys=[KEY, "bob:bob-key"]) as h,
+        app.worker(poll_interval=0.02),
+    ):
+        run_id = await app.start("publish", {})
+        run = await wait_status(app, run_id, "waiting")
+        request = df.ApprovalRequest.from_json(next(s.output for s in run.steps if s.key == "ok"))
+        assert request is not None
+        url = urlsplit(request.approve_url)
+        link = f"{url.path}?{url.query}"
+        assert (await h.client.get(link)).status_code == 401
+        await sign_in(h, "bob:bob-key")
+        assert (await h.client.get(link)).status_code == 403
+        await sign_in(h)
+        page = await h.client.get(link)
+        assert page.status_code == 200 and "alice" in page.text
+        done = await h.client.post(link, data={"csrf": csrf_of(page), "decision": "approve"})
+        assert done.status_code == 200
+        assert (await app.wait_for_run(run_id, timeout=10)).result == {"by": "alice"}
+
+
+async def test_the_inbox_decides_with_csrf(
+    make_api: Callable[..., Any], new_app: Callable[..., df.Dataflows]
+) -> None:
+    app = new_app(secret_key=SECRET, public_url="http://testserver")
+
+    @app.workflow("publish")
+    async def publish(event: df.Event, step: df.Step) -> Any:
+        req = await step.request_approval("ok", title="Ship <it>?", timeout="1h")
+        decision = await step.wait_for_approval(req)
+        return None if decision is None else {"approved": decision.approved}
+
+    async with make_api(app=app, dashboard=True) as h, app.worker(poll_interval=0.02):
+        run_id = await app.start("publish", {})
+        await wait_status(app, run_id, "waiting")
+        inbox = await h.client.get("/approvals/inbox", headers=HTML)
+        assert "Ship &lt;it&gt;?" in inbox.text
+        approval = re.search(r'name="approval" value="([^"]+)"', inbox.text)
+        assert approval
+        form = {"approval": approval.group(1), "decision": "reject"}
+        assert (await h.client.post("/dashboard/approvals", data=form)).status_code == 403
+        form["csrf"] = csrf_of(inbox)
+        assert (await h.client.post("/dashboard/approvals", data=form)).status_code == 303
+        assert (await app.wait_for_run(run_id, timeout=10)).result == {"approved": False}
+        assert (await h.client.post("/dashboard/approvals", data=form)).status_code == 409
