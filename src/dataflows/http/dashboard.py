@@ -20,6 +20,7 @@ import base64
 import hashlib
 import hmac
 import json
+import logging
 import math
 import re
 import secrets
@@ -52,6 +53,8 @@ __all__ = [
     "routes",
     "session_identity",
 ]
+
+logger = logging.getLogger("dataflows.http")
 
 SESSION_COOKIE = "dataflows_session"
 CSRF_COOKIE = "dataflows_dash_csrf"
@@ -231,6 +234,11 @@ def _page(handler: Handler, *, action: bool = False) -> Handler:
             return _message(
                 request,
                 PageError(503, "Try again in a moment", "The database did not answer in time."),
+            )
+        except Exception:
+            logger.exception("dashboard page %s failed", request.url.path)
+            return _message(
+                request, PageError(500, "Something went wrong", "The server log says what.")
             )
 
     return wrapped
@@ -447,6 +455,27 @@ def _error_line(error: Mapping[str, Any]) -> str:
     return f"{kind}: {message}" if message else kind
 
 
+# -- what a live page shows, as a short signature (the stream says when it changes) --------------
+
+
+def _signature(value: Any) -> str:
+    return hashlib.sha256(repr(value).encode()).hexdigest()[:16]
+
+
+def _rows_sig(rows: list[RunRow]) -> str:
+    return _signature([(r.id, r.status, r.updated_at) for r in rows])
+
+
+def _run_sig(run: Run) -> str:
+    return _signature(
+        (
+            run.status,
+            run.updated_at.timestamp(),
+            [(s.key, s.status, s.attempts, len(s.attempt_errors)) for s in run.steps],
+        )
+    )
+
+
 # -- the runs page ------------------------------------------------------------------------------------
 
 
@@ -551,7 +580,7 @@ async def runs_index(request: Request) -> Response:
             if last is None
             else filters.query(after_run=f"{last[0]!r}~{last[1]}"),
             "paged": filters.before is not None and params.get("after_run"),
-            "stream": "runs?" + filters.query(after_run=params.get("after_run")),
+            "stream": "runs?" + filters.query(after_run=params.get("after_run"), v=_rows_sig(rows)),
             "search": "",
         },
     )
@@ -663,7 +692,7 @@ async def run_page(request: Request) -> Response:
             "event_json": _pretty(run.event.data),
             "event_ts": _when(run.event.ts),
             "result_json": None if run.result is None else _pretty(run.result),
-            "error_json": None if run.error is None else run.error,
+            "error_json": run.error,
             "steps": [_step_row(run, s) for s in run.steps],
             "waterfall": _waterfall(run),
             "waiting": [_step_row(run, s) for s in waiting],
@@ -671,7 +700,7 @@ async def run_page(request: Request) -> Response:
             "awaited": awaited,
             "can_cancel": not run.done,
             "can_retry": run.status in ("failed", "cancelled"),
-            "stream": f"run?id={quote(run.id, safe='')}",
+            "stream": f"run?id={quote(run.id, safe='')}&v={_run_sig(run)}",
         },
     )
 
@@ -820,7 +849,7 @@ async def inbox_page(request: Request) -> Response:
                 }
                 for a in pending
             ],
-            "stream": "approvals",
+            "stream": "approvals?v=" + _signature([a.id for a in pending]),
         },
     )
 
@@ -856,13 +885,13 @@ async def stream(request: Request) -> Response:
     ctx = context(request)
     kind: str = request.path_params["kind"]
     params = request.query_params
-    look: Callable[[], Awaitable[Any]]
+    look: Callable[[], Awaitable[str]]
     if kind == "runs":
         filters = _filters(params)
 
-        async def look_runs() -> Any:
+        async def look_runs() -> str:
             rows, _ = await _runs_page(ctx, filters)
-            return [(r.id, r.status, r.updated_at) for r in rows]
+            return _rows_sig(rows)
 
         look = look_runs
     elif kind == "run":
@@ -870,31 +899,29 @@ async def stream(request: Request) -> Response:
         if not is_valid_id(run_id):
             raise RunNotFound(run_id)
 
-        async def look_run() -> Any:
-            await ctx.store(ctx.app.open())
-            row = await ctx.store(ctx.app.store.get_run(run_id))
-            if row is None:
-                return None
-            return (row.status, row.updated_at, len(row.steps), len(row.attempts))
+        async def look_run() -> str:
+            return _run_sig(await ctx.store(ctx.app.get_run(run_id)))
 
         look = look_run
     elif kind == "approvals":
 
-        async def look_approvals() -> Any:
-            return [a.id for a in await ctx.store(ctx.app.pending_approvals(100))]
+        async def look_approvals() -> str:
+            return _signature([a.id for a in await ctx.store(ctx.app.pending_approvals(100))])
 
         look = look_approvals
     else:
         raise PageError(404, "No such stream")
 
     async def events() -> AsyncIterator[bytes]:
-        seen: Any = None
-        first = True
+        # What the page showed when it was rendered: a change since then is sent at once.
+        seen = params.get("v")
+        first = seen is None
         started = time.monotonic()
         yield b"retry: 1000\n\n"
         while time.monotonic() - started < STREAM_SECONDS:
             if await request.is_disconnected():
                 return
+            now: str | None
             try:
                 now = await look()
             except (StoreUnavailable, RunNotFound):
@@ -957,6 +984,6 @@ async def events_page(request: Request) -> Response:
             "active": "events",
             "event_names": names,
             "runs": [_run_row(Run.from_row(row)) for row in rows[:20]],
-            "stream": "runs",
+            "stream": "runs?v=" + _rows_sig(rows),
         },
     )
