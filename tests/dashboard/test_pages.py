@@ -258,3 +258,21 @@ async def test_the_inbox_decides_with_csrf(
         assert (await h.client.post("/dashboard/approvals", data=form)).status_code == 303
         assert (await app.wait_for_run(run_id, timeout=10)).result == {"approved": False}
         assert (await h.client.post("/dashboard/approvals", data=form)).status_code == 409
+
+
+async def test_the_events_page_lists_events_with_the_runs_they_started(
+    make_api: Callable[..., Any], new_app: Callable[..., df.Dataflows]
+) -> None:
+    async with dashboard(make_api, new_app) as h:
+        sent = [await h.app.send("shout", {"n": n}, id=f"event-{n}") for n in range(30)]
+        page = await h.client.get("/events", headers=HTML)
+        assert page.status_code == 200
+        assert "event-29" in page.text and sent[29].run_ids[0] in page.text
+        assert "event-4" not in page.text  # 25 to a page, newest first
+        older = re.search(r'href="/events\?before=(\d+)"', page.text)
+        assert older
+        second = await h.client.get(f"/events?before={older.group(1)}", headers=HTML)
+        assert "event-4" in second.text and "event-29" not in second.text
+        assert "event-0" in second.text and sent[0].run_ids[0] in second.text
+        bad = await h.client.get("/events?before=x", headers=HTML)
+        assert bad.status_code == 400

@@ -63,6 +63,7 @@ SESSION_SECONDS = 12 * 3600
 #: The largest form accepted, in bytes.
 MAX_FORM_BYTES = 64 * 1024
 PAGE_SIZE = 50
+EVENTS_PAGE = 25
 #: Seconds between two looks at the store for a live page, and the most one stream lasts (the
 #: browser reconnects by itself).
 STREAM_INTERVAL = 1.0
@@ -975,6 +976,29 @@ async def events_page(request: Request) -> Response:
     names = sorted(
         {t.name for wf in ctx.app.registry for t in wf.triggers if isinstance(t, EventTrigger)}
     )
+    text = request.query_params.get("before", "")
+    if text and not (text.isascii() and text.isdigit() and len(text) < 19):
+        raise PageError(400, "That page link is not valid", "Start again from the first page.")
+    await ctx.store(ctx.app.open())
+    found = await ctx.store(
+        ctx.app.store.recent_events(EVENTS_PAGE + 1, int(text) if text else None)
+    )
+    more = len(found) > EVENTS_PAGE
+    found = found[:EVENTS_PAGE]
+    events = []
+    for _, event in found:
+        started = await ctx.store(ctx.app.store.runs_of_event(event.id, 10))
+        events.append(
+            {
+                "id": event.id,
+                "name": event.name,
+                "ts": _when(event.ts),
+                "data_json": _pretty(event.data),
+                "runs": [
+                    {"id": r, "workflow_id": w, "status": _status(st)} for r, w, st in started
+                ],
+            }
+        )
     rows, _ = await _runs_page(ctx, RunFilters(None, None, None, None, None))
     return _render(
         request,
@@ -983,6 +1007,9 @@ async def events_page(request: Request) -> Response:
             "page_title": "Events",
             "active": "events",
             "event_names": names,
+            "events": events,
+            "older": found[-1][0] if more and found else None,
+            "paged": bool(text),
             "runs": [_run_row(Run.from_row(row)) for row in rows[:20]],
             "stream": "runs?v=" + _rows_sig(rows),
         },

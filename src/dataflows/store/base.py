@@ -270,6 +270,16 @@ class Store(abc.ABC):
     async def get_event(self, event_id: str) -> StoredEvent | None:
         """The stored event with this id, or ``None`` (never stored, or purged)."""
 
+    async def recent_events(
+        self, limit: int, before_seq: int | None = None
+    ) -> list[tuple[int, StoredEvent]]:
+        """``(seq, event)`` of stored events, newest first, from before ``before_seq``."""
+        raise NotImplementedError
+
+    async def runs_of_event(self, event_id: str, limit: int) -> list[tuple[str, str, str]]:
+        """``(run_id, workflow_id, status)`` of up to ``limit`` runs ``event_id`` started."""
+        raise NotImplementedError
+
     @abc.abstractmethod
     async def event_waits(self, event_name: str, limit: int) -> list[EventWait]:
         """Up to ``limit`` pending waits for events named ``event_name``, oldest first, each

@@ -157,6 +157,21 @@ def get_event(event_id: str) -> Program:
     return StoredEvent(row["id"], row["name"], json_column(row["data"]), row["ts"])
 
 
+def recent_events(limit: int, before_seq: int | None) -> Program:
+    """``(seq, event)`` newest first, from before ``before_seq`` (keyset on the primary key)."""
+    rows = yield Query("recent_events", {"limit": limit, "before_seq": before_seq}, "all")
+    return [
+        (row["seq"], StoredEvent(row["id"], row["name"], json_column(row["data"]), row["ts"]))
+        for row in rows
+    ]
+
+
+def runs_of_event(event_id: str, limit: int) -> Program:
+    """``(run_id, workflow_id, status)`` of up to ``limit`` runs the event started."""
+    rows = yield Query("event_runs", {"event_id": event_id, "limit": limit}, "all")
+    return [(row["id"], row["workflow_id"], row["status"]) for row in rows]
+
+
 def event_waits(event_name: str, limit: int) -> Program:
     """Pending waits for events named ``event_name``, oldest first, with their runs' history."""
     rows = yield Query("event_waits", {"event_name": event_name, "limit": limit}, "all")

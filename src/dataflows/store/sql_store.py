@@ -201,6 +201,20 @@ class SqlStore(Store):
         result: StoredEvent | None = await self._run_single(runs.get_event(event_id))
         return result
 
+    async def recent_events(
+        self, limit: int, before_seq: int | None = None
+    ) -> list[tuple[int, StoredEvent]]:
+        result: list[tuple[int, StoredEvent]] = await self._run_single(
+            runs.recent_events(limit, before_seq)
+        )
+        return result
+
+    async def runs_of_event(self, event_id: str, limit: int) -> list[tuple[str, str, str]]:
+        result: list[tuple[str, str, str]] = await self._run_single(
+            runs.runs_of_event(event_id, limit)
+        )
+        return result
+
     async def event_waits(self, event_name: str, limit: int) -> list[EventWait]:
         result: list[EventWait] = await self._run(runs.event_waits(event_name, limit))
         return result

@@ -506,6 +506,17 @@ RETURNING id, workflow_id, parent_run_id
 -- name: get_event
 SELECT id, name, data, ts FROM events WHERE id = :event_id
 
+-- name: recent_events
+-- The dashboard's events page: newest first, a page at a time (keyset on seq).
+SELECT seq, id, name, data, ts FROM events
+WHERE :before_seq IS NULL OR seq < :before_seq
+ORDER BY seq DESC LIMIT :limit
+
+-- name: event_runs
+-- The runs an event started (runs_event), for the dashboard.
+SELECT id, workflow_id, status FROM runs WHERE event_id = :event_id
+ORDER BY created_at, id LIMIT :limit
+
 -- name: event_waits
 -- The approvals inbox: pending waits for one event name (waits_match), oldest first.
 SELECT w.run_id, r.workflow_id, w.step_key, w.filter_key, w.wake_at, w.created_at
