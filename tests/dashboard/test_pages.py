@@ -74,6 +74,8 @@ async def test_open_dashboard_pages_and_the_api_beside_them(
         assert (await h.client.get("/workflows")).json()["workflows"]
         html = await h.client.get("/workflows", headers=HTML)
         assert html.status_code == 200 and "shouts" in html.text
+        assert "1 failed" in html.text and "Runs started per minute" in html.text
+        assert "<rect" in html.text and "1 run(s)" in html.text
         for path in ("/events", "/approvals/inbox", "/?status=failed&workflow=shouts"):
             assert (await h.client.get(path, headers=HTML)).status_code == 200, path
         js = await h.client.get("/static/dashboard.js")

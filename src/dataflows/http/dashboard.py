@@ -784,9 +784,11 @@ async def workflows_page(request: Request) -> Response:
     held = await ctx.store(ctx.app.store.held_counts())
     counts = await ctx.store(ctx.app.store.run_counts())
     schedules = await ctx.store(ctx.app.store.list_schedules())
+    now = ctx.app.clock.now()
     workflows = []
     for wf in sorted(ctx.app.registry, key=lambda w: w.id):
         wf_id = wf.id
+        stats = await _workflow_stats(ctx, wf_id, now)
         triggers = []
         for t in wf.triggers:
             if isinstance(t, EventTrigger):
@@ -817,6 +819,7 @@ async def workflows_page(request: Request) -> Response:
                     for s in schedules
                     if s.workflow_id == wf_id
                 ],
+                **stats,
             }
         )
     return _render(
@@ -824,6 +827,66 @@ async def workflows_page(request: Request) -> Response:
         "dash_workflows.html",
         {"page_title": "Workflows", "active": "workflows", "workflows": workflows},
     )
+
+
+#: How many of a workflow's latest runs its statistics read (one indexed, bounded read).
+STATS_SAMPLE = 500
+#: The chart's span: runs started per minute over the last hour.
+CHART_MINUTES = 60
+
+
+def _percentile(values: list[float], fraction: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+async def _workflow_stats(ctx: ApiContext, workflow_id: str, now: float) -> dict[str, Any]:
+    """Durations, statuses, versions in flight and runs per minute of a workflow's latest
+    runs (at most STATS_SAMPLE of them, plus up to 100 of each unfinished status)."""
+    latest = await ctx.store(ctx.app.store.list_runs(workflow_id, None, STATS_SAMPLE))
+    unfinished: list[RunRow] = []
+    for status in ("running", "waiting", "queued"):
+        unfinished += await ctx.store(ctx.app.store.list_runs(workflow_id, status, 100))
+    durations = [
+        r.completed_at - r.created_at
+        for r in latest
+        if r.status == "completed" and r.completed_at is not None
+    ]
+    by_status: dict[str, int] = {}
+    for r in latest:
+        by_status[r.status] = by_status.get(r.status, 0) + 1
+    versions: dict[str, int] = {}
+    for r in unfinished:
+        if r.version:
+            versions[r.version] = versions.get(r.version, 0) + 1
+    per_minute = [0] * CHART_MINUTES
+    for r in latest:
+        age = int((now - r.created_at) // 60)
+        if 0 <= age < CHART_MINUTES:
+            per_minute[CHART_MINUTES - 1 - age] += 1
+    peak = max(per_minute) or 1
+    bars = [
+        {
+            "x": i * 10,
+            "h": round(n / peak * 60, 1),
+            "y": round(70 - n / peak * 60, 1),
+            "n": n,
+            "ago": CHART_MINUTES - i,
+        }
+        for i, n in enumerate(per_minute)
+    ]
+    return {
+        "sample": len(latest),
+        "p50": _duration(_percentile(durations, 0.5)),
+        "p95": _duration(_percentile(durations, 0.95)),
+        "by_status": sorted(by_status.items()),
+        "versions": sorted(versions.items()),
+        "chart": bars,
+        "chart_total": sum(per_minute),
+        "chart_peak": max(per_minute),
+    }
 
 
 # -- approvals inbox ------------------------------------------------------------------------------------
