@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -278,3 +279,61 @@ async def test_the_events_page_lists_events_with_the_runs_they_started(
         assert "event-0" in second.text and sent[0].run_ids[0] in second.text
         bad = await h.client.get("/events?before=x", headers=HTML)
         assert bad.status_code == 400
+
+
+async def test_refused_webhook_deliveries_are_kept_bounded_without_secrets(
+    make_api: Callable[..., Any], new_app: Callable[..., df.Dataflows]
+) -> None:
+    from dataflows.records import WebhookRejection
+    from tests.http.conftest import SECRET as HOOK_SECRET
+    from tests.http.conftest import hook_headers
+
+    async with dashboard(make_api, new_app, max_body_bytes=10_000) as h:
+        body = b'{"id": "<script>1</script>"}'
+        forged = hook_headers(body, "d-1", secret="wrong")
+        assert (
+            await h.client.post("/hooks/testhook", content=body, headers=forged)
+        ).status_code == 401
+        big = b'{"pad": "' + b"x" * 5000 + b'"}'
+        headers = hook_headers(big, "d-2", secret="wrong")
+        assert (
+            await h.client.post("/hooks/testhook", content=big, headers=headers)
+        ).status_code == 401
+        huge = b"y" * 20_000
+        assert (
+            await h.client.post("/hooks/testhook", content=huge, headers=hook_headers(huge, "d-3"))
+        ).status_code == 413
+        assert (await h.client.post("/hooks/nope", content=b"{}")).status_code == 404
+        good = hook_headers(body, "d-4")
+        assert (
+            await h.client.post("/hooks/testhook", content=body, headers=good)
+        ).status_code == 202
+        rows = await h.app.store.recent_webhook_rejections(10)
+        for _ in range(200):  # written in the background
+            if len(rows) == 4:
+                break
+            await asyncio.sleep(0.01)
+            rows = await h.app.store.recent_webhook_rejections(10)
+        # Written in the background, in whatever order they finish.
+        assert sorted((r.source, r.status, r.body_bytes) for r in rows) == [
+            ("nope", 404, None),
+            ("testhook", 401, len(body)),
+            ("testhook", 401, len(big)),
+            ("testhook", 413, None),
+        ]
+        small = next(r for r in rows if r.body_bytes == len(body))
+        assert small.body == body.decode()
+        assert all(r.body is None for r in rows if r is not small and r.source == "testhook")
+        page = await h.client.get("/events", headers=HTML)
+        assert "Refused webhook deliveries" in page.text and "&lt;script&gt;1" in page.text
+        assert "testhook:d-4" in page.text  # the accepted delivery is an event
+        for row in rows:
+            assert HOOK_SECRET not in repr(row)
+        assert HOOK_SECRET not in page.text
+        # Only the newest are kept.
+        for n in range(5):
+            await h.app.store.record_webhook_rejection(
+                WebhookRejection(0, "bulk", 401, f"no {n}", None, 0, 1.0), keep=3
+            )
+        kept = await h.app.store.recent_webhook_rejections(10)
+        assert [r.reason for r in kept] == ["no 4", "no 3", "no 2"]

@@ -50,6 +50,7 @@ async def test_migrations_apply_once(db: DbTarget) -> None:
             "0014_budget_line",
             "0015_cancel_on_wakes",
             "0016_run_versions",
+            "0017_webhook_rejections",
         ]
         assert await first.migrate() == []
     finally:
@@ -89,6 +90,7 @@ async def test_concurrent_migrations_apply_once(db: DbTarget) -> None:
         "0014_budget_line",
         "0015_cancel_on_wakes",
         "0016_run_versions",
+        "0017_webhook_rejections",
     ]
 
 

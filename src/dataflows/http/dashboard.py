@@ -64,6 +64,7 @@ SESSION_SECONDS = 12 * 3600
 MAX_FORM_BYTES = 64 * 1024
 PAGE_SIZE = 50
 EVENTS_PAGE = 25
+REJECTIONS_SHOWN = 25
 #: Seconds between two looks at the store for a live page, and the most one stream lasts (the
 #: browser reconnects by itself).
 STREAM_INTERVAL = 1.0
@@ -1062,6 +1063,7 @@ async def events_page(request: Request) -> Response:
                 ],
             }
         )
+    rejected = await ctx.store(ctx.app.store.recent_webhook_rejections(REJECTIONS_SHOWN))
     rows, _ = await _runs_page(ctx, RunFilters(None, None, None, None, None))
     return _render(
         request,
@@ -1072,6 +1074,17 @@ async def events_page(request: Request) -> Response:
             "event_names": names,
             "events": events,
             "older": found[-1][0] if more and found else None,
+            "rejected": [
+                {
+                    "source": r.source,
+                    "status": r.status,
+                    "reason": r.reason,
+                    "at": _when(r.received_at),
+                    "body": r.body,
+                    "body_bytes": r.body_bytes,
+                }
+                for r in rejected
+            ],
             "paged": bool(text),
             "runs": [_run_row(Run.from_row(row)) for row in rows[:20]],
             "stream": "runs?v=" + _rows_sig(rows),

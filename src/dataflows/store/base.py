@@ -36,6 +36,7 @@ from dataflows.records import (
     UnitAnswer,
     UnitRequest,
     WaitOutcome,
+    WebhookRejection,
 )
 
 Listener = Callable[[], None]
@@ -274,6 +275,16 @@ class Store(abc.ABC):
         self, limit: int, before_seq: int | None = None
     ) -> list[tuple[int, StoredEvent]]:
         """``(seq, event)`` of stored events, newest first, from before ``before_seq``."""
+        raise NotImplementedError
+
+    async def record_webhook_rejection(self, rejection: WebhookRejection, keep: int) -> None:
+        """Store a refused webhook delivery; only the newest ``keep`` are kept."""
+        raise NotImplementedError
+
+    async def recent_webhook_rejections(
+        self, limit: int, before_seq: int | None = None
+    ) -> list[WebhookRejection]:
+        """Refused webhook deliveries, newest first, from before ``before_seq``."""
         raise NotImplementedError
 
     async def runs_of_event(self, event_id: str, limit: int) -> list[tuple[str, str, str]]:

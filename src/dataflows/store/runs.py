@@ -22,6 +22,7 @@ from dataflows.records import (
     StepRow,
     StoredEvent,
     UnfinishedRun,
+    WebhookRejection,
 )
 from dataflows.store.events import (
     Intake,
@@ -162,6 +163,41 @@ def recent_events(limit: int, before_seq: int | None) -> Program:
     rows = yield Query("recent_events", {"limit": limit, "before_seq": before_seq}, "all")
     return [
         (row["seq"], StoredEvent(row["id"], row["name"], json_column(row["data"]), row["ts"]))
+        for row in rows
+    ]
+
+
+def record_webhook_rejection(rejection: WebhookRejection, keep: int) -> Program:
+    """Store a refused delivery and drop those older than the newest ``keep``."""
+    row = yield Query(
+        "insert_webhook_rejection",
+        {
+            "source": rejection.source,
+            "status": rejection.status,
+            "reason": rejection.reason,
+            "body": rejection.body,
+            "body_bytes": rejection.body_bytes,
+            "now": rejection.received_at,
+        },
+        "one",
+    )
+    yield Query("prune_webhook_rejections", {"below": row["seq"] - keep})
+
+
+def recent_webhook_rejections(limit: int, before_seq: int | None) -> Program:
+    rows = yield Query(
+        "recent_webhook_rejections", {"limit": limit, "before_seq": before_seq}, "all"
+    )
+    return [
+        WebhookRejection(
+            row["seq"],
+            row["source"],
+            row["status"],
+            row["reason"],
+            row["body"],
+            row["body_bytes"],
+            row["received_at"],
+        )
         for row in rows
     ]
 

@@ -34,6 +34,7 @@ from dataflows.records import (
     UnitAnswer,
     UnitRequest,
     WaitOutcome,
+    WebhookRejection,
 )
 from dataflows.store import budgets, events, flow_limits, leases, runs, schedules, steps, waits
 from dataflows.store.base import Store
@@ -206,6 +207,17 @@ class SqlStore(Store):
     ) -> list[tuple[int, StoredEvent]]:
         result: list[tuple[int, StoredEvent]] = await self._run_single(
             runs.recent_events(limit, before_seq)
+        )
+        return result
+
+    async def record_webhook_rejection(self, rejection: WebhookRejection, keep: int) -> None:
+        await self._run(runs.record_webhook_rejection(rejection, keep))
+
+    async def recent_webhook_rejections(
+        self, limit: int, before_seq: int | None = None
+    ) -> list[WebhookRejection]:
+        result: list[WebhookRejection] = await self._run_single(
+            runs.recent_webhook_rejections(limit, before_seq)
         )
         return result
 

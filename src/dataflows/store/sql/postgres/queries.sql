@@ -305,6 +305,20 @@ ORDER BY seq DESC LIMIT %(limit)s
 SELECT id, workflow_id, status FROM runs WHERE event_id = %(event_id)s
 ORDER BY created_at, id LIMIT %(limit)s
 
+-- name: insert_webhook_rejection
+INSERT INTO webhook_rejections (source, status, reason, body, body_bytes, received_at)
+VALUES (%(source)s, %(status)s, %(reason)s, %(body)s, %(body_bytes)s, %(now)s)
+RETURNING seq
+
+-- name: prune_webhook_rejections
+-- Keep the newest: seq grows by one a row, so those below the newest minus keep go.
+DELETE FROM webhook_rejections WHERE seq <= %(below)s
+
+-- name: recent_webhook_rejections
+SELECT seq, source, status, reason, body, body_bytes, received_at FROM webhook_rejections
+WHERE %(before_seq)s::bigint IS NULL OR seq < %(before_seq)s::bigint
+ORDER BY seq DESC LIMIT %(limit)s
+
 -- name: event_waits
 -- The approvals inbox: pending waits for one event name (waits_match), oldest first.
 SELECT w.run_id, r.workflow_id, w.step_key, w.filter_key, w.wake_at, w.created_at

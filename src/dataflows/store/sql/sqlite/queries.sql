@@ -517,6 +517,20 @@ ORDER BY seq DESC LIMIT :limit
 SELECT id, workflow_id, status FROM runs WHERE event_id = :event_id
 ORDER BY created_at, id LIMIT :limit
 
+-- name: insert_webhook_rejection
+INSERT INTO webhook_rejections (source, status, reason, body, body_bytes, received_at)
+VALUES (:source, :status, :reason, :body, :body_bytes, :now)
+RETURNING seq
+
+-- name: prune_webhook_rejections
+-- Keep the newest: seq grows by one a row, so those below the newest minus keep go.
+DELETE FROM webhook_rejections WHERE seq <= :below
+
+-- name: recent_webhook_rejections
+SELECT seq, source, status, reason, body, body_bytes, received_at FROM webhook_rejections
+WHERE :before_seq IS NULL OR seq < :before_seq
+ORDER BY seq DESC LIMIT :limit
+
 -- name: event_waits
 -- The approvals inbox: pending waits for one event name (waits_match), oldest first.
 SELECT w.run_id, r.workflow_id, w.step_key, w.filter_key, w.wake_at, w.created_at
