@@ -337,3 +337,25 @@ async def test_refused_webhook_deliveries_are_kept_bounded_without_secrets(
             )
         kept = await h.app.store.recent_webhook_rejections(10)
         assert [r.reason for r in kept] == ["no 4", "no 3", "no 2"]
+
+
+async def test_without_the_dashboard_its_paths_are_the_apis(
+    make_api: Callable[..., Any], new_app: Callable[..., df.Dataflows]
+) -> None:
+    async with make_api(api_keys=[KEY]) as h:  # create_api(app): no dashboard unless asked
+        assert (await h.client.get("/", headers=HTML)).status_code == 401
+        assert (await h.client.get("/login", headers=HTML)).status_code == 401
+        auth = {**HTML, "Authorization": f"Bearer {KEY}"}
+        assert (await h.client.get("/", headers=auth)).status_code == 404
+        workflows = await h.client.get("/workflows", headers=auth)
+        assert workflows.headers["content-type"].startswith("application/json")
+
+
+def test_dev_and_serve_take_no_dashboard() -> None:
+    from click.testing import CliRunner
+
+    from dataflows.cli import cli
+
+    for command in ("dev", "serve"):
+        result = CliRunner().invoke(cli, [command, "--help"])
+        assert "--no-dashboard" in result.output
