@@ -359,3 +359,32 @@ def test_dev_and_serve_take_no_dashboard() -> None:
     for command in ("dev", "serve"):
         result = CliRunner().invoke(cli, [command, "--help"])
         assert "--no-dashboard" in result.output
+
+
+async def test_parent_and_child_runs_link_each_other_and_an_event_id_finds_its_runs(
+    make_api: Callable[..., Any], new_app: Callable[..., df.Dataflows]
+) -> None:
+    app = new_app(secret_key=SECRET)
+
+    @app.workflow("child")
+    async def child(event: df.Event, step: df.Step) -> Any:
+        return {"doubled": event.data["n"] * 2}
+
+    @app.workflow("parent", trigger=df.on_event("family"))
+    async def parent(event: df.Event, step: df.Step) -> Any:
+        return await step.invoke("kid", "child", {"n": 21})
+
+    async with make_api(app=app, dashboard=True) as h, app.worker(poll_interval=0.02):
+        sent = await app.send("family", {}, id="family-event-1")
+        parent_id = sent.run_ids[0]
+        await wait_status(app, parent_id, "completed")
+        page = await h.client.get(f"/runs/{parent_id}", headers=HTML)
+        kid = re.search(r"Children</dt><dd><a href=\"/runs/([0-9a-f]+)\"", page.text)
+        assert kid, page.text
+        child_page = await h.client.get(f"/runs/{kid.group(1)}", headers=HTML)
+        assert child_page.status_code == 200 and f"/runs/{parent_id}" in child_page.text
+        assert "&#34;doubled&#34;: 42" in child_page.text
+        found = await h.client.get("/?q=family-event-1", headers=HTML)
+        assert found.status_code == 200 and parent_id in found.text
+        by_run = await h.client.get(f"/?q={parent_id}", headers=HTML)
+        assert by_run.status_code == 303 and by_run.headers["location"] == f"/runs/{parent_id}"

@@ -36,6 +36,7 @@ from starlette.responses import RedirectResponse, Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import Scope
 
+from dataflows.child_runs import child_run_id
 from dataflows.errors import InvalidRunState, RunNotFound, StoreUnavailable
 from dataflows.http.auth import identity, key_matches
 from dataflows.http.body import read_body
@@ -598,12 +599,14 @@ async def _search(request: Request, ctx: ApiContext, text: str) -> Response:
     event = await ctx.store(ctx.app.store.get_event(text))
     if event is None:
         raise PageError(404, "Nothing found", f"No run and no event has the id {text}.")
+    started = await ctx.store(ctx.app.store.runs_of_event(event.id, 50))
     return _render(
         request,
         "dash_event.html",
         {
             "page_title": f"Event {event.id}",
             "active": "runs",
+            "runs": [{"id": r, "workflow_id": w, "status": _status(st)} for r, w, st in started],
             "event": {"id": event.id, "name": event.name, "ts": _when(event.ts)},
             "data_json": _pretty(event.data),
         },
@@ -715,14 +718,9 @@ def _awaited_event(run: Run) -> str:
 
 
 async def _children(ctx: ApiContext, run: Run) -> list[dict[str, Any]]:
-    """The runs this one invoked, read from its steps' outputs (bounded by its steps)."""
-    ids: list[str] = []
-    for step in run.steps:
-        if step.kind in ("invoke", "child", "invoke_run") and isinstance(step.output, Mapping):
-            child = step.output.get("run_id")
-            if isinstance(child, str) and child not in ids:
-                ids.append(child)
-    return [{"id": child} for child in ids[:100]]
+    """The runs this one invoked: an ``invoke`` step's child has an id made from the run's id
+    and the step's key."""
+    return [{"id": child_run_id(run.id, s.key)} for s in run.steps if s.kind == "invoke"][:100]
 
 
 async def run_action(request: Request) -> Response:
