@@ -388,3 +388,26 @@ async def test_parent_and_child_runs_link_each_other_and_an_event_id_finds_its_r
         assert found.status_code == 200 and parent_id in found.text
         by_run = await h.client.get(f"/?q={parent_id}", headers=HTML)
         assert by_run.status_code == 303 and by_run.headers["location"] == f"/runs/{parent_id}"
+
+
+async def test_a_waiting_run_shows_what_it_waits_for(
+    make_api: Callable[..., Any], new_app: Callable[..., df.Dataflows]
+) -> None:
+    app = new_app(secret_key=SECRET)
+
+    @app.workflow("pays", trigger=df.on_event("order"))
+    async def pays(event: df.Event, step: df.Step) -> Any:
+        return await step.wait_for_event("payment", "paid", match="data.id", timeout="1h")
+
+    async with make_api(app=app, dashboard=True) as h, app.worker(poll_interval=0.02):
+        run_id = (await app.send("order", {"id": "<b>7</b>"})).run_ids[0]
+        await wait_status(app, run_id, "waiting")
+        page = await h.client.get(f"/runs/{run_id}", headers=HTML)
+        assert page.status_code == 200
+        facts = page.text[page.text.index("<dt>Wait</dt>") :]
+        facts = facts[: facts.index("</dd>")]
+        assert (
+            "<code>paid</code>" in facts and "data.id = &#34;&lt;b&gt;7&lt;/b&gt;&#34;" in facts
+        ), facts
+        assert "payment" in facts and "until" in facts
+        assert 'id="ev-name" name="name" value="paid"' in page.text

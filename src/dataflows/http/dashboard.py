@@ -680,8 +680,8 @@ async def run_page(request: Request) -> Response:
         raise RunNotFound(run_id)
     run = await ctx.store(ctx.app.get_run(run_id))
     children = await _children(ctx, run)
-    waiting = [s for s in run.steps if s.status in ("waiting", "retrying")]
-    awaited = _awaited_event(run)
+    waits = await ctx.store(ctx.app.store.run_waits(run.id)) if not run.done else []
+    awaited = next((w[2] for w in waits if w[2]), None) or _awaited_event(run)
     return _render(
         request,
         "dash_run.html",
@@ -700,7 +700,16 @@ async def run_page(request: Request) -> Response:
             "error_json": run.error,
             "steps": [_step_row(run, s) for s in run.steps],
             "waterfall": _waterfall(run),
-            "waiting": [_step_row(run, s) for s in waiting],
+            "waits": [
+                {
+                    "step": key,
+                    "kind": kind,
+                    "event": event,
+                    "match": _match_text(paths, values),
+                    "until": _when(wake_at),
+                }
+                for key, kind, event, paths, values, wake_at in waits
+            ],
             "children": children,
             "awaited": awaited,
             "can_cancel": not run.done,
@@ -708,6 +717,22 @@ async def run_page(request: Request) -> Response:
             "stream": f"run?id={quote(run.id, safe='')}&v={_run_sig(run)}",
         },
     )
+
+
+def _match_text(paths: str | None, values: str | None) -> str:
+    """A wait's filter as ``data.id = 9``, from the paths and values stored as JSON text."""
+    if not paths:
+        return ""
+    try:
+        names, wanted = json.loads(paths), json.loads(values or "[]")
+    except ValueError:
+        return f"{paths} = {values}"
+    if isinstance(names, list) and isinstance(wanted, list) and len(names) == len(wanted):
+        return ", ".join(
+            f"{name} = {json.dumps(value, ensure_ascii=False)}"
+            for name, value in zip(names, wanted, strict=True)
+        )
+    return f"{paths} = {values}"
 
 
 def _awaited_event(run: Run) -> str:

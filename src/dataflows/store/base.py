@@ -287,6 +287,13 @@ class Store(abc.ABC):
         """Refused webhook deliveries, newest first, from before ``before_seq``."""
         raise NotImplementedError
 
+    async def run_waits(
+        self, run_id: str
+    ) -> list[tuple[str, str, str | None, str | None, str | None, float | None]]:
+        """The run's pending waits: ``(step_key, kind, event_name, filter_paths, filter_key,
+        wake_at)``, the filters as stored (JSON text)."""
+        raise NotImplementedError
+
     async def runs_of_event(self, event_id: str, limit: int) -> list[tuple[str, str, str]]:
         """``(run_id, workflow_id, status)`` of up to ``limit`` runs ``event_id`` started."""
         raise NotImplementedError

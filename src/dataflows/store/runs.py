@@ -202,6 +202,21 @@ def recent_webhook_rejections(limit: int, before_seq: int | None) -> Program:
     ]
 
 
+def run_waits(run_id: str) -> Program:
+    rows = yield Query("run_waits", {"run_id": run_id}, "all")
+    return [
+        (
+            row["step_key"],
+            row["kind"],
+            row["event_name"],
+            row["filter_paths"],
+            row["filter_key"],
+            row["wake_at"],
+        )
+        for row in rows
+    ]
+
+
 def runs_of_event(event_id: str, limit: int) -> Program:
     """``(run_id, workflow_id, status)`` of up to ``limit`` runs the event started."""
     rows = yield Query("event_runs", {"event_id": event_id, "limit": limit}, "all")

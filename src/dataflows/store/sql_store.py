@@ -221,6 +221,14 @@ class SqlStore(Store):
         )
         return result
 
+    async def run_waits(
+        self, run_id: str
+    ) -> list[tuple[str, str, str | None, str | None, str | None, float | None]]:
+        result: list[
+            tuple[str, str, str | None, str | None, str | None, float | None]
+        ] = await self._run_single(runs.run_waits(run_id))
+        return result
+
     async def runs_of_event(self, event_id: str, limit: int) -> list[tuple[str, str, str]]:
         result: list[tuple[str, str, str]] = await self._run_single(
             runs.runs_of_event(event_id, limit)

@@ -531,6 +531,11 @@ SELECT seq, source, status, reason, body, body_bytes, received_at FROM webhook_r
 WHERE :before_seq IS NULL OR seq < :before_seq
 ORDER BY seq DESC LIMIT :limit
 
+-- name: run_waits
+-- What a run waits for, for the dashboard (the primary key's run_id prefix).
+SELECT step_key, kind, event_name, filter_paths, filter_key, wake_at FROM waits
+WHERE run_id = :run_id ORDER BY step_key LIMIT 100
+
 -- name: event_waits
 -- The approvals inbox: pending waits for one event name (waits_match), oldest first.
 SELECT w.run_id, r.workflow_id, w.step_key, w.filter_key, w.wake_at, w.created_at
