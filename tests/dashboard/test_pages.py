@@ -143,6 +143,34 @@ async def test_bad_input_gets_a_page_never_a_500(
             (
                 await h.client.post(
                     "/dashboard/events",
+                    data={
+                        "csrf": csrf,
+                        "name": "shout",
+                        "data": '{"a": ' + "[" * 8_000 + "]" * 8_000 + "}",
+                    },
+                ),
+                400,
+            ),
+            (
+                await h.client.post(
+                    "/dashboard/events",
+                    data={
+                        "csrf": csrf,
+                        "name": "shout",
+                        "data": '{"a": ' + "[" * 900 + "]" * 900 + "}",
+                    },
+                ),
+                400,
+            ),
+            (
+                await h.client.post(
+                    "/dashboard/events", data={"csrf": csrf, "name": "dataflows/x", "data": "{}"}
+                ),
+                400,
+            ),
+            (
+                await h.client.post(
+                    "/dashboard/events",
                     content=b'{"name": "shout"}',
                     headers={"Content-Type": "application/json"},
                 ),

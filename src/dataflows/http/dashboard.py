@@ -44,6 +44,7 @@ from dataflows.http.context import ApiContext, context
 from dataflows.http.errors import ApiError
 from dataflows.http.pages import DASHBOARD_HEADERS, render
 from dataflows.http.shapes import MAX_ID_LENGTH, is_valid_id
+from dataflows.http.strict_json import parse_json
 from dataflows.models import Run, StepInfo
 from dataflows.records import RUN_STATUSES, RunRow
 from dataflows.workflow import CronTrigger, EventTrigger
@@ -784,14 +785,14 @@ async def send_event(request: Request) -> Response:
         raise PageError(400, "Name the event", "An event needs a name.")
     text = form.get("data", "").strip() or "{}"
     try:
-        data = json.loads(text)
-    except ValueError as exc:
-        raise PageError(400, "The data is not JSON", str(exc)) from None
+        data = parse_json(text.encode())  # the API's rules: what the store can keep
+    except ApiError as exc:
+        raise PageError(400, "The data is not JSON the store can keep", exc.message) from None
     if not isinstance(data, dict):
         raise PageError(400, "The data must be a JSON object", 'Write it as {"key": value}.')
     try:
         result = await ctx.store(ctx.app.send(name, data))
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, RecursionError) as exc:
         raise PageError(400, "The event was refused", str(exc)) from None
     back = _safe_next(form.get("next"))
     if back == "/" and (result.run_ids or result.resumed_run_ids):
