@@ -54,11 +54,12 @@ class DevServer:
         )
 
     def send(self, name: str, data: dict[str, Any]) -> str:
+        """Send an event; the id of the first run it started ("" for none)."""
         with self.api() as client:
             answer = client.post("/events", json={"name": name, "data": data})
             answer.raise_for_status()
             run_ids: list[str] = answer.json()["run_ids"]
-            return run_ids[0]
+            return run_ids[0] if run_ids else ""
 
     def run(self, run_id: str) -> dict[str, Any]:
         with self.api() as client:

@@ -9,7 +9,7 @@ import re
 from typing import Any
 from urllib.parse import urlsplit
 
-from tests.dashboard.browser import DevServer, screenshot
+from tests.dashboard.browser import KEY, DevServer, screenshot
 
 PAGES = ["/", "/workflows", "/events", "/approvals/inbox", "/runs/any-run"]
 ACTIONS = [
@@ -131,9 +131,11 @@ def test_a_post_without_the_csrf_token_is_refused(
     assert dev_server.run(run_id)["status"] == "waiting"
 
 
-def _approval_link(dev_server: DevServer, data: dict[str, Any]) -> tuple[str, str]:
+def _approval_link(
+    dev_server: DevServer, data: dict[str, Any], status: str = "waiting"
+) -> tuple[str, str]:
     run_id = dev_server.send("post.drafted", data)
-    run = dev_server.wait_status(run_id, "waiting")
+    run = dev_server.wait_status(run_id, status, timeout=15)
     output = next(s["output"] for s in run["steps"] if s["key"] == "approval")
     url = urlsplit(output["approve_url"])
     return run_id, f"{dev_server.url}{url.path}?{url.query}"
@@ -158,8 +160,7 @@ def test_approve_through_a_link_once(page: Any, dev_server: DevServer) -> None:
 
 
 def test_an_expired_link_is_refused(page: Any, dev_server: DevServer) -> None:
-    run_id, link = _approval_link(dev_server, {"title": "soon", "ttl": "1s"})
-    dev_server.wait_status(run_id, "completed", timeout=15)
+    _, link = _approval_link(dev_server, {"title": "soon", "ttl": "1s"}, status="completed")
     answer = page.goto(link)
     assert answer is not None and answer.status == 410
 
@@ -173,3 +174,32 @@ def test_the_inbox_approves(signed_in_page: Any, dev_server: DevServer) -> None:
     card.locator("button[value=approve]").click()
     page.wait_for_url("**/approvals/inbox")
     assert dev_server.wait_status(run_id, "completed")["result"] == {"approved": True}
+
+
+def test_the_runs_list_shows_new_runs_and_their_changes_live(
+    signed_in_page: Any, dev_server: DevServer
+) -> None:
+    page = signed_in_page
+    mark(page)
+    run_id = dev_server.send("order.created", {"id": 5555})
+    row = page.locator(f"tr[data-run='{run_id}']")
+    row.locator(".df-s-waiting").wait_for()
+    dev_server.send("order.paid", {"id": 5555})
+    row.locator(".df-s-completed").wait_for()
+    assert still_marked(page)
+
+
+def test_the_pages_read_without_javascript(browser: Any, dev_server: DevServer) -> None:
+    context = browser.new_context(java_script_enabled=False)
+    try:
+        page = context.new_page()
+        page.goto(f"{dev_server.url}/login")
+        page.fill("#key", KEY)
+        page.click("button[type=submit]")
+        page.wait_for_url(f"{dev_server.url}/")
+        for path in ("/", "/workflows", "/events", "/approvals/inbox"):
+            answer = page.goto(dev_server.url + path)
+            assert answer is not None and answer.status == 200, path
+            assert page.locator("h1").count() >= 1
+    finally:
+        context.close()
