@@ -439,3 +439,31 @@ async def test_a_waiting_run_shows_what_it_waits_for(
         ), facts
         assert "payment" in facts and "until" in facts
         assert 'id="ev-name" name="name" value="paid"' in page.text
+
+
+async def test_runs_come_a_page_at_a_time_and_filter_by_time(
+    make_api: Callable[..., Any], new_app: Callable[..., df.Dataflows]
+) -> None:
+    app = new_app(secret_key=SECRET)
+
+    @app.workflow("idle", trigger=df.on_event("tick"))
+    async def idle(event: df.Event, step: df.Step) -> Any:
+        return None
+
+    async with make_api(app=app, dashboard=True) as h:  # no worker: the runs stay queued
+        ids = [(await app.send("tick", {"n": n})).run_ids[0] for n in range(55)]
+        first = await h.client.get("/?workflow=idle&status=queued", headers=HTML)
+        shown = re.findall(r'data-run="([^"]+)"', first.text)
+        assert shown == ids[::-1][:50]
+        older = re.search(r'href="/\?([^"]*after_run=[^"]+)" rel="next"', first.text)
+        assert older
+        second = await h.client.get("/?" + older.group(1).replace("&amp;", "&"), headers=HTML)
+        assert re.findall(r'data-run="([^"]+)"', second.text) == ids[::-1][50:]
+        assert 'rel="next"' not in second.text
+        run = await app.get_run(ids[10])
+        since = run.created_at.strftime("%Y-%m-%dT%H:%M:%S.%f")
+        later = await h.client.get(f"/?workflow=idle&since={since}", headers=HTML)
+        after = re.findall(r'data-run="([^"]+)"', later.text)
+        assert ids[10] in after and ids[9] not in after and ids[54] in after
+        until = await h.client.get(f"/?workflow=idle&until={since}", headers=HTML)
+        assert re.findall(r'data-run="([^"]+)"', until.text) == ids[:10][::-1]
