@@ -60,10 +60,13 @@ def test_find_a_failed_run_read_its_error_retry_it_and_watch_it_complete(
     page.wait_for_url(f"**/runs/{run_id}")
     error = page.locator("#steps .df-error").first
     assert "card declined for <script>order 7</script>" in error.inner_text()
+    screenshot(page, "run")  # before the traceback opens: it names this machine's paths
+    page.emulate_media(color_scheme="dark")
+    screenshot(page, "run-dark")
+    page.emulate_media(color_scheme="light")
     page.locator("#steps summary", has_text="Traceback").first.click()
     trace = page.locator("#steps .df-trace").first
     assert "ValueError" in trace.inner_text() and "charge" in trace.inner_text()
-    screenshot(page, "run")
     dev_server.fail_flag.unlink()
     page.click("text=Retry run")
     page.wait_for_url(f"**/runs/{run_id}")
