@@ -469,3 +469,20 @@ async def test_runs_come_a_page_at_a_time_and_filter_by_time(
         assert ids[10] in after and ids[9] not in after and ids[54] in after
         until = await h.client.get(f"/?workflow=idle&until={since}", headers=HTML)
         assert re.findall(r'data-run="([^"]+)"', until.text) == ids[:10][::-1]
+
+
+async def test_sign_in_goes_back_only_to_a_page_of_this_site(
+    make_api: Callable[..., Any], new_app: Callable[..., df.Dataflows]
+) -> None:
+    async with dashboard(make_api, new_app, api_keys=[KEY]) as h:
+        for target, landing in [
+            ("/runs/x?y=1", "/runs/x?y=1"),
+            ("//evil.example/", "/"),
+            ("/\\evil.example", "/"),
+            ("https://evil.example/", "/"),
+            ("", "/"),
+        ]:
+            h.client.cookies.clear()
+            csrf = csrf_of(await h.client.get("/login", headers=HTML))
+            done = await h.client.post("/login", data={"csrf": csrf, "key": KEY, "next": target})
+            assert done.status_code == 303 and done.headers["location"] == landing, target

@@ -753,8 +753,7 @@ async def run_action(request: Request) -> Response:
     ctx = context(request)
     run_id: str = request.path_params["run_id"]
     action: str = request.path_params["action"]
-    form = await _form(request)
-    del form
+    await _form(request)  # the CSRF check
     if not is_valid_id(run_id):
         raise RunNotFound(run_id)
     try:
@@ -791,13 +790,10 @@ async def send_event(request: Request) -> Response:
     if not isinstance(data, dict):
         raise PageError(400, "The data must be a JSON object", 'Write it as {"key": value}.')
     try:
-        result = await ctx.store(ctx.app.send(name, data))
+        await ctx.store(ctx.app.send(name, data))
     except (ValueError, TypeError, RecursionError) as exc:
         raise PageError(400, "The event was refused", str(exc)) from None
-    back = _safe_next(form.get("next"))
-    if back == "/" and (result.run_ids or result.resumed_run_ids):
-        back = "/"
-    return RedirectResponse(f"{_root(request)}{back}", 303)
+    return RedirectResponse(f"{_root(request)}{_safe_next(form.get('next'))}", 303)
 
 
 # -- workflows ------------------------------------------------------------------------------------------
