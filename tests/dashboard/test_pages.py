@@ -486,3 +486,18 @@ async def test_sign_in_goes_back_only_to_a_page_of_this_site(
             csrf = csrf_of(await h.client.get("/login", headers=HTML))
             done = await h.client.post("/login", data={"csrf": csrf, "key": KEY, "next": target})
             assert done.status_code == 303 and done.headers["location"] == landing, target
+
+
+def test_the_banners_say_where_the_dashboard_is() -> None:
+    from rich.console import Console
+
+    from dataflows.cli import dev, serve
+
+    app = df.Dataflows("sqlite:///:memory:")
+    console = Console(width=200, record=True)
+    banner, _ = dev._banner(app, "app.py", "http://127.0.0.1:8000", 10, dashboard=True)
+    console.print(banner)
+    console.print(serve._banner(app, "app.py", "http://127.0.0.1:8001", 1, False))
+    text = console.export_text()
+    assert "dashboard  http://127.0.0.1:8000/" in text
+    assert "off (--no-dashboard)" in text
