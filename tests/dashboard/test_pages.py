@@ -501,3 +501,25 @@ def test_the_banners_say_where_the_dashboard_is() -> None:
     text = console.export_text()
     assert "dashboard  http://127.0.0.1:8000/" in text
     assert "off (--no-dashboard)" in text
+
+
+async def test_a_live_stream_reports_a_change_and_ends_when_the_server_stops(
+    make_api: Callable[..., Any], new_app: Callable[..., df.Dataflows]
+) -> None:
+    from dataflows.http.dashboard import stop_streams
+
+    async with dashboard(make_api, new_app) as h:
+        page = await h.client.get("/", headers=HTML)
+        stream = re.search(r'data-stream="([^"]+)"', page.text)
+        assert stream
+        url = stream.group(1).replace("&amp;", "&")
+        reading = asyncio.create_task(h.client.get(url))
+        await asyncio.sleep(0.2)
+        run_id = await h.app.start("shouts", {"n": 3})  # the list changes
+        await wait_status(h.app, run_id, "failed")
+        await asyncio.sleep(1.5)
+        stop_streams(h.api)
+        answer = await asyncio.wait_for(reading, 5)
+        assert answer.status_code == 200
+        assert answer.headers["content-type"].startswith("text/event-stream")
+        assert "event: change" in answer.text

@@ -29,6 +29,7 @@ from dataflows.cli.logs import log_level_option, setup_logging
 from dataflows.cli.progress import Progress
 from dataflows.cli.server import Server, api_keys, base_url, header_limit_options, listen
 from dataflows.http import create_api
+from dataflows.http.dashboard import stop_streams
 from dataflows.http.protocol import ServerConfig
 from dataflows.runner import StopSignals
 from dataflows.worker import Worker, WorkerOptions
@@ -130,6 +131,7 @@ async def _serve(
         await asyncio.wait([serving, stopping], return_when=asyncio.FIRST_COMPLETED)
         stopping.cancel()
     finally:
+        stop_streams(config.app)
         progress.cancel()
         await worker.stop()
         server.should_exit = True

@@ -116,9 +116,11 @@ async def _serve_here(
     dashboard: bool = True,
 ) -> None:
     from dataflows.http import create_api
+    from dataflows.http.dashboard import stop_streams
 
+    api = create_api(app, dashboard=dashboard)
     config = ServerConfig(
-        create_api(app, dashboard=dashboard),
+        api,
         max_header_bytes=max_header_bytes,
         header_timeout=header_timeout,
         log_config=None,
@@ -127,6 +129,7 @@ async def _serve_here(
     server = Server(config)
 
     def stop() -> None:
+        stop_streams(api)
         server.should_exit = True
 
     def again(sig: signal.Signals) -> None:  # stop waiting for open requests, then close as usual

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hashlib
 import hmac
 import json
@@ -51,6 +52,7 @@ from dataflows.workflow import CronTrigger, EventTrigger
 
 __all__ = [
     "SESSION_COOKIE",
+    "stop_streams",
     "is_dashboard_request",
     "routes",
     "session_identity",
@@ -70,7 +72,7 @@ REJECTIONS_SHOWN = 25
 #: Seconds between two looks at the store for a live page, and the most one stream lasts (the
 #: browser reconnects by itself).
 STREAM_INTERVAL = 1.0
-STREAM_SECONDS = 60.0
+STREAM_SECONDS = 25.0
 
 _NONCE = re.compile(r"[A-Za-z0-9_-]{16,64}")
 _RUN_PAGE = re.compile(r"/runs/[^/]+")
@@ -1003,7 +1005,7 @@ async def stream(request: Request) -> Response:
         first = seen is None
         started = time.monotonic()
         yield b"retry: 1000\n\n"
-        while time.monotonic() - started < STREAM_SECONDS:
+        while time.monotonic() - started < STREAM_SECONDS and not ctx.stopping.is_set():
             if await request.is_disconnected():
                 return
             now: str | None
@@ -1014,13 +1016,22 @@ async def stream(request: Request) -> Response:
             if not first and now != seen:
                 yield b"event: change\ndata: {}\n\n"
             seen, first = now, False
-            await asyncio.sleep(STREAM_INTERVAL)
+            with contextlib.suppress(TimeoutError):  # the next look, or the server stopping
+                await asyncio.wait_for(ctx.stopping.wait(), STREAM_INTERVAL)
 
     return StreamingResponse(
         events(),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
     )
+
+
+def stop_streams(api: Any) -> None:
+    """End the live-update streams of ``api`` (from ``create_api``): a server stopping does not
+    wait for the browsers' open streams (they reconnect to whichever server answers next)."""
+    ctx = getattr(api.state, "dataflows", None)
+    if isinstance(ctx, ApiContext):
+        ctx.stopping.set()
 
 
 # -- routing ------------------------------------------------------------------------------------------
