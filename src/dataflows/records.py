@@ -140,6 +140,20 @@ class StoredEvent:
 
 
 @dataclass(frozen=True, slots=True)
+class WebhookRejection:
+    """A webhook delivery refused: its source, the status answered and why; the body only when
+    it was small (``body_bytes`` is its size, ``None`` when it was never read)."""
+
+    seq: int
+    source: str
+    status: int
+    reason: str
+    body: str | None
+    body_bytes: int | None
+    received_at: float
+
+
+@dataclass(frozen=True, slots=True)
 class ClaimedRun:
     id: str
     workflow_id: str

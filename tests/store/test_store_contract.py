@@ -51,6 +51,7 @@ async def test_migrations_apply_once(db: DbTarget) -> None:
             "0015_cancel_on_wakes",
             "0016_run_versions",
             "0017_lean_claim_intake",
+            "0018_webhook_rejections",
         ]
         assert await first.migrate() == []
     finally:
@@ -91,6 +92,7 @@ async def test_concurrent_migrations_apply_once(db: DbTarget) -> None:
         "0015_cancel_on_wakes",
         "0016_run_versions",
         "0017_lean_claim_intake",
+        "0018_webhook_rejections",
     ]
 
 

@@ -64,6 +64,16 @@ def listen_options(fn: F) -> F:
     )(fn)
 
 
+def dashboard_option(fn: F) -> F:
+    """``--no-dashboard``: serve the API without the web dashboard at ``/``."""
+    return click.option(
+        "--dashboard/--no-dashboard",
+        default=True,
+        show_default=True,
+        help="Serve the web dashboard at / (see docs/dashboard.md).",
+    )(fn)
+
+
 def store_options(fn: F) -> F:
     """``--database-url`` and ``--schema``, for the commands that only need the store."""
     fn = click.option(

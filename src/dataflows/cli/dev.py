@@ -17,11 +17,19 @@ from rich.text import Text
 
 from dataflows.app import Dataflows
 from dataflows.cli.banner import database_text, summary, trigger_names, workflows_text
-from dataflows.cli.common import app_argument, friendly_errors, listen_options, start_app, stdout
+from dataflows.cli.common import (
+    app_argument,
+    dashboard_option,
+    friendly_errors,
+    listen_options,
+    start_app,
+    stdout,
+)
 from dataflows.cli.logs import log_level_option, setup_logging
 from dataflows.cli.progress import Progress
 from dataflows.cli.server import Server, api_keys, base_url, header_limit_options, listen
 from dataflows.http import create_api
+from dataflows.http.dashboard import stop_streams
 from dataflows.http.protocol import ServerConfig
 from dataflows.runner import StopSignals
 from dataflows.worker import Worker, WorkerOptions
@@ -39,6 +47,7 @@ from dataflows.workflow import Workflow
     help="Runs the worker executes at once.",
 )
 @header_limit_options
+@dashboard_option
 @log_level_option
 def dev(
     app_spec: str,
@@ -47,20 +56,24 @@ def dev(
     concurrency: int,
     max_header_bytes: int,
     header_timeout: float,
+    dashboard: bool,
     log_level: str,
     log_format: str,
 ) -> None:
     """Run APP's HTTP API and a worker in one process (SQLite unless the app says otherwise).
 
     Prints where the API listens, the webhook URL of every enabled source and a curl command
-    that sends an event. Ctrl-C or SIGTERM stops both gracefully.
+    that sends an event. The web dashboard is at / unless --no-dashboard. Ctrl-C or SIGTERM
+    stops both gracefully.
     """
     setup_logging(log_level, log_format)
     app = start_app(app_spec)
     sock = listen(host, port)
     try:
         with friendly_errors():
-            asyncio.run(_run(app, app_spec, sock, concurrency, max_header_bytes, header_timeout))
+            asyncio.run(
+                _run(app, app_spec, sock, concurrency, max_header_bytes, header_timeout, dashboard)
+            )
     finally:
         sock.close()
 
@@ -72,16 +85,17 @@ async def _run(
     concurrency: int,
     max_header_bytes: int,
     header_timeout: float,
+    dashboard: bool = True,
 ) -> None:
     with StopSignals("%s: stopping the worker, then the API (signal again to exit now)") as stop:
         config = ServerConfig(
-            create_api(app),
+            create_api(app, dashboard=dashboard),
             max_header_bytes=max_header_bytes,
             header_timeout=header_timeout,
             log_config=None,
             timeout_graceful_shutdown=10,
         )
-        await _serve(app, spec, sock, concurrency, config, stop.requested)
+        await _serve(app, spec, sock, concurrency, config, stop.requested, dashboard)
 
 
 async def _serve(
@@ -91,6 +105,7 @@ async def _serve(
     concurrency: int,
     config: ServerConfig,
     stop: asyncio.Event,
+    dashboard: bool = False,
 ) -> None:
     approvals = dev_approval_settings(app, base_url(sock))
     await app.open()
@@ -105,7 +120,9 @@ async def _serve(
                 break
             await asyncio.sleep(0.02)
         if server.started:
-            banner, curl = _banner(app, spec, base_url(sock), concurrency, approvals)
+            banner, curl = _banner(
+                app, spec, base_url(sock), concurrency, approvals, dashboard=dashboard
+            )
             console = stdout()
             console.print(banner)
             console.print(curl, soft_wrap=True)  # one line whatever its length, to copy whole
@@ -114,6 +131,7 @@ async def _serve(
         await asyncio.wait([serving, stopping], return_when=asyncio.FIRST_COMPLETED)
         stopping.cancel()
     finally:
+        stop_streams(config.app)
         progress.cancel()
         await worker.stop()
         server.should_exit = True
@@ -155,7 +173,13 @@ def _dev_secret_key() -> str:
 
 
 def _banner(
-    app: Dataflows, spec: str, url: str, concurrency: int, approvals: str = ""
+    app: Dataflows,
+    spec: str,
+    url: str,
+    concurrency: int,
+    approvals: str = "",
+    *,
+    dashboard: bool = False,
 ) -> tuple[Group, str]:
     """The summary with the sample request's heading, and the request as one curl command."""
     from dataflows.sources import enabled_sources
@@ -181,6 +205,8 @@ def _banner(
     ]
     if approvals:
         rows.append(("approvals", approvals))
+    if dashboard:
+        rows.append(("dashboard", f"{url}/"))
     heading, path, body = sample_request(app)
     group = Group(summary(f"dataflows dev  {spec}", rows), Text(), Text(heading, style="bold"))
     return group, _curl(url + path, body, bool(keys))

@@ -17,6 +17,7 @@ from dataflows.cli.banner import database_text, summary
 from dataflows.cli.common import (
     APP_ENV,
     app_argument,
+    dashboard_option,
     friendly_errors,
     listen_options,
     start_app,
@@ -30,6 +31,8 @@ from dataflows.metrics import MULTIPROCESS_DIR
 from dataflows.runner import StopSignals
 
 log = logging.getLogger("dataflows.cli")
+#: Tells the server processes of ``--workers N`` whether to serve the dashboard.
+DASHBOARD_ENV = "DATAFLOWS_DASHBOARD"
 OPEN_API_WARNING = (
     "WARNING: no API keys are configured (DATAFLOWS_API_KEYS is unset or empty): "
     "the API is open to anyone who can reach it. Set DATAFLOWS_API_KEYS=key1,key2 to require "
@@ -48,6 +51,7 @@ OPEN_API_WARNING = (
     help="Server processes sharing the port.",
 )
 @header_limit_options
+@dashboard_option
 @log_level_option
 def serve(
     app_spec: str,
@@ -56,6 +60,7 @@ def serve(
     workers: int,
     max_header_bytes: int,
     header_timeout: float,
+    dashboard: bool,
     log_level: str,
     log_format: str,
 ) -> None:
@@ -63,6 +68,7 @@ def serve(
 
     With --workers N, N server processes share the port; each loads APP from DATAFLOWS_APP.
     Without DATAFLOWS_API_KEYS the API needs no credentials, and this says so at start.
+    The web dashboard is at / unless --no-dashboard.
     """
     setup_logging(log_level, log_format)
     app = start_app(app_spec)  # fail here, once, if APP or its database is wrong
@@ -73,11 +79,12 @@ def serve(
             stderr().print(OPEN_API_WARNING, style="bold red")
     sock = listen(host, port)
     os.environ[APP_ENV] = app_spec
+    os.environ[DASHBOARD_ENV] = "1" if dashboard else "0"
     try:
-        stdout().print(_banner(app, app_spec, base_url(sock), workers))
+        stdout().print(_banner(app, app_spec, base_url(sock), workers, dashboard))
         if workers == 1:
             with friendly_errors():
-                asyncio.run(_serve_here(app, sock, max_header_bytes, header_timeout))
+                asyncio.run(_serve_here(app, sock, max_header_bytes, header_timeout, dashboard))
         else:
             # The server processes start afresh: they log as this one does, told by these.
             os.environ[FORMAT_ENV] = log_format
@@ -87,7 +94,7 @@ def serve(
         sock.close()
 
 
-def _banner(app: Dataflows, spec: str, url: str, workers: int) -> object:
+def _banner(app: Dataflows, spec: str, url: str, workers: int, dashboard: bool = True) -> object:
     processes = "this process" if workers == 1 else f"{workers} processes"
     keys = len(api_keys())
     return summary(
@@ -96,17 +103,24 @@ def _banner(app: Dataflows, spec: str, url: str, workers: int) -> object:
             ("API", f"{url}   ({processes})"),
             ("database", database_text(app)),
             ("API keys", f"{keys} configured" if keys else "none: the API is open"),
+            ("dashboard", f"{url}/" if dashboard else "off (--no-dashboard)"),
         ],
     )
 
 
 async def _serve_here(
-    app: Dataflows, sock: socket.socket, max_header_bytes: int, header_timeout: float
+    app: Dataflows,
+    sock: socket.socket,
+    max_header_bytes: int,
+    header_timeout: float,
+    dashboard: bool = True,
 ) -> None:
     from dataflows.http import create_api
+    from dataflows.http.dashboard import stop_streams
 
+    api = create_api(app, dashboard=dashboard)
     config = ServerConfig(
-        create_api(app),
+        api,
         max_header_bytes=max_header_bytes,
         header_timeout=header_timeout,
         log_config=None,
@@ -115,6 +129,7 @@ async def _serve_here(
     server = Server(config)
 
     def stop() -> None:
+        stop_streams(api)
         server.should_exit = True
 
     def again(sig: signal.Signals) -> None:  # stop waiting for open requests, then close as usual
@@ -156,6 +171,8 @@ def server_process_api() -> Any:
     was told (text or JSON lines, from ``DATAFLOWS_LOG_FORMAT`` and ``DATAFLOWS_LOG_LEVEL``),
     then the API of the app named by ``DATAFLOWS_APP``."""
     setup_logging(os.environ.get(LEVEL_ENV, "info"), os.environ.get(FORMAT_ENV, "text"))
-    from dataflows.http import app_from_env
+    from dataflows.http import create_api
+    from dataflows.loading import load_app
 
-    return app_from_env()
+    spec = os.environ[APP_ENV]
+    return create_api(load_app(spec), dashboard=os.environ.get(DASHBOARD_ENV, "1") == "1")

@@ -36,6 +36,8 @@ from dataflows.http import (
 )
 from dataflows.http.auth import BearerAuthMiddleware, parse_api_keys
 from dataflows.http.context import ApiContext, context, store_deadline
+from dataflows.http.dashboard import is_dashboard_request
+from dataflows.http.dashboard import routes as dashboard_routes
 from dataflows.http.errors import ApiError, CatchAllMiddleware, handle_exception
 from dataflows.http.openapi import openapi_document
 from dataflows.http.responses import JsonResponse
@@ -54,12 +56,14 @@ def create_api(
     api_keys: Sequence[str] | None = None,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     environ: Mapping[str, str] | None = None,
+    dashboard: bool = False,
 ) -> Starlette:
     """The ASGI app serving ``app``.
 
     ``api_keys``: the accepted bearer keys (several at once, for rotation); ``None`` reads the
     comma-separated ``DATAFLOWS_API_KEYS``; none at all leaves the API open. ``environ`` (default
     ``os.environ``) is where keys and webhook secrets (``DATAFLOWS_{SOURCE}_SECRET``) are read.
+    ``dashboard=True`` also serves the web dashboard at ``/`` (see docs/dashboard.md).
     """
     env = os.environ if environ is None else environ
     keys = (
@@ -69,10 +73,14 @@ def create_api(
     )
     ctx = ApiContext(app, keys, max_body_bytes, env, store_deadline(env))
     api = Starlette(
-        routes=_routes(),
+        routes=(_dashboard_routes() if dashboard else []) + _routes(),
         middleware=[
             Middleware(CatchAllMiddleware),
-            Middleware(BearerAuthMiddleware, keys=keys),
+            Middleware(
+                BearerAuthMiddleware,
+                keys=keys,
+                exempt=is_dashboard_request if dashboard else None,
+            ),
         ],
         exception_handlers={
             HTTPException: handle_exception,
@@ -114,6 +122,10 @@ def app_from_env() -> Starlette:
     if not spec:
         raise RuntimeError("set DATAFLOWS_APP to the app to serve: module:attribute or file.py")
     return create_api(load_app(spec))
+
+
+def _dashboard_routes() -> list[Route]:
+    return dashboard_routes(runs.get_run, workflows.list_workflows)
 
 
 def _routes() -> list[Route]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs
@@ -33,6 +34,7 @@ from dataflows.errors import StoreUnavailable
 from dataflows.http.auth import bearer_token, identity
 from dataflows.http.body import read_body
 from dataflows.http.context import ApiContext, context
+from dataflows.http.dashboard import SESSION_COOKIE, session_identity
 from dataflows.http.errors import ApiError
 from dataflows.http.pages import render
 from dataflows.http.responses import JsonResponse
@@ -209,8 +211,8 @@ def _check_approver(request: Request, approval: ApprovalRequest) -> str | None:
         raise PageError(
             401,
             "Sign in to decide",
-            "Only named approvers may decide this request: send your API key "
-            "(Authorization: Bearer name:key).",
+            "Only named approvers may decide this request: sign in to the dashboard with "
+            "your API key, or send it (Authorization: Bearer name:key).",
             request=approval,
         )
     if who not in approval.approvers:
@@ -221,9 +223,14 @@ def _check_approver(request: Request, approval: ApprovalRequest) -> str | None:
 
 
 def _signed_in(request: Request) -> str | None:
+    """The identity of the API key sent, else of the dashboard session (see dashboard.py)."""
+    ctx = context(request)
+    if not ctx.api_keys:
+        return None
     token = bearer_token(request.scope)
-    keys = context(request).api_keys
-    return None if token is None or not keys else identity(token, keys)
+    if token is not None:
+        return identity(token, ctx.api_keys)
+    return session_identity(ctx, request.cookies.get(SESSION_COOKIE), time.time())
 
 
 async def _form(request: Request) -> dict[str, str]:

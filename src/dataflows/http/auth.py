@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hmac
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -78,12 +78,25 @@ def _route_path(scope: Scope) -> str:
 class BearerAuthMiddleware:
     """Refuse requests without a valid key with 401 and ``WWW-Authenticate: Bearer``."""
 
-    def __init__(self, app: ASGIApp, *, keys: Sequence[str]) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        keys: Sequence[str],
+        exempt: Callable[[Scope], bool] | None = None,
+    ) -> None:
         self.app = app
         self.keys = [key.encode("utf-8") for key in keys]
+        #: Requests someone else checks (the dashboard's pages, by their session cookie).
+        self.exempt = exempt
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and self.keys and not is_public(_route_path(scope)):
+        if (
+            scope["type"] == "http"
+            and self.keys
+            and not is_public(_route_path(scope))
+            and not (self.exempt is not None and self.exempt(scope))
+        ):
             token = bearer_token(scope)
             if token is None or not key_matches(token, self.keys):
                 await error_response(_unauthorized(token is None))(scope, receive, send)

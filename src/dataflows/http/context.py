@@ -47,6 +47,8 @@ class ApiContext:
         | None
     ) = field(default=None, repr=False)
     _sources: Mapping[str, Source] | None = field(default=None, repr=False)
+    #: Set when the server stops: the dashboard's live-update streams end at once.
+    stopping: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
 
     async def store(self, operation: Awaitable[T], deadline: float | None = None) -> T:
         """``operation``'s result, or :class:`StoreUnavailable` once ``deadline`` (default: the

@@ -73,7 +73,7 @@ class ApiError(Exception):
 
 def error_response(exc: Exception) -> Response:
     """The answer for ``exc``; unknown exceptions are logged and answered 500."""
-    error = _as_api_error(exc)
+    error = as_api_error(exc)
     if error is None:
         logger.error("unhandled error in the HTTP API", exc_info=exc)
         error = ApiError(500, "internal_error", "internal error; see the server log")
@@ -83,7 +83,7 @@ def error_response(exc: Exception) -> Response:
     return JsonResponse(body, status_code=error.status, headers=error.headers)
 
 
-def _as_api_error(exc: Exception) -> ApiError | None:
+def as_api_error(exc: Exception) -> ApiError | None:
     if isinstance(exc, ApiError):
         return exc
     if isinstance(exc, StoreUnavailable):

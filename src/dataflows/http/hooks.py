@@ -10,6 +10,7 @@ starts and the waits it resolves are committed.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 from typing import Any
@@ -18,18 +19,28 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from dataflows import metrics
-from dataflows.errors import WebhookInvalid, WebhookUnauthorized
+from dataflows.errors import WebhookError, WebhookInvalid, WebhookUnauthorized
 from dataflows.http.body import read_body
-from dataflows.http.context import context
-from dataflows.http.errors import ApiError
+from dataflows.http.context import ApiContext, context
+from dataflows.http.errors import ApiError, as_api_error
 from dataflows.http.events import sent_answer
 from dataflows.http.responses import JsonResponse
 from dataflows.http.strict_json import check_json
 from dataflows.names import MAX_NAME_LENGTH, check_sent_event_name
-from dataflows.records import BodyKey
+from dataflows.records import BodyKey, WebhookRejection
 from dataflows.sources.base import Source, WebhookEvent, WebhookRequest
 
-__all__ = ["body_key", "delivery_event_id", "receive_webhook"]
+__all__ = [
+    "REJECTIONS_KEPT",
+    "REJECTED_BODY_BYTES",
+    "body_key",
+    "delivery_event_id",
+    "receive_webhook",
+]
+
+#: Refused deliveries kept (the newest), and the largest body kept with one, in bytes.
+REJECTIONS_KEPT = 1000
+REJECTED_BODY_BYTES = 4096
 
 logger = logging.getLogger("dataflows.http")
 
@@ -41,22 +52,65 @@ _SOURCE_INPUT_ERRORS = (ValueError, LookupError, TypeError, RecursionError)
 async def receive_webhook(request: Request) -> Response:
     ctx = context(request)
     name: str = request.path_params["source"]
-    source = ctx.sources().get(name)
-    if source is None:
-        raise ApiError(404, "unknown_source", f"no webhook source {name!r} is enabled")
-    body = await read_body(request, ctx.max_body_bytes)
-    hook = WebhookRequest(request.headers, body, request.query_params)
-    _verify(source, name, hook, ctx.app.clock.now())
-    answer = _handshake(source, hook)
-    if answer is not None:
-        return JsonResponse(answer, status_code=200)
-    event = _parse(source, hook)
+    body: bytes | None = None
+    try:
+        source = ctx.sources().get(name)
+        if source is None:
+            raise ApiError(404, "unknown_source", f"no webhook source {name!r} is enabled")
+        body = await read_body(request, ctx.max_body_bytes)
+        hook = WebhookRequest(request.headers, body, request.query_params)
+        _verify(source, name, hook, ctx.app.clock.now())
+        answer = _handshake(source, hook)
+        if answer is not None:
+            return JsonResponse(answer, status_code=200)
+        event = _parse(source, hook)
+    except (ApiError, WebhookError) as exc:
+        await _record_rejection(request, name, body, exc)
+        raise
     event_id = delivery_event_id(name, event.delivery_id)
     sent = await ctx.store(
         ctx.app.send(event.name, event.data, id=event_id, body=body_key(source, name, body))
     )
     answer = sent_answer(sent)
     return JsonResponse({"event_id": answer.pop("id"), **answer}, status_code=202)
+
+
+async def _record_rejection(
+    request: Request, name: str, body: bytes | None, exc: ApiError | WebhookError
+) -> None:
+    """Keep the refused delivery for the dashboard: its source, status and reason, and its body
+    only when small (never a header: signatures and tokens travel there). Best effort, in the
+    background: the answer does not wait for it, and a database that does not answer costs the
+    record, not the answer."""
+    error = as_api_error(exc)
+    if error is None or error.status >= 500:
+        return
+    ctx = context(request)
+    size = None if body is None else len(body)
+    kept = None
+    if body is not None and size is not None and size <= REJECTED_BODY_BYTES:
+        kept = body.decode("utf-8", "replace")
+    rejection = WebhookRejection(
+        0, name[:200], error.status, str(error)[:500], kept, size, ctx.app.clock.now()
+    )
+    if len(_RECORDING) >= MAX_RECORDING:  # a flood of bad deliveries: keep up, record fewer
+        return
+    task = asyncio.ensure_future(_record(ctx, name, rejection))
+    _RECORDING.add(task)
+    task.add_done_callback(_RECORDING.discard)
+
+
+#: Records of refused deliveries being written (in the background: the answer does not wait).
+_RECORDING: set[asyncio.Future[None]] = set()
+MAX_RECORDING = 16
+
+
+async def _record(ctx: ApiContext, name: str, rejection: WebhookRejection) -> None:
+    try:
+        await ctx.store(ctx.app.open())
+        await ctx.store(ctx.app.store.record_webhook_rejection(rejection, REJECTIONS_KEPT))
+    except Exception as failure:  # noqa: BLE001 - nobody waits for this record
+        logger.warning("could not record a refused %r webhook: %r", name, failure)
 
 
 def delivery_event_id(source: str, delivery_id: str) -> str:

@@ -15,10 +15,13 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
-__all__ = ["PAGE_HEADERS", "render", "static_file"]
+__all__ = ["DASHBOARD_HEADERS", "PAGE_HEADERS", "render", "static_file"]
 
 _HERE = Path(__file__).parent
-_STATIC = {"dataflows.css": "text/css; charset=utf-8"}
+_STATIC = {
+    "dataflows.css": "text/css; charset=utf-8",
+    "dashboard.js": "text/javascript; charset=utf-8",
+}
 
 #: Headers of every page: no caching (pages hold one-time state), no framing, no scripts, no
 #: referrer (an approval page's URL is a credential).
@@ -31,6 +34,16 @@ PAGE_HEADERS = {
     "Referrer-Policy": "no-referrer",
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
+}
+
+#: The dashboard's pages also run the package's own script, which reads the live-update stream.
+DASHBOARD_HEADERS = {
+    **PAGE_HEADERS,
+    "Content-Security-Policy": (
+        "default-src 'none'; style-src 'self'; script-src 'self'; connect-src 'self'; "
+        "img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+    ),
+    "Referrer-Policy": "same-origin",
 }
 
 
@@ -60,7 +73,7 @@ def render(
 
 
 async def static_file(request: Request) -> Response:
-    """``GET /static/{name}``: the pages' stylesheet."""
+    """``GET /static/{name}``: the pages' stylesheet and the dashboard's script."""
     name = request.path_params["name"]
     media_type = _STATIC.get(name)
     if media_type is None:

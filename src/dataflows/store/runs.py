@@ -22,6 +22,7 @@ from dataflows.records import (
     StepRow,
     StoredEvent,
     UnfinishedRun,
+    WebhookRejection,
 )
 from dataflows.store.events import (
     Intake,
@@ -155,6 +156,71 @@ def get_event(event_id: str) -> Program:
     if row is None:
         return None
     return StoredEvent(row["id"], row["name"], json_column(row["data"]), row["ts"])
+
+
+def recent_events(limit: int, before_seq: int | None) -> Program:
+    """``(seq, event)`` newest first, from before ``before_seq`` (keyset on the primary key)."""
+    rows = yield Query("recent_events", {"limit": limit, "before_seq": before_seq}, "all")
+    return [
+        (row["seq"], StoredEvent(row["id"], row["name"], json_column(row["data"]), row["ts"]))
+        for row in rows
+    ]
+
+
+def record_webhook_rejection(rejection: WebhookRejection, keep: int) -> Program:
+    """Store a refused delivery and drop those older than the newest ``keep``."""
+    row = yield Query(
+        "insert_webhook_rejection",
+        {
+            "source": rejection.source,
+            "status": rejection.status,
+            "reason": rejection.reason,
+            "body": rejection.body,
+            "body_bytes": rejection.body_bytes,
+            "now": rejection.received_at,
+        },
+        "one",
+    )
+    yield Query("prune_webhook_rejections", {"below": row["seq"] - keep})
+
+
+def recent_webhook_rejections(limit: int, before_seq: int | None) -> Program:
+    rows = yield Query(
+        "recent_webhook_rejections", {"limit": limit, "before_seq": before_seq}, "all"
+    )
+    return [
+        WebhookRejection(
+            row["seq"],
+            row["source"],
+            row["status"],
+            row["reason"],
+            row["body"],
+            row["body_bytes"],
+            row["received_at"],
+        )
+        for row in rows
+    ]
+
+
+def run_waits(run_id: str) -> Program:
+    rows = yield Query("run_waits", {"run_id": run_id}, "all")
+    return [
+        (
+            row["step_key"],
+            row["kind"],
+            row["event_name"],
+            row["filter_paths"],
+            row["filter_key"],
+            row["wake_at"],
+        )
+        for row in rows
+    ]
+
+
+def runs_of_event(event_id: str, limit: int) -> Program:
+    """``(run_id, workflow_id, status)`` of up to ``limit`` runs the event started."""
+    rows = yield Query("event_runs", {"event_id": event_id, "limit": limit}, "all")
+    return [(row["id"], row["workflow_id"], row["status"]) for row in rows]
 
 
 def event_waits(event_name: str, limit: int) -> Program:

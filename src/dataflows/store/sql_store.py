@@ -34,6 +34,7 @@ from dataflows.records import (
     UnitAnswer,
     UnitRequest,
     WaitOutcome,
+    WebhookRejection,
 )
 from dataflows.store import budgets, events, flow_limits, leases, runs, schedules, steps, waits
 from dataflows.store.base import Store
@@ -199,6 +200,39 @@ class SqlStore(Store):
 
     async def get_event(self, event_id: str) -> StoredEvent | None:
         result: StoredEvent | None = await self._run_single(runs.get_event(event_id))
+        return result
+
+    async def recent_events(
+        self, limit: int, before_seq: int | None = None
+    ) -> list[tuple[int, StoredEvent]]:
+        result: list[tuple[int, StoredEvent]] = await self._run_single(
+            runs.recent_events(limit, before_seq)
+        )
+        return result
+
+    async def record_webhook_rejection(self, rejection: WebhookRejection, keep: int) -> None:
+        await self._run(runs.record_webhook_rejection(rejection, keep))
+
+    async def recent_webhook_rejections(
+        self, limit: int, before_seq: int | None = None
+    ) -> list[WebhookRejection]:
+        result: list[WebhookRejection] = await self._run_single(
+            runs.recent_webhook_rejections(limit, before_seq)
+        )
+        return result
+
+    async def run_waits(
+        self, run_id: str
+    ) -> list[tuple[str, str, str | None, str | None, str | None, float | None]]:
+        result: list[
+            tuple[str, str, str | None, str | None, str | None, float | None]
+        ] = await self._run_single(runs.run_waits(run_id))
+        return result
+
+    async def runs_of_event(self, event_id: str, limit: int) -> list[tuple[str, str, str]]:
+        result: list[tuple[str, str, str]] = await self._run_single(
+            runs.runs_of_event(event_id, limit)
+        )
         return result
 
     async def event_waits(self, event_name: str, limit: int) -> list[EventWait]:

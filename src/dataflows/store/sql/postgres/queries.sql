@@ -294,6 +294,36 @@ RETURNING id, workflow_id, parent_run_id
 -- name: get_event
 SELECT id, name, data, ts FROM events WHERE id = %(event_id)s
 
+-- name: recent_events
+-- The dashboard's events page: newest first, a page at a time (keyset on seq).
+SELECT seq, id, name, data, ts FROM events
+WHERE %(before_seq)s::bigint IS NULL OR seq < %(before_seq)s::bigint
+ORDER BY seq DESC LIMIT %(limit)s
+
+-- name: event_runs
+-- The runs an event started (runs_event), for the dashboard.
+SELECT id, workflow_id, status FROM runs WHERE event_id = %(event_id)s
+ORDER BY created_at, id LIMIT %(limit)s
+
+-- name: insert_webhook_rejection
+INSERT INTO webhook_rejections (source, status, reason, body, body_bytes, received_at)
+VALUES (%(source)s, %(status)s, %(reason)s, %(body)s, %(body_bytes)s, %(now)s)
+RETURNING seq
+
+-- name: prune_webhook_rejections
+-- Keep the newest: seq grows by one a row, so those below the newest minus keep go.
+DELETE FROM webhook_rejections WHERE seq <= %(below)s
+
+-- name: recent_webhook_rejections
+SELECT seq, source, status, reason, body, body_bytes, received_at FROM webhook_rejections
+WHERE %(before_seq)s::bigint IS NULL OR seq < %(before_seq)s::bigint
+ORDER BY seq DESC LIMIT %(limit)s
+
+-- name: run_waits
+-- What a run waits for, for the dashboard (the primary key's run_id prefix).
+SELECT step_key, kind, event_name, filter_paths, filter_key, wake_at FROM waits
+WHERE run_id = %(run_id)s ORDER BY step_key LIMIT 100
+
 -- name: event_waits
 -- The approvals inbox: pending waits for one event name (waits_match), oldest first.
 SELECT w.run_id, r.workflow_id, w.step_key, w.filter_key, w.wake_at, w.created_at

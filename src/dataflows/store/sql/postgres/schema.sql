@@ -976,3 +976,15 @@ BEGIN
     RETURN answer;
 END
 $$;
+
+-- Webhook deliveries refused, the newest kept (the dashboard lists them with the reason;
+-- a small body is kept, never a secret).
+CREATE TABLE webhook_rejections (
+    seq         bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    source      text NOT NULL,
+    status      integer NOT NULL,
+    reason      text NOT NULL,
+    body        text,
+    body_bytes  bigint,
+    received_at double precision NOT NULL
+);

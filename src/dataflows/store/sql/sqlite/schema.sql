@@ -214,3 +214,15 @@ CREATE TABLE flow_limits (
     throttle        INTEGER,
     throttle_period REAL
 );
+
+-- Webhook deliveries refused, the newest kept (the dashboard lists them with the reason;
+-- a small body is kept, never a secret).
+CREATE TABLE webhook_rejections (
+    seq         INTEGER PRIMARY KEY AUTOINCREMENT,
+    source      TEXT NOT NULL,
+    status      INTEGER NOT NULL,
+    reason      TEXT NOT NULL,
+    body        TEXT,
+    body_bytes  INTEGER,
+    received_at REAL NOT NULL
+);

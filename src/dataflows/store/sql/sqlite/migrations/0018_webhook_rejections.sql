@@ -1,0 +1,12 @@
+-- dataflows schema: webhook deliveries refused (bad signature, unreadable, too large, unknown
+-- source), newest kept only: the dashboard's events page lists them with the reason. The body
+-- is kept only when small, never a source's secret.
+CREATE TABLE webhook_rejections (
+    seq         INTEGER PRIMARY KEY AUTOINCREMENT,
+    source      TEXT NOT NULL,
+    status      INTEGER NOT NULL,
+    reason      TEXT NOT NULL,
+    body        TEXT,
+    body_bytes  INTEGER,
+    received_at REAL NOT NULL
+);
