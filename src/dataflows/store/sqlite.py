@@ -88,7 +88,7 @@ class SQLiteStore(SqlStore):
         conn.row_factory = sqlite3.Row  # rows read by column name
         # A wait's key, made in SQL as intake makes an event's (see store/keys.py).
         conn.create_function("canonical_json", 1, canonical_json, deterministic=True)
-        conn.execute("PRAGMA journal_mode=WAL")
+        _set_wal(conn, self.busy_timeout)
         # FULL: a transaction that returned is on disk, even across a power cut (guarantee 4).
         conn.execute("PRAGMA synchronous=FULL")
         conn.execute(f"PRAGMA busy_timeout={int(self.busy_timeout * 1000)}")
@@ -259,3 +259,18 @@ def _statements(sql: str) -> list[str]:
     """Split a migration file on semicolons that end a line (the files keep to that)."""
     lines = [ln for ln in sql.splitlines() if not ln.strip().startswith("--")]
     return [s.strip() for s in "\n".join(lines).split(";\n") if s.strip().strip(";")]
+
+
+def _set_wal(conn: sqlite3.Connection, busy_timeout: float) -> None:
+    """Put the database in WAL mode. SQLite answers "database is locked" at once, without its
+    busy handler, when another connection holds the file while the mode is being changed (as
+    when several processes open a new file together): ask again until ``busy_timeout``."""
+    deadline = time.monotonic() + busy_timeout
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.01)
