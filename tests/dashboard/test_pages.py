@@ -442,6 +442,39 @@ async def test_a_waiting_run_shows_what_it_waits_for(
         assert 'id="ev-name" name="name" value="paid"' in page.text
 
 
+async def test_an_event_lists_the_runs_it_started_and_those_it_resumed(
+    make_api: Callable[..., Any], new_app: Callable[..., df.Dataflows]
+) -> None:
+    app = new_app(secret_key=SECRET)
+
+    @app.workflow("pays", trigger=df.on_event("order"))
+    async def pays(event: df.Event, step: df.Step) -> Any:
+        paid = await step.wait_for_event("payment", "paid", match="data.id", timeout="1h")
+        return None if paid is None else paid.id
+
+    @app.workflow("thanks", trigger=df.on_event("paid"))
+    async def thanks(event: df.Event, step: df.Step) -> Any:
+        return "thanks"
+
+    async with make_api(app=app, dashboard=True) as h, app.worker(poll_interval=0.02):
+        waiting = (await app.send("order", {"id": 7})).run_ids[0]
+        await wait_status(app, waiting, "waiting")
+        sent = await app.send("paid", {"id": 7}, id="paid-event-7")
+        [started] = sent.run_ids
+        await wait_status(app, waiting, "completed")
+        await wait_status(app, started, "completed")
+        for page in (
+            await h.client.get("/?q=paid-event-7", headers=HTML),
+            await h.client.get("/events", headers=HTML),
+        ):
+            assert page.status_code == 200
+            text = page.text[page.text.index("paid-event-7") :]
+            for run_id, how in ((started, "started"), (waiting, "resumed")):
+                line = text[text.index(f"<code>{run_id}</code>") :]
+                line = line[: line.index("</div>")]
+                assert f'<span class="df-muted">{how}</span>' in line, line
+
+
 async def test_runs_come_a_page_at_a_time_and_filter_by_time(
     make_api: Callable[..., Any], new_app: Callable[..., df.Dataflows]
 ) -> None:

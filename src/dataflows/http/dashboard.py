@@ -609,11 +609,18 @@ async def _search(request: Request, ctx: ApiContext, text: str) -> Response:
         {
             "page_title": f"Event {event.id}",
             "active": "runs",
-            "runs": [{"id": r, "workflow_id": w, "status": _status(st)} for r, w, st in started],
+            "runs": _event_runs(started),
             "event": {"id": event.id, "name": event.name, "ts": _when(event.ts)},
             "data_json": _pretty(event.data),
         },
     )
+
+
+def _event_runs(found: list[tuple[str, str, str, str]]) -> list[dict[str, Any]]:
+    """The runs an event started or resumed, as the events pages list them."""
+    return [
+        {"id": r, "workflow_id": w, "status": _status(st), "how": how} for r, w, st, how in found
+    ]
 
 
 # -- a run ----------------------------------------------------------------------------------------------
@@ -1089,9 +1096,7 @@ async def events_page(request: Request) -> Response:
                 "name": event.name,
                 "ts": _when(event.ts),
                 "data_json": _pretty(event.data),
-                "runs": [
-                    {"id": r, "workflow_id": w, "status": _status(st)} for r, w, st in started
-                ],
+                "runs": _event_runs(started),
             }
         )
     rejected = await ctx.store(ctx.app.store.recent_webhook_rejections(REJECTIONS_SHOWN))

@@ -294,8 +294,9 @@ class Store(abc.ABC):
         wake_at)``, the filters as stored (JSON text)."""
         raise NotImplementedError
 
-    async def runs_of_event(self, event_id: str, limit: int) -> list[tuple[str, str, str]]:
-        """``(run_id, workflow_id, status)`` of up to ``limit`` runs ``event_id`` started."""
+    async def runs_of_event(self, event_id: str, limit: int) -> list[tuple[str, str, str, str]]:
+        """``(run_id, workflow_id, status, how)`` of up to ``limit`` runs ``event_id`` started
+        (``how`` is ``"started"``) and up to ``limit`` it resumed (``"resumed"``)."""
         raise NotImplementedError
 
     @abc.abstractmethod

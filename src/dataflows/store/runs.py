@@ -218,9 +218,10 @@ def run_waits(run_id: str) -> Program:
 
 
 def runs_of_event(event_id: str, limit: int) -> Program:
-    """``(run_id, workflow_id, status)`` of up to ``limit`` runs the event started."""
+    """``(run_id, workflow_id, status, how)`` of up to ``limit`` runs the event started (``how``
+    is ``"started"``) and up to ``limit`` it resumed (``"resumed"``)."""
     rows = yield Query("event_runs", {"event_id": event_id, "limit": limit}, "all")
-    return [(row["id"], row["workflow_id"], row["status"]) for row in rows]
+    return [(row["id"], row["workflow_id"], row["status"], row["how"]) for row in rows]
 
 
 def event_waits(event_name: str, limit: int) -> Program:

@@ -229,8 +229,8 @@ class SqlStore(Store):
         ] = await self._run_single(runs.run_waits(run_id))
         return result
 
-    async def runs_of_event(self, event_id: str, limit: int) -> list[tuple[str, str, str]]:
-        result: list[tuple[str, str, str]] = await self._run_single(
+    async def runs_of_event(self, event_id: str, limit: int) -> list[tuple[str, str, str, str]]:
+        result: list[tuple[str, str, str, str]] = await self._run_single(
             runs.runs_of_event(event_id, limit)
         )
         return result

@@ -513,9 +513,16 @@ WHERE :before_seq IS NULL OR seq < :before_seq
 ORDER BY seq DESC LIMIT :limit
 
 -- name: event_runs
--- The runs an event started (runs_event), for the dashboard.
-SELECT id, workflow_id, status FROM runs WHERE event_id = :event_id
-ORDER BY created_at, id LIMIT :limit
+-- The runs an event started (runs_event) and those it resumed, a wait of theirs having taken
+-- it (steps_by_event), up to `limit` of each, for the dashboard.
+SELECT id, workflow_id, status, how FROM (
+    SELECT id, workflow_id, status, 'started' AS how, created_at FROM runs
+    WHERE event_id = :event_id ORDER BY created_at, id LIMIT :limit)
+UNION ALL
+SELECT id, workflow_id, status, how FROM (
+    SELECT r.id, r.workflow_id, r.status, 'resumed' AS how, r.created_at
+    FROM steps s JOIN runs r ON r.id = s.run_id
+    WHERE s.event_id = :event_id ORDER BY r.created_at, r.id LIMIT :limit)
 
 -- name: insert_webhook_rejection
 INSERT INTO webhook_rejections (source, status, reason, body, body_bytes, received_at)

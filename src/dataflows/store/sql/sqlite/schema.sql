@@ -97,6 +97,8 @@ CREATE TABLE steps (
     PRIMARY KEY (run_id, step_key)
 ) WITHOUT ROWID;
 CREATE UNIQUE INDEX steps_consumed ON steps (run_id, event_id) WHERE event_id IS NOT NULL;
+-- The runs an event resumed (a wait step that took it), for the dashboard's events pages.
+CREATE INDEX steps_by_event ON steps (event_id) WHERE event_id IS NOT NULL;
 
 -- Failed attempts of steps that will be retried.
 CREATE TABLE step_attempts (

@@ -10,3 +10,6 @@ CREATE TABLE webhook_rejections (
     body_bytes  INTEGER,
     received_at REAL NOT NULL
 );
+
+-- The runs an event resumed (a wait step that took it), for the dashboard's events pages.
+CREATE INDEX steps_by_event ON steps (event_id) WHERE event_id IS NOT NULL;
