@@ -45,6 +45,38 @@ def start_run(run: NewRun, now: float) -> Program:
     if created:
         yield NOTIFY
         return (run.id, True)
+    return (yield from _existing_run(run))
+
+
+def start_runs(items: Sequence[tuple[NewRun, float]]) -> Program:
+    """Several :func:`start_run` calls in one transaction (group commit of ``app.start``): one
+    multi-row insert, in the callers' order, so a key repeated in the batch goes to its first
+    caller. Per item, ``(run_id, created)`` or the exception that item alone raised."""
+    for run, now in items:
+        if run.idempotency_window is not None:
+            yield expire_idempotency_key(run, now)
+    rows = yield Query(
+        "insert_runs",
+        {"runs": json.dumps([insert_run(run, now).params for run, now in items])},
+        "all",
+    )
+    created = {row["id"] for row in rows}
+    results: list[tuple[str, bool] | Exception] = []
+    for run, _ in items:
+        if run.id in created:
+            results.append((run.id, True))
+            continue
+        try:
+            results.append((yield from _existing_run(run)))
+        except RuntimeError as exc:
+            results.append(exc)
+    if created:
+        yield NOTIFY
+    return results
+
+
+def _existing_run(run: NewRun) -> Program:
+    """The answer for a run the insert did not create: the run holding its idempotency key."""
     row = yield Query(
         "run_by_idempotency_key",
         {"workflow_id": run.workflow_id, "idempotency_key": run.idempotency_key},

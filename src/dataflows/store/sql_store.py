@@ -53,6 +53,11 @@ class SqlStore(Store):
         super().__init__()
         self._steps: Batcher[Query, int] = Batcher(self._record_batch)
         self._intake_batcher: Batcher[Sending, SentEvents] = Batcher(self._intake_batch)
+        self._starts: Batcher[tuple[NewRun, float], tuple[str, bool] | Exception] = Batcher(
+            self._start_batch
+        )
+        #: Transactions that started runs for ``start_run`` (batches; tests read it).
+        self.start_batches = 0
         self._budget_gates = budgets.Gates()
 
     @abc.abstractmethod
@@ -102,7 +107,24 @@ class SqlStore(Store):
         return [SentEvents([result]) for result in results]
 
     async def start_run(self, run: NewRun, now: float) -> tuple[str, bool]:
-        result: tuple[str, bool] = await self._run(runs.start_run(run, now))
+        # Concurrent starts (app.start) share one transaction: one multi-row insert.
+        result = await self._starts.submit((run, now))
+        if isinstance(result, Exception):
+            raise result
+        return result
+
+    async def _start_batch(
+        self, items: Sequence[tuple[NewRun, float]]
+    ) -> list[tuple[str, bool] | Exception]:
+        """Start ``items`` in one transaction; a lone start runs the one-run program."""
+        self.start_batches += 1
+        if len(items) == 1:
+            run, now = items[0]
+            try:
+                return [await self._run(runs.start_run(run, now))]
+            except RuntimeError as exc:
+                return [exc]
+        result: list[tuple[str, bool] | Exception] = await self._run(runs.start_runs(items))
         return result
 
     async def claim_runs(

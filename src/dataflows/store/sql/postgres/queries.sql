@@ -47,6 +47,25 @@ VALUES (%(id)s, %(workflow_id)s, 'queued', %(event_id)s, %(event_name)s, %(event
         %(now)s + %(start_timeout)s::double precision, %(rate_key)s::text)
 ON CONFLICT DO NOTHING
 
+-- name: insert_runs
+-- Group commit of app.start: the insert_run rows of many calls at once, in the callers' order (a
+-- key or id repeated in the batch goes to its first caller); answers the ids created.
+INSERT INTO runs (id, workflow_id, status, event_id, event_name, event_data, event_ts,
+                  idempotency_key, parent_run_id, parent_step_key, created_at, updated_at,
+                  concurrency_key, priority, start_by, rate_key)
+SELECT v.id, v.workflow_id, 'queued', v.event_id, v.event_name, v.event_data, v.event_ts,
+       v.idempotency_key, v.parent_run_id, v.parent_step_key, v.now, v.now, v.concurrency_key,
+       v.priority, v.now + v.start_timeout, v.rate_key
+FROM ROWS FROM (jsonb_to_recordset(%(runs)s::jsonb) AS (
+         id text, workflow_id text, event_id text, event_name text, event_data text,
+         event_ts double precision, idempotency_key text, parent_run_id text,
+         parent_step_key text, concurrency_key text, priority int,
+         start_timeout double precision, rate_key text, now double precision))
+     WITH ORDINALITY AS v
+ORDER BY v.ordinality
+ON CONFLICT DO NOTHING
+RETURNING id
+
 -- name: run_by_idempotency_key
 SELECT id FROM runs WHERE workflow_id = %(workflow_id)s AND idempotency_key = %(idempotency_key)s
 

@@ -74,6 +74,24 @@ VALUES (:id, :workflow_id, 'queued', :event_id, :event_name, :event_data, :event
         :priority, :now + :start_timeout, :rate_key)
 ON CONFLICT DO NOTHING
 
+-- name: insert_runs
+-- Group commit of app.start: the insert_run rows of many calls at once, in the callers' order (a
+-- key or id repeated in the batch goes to its first caller); answers the ids created.
+INSERT INTO runs (id, workflow_id, status, event_id, event_name, event_data, event_ts,
+                  idempotency_key, parent_run_id, parent_step_key, created_at, updated_at,
+                  concurrency_key, priority, start_by, rate_key)
+SELECT value ->> '$.id', value ->> '$.workflow_id', 'queued', value ->> '$.event_id',
+       value ->> '$.event_name', value ->> '$.event_data', value ->> '$.event_ts',
+       value ->> '$.idempotency_key', value ->> '$.parent_run_id',
+       value ->> '$.parent_step_key', value ->> '$.now', value ->> '$.now',
+       value ->> '$.concurrency_key', value ->> '$.priority',
+       (value ->> '$.now') + (value ->> '$.start_timeout'), value ->> '$.rate_key'
+FROM json_each(:runs)
+WHERE true
+ORDER BY key
+ON CONFLICT DO NOTHING
+RETURNING id
+
 -- name: insert_debounced_run
 -- A debounced run: waiting for its period before it starts (intake found no pending run).
 INSERT INTO runs (id, workflow_id, status, event_id, event_name, event_data, event_ts,
