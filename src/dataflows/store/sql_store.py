@@ -2,7 +2,7 @@
 
 Each method hands the program of its operation (from the module named after its noun) to the
 backend's :meth:`SqlStore._run`; the hot paths send a single statement without a transaction
-around it, and new step results and lone events go through group commit.
+around it, and new step results, lone events and starts go through group commit.
 """
 
 from __future__ import annotations
