@@ -11,7 +11,7 @@ import pytest
 import dataflows as df
 from dataflows.errors import StoreUnavailable
 from dataflows.store.sql_store import SqlStore
-from tests.engine.conftest import worker
+from tests.engine.conftest import MakeApp, worker
 
 
 def _store(app: df.Dataflows) -> SqlStore:
@@ -154,3 +154,24 @@ async def test_batched_starts_keep_flow_control(app: df.Dataflows) -> None:
         for run_id in set(ids):
             assert (await app.wait_for_run(run_id, timeout=30)).status == "completed"
     assert most == 1
+
+
+async def test_two_apps_starting_the_same_keys_in_opposite_orders(make_app: MakeApp) -> None:
+    apps = [make_app(), make_app()]
+    for app in apps:
+
+        @app.workflow("shared")
+        async def shared(event: df.Event, step: df.Step) -> None:
+            return None
+
+        await app.open()
+    keys = [f"k{n}" for n in range(200)]
+    for _ in range(10):
+        first, second = await asyncio.gather(
+            asyncio.gather(*(apps[0].start("shared", {}, idempotency_key=k) for k in keys)),
+            asyncio.gather(
+                *(apps[1].start("shared", {}, idempotency_key=k) for k in reversed(keys))
+            ),
+        )
+        assert first == list(reversed(second)), "each key has one run, whoever started it"
+    assert len(await apps[0].list_runs(workflow_id="shared", limit=500)) == len(keys)

@@ -51,13 +51,17 @@ def start_run(run: NewRun, now: float) -> Program:
 def start_runs(items: Sequence[tuple[NewRun, float]]) -> Program:
     """Several :func:`start_run` calls in one transaction (group commit of ``app.start``): one
     multi-row insert, in the callers' order, so a key repeated in the batch goes to its first
-    caller. Per item, ``(run_id, created)`` or the exception that item alone raised."""
-    for run, now in items:
+    caller. Per item, ``(run_id, created)`` or the exception that item alone raised.
+
+    Rows are written in ``(workflow, idempotency key)`` order, callers' order within a key, so
+    two processes' batches wait on each other's keys in one order and cannot deadlock."""
+    ordered = sorted(items, key=lambda item: (item[0].workflow_id, item[0].idempotency_key or ""))
+    for run, now in ordered:
         if run.idempotency_window is not None:
             yield expire_idempotency_key(run, now)
     rows = yield Query(
         "insert_runs",
-        {"runs": json.dumps([insert_run(run, now).params for run, now in items])},
+        {"runs": json.dumps([insert_run(run, now).params for run, now in ordered])},
         "all",
     )
     created = {row["id"] for row in rows}
