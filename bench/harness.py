@@ -195,7 +195,9 @@ class Plan:
         )
 
     def applies(self, backend: str, system: str, measure: str) -> bool:
-        if measure in ("failover", "budget", "limited"):  # dataflows' own features
+        if measure == "failover":  # kill -9 of a worker: Temporal's workers are separate too
+            return system == "dataflows" or (system == "temporal" and backend == "postgres")
+        if measure in ("budget", "limited"):  # dataflows' own features
             return system == "dataflows"
         if backend == "sqlite":  # the SQLite figures asked for; Absurd is PostgreSQL-only
             return system in ("dataflows", "dbos") and measure in ("sequential", "throughput")

@@ -98,7 +98,10 @@ def table(document: dict[str, Any]) -> Table:
             cells = [cell(figure(results, backend, s, measure, key), fmt) for s in systems]
             if measure not in shown:  # a failure stands in its measure's first row
                 shown.add(measure)
-                cells = [c or failure(results, backend, s, measure) for c, s in zip(cells, systems, strict=True)]
+                cells = [
+                    c or failure(results, backend, s, measure)
+                    for c, s in zip(cells, systems, strict=True)
+                ]
             if measure == "throughput" and key == "steps_per_s":
                 cells = [
                     c + _best(results, backend, s) for c, s in zip(cells, systems, strict=True)

@@ -134,7 +134,12 @@ def restate_binary() -> Path:
     """The native binary of the npm package's platform dependency (its ``.bin`` entry is a node
     script that would stand between us and the server's pid)."""
     for exe in (
-        NODE_DIR / "node_modules" / "@restatedev" / "restate-server-linux-x64" / "bin" / "restate-server",
+        NODE_DIR
+        / "node_modules"
+        / "@restatedev"
+        / "restate-server-linux-x64"
+        / "bin"
+        / "restate-server",
         NODE_DIR / "node_modules" / ".bin" / "restate-server",
     ):
         if exe.exists():

@@ -51,11 +51,13 @@ class Restate:
     async def count(self, status: str) -> int:
         """Invocations of the Waiter workflows' ``run`` in ``status``, by the admin SQL API."""
         sql = (
-            "SELECT count(*) AS n FROM sys_invocation WHERE status = '%s' "
-            "AND target_service_name = 'Waiter' AND target_handler_name = 'run'" % status
+            f"SELECT count(*) AS n FROM sys_invocation WHERE status = '{status}' "
+            "AND target_service_name = 'Waiter' AND target_handler_name = 'run'"
         )
         r = await self.http.post(
-            self.server.admin + "/query", json={"query": sql}, headers={"accept": "application/json"}
+            self.server.admin + "/query",
+            json={"query": sql},
+            headers={"accept": "application/json"},
         )
         r.raise_for_status()
         return int(r.json()["rows"][0]["n"])
@@ -196,7 +198,9 @@ def memory(url: str, count: int) -> dict[str, Any]:
                 figures["rss_suspended_mb"] = sampler.now()
                 figures["server_rss_suspended_mb"] = rss_mb(r.server.pid)
                 start = time.perf_counter()
-                await asyncio.gather(*(limited(r.call(f"/Waiter/h{i}/release")) for i in range(count)))
+                await asyncio.gather(
+                    *(limited(r.call(f"/Waiter/h{i}/release")) for i in range(count))
+                )
                 with contextlib.suppress(TimeoutError):  # counted below
                     await wait_for(lambda: r.count("completed"), count, 3600, 0.5)
                 figures["resume_s"] = time.perf_counter() - start
@@ -209,4 +213,3 @@ def memory(url: str, count: int) -> dict[str, Any]:
 
     figures = asyncio.run(main())
     return {"count": count, "all_resumed": figures["resumed"] == count, **figures}
-

@@ -51,8 +51,18 @@ async def temporal() -> AsyncIterator[tuple[TemporalServer, Client]]:
 def worker(client: Client, queue: str, concurrency: int | None = None) -> Worker:
     limits = {}
     if concurrency:
-        limits = {"max_concurrent_activities": concurrency, "max_concurrent_workflow_tasks": concurrency}
-    return Worker(client, task_queue=queue, workflows=WORKFLOWS, activities=ACTIVITIES, workflow_runner=RUNNER, **limits)  # type: ignore[arg-type]
+        limits = {
+            "max_concurrent_activities": concurrency,
+            "max_concurrent_workflow_tasks": concurrency,
+        }
+    return Worker(
+        client,
+        task_queue=queue,
+        workflows=WORKFLOWS,
+        activities=ACTIVITIES,
+        workflow_runner=RUNNER,
+        **limits,
+    )  # type: ignore[arg-type]
 
 
 async def wait_until(check: Callable[[], bool], timeout: float, every: float) -> None:
@@ -76,13 +86,19 @@ def sequential(url: str, steps: int) -> dict[str, Any]:
             queue = new_queue()
             async with worker(client, queue):
                 # A warm-up run, so the first workflow task's sandbox set-up is not timed.
-                await client.execute_workflow(Steps.run, args=[1, False], id=new_queue(), task_queue=queue)
+                await client.execute_workflow(
+                    Steps.run, args=[1, False], id=new_queue(), task_queue=queue
+                )
                 stretch = Stretch(server=True, name=server.comm)
                 stretch.start()
-                await client.execute_workflow(Steps.run, args=[steps, False], id=new_queue(), task_queue=queue)
+                await client.execute_workflow(
+                    Steps.run, args=[steps, False], id=new_queue(), task_queue=queue
+                )
                 stretch.stop()
                 start = time.perf_counter()
-                await client.execute_workflow(Steps.run, args=[steps, True], id=new_queue(), task_queue=queue)
+                await client.execute_workflow(
+                    Steps.run, args=[steps, True], id=new_queue(), task_queue=queue
+                )
                 local = time.perf_counter() - start
         return {**stretch.figures(), "local_seconds": local}
 
@@ -96,7 +112,9 @@ def throughput(url: str, runs: int, steps: int, concurrency: int) -> dict[str, A
         async with temporal() as (_, client):
             queue = new_queue()
             handles = [
-                await client.start_workflow(Steps.run, args=[steps, False], id=f"{queue}-{i}", task_queue=queue)
+                await client.start_workflow(
+                    Steps.run, args=[steps, False], id=f"{queue}-{i}", task_queue=queue
+                )
                 for i in range(runs)
             ]
             async with worker(client, queue, concurrency):
@@ -155,7 +173,9 @@ def memory(url: str, count: int) -> dict[str, Any]:
         async with temporal() as (server, client):
             queue = new_queue()
             counts = server.dir / "counts"
-            proc = start_process(["-m", "bench.apps.hold_temporal", server.address, queue, str(counts)])
+            proc = start_process(
+                ["-m", "bench.apps.hold_temporal", server.address, queue, str(counts)]
+            )
             sampler = RssSampler(proc.pid)
             try:
                 await asyncio.to_thread(wait_alive, proc, 3)
@@ -195,3 +215,54 @@ def _counts(path: Path) -> tuple[int, int]:
     except (OSError, ValueError):
         return 0, 0
 
+
+#: Worker processes in the failover measure (as for dataflows).
+FAILOVER_WORKERS = 3
+
+
+def failover(url: str, kills: int) -> dict[str, Any]:
+    """Three worker processes; ``kills`` times: start a workflow, SIGKILL the worker whose activity
+    holds it, and time from the kill to the moment the activity's retry began on another worker
+    (set by the heartbeat timeout, bench.apps.temporal_flows.HEARTBEAT_TIMEOUT); then start a
+    worker in place of the dead one."""
+    import os
+    import signal
+    import tempfile
+
+    from bench.apps.temporal_flows import Failover
+
+    async def main() -> list[float]:
+        markers = Path(tempfile.mkdtemp(prefix="bench_failover_"))
+        async with temporal() as (server, client):
+            queue = new_queue()
+            workers: dict[int, Any] = {}
+
+            def spawn() -> None:
+                proc = start_process(["-m", "bench.apps.failover_temporal", server.address, queue])
+                workers[proc.pid] = proc
+
+            try:
+                for _ in range(FAILOVER_WORKERS):
+                    spawn()
+                taken_over = []
+                for k in range(kills):
+                    marker = markers / f"held-{k}"
+                    handle = await client.start_workflow(
+                        Failover.run, str(marker), id=f"{queue}-{k}", task_queue=queue
+                    )
+                    await wait_until(
+                        lambda m=marker: m.exists() and m.read_text() != "", 120, 0.005
+                    )  # type: ignore[misc]
+                    holder = int(marker.read_text())
+                    killed_at = time.time()
+                    os.kill(holder, signal.SIGKILL)
+                    result = await handle.result()
+                    taken_over.append(result["resumed_at"] - killed_at)
+                    workers.pop(holder).wait()
+                    spawn()
+                return taken_over
+            finally:
+                for proc in workers.values():
+                    stop_process(proc, grace=5)
+
+    return {"seconds": asyncio.run(main())}

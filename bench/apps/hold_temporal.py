@@ -23,7 +23,9 @@ async def main(address: str, queue: str, counts: Path) -> None:
     client = await Client.connect(address)
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
-    async with Worker(client, task_queue=queue, workflows=WORKFLOWS, activities=ACTIVITIES, workflow_runner=RUNNER):
+    async with Worker(
+        client, task_queue=queue, workflows=WORKFLOWS, activities=ACTIVITIES, workflow_runner=RUNNER
+    ):
         while not stop.is_set():
             tmp = counts.with_suffix(".tmp")
             tmp.write_text(f"{len(marks.READY)} {len(marks.DONE)}")

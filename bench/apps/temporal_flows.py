@@ -8,6 +8,9 @@ workflow; their results are recorded with the next workflow task completion).
 
 from __future__ import annotations
 
+import asyncio
+import os
+import time
 from datetime import timedelta
 
 from temporalio import activity, workflow
@@ -68,9 +71,45 @@ class Sleeper:
             marks.woke(i)
 
 
-WORKFLOWS = [Steps, Waiter, Sleeper]
+#: The failover measure's activity heartbeat timeout: how long the server waits for a killed
+#: worker's heartbeat before it retries the activity elsewhere (after the default retry policy's
+#: 1 s first back-off).
+HEARTBEAT_TIMEOUT = timedelta(seconds=2)
+
+
+@activity.defn
+async def hold(marker: str) -> dict[str, float]:
+    """The first attempt writes ``marker`` (this pid) and heartbeats until its worker is killed;
+    a later attempt (on another worker) returns at once with the time it began."""
+    began = time.time()
+    try:
+        fd = os.open(marker, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    except FileExistsError:
+        return {"resumed_at": began, "pid": os.getpid()}
+    os.write(fd, str(os.getpid()).encode())
+    os.close(fd)
+    for _ in range(1200):  # until killed
+        activity.heartbeat()
+        await asyncio.sleep(0.1)
+    return {"resumed_at": 0.0, "pid": os.getpid()}
+
+
+@workflow.defn
+class Failover:
+    @workflow.run
+    async def run(self, marker: str) -> dict[str, float]:
+        result: dict[str, float] = await workflow.execute_activity(
+            hold,
+            marker,
+            start_to_close_timeout=timedelta(minutes=5),
+            heartbeat_timeout=HEARTBEAT_TIMEOUT,
+        )
+        return result
+
+
+WORKFLOWS = [Steps, Waiter, Sleeper, Failover]
 #: The SDK's default sandbox, with the timestamps' module shared with the measuring process.
 RUNNER = SandboxedWorkflowRunner(
     restrictions=SandboxRestrictions.default.with_passthrough_modules("bench.marks")
 )
-ACTIVITIES = [noop]
+ACTIVITIES = [noop, hold]
