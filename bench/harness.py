@@ -196,7 +196,9 @@ class Plan:
 
     def applies(self, backend: str, system: str, measure: str) -> bool:
         if measure == "failover":  # kill -9 of a worker: Temporal's workers are separate too
-            return system == "dataflows" or (system == "temporal" and backend == "postgres")
+            return system == "dataflows" or (
+                system in ("temporal", "restate") and backend == "postgres"
+            )
         if measure in ("budget", "limited"):  # dataflows' own features
             return system == "dataflows"
         if backend == "sqlite":  # the SQLite figures asked for; Absurd is PostgreSQL-only

@@ -213,3 +213,114 @@ def memory(url: str, count: int) -> dict[str, Any]:
 
     figures = asyncio.run(main())
     return {"count": count, "all_resumed": figures["resumed"] == count, **figures}
+
+
+#: Service processes in the failover measure (as for dataflows' workers).
+FAILOVER_WORKERS = 3
+
+
+class Balancer:
+    """A TCP load balancer in front of the service processes, as a deployment of several
+    replicas would have: each new connection goes to the next live backend, round robin."""
+
+    def __init__(self) -> None:
+        self.backends: list[int] = []
+        self.turn = 0
+
+    async def start(self) -> int:
+        self.server = await asyncio.start_server(self.serve, "127.0.0.1", 0)
+        port: int = self.server.sockets[0].getsockname()[1]
+        return port
+
+    async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        upstream = None
+        for _ in range(len(self.backends)):
+            self.turn += 1
+            port = self.backends[self.turn % len(self.backends)]
+            with contextlib.suppress(OSError):
+                upstream = await asyncio.open_connection("127.0.0.1", port)
+                break
+        if upstream is None:
+            writer.close()
+            return
+        up_reader, up_writer = upstream
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            # (cancelled when the measure ends with connections still open)
+            with contextlib.suppress(OSError, ConnectionError, asyncio.CancelledError):
+                while data := await src.read(65536):
+                    dst.write(data)
+                    await dst.drain()
+            dst.close()
+
+        with contextlib.suppress(asyncio.CancelledError):  # at the end of the measure
+            await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+
+    def close(self) -> None:
+        self.server.close()
+
+
+def failover(url: str, kills: int) -> dict[str, Any]:
+    """Three service processes behind a TCP load balancer, registered as one deployment;
+    ``kills`` times: invoke ``hold``, SIGKILL the process whose ``ctx.run`` holds it, and time
+    from the kill to the moment the ``ctx.run`` began again in another process (the server
+    retries the invocation with its default retry policy, first after 500 ms); then start a
+    process in place of the dead one."""
+    import os
+    import signal
+    import tempfile
+    from pathlib import Path
+
+    async def main() -> list[float]:
+        markers = Path(tempfile.mkdtemp(prefix="bench_failover_"))
+        balancer = Balancer()
+        front = await balancer.start()
+        procs: dict[int, Any] = {}
+
+        def spawn() -> None:
+            port = free_port()
+            proc = start_process(["-m", "bench.apps.restate_app", str(port)])
+            wait_port(port, proc, "restate service (hypercorn)")
+            procs[proc.pid] = (proc, port)
+            balancer.backends.append(port)
+
+        try:
+            with RestateServer() as server:
+                for _ in range(FAILOVER_WORKERS):
+                    spawn()
+                async with httpx.AsyncClient(timeout=TIMEOUT) as http:
+                    r = await http.post(
+                        server.admin + "/deployments", json={"uri": f"http://127.0.0.1:{front}"}
+                    )
+                    if r.status_code >= 300:
+                        raise ServerStartError("restate", f"registration: {r.status_code} {r.text}")
+                    taken_over = []
+                    for k in range(kills):
+                        marker = markers / f"held-{k}"
+                        r = await http.post(server.ingress + "/Bench/hold/send", json=str(marker))
+                        r.raise_for_status()
+                        invocation = r.json()["invocationId"]
+                        deadline = time.monotonic() + 120
+                        while not (marker.exists() and marker.read_text()):
+                            if time.monotonic() > deadline:
+                                raise TimeoutError("no service process took the invocation")
+                            await asyncio.sleep(0.005)
+                        holder = int(marker.read_text())
+                        killed_at = time.time()
+                        os.kill(holder, signal.SIGKILL)
+                        r = await http.get(
+                            f"{server.ingress}/restate/invocation/{invocation}/attach"
+                        )
+                        r.raise_for_status()
+                        taken_over.append(r.json()["resumed_at"] - killed_at)
+                        proc, port = procs.pop(holder)
+                        proc.wait()
+                        balancer.backends.remove(port)
+                        spawn()
+                    return taken_over
+        finally:
+            balancer.close()
+            for proc, _ in procs.values():
+                stop_process(proc, grace=5)
+
+    return {"seconds": asyncio.run(main())}

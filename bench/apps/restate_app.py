@@ -7,6 +7,7 @@ Restate uses by default for its bidirectional protocol) until killed. A step is 
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 import time
 from datetime import timedelta
@@ -39,6 +40,25 @@ async def nap(ctx: Context, i: int) -> dict[str, Any]:
     intended = await ctx.run_typed("intended", in_one_second, RunOptions())
     await ctx.sleep(timedelta(seconds=1))
     return {"intended": intended, "woke": time.time()}
+
+
+async def held(marker: str) -> dict[str, float]:
+    """The failover measure's step: its first execution writes ``marker`` (this pid) and waits
+    until its process is killed; a later one (in another process) returns the time it began."""
+    began = time.time()
+    try:
+        fd = os.open(marker, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    except FileExistsError:
+        return {"resumed_at": began, "pid": os.getpid()}
+    os.write(fd, str(os.getpid()).encode())
+    os.close(fd)
+    await asyncio.sleep(300)  # until killed
+    return {"resumed_at": 0.0, "pid": os.getpid()}
+
+
+@bench.handler()
+async def hold(ctx: Context, marker: str) -> dict[str, float]:
+    return await ctx.run_typed("hold", held, RunOptions(), marker)
 
 
 @waiter.main()
