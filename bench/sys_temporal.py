@@ -143,7 +143,7 @@ def event(url: str, trials: int, gap: float) -> dict[str, Any]:
                 for i, handle in enumerate(handles):
                     sent = time.perf_counter()
                     await handle.signal(Waiter.release)
-                    await wait_until(lambda i=i: i in marks.RESUMED, 30, 0.0005)  # type: ignore[misc]
+                    await wait_until(lambda i=i: i in marks.RESUMED, 30, 0.002)  # type: ignore[misc]
                     latencies.append(marks.RESUMED[i] - sent)
                     await asyncio.sleep(random.uniform(0, 2 * gap))  # random phase against polling
                 return latencies
