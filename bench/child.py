@@ -19,7 +19,13 @@ MODULES = {
     "dataflows": "bench.sys_dataflows",
     "dbos": "bench.sys_dbos",
     "absurd": "bench.sys_absurd",
+    "temporal": "bench.sys_temporal",
+    "restate": "bench.sys_restate",
 }
+
+#: Peers that keep their state in a server of their own, not in the harness's database: their
+#: sequential run has no INSERT baseline.
+OWN_STORE = {"temporal", "restate"}
 
 
 def run(system: str, measure: str, url: str, params: dict[str, Any]) -> dict[str, Any]:
@@ -28,7 +34,7 @@ def run(system: str, measure: str, url: str, params: dict[str, Any]) -> dict[str
 
         return webhook(url, **params)
     module = importlib.import_module(MODULES[system])
-    if measure != "sequential":
+    if measure != "sequential" or system in OWN_STORE:
         result: dict[str, Any] = getattr(module, measure)(url, **params)
         return result
     # The baseline brackets the run, in the same process and database, so drift cancels out.

@@ -21,8 +21,9 @@ _TICK = os.sysconf("SC_CLK_TCK")
 Ticks = dict[tuple[int, int], int]
 
 
-def server_cpu_ticks() -> Ticks | None:
-    """CPU ticks used so far by each of this machine's ``postgres`` processes; ``None`` if none."""
+def server_cpu_ticks(name: str = "postgres") -> Ticks | None:
+    """CPU ticks used so far by each of this machine's processes called ``name`` (PostgreSQL's
+    by default; a peer's own server otherwise); ``None`` if none."""
     ticks: Ticks = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -32,7 +33,7 @@ def server_cpu_ticks() -> Ticks | None:
         except OSError:
             continue  # gone meanwhile
         name_end = stat.rfind(")")
-        if stat[stat.find("(") + 1 : name_end] != "postgres":
+        if stat[stat.find("(") + 1 : name_end] != name:
             continue
         fields = stat[name_end + 2 :].split()
         # utime and stime (fields 14 and 15 of stat), start time (field 22)
@@ -50,19 +51,20 @@ class Stretch:
     """``start()`` once (later calls are ignored: replays), ``stop()`` at the end (the last
     call counts); ``figures()`` gives the wall seconds and both CPU times between them."""
 
-    def __init__(self, server: bool) -> None:
+    def __init__(self, server: bool, name: str = "postgres") -> None:
         self._server = server
+        self._name = name
         self._start: tuple[Ticks | None, float, float] | None = None
         self._stop: tuple[float, float, Ticks | None] | None = None
 
     def start(self) -> None:
         if self._start is None:
-            server = server_cpu_ticks() if self._server else None
+            server = server_cpu_ticks(self._name) if self._server else None
             self._start = (server, time.process_time(), time.perf_counter())
 
     def stop(self) -> None:
         wall, client = time.perf_counter(), time.process_time()
-        self._stop = (wall, client, server_cpu_ticks() if self._server else None)
+        self._stop = (wall, client, server_cpu_ticks(self._name) if self._server else None)
 
     def figures(self) -> dict[str, Any]:
         assert self._start is not None and self._stop is not None, "stretch not run"

@@ -11,13 +11,19 @@ Figures = dict[str, Any]
 
 
 def sequential(raw: dict[str, Any]) -> Figures:
+    """(Temporal and Restate keep their state in their own servers: no INSERT baseline; Temporal
+    also times local activities.)"""
     ms_per_step = raw["seconds"] / raw["steps"] * 1000
-    insert_ms = raw["insert_seconds"] * 1000
+    baseline: Figures = {}
+    if "insert_seconds" in raw:
+        insert_ms = raw["insert_seconds"] * 1000
+        baseline = {"insert_ms": insert_ms, "ratio_to_insert": ms_per_step / insert_ms}
+    if "local_seconds" in raw:
+        baseline["local_ms_per_step"] = raw["local_seconds"] / raw["steps"] * 1000
     return {
         "steps_per_s": raw["steps"] / raw["seconds"],
         "ms_per_step": ms_per_step,
-        "insert_ms": insert_ms,
-        "ratio_to_insert": ms_per_step / insert_ms,
+        **baseline,
         **{
             f"{side}_cpu_ms_per_step": raw[f"{side}_cpu_seconds"] / raw["steps"] * 1000
             for side in ("client", "server")
@@ -53,7 +59,7 @@ def memory(raw: dict[str, Any]) -> Figures:
         "resumed",
         "all_resumed",
     )
-    return {k: raw[k] for k in keys}
+    return {k: raw[k] for k in (*keys, "server_rss_suspended_mb") if k in raw}
 
 
 def webhook(raw: dict[str, Any]) -> Figures:

@@ -3,7 +3,9 @@
 Every repetition of every measure runs in a fresh child process (``bench.child``). On PostgreSQL
 each system gets a database of its own, created for this run and dropped at its end; on SQLite
 each repetition gets a fresh file. Repetitions are interleaved across systems (rep 1 of each
-system, then rep 2 …) so slow drift of the machine does not favour one of them.
+system, then rep 2 …) so slow drift of the machine does not favour one of them. Temporal and
+Restate bring servers of their own: each of their children starts a fresh one (bench.servers).
+A peer that cannot start is reported where its figures would be, in the table and the JSON.
 """
 
 from __future__ import annotations
@@ -26,8 +28,12 @@ from bench import figures, machine
 from bench.dbs import DEFAULT_PG_URL, create_database, drop_database
 from bench.procs import ROOT
 from bench.report import print_report, write_json
+from bench.servers import ServerStartError, restate_binary, temporal_binary
 
-SYSTEMS = ("dataflows", "dbos", "absurd")
+SYSTEMS = ("dataflows", "dbos", "absurd", "temporal", "restate")
+#: Peers that bring a server of their own, started by each measure's child (bench.servers), and
+#: keep their state there: they run in the PostgreSQL section of the table without using it.
+OWN_SERVER = {"temporal": temporal_binary, "restate": restate_binary}
 MEASURES = (
     "sequential",
     "throughput",
@@ -40,11 +46,19 @@ MEASURES = (
     "limited",
 )
 BACKENDS = ("postgres", "sqlite")
-PACKAGES = {"dbos": "dbos", "absurd": "absurd_sdk"}
+PACKAGES = {"dbos": "dbos", "absurd": "absurd_sdk", "temporal": "temporalio", "restate": "restate"}
 
 #: Worker concurrencies tried for throughput (dataflows: worker concurrency; DBOS: the queue's
 #: worker_concurrency, 0 = unlimited, its default; Absurd: connections, one SDK worker loop each).
-CONCURRENCY = {"dataflows": [8, 32, 128], "dbos": [8, 32, 0], "absurd": [4, 8, 16]}
+#: Temporal: the worker's max_concurrent_activities and max_concurrent_workflow_tasks; Restate:
+#: invocations in flight from the client (the server pushes them all to the service).
+CONCURRENCY = {
+    "dataflows": [8, 32, 128],
+    "dbos": [8, 32, 0],
+    "absurd": [4, 8, 16],
+    "temporal": [8, 32, 128],
+    "restate": [8, 32, 128],
+}
 
 #: Seconds a child may take before it is killed and recorded as failed.
 TIMEOUTS = {
@@ -68,7 +82,8 @@ QUICK_MAX_RATIO = 10.0
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="bench/run",
-        description="dataflows side by side with DBOS Transact and Absurd (docs/benchmarks.md).",
+        description="dataflows side by side with DBOS Transact, Absurd, Temporal and Restate "
+        "(docs/benchmarks.md).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument(
@@ -113,7 +128,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--suspended-peers",
         type=int,
         default=5_000,
-        help="workflows held suspended by DBOS and Absurd in the memory measure",
+        help="workflows held suspended by the peers in the memory measure",
     )
     p.add_argument("--webhook-seconds", type=float, default=10)
     p.add_argument("--webhook-rate", type=float, default=1000, help="fixed offered load, req/s")
@@ -180,10 +195,15 @@ class Plan:
         )
 
     def applies(self, backend: str, system: str, measure: str) -> bool:
-        if measure in ("failover", "budget", "limited"):  # dataflows' own features
+        if measure == "failover":  # kill -9 of a worker: Temporal's workers are separate too
+            return system == "dataflows" or (
+                system in ("temporal", "restate") and backend == "postgres"
+            )
+        if measure in ("budget", "limited"):  # dataflows' own features
             return system == "dataflows"
         if backend == "sqlite":  # the SQLite figures asked for; Absurd is PostgreSQL-only
             return system in ("dataflows", "dbos") and measure in ("sequential", "throughput")
+        # (Temporal and Restate use their own servers' stores; listed with PostgreSQL.)
         return measure != "webhook" or system == "dataflows"
 
     def jobs(self) -> Iterator[tuple[str, str, str, int, dict[str, Any]]]:
@@ -229,6 +249,8 @@ class Stores:
         if backend == "sqlite":
             self.files += 1
             return f"sqlite:///{self.sqlite_dir / f'{system}_{self.files}.db'}"
+        if system in OWN_SERVER:
+            return ""  # its child starts the server, which keeps its own state
         if system in self.broken:
             raise RuntimeError(self.broken[system])
         if system not in self.databases:
@@ -292,8 +314,19 @@ def execute(plan: Plan, server_url: str, log: Any) -> tuple[dict[str, Any], list
     missing = {s for s in plan.systems if s in PACKAGES and find_spec(PACKAGES[s]) is None}
     for system in sorted(missing):
         errors.append(
-            error("*", system, "*", f"{PACKAGES[system]} is not installed in {sys.prefix}")
+            error(
+                "*",
+                system,
+                "*",
+                f"failed to start: {PACKAGES[system]} is not installed in {sys.prefix}",
+            )
         )
+    for system in sorted(set(plan.systems) & OWN_SERVER.keys() - missing):
+        try:
+            OWN_SERVER[system]()  # its server's executable is there
+        except ServerStartError as exc:
+            missing.add(system)
+            errors.append(error("*", system, "*", str(exc)))
     with stores(server_url) as where:
         for backend, measure, system, rep, params in plan.jobs():
             key = (backend, system, measure)
@@ -310,7 +343,32 @@ def execute(plan: Plan, server_url: str, log: Any) -> tuple[dict[str, Any], list
                 continue
             log(f"  {time.monotonic() - started:.1f} s")
             raws.setdefault((*key, params.get("concurrency", -1)), []).append(raw)
-    return collect(raws, failed), errors
+    return mark_failed(plan, collect(raws, failed), errors), errors
+
+
+def mark_failed(
+    plan: Plan, results: dict[str, Any], errors: list[dict[str, str]]
+) -> dict[str, Any]:
+    """Put each failure in the results too, where the figures would have been: a system that
+    failed to start under every measure it applies to, a measure that failed under it."""
+    for e in errors:
+        backends = plan.backends if e["backend"] == "*" else [e["backend"]]
+        measures = plan.measures if e["measure"] == "*" else [e["measure"]]
+        for backend in backends:
+            for measure in measures:
+                if plan.applies(backend, e["system"], measure):
+                    entry = results.setdefault(backend, {}).setdefault(e["system"], {})
+                    entry[measure] = {"failed": _short(e["message"])}
+    return results
+
+
+def _short(message: str) -> str:
+    """The gist of an error: a ``failed to start: ...`` line if there is one, else its last."""
+    lines = [line.strip() for line in message.splitlines() if line.strip()]
+    for line in lines:
+        if "failed to start:" in line:
+            return line[line.index("failed to start:") :]
+    return lines[-1] if lines else message
 
 
 def error(backend: str, system: str, measure: str, message: str) -> dict[str, str]:

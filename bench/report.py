@@ -15,8 +15,9 @@ ROWS = [
     ("sequential", "ms_per_step", "sequential: ms/step", "{:.3f}"),
     ("sequential", "insert_ms", "  bare INSERT round trip, ms", "{:.3f}"),
     ("sequential", "ratio_to_insert", "  ms/step ÷ INSERT", "{:.2f}×"),
-    ("sequential", "client_cpu_ms_per_step", "  client process CPU, ms/step", "{:.3f}"),
-    ("sequential", "server_cpu_ms_per_step", "  PostgreSQL CPU, ms/step", "{:.3f}"),
+    ("sequential", "local_ms_per_step", "  local activities (Temporal), ms/step", "{:.3f}"),
+    ("sequential", "client_cpu_ms_per_step", "  client/worker process CPU, ms/step", "{:.3f}"),
+    ("sequential", "server_cpu_ms_per_step", "  server CPU (PostgreSQL or own), ms/step", "{:.3f}"),
     ("throughput", "steps_per_s", "throughput: steps/s", "{:,.0f}"),
     ("throughput", "runs_per_s", "throughput: runs/s", "{:,.0f}"),
     ("event", "p50_ms", "event → resumed: p50 ms", "{:.1f}"),
@@ -28,6 +29,7 @@ ROWS = [
     ("memory", "rss_idle_mb", "  worker RSS idle, MiB", "{:.0f}"),
     ("memory", "rss_suspended_mb", "  worker RSS all suspended, MiB", "{:.0f}"),
     ("memory", "rss_peak_mb", "  worker RSS peak, MiB", "{:.0f}"),
+    ("memory", "server_rss_suspended_mb", "  own server RSS all suspended, MiB", "{:.0f}"),
     ("memory", "all_resumed", "  all resumed", "{}"),
     ("webhook", "max_accepted_rps", "webhook: max 202/s", "{:,.0f}"),
     ("webhook", "max_p99_ms", "  p99 ms at max", "{:.1f}"),
@@ -69,6 +71,15 @@ def figure(results: dict[str, Any], backend: str, system: str, measure: str, key
     return entry["figures"].get(key)
 
 
+def failure(results: dict[str, Any], backend: str, system: str, measure: str) -> str:
+    entry = results.get(backend, {}).get(system, {}).get(measure)
+    if not entry or "failed" not in entry:
+        return ""
+    text: str = entry["failed"]
+    text = text if text.startswith("failed to start") else f"failed: {text}"
+    return text if len(text) <= 70 else text[:67] + "..."
+
+
 def table(document: dict[str, Any]) -> Table:
     systems: list[str] = document["options"]["systems"]
     results = document["results"]
@@ -82,8 +93,15 @@ def table(document: dict[str, Any]) -> Table:
     for system in systems:
         grid.add_column(system, justify="right")
     for backend in results:
+        shown: set[str] = set()
         for measure, key, label, fmt in ROWS:
             cells = [cell(figure(results, backend, s, measure, key), fmt) for s in systems]
+            if measure not in shown:  # a failure stands in its measure's first row
+                shown.add(measure)
+                cells = [
+                    c or failure(results, backend, s, measure)
+                    for c, s in zip(cells, systems, strict=True)
+                ]
             if measure == "throughput" and key == "steps_per_s":
                 cells = [
                     c + _best(results, backend, s) for c, s in zip(cells, systems, strict=True)
