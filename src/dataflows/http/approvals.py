@@ -16,7 +16,6 @@ import re
 import time
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import parse_qs
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -32,11 +31,10 @@ from dataflows.approvals import (
 )
 from dataflows.errors import StoreUnavailable
 from dataflows.http.auth import bearer_token, identity
-from dataflows.http.body import read_body
 from dataflows.http.context import ApiContext, context
 from dataflows.http.dashboard import SESSION_COOKIE, session_identity
 from dataflows.http.errors import ApiError
-from dataflows.http.pages import render
+from dataflows.http.pages import FormError, read_form, render
 from dataflows.http.responses import JsonResponse
 
 __all__ = ["approval_page", "decide", "list_approvals"]
@@ -235,24 +233,12 @@ def _signed_in(request: Request) -> str | None:
 
 async def _form(request: Request) -> dict[str, str]:
     """The decision form: urlencoded, small, each field once."""
-    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if content_type != "application/x-www-form-urlencoded":
-        raise PageError(415, "Not a form", "Decide from the approval page.")
     try:
-        body = await read_body(request, MAX_FORM_BYTES)
-    except ApiError as exc:
-        raise PageError(exc.status, "The form could not be read", exc.message) from None
-    try:
-        fields = parse_qs(
-            body.decode("utf-8"), keep_blank_values=True, strict_parsing=bool(body), errors="strict"
-        )
-    except (UnicodeDecodeError, ValueError):
+        return await read_form(request, MAX_FORM_BYTES)
+    except FormError as exc:
         raise PageError(
-            400, "The form could not be read", "Decide from the approval page."
+            exc.status, exc.heading, exc.line or "Decide from the approval page."
         ) from None
-    if any(len(values) != 1 for values in fields.values()):
-        raise PageError(400, "The form could not be read", "Each field must be sent once.")
-    return {name: values[0] for name, values in fields.items()}
 
 
 async def _stored(ctx: ApiContext, operation: Any) -> Any:

@@ -30,7 +30,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import parse_qs, quote, urlencode
+from urllib.parse import quote, urlencode
 
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response, StreamingResponse
@@ -40,10 +40,9 @@ from starlette.types import Scope
 from dataflows.child_runs import child_run_id
 from dataflows.errors import InvalidRunState, RunNotFound, StoreUnavailable
 from dataflows.http.auth import identity, key_matches
-from dataflows.http.body import read_body
 from dataflows.http.context import ApiContext, context
 from dataflows.http.errors import ApiError
-from dataflows.http.pages import DASHBOARD_HEADERS, render
+from dataflows.http.pages import DASHBOARD_HEADERS, FormError, read_form, render
 from dataflows.http.shapes import MAX_ID_LENGTH, is_valid_id
 from dataflows.http.strict_json import parse_json
 from dataflows.models import Run, StepInfo
@@ -307,22 +306,10 @@ def _render(
 
 
 async def _form(request: Request) -> dict[str, str]:
-    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if content_type != "application/x-www-form-urlencoded":
-        raise PageError(415, "Not a form", "Use the dashboard's forms.")
     try:
-        body = await read_body(request, MAX_FORM_BYTES)
-    except ApiError as exc:
-        raise PageError(exc.status, "The form could not be read", exc.message) from None
-    try:
-        fields = parse_qs(
-            body.decode("utf-8"), keep_blank_values=True, strict_parsing=bool(body), errors="strict"
-        )
-    except (UnicodeDecodeError, ValueError):
-        raise PageError(400, "The form could not be read", "Use the dashboard's forms.") from None
-    if any(len(values) != 1 for values in fields.values()):
-        raise PageError(400, "The form could not be read", "Each field must be sent once.")
-    form = {name: values[0] for name, values in fields.items()}
+        form = await read_form(request, MAX_FORM_BYTES)
+    except FormError as exc:
+        raise PageError(exc.status, exc.heading, exc.line or "Use the dashboard's forms.") from None
     if not _csrf_ok(request, form):
         raise PageError(403, "This form has expired", "Reload the page and try again.")
     return form

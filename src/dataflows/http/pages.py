@@ -10,10 +10,14 @@ from collections.abc import Mapping
 from functools import cache
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
+
+from dataflows.http.body import read_body
+from dataflows.http.errors import ApiError
 
 __all__ = ["DASHBOARD_HEADERS", "PAGE_HEADERS", "render", "static_file"]
 
@@ -84,3 +88,32 @@ async def static_file(request: Request) -> Response:
         media_type=media_type,
         headers={"Cache-Control": "public, max-age=3600", "X-Content-Type-Options": "nosniff"},
     )
+
+
+class FormError(Exception):
+    """A form post that cannot be read: its status, a heading, and what went wrong (``None``:
+    the page says how to send it instead)."""
+
+    def __init__(self, status: int, heading: str, line: str | None = None) -> None:
+        super().__init__(heading)
+        self.status, self.heading, self.line = status, heading, line
+
+
+async def read_form(request: Request, most: int) -> dict[str, str]:
+    """A page's form post: urlencoded, at most ``most`` bytes, UTF-8, each field once."""
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type != "application/x-www-form-urlencoded":
+        raise FormError(415, "Not a form")
+    try:
+        body = await read_body(request, most)
+    except ApiError as exc:
+        raise FormError(exc.status, "The form could not be read", exc.message) from None
+    try:
+        fields = parse_qs(
+            body.decode("utf-8"), keep_blank_values=True, strict_parsing=bool(body), errors="strict"
+        )
+    except (UnicodeDecodeError, ValueError):
+        raise FormError(400, "The form could not be read") from None
+    if any(len(values) != 1 for values in fields.values()):
+        raise FormError(400, "The form could not be read", "Each field must be sent once.")
+    return {name: values[0] for name, values in fields.items()}
