@@ -271,33 +271,33 @@ class Store(abc.ABC):
     async def get_event(self, event_id: str) -> StoredEvent | None:
         """The stored event with this id, or ``None`` (never stored, or purged)."""
 
+    @abc.abstractmethod
     async def recent_events(
         self, limit: int, before_seq: int | None = None
     ) -> list[tuple[int, StoredEvent]]:
         """``(seq, event)`` of stored events, newest first, from before ``before_seq``."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     async def record_webhook_rejection(self, rejection: WebhookRejection, keep: int) -> None:
         """Store a refused webhook delivery; only the newest ``keep`` are kept."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     async def recent_webhook_rejections(
         self, limit: int, before_seq: int | None = None
     ) -> list[WebhookRejection]:
         """Refused webhook deliveries, newest first, from before ``before_seq``."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     async def run_waits(
         self, run_id: str
     ) -> list[tuple[str, str, str | None, str | None, str | None, float | None]]:
         """The run's pending waits: ``(step_key, kind, event_name, filter_paths, filter_key,
         wake_at)``, the filters as stored (JSON text)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     async def runs_of_event(self, event_id: str, limit: int) -> list[tuple[str, str, str, str]]:
         """``(run_id, workflow_id, status, how)`` of up to ``limit`` runs ``event_id`` started
         (``how`` is ``"started"``) and up to ``limit`` it resumed (``"resumed"``)."""
-        raise NotImplementedError
 
     @abc.abstractmethod
     async def event_waits(self, event_name: str, limit: int) -> list[EventWait]:
