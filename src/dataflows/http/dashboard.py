@@ -45,7 +45,7 @@ from dataflows.http.errors import ApiError
 from dataflows.http.pages import DASHBOARD_HEADERS, FormError, read_form, render
 from dataflows.http.shapes import MAX_ID_LENGTH, is_valid_id
 from dataflows.http.strict_json import parse_json
-from dataflows.models import Run, StepInfo
+from dataflows.models import Run, StepInfo, error_line
 from dataflows.records import RUN_STATUSES, RunRow
 from dataflows.workflow import CronTrigger, EventTrigger
 
@@ -438,14 +438,8 @@ def _run_row(run: Run) -> dict[str, Any]:
         "created": _when(run.created_at),
         "created_iso": _iso(run.created_at),
         "duration": _duration(took),
-        "error": None if run.error is None else _error_line(run.error),
+        "error": None if run.error is None else error_line(dict(run.error)),
     }
-
-
-def _error_line(error: Mapping[str, Any]) -> str:
-    kind = str(error.get("type", "Error"))
-    message = str(error.get("message", ""))
-    return f"{kind}: {message}" if message else kind
 
 
 # -- what a live page shows, as a short signature (the stream says when it changes) --------------
