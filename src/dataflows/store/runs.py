@@ -167,11 +167,7 @@ def unfinished_runs(after: str, limit: int, workflow_id: str | None) -> Program:
     )
     if not rows:
         return []
-    ids = [row["id"] for row in rows]
-    steps = yield Query("page_histories", {"run_ids": json.dumps(ids)}, "all")
-    histories: dict[str, list[StepRow]] = {}
-    for step in steps:
-        histories.setdefault(step["run_id"], []).append(step_row(step))
+    histories = yield from page_histories([row["id"] for row in rows])
     return [
         UnfinishedRun(
             id=row["id"],
@@ -263,21 +259,30 @@ def runs_of_event(event_id: str, limit: int) -> Program:
 def event_waits(event_name: str, limit: int) -> Program:
     """Pending waits for events named ``event_name``, oldest first, with their runs' history."""
     rows = yield Query("event_waits", {"event_name": event_name, "limit": limit}, "all")
-    waits = []
-    for row in rows:
-        history = yield from load_history(row["run_id"])
-        waits.append(
-            EventWait(
-                row["run_id"],
-                row["workflow_id"],
-                row["step_key"],
-                row["filter_key"] or "",
-                row["wake_at"],
-                row["created_at"],
-                tuple(history),
-            )
+    histories: dict[str, list[StepRow]] = {}
+    if rows:
+        histories = yield from page_histories([row["run_id"] for row in rows])
+    return [
+        EventWait(
+            row["run_id"],
+            row["workflow_id"],
+            row["step_key"],
+            row["filter_key"] or "",
+            row["wake_at"],
+            row["created_at"],
+            tuple(histories.get(row["run_id"], ())),
         )
-    return waits
+        for row in rows
+    ]
+
+
+def page_histories(run_ids: list[str]) -> Program:
+    """The histories of several runs in one read, by run id (as :func:`load_history` each)."""
+    steps = yield Query("page_histories", {"run_ids": json.dumps(run_ids)}, "all")
+    histories: dict[str, list[StepRow]] = {}
+    for step in steps:
+        histories.setdefault(step["run_id"], []).append(step_row(step))
+    return histories
 
 
 CANCELLED = json.dumps({"type": "Cancelled", "message": "the run was cancelled"})
