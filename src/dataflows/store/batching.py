@@ -29,6 +29,11 @@ class Batcher(Generic[T, R]):
         self._waiting: list[tuple[T, asyncio.Future[R]]] = []
         self._writing = False
 
+    @property
+    def idle(self) -> bool:
+        """Nothing waiting and no write under way."""
+        return not self._writing and not self._waiting
+
     async def submit(self, item: T) -> R:
         """Write ``item`` (with whatever else is waiting); its result once committed."""
         future: asyncio.Future[R] = asyncio.get_running_loop().create_future()

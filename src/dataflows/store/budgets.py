@@ -169,7 +169,6 @@ class Gates:
     def __init__(self, most: int = BATCH) -> None:
         self.most = most
         self._batchers: dict[tuple[str, str, int, float], Batcher[Taker, UnitAnswer]] = {}
-        self._takers: dict[tuple[str, str, int, float], int] = {}
 
     async def take(
         self,
@@ -182,10 +181,8 @@ class Gates:
         batcher = self._batchers.get(name)
         if batcher is None:
             batcher = self._batchers[name] = Batcher(ask, self.most)
-        self._takers[name] = self._takers.get(name, 0) + 1
         try:
             return await batcher.submit((lease, request))
         finally:
-            self._takers[name] -= 1
-            if not self._takers[name]:
-                del self._takers[name], self._batchers[name]
+            if batcher.idle and self._batchers.get(name) is batcher:
+                del self._batchers[name]
