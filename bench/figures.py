@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from bench.stats import latency_summary, spread
+from bench.stats import latency_summary, percentile, spread
 
 Figures = dict[str, Any]
 
@@ -112,6 +112,49 @@ def limited(raw: dict[str, Any]) -> Figures:
     }
 
 
+def starts(raw: dict[str, Any]) -> Figures:
+    """Starts/s by ``callers`` concurrent callers, and against the bare INSERT's rate: how many
+    starts land in the time one caller makes one single-row INSERT (≥ 1 means the system starts
+    runs faster than one connection can INSERT rows)."""
+    per_s = raw["starts"] / raw["seconds"]
+    ms = [s * 1000 for s in raw["latencies"]]
+    out: Figures = {
+        "starts_per_s": per_s,
+        "p50_ms": percentile(ms, 50),
+        "p99_ms": percentile(ms, 99),
+    }
+    if "insert_seconds" in raw:
+        out["insert_ms"] = raw["insert_seconds"] * 1000
+        out["ratio_to_insert_rate"] = per_s * raw["insert_seconds"]
+    return out
+
+
+def mixed(raw: dict[str, Any]) -> Figures:
+    """Steps/s draining a full queue, and while the same process starts the runs as it executes
+    them; ``mixed_share`` = mixed ÷ drain."""
+    steps = raw["runs"] * raw["steps_per_run"]
+    drain, mixed_ = steps / raw["drain_seconds"], steps / raw["mixed_seconds"]
+    ms = [s * 1000 for s in raw["start_latencies"]]
+    return {
+        "drain_steps_per_s": drain,
+        "mixed_steps_per_s": mixed_,
+        "mixed_share": mixed_ / drain,
+        "start_p50_ms": percentile(ms, 50),
+        "start_p99_ms": percentile(ms, 99),
+    }
+
+
+def event_remote(raw: dict[str, Any]) -> Figures:
+    return latency_summary(raw["latencies"])
+
+
+def two_workers(raw: dict[str, Any]) -> Figures:
+    """Steps/s drained by one worker process and by two; ``scale`` = two ÷ one."""
+    steps = raw["runs"] * raw["steps_per_run"]
+    one, two = steps / raw["one_seconds"], steps / raw["two_seconds"]
+    return {"one_steps_per_s": one, "two_steps_per_s": two, "scale": two / one}
+
+
 EXTRACT = {
     "sequential": sequential,
     "throughput": throughput,
@@ -122,6 +165,10 @@ EXTRACT = {
     "failover": failover,
     "budget": budget,
     "limited": limited,
+    "starts": starts,
+    "mixed": mixed,
+    "event_remote": event_remote,
+    "two_workers": two_workers,
 }
 
 

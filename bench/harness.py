@@ -5,7 +5,14 @@ each system gets a database of its own, created for this run and dropped at its 
 each repetition gets a fresh file. Repetitions are interleaved across systems (rep 1 of each
 system, then rep 2 …) so slow drift of the machine does not favour one of them. Temporal and
 Restate bring servers of their own: each of their children starts a fresh one (bench.servers).
-A peer that cannot start is reported where its figures would be, in the table and the JSON.
+A peer that cannot start is reported where its figures would be, in the table and the JSON;
+a measure a system cannot take part in (its function raises ``NotImplementedError``) is shown as
+"n/a" with the reason, and is not a failure.
+
+The sequential measure runs ``max(--repeat, 5)`` repetitions, so its median and spread (and that
+of its ratio to the bare INSERT round trip) rest on at least five. The bare INSERT round trip on
+the harness's PostgreSQL is also measured at the start and the end of the whole run and recorded
+in the JSON (``baseline``); the starts measure brackets each repetition with it too.
 """
 
 from __future__ import annotations
@@ -25,9 +32,9 @@ from pathlib import Path
 from typing import Any
 
 from bench import figures, machine
-from bench.dbs import DEFAULT_PG_URL, create_database, drop_database
+from bench.dbs import DEFAULT_PG_URL, create_database, drop_database, insert_round_trip
 from bench.procs import ROOT
-from bench.report import print_report, write_json
+from bench.report import print_report, write_chart, write_json
 from bench.servers import ServerStartError, restate_binary, temporal_binary
 
 SYSTEMS = ("dataflows", "dbos", "absurd", "temporal", "restate")
@@ -44,7 +51,15 @@ MEASURES = (
     "failover",
     "budget",
     "limited",
+    "starts",
+    "mixed",
+    "event_remote",
+    "two_workers",
 )
+#: Measures dataflows takes part in on SQLite besides sequential and throughput.
+SQLITE_DATAFLOWS = ("starts", "mixed", "event_remote", "two_workers")
+#: The sequential measure's repetitions are at least this many, whatever --repeat says.
+SEQUENTIAL_MIN_REPEAT = 5
 BACKENDS = ("postgres", "sqlite")
 PACKAGES = {"dbos": "dbos", "absurd": "absurd_sdk", "temporal": "temporalio", "restate": "restate"}
 
@@ -71,6 +86,10 @@ TIMEOUTS = {
     "failover": 600,
     "budget": 600,
     "limited": 1800,
+    "starts": 900,
+    "mixed": 1800,
+    "event_remote": 900,
+    "two_workers": 1800,
 }
 
 QUICK_MEASURES = "sequential,throughput,event,sleep"
@@ -95,7 +114,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--systems", help=f"comma-separated (default: {','.join(SYSTEMS)})")
     p.add_argument("--measures", help=f"comma-separated (default: {','.join(MEASURES)})")
     p.add_argument("--backends", default=",".join(BACKENDS), help="comma-separated")
-    p.add_argument("--repeat", type=int, default=3, help="repetitions of each measure")
+    p.add_argument(
+        "--repeat",
+        type=int,
+        default=3,
+        help="repetitions of each measure; sequential runs max(REPEAT, "
+        f"{SEQUENTIAL_MIN_REPEAT}), so the median and min–max of its ratio to the INSERT round "
+        "trip rest on at least that many",
+    )
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "latest.json")
     p.add_argument(
         "--pg-url",
@@ -103,14 +129,24 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="a database on the server where the per-system databases are created",
     )
     p.add_argument("--steps", type=int, default=1000, help="steps of the sequential run")
-    p.add_argument("--runs", type=int, default=1000, help="runs in the throughput measure")
-    p.add_argument("--run-steps", type=int, default=10, help="steps per throughput run")
+    p.add_argument(
+        "--runs",
+        type=int,
+        default=1000,
+        help="runs in the throughput, limited, mixed and two_workers measures",
+    )
+    p.add_argument(
+        "--run-steps",
+        type=int,
+        default=10,
+        help="steps per run in the throughput, limited, mixed and two_workers measures",
+    )
     p.add_argument(
         "--concurrency",
         default=None,
         help="throughput concurrencies for every system (default: per system)",
     )
-    p.add_argument("--event-trials", type=int, default=200)
+    p.add_argument("--event-trials", type=int, default=200, help="event and event_remote trials")
     p.add_argument(
         "--event-gap",
         type=float,
@@ -118,6 +154,28 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="mean pause between event trials, s (uniformly random in 0..2×)",
     )
     p.add_argument("--sleep-trials", type=int, default=50)
+    p.add_argument("--starts", type=int, default=10_000, help="runs started in the starts measure")
+    p.add_argument(
+        "--start-callers", type=int, default=64, help="concurrent callers in the starts measure"
+    )
+    p.add_argument(
+        "--mixed-concurrency",
+        type=int,
+        default=32,
+        help="worker concurrency in the mixed measure (both halves)",
+    )
+    p.add_argument(
+        "--mixed-callers",
+        type=int,
+        default=16,
+        help="concurrent callers starting runs in the mixed measure",
+    )
+    p.add_argument(
+        "--workers-concurrency",
+        type=int,
+        default=32,
+        help="concurrency of each worker process in the two_workers measure",
+    )
     p.add_argument(
         "--suspended",
         type=int,
@@ -190,6 +248,19 @@ class Plan:
                     "keys": 100,
                     "limit": 10,
                 },
+                "starts": {"starts": args.starts, "callers": args.start_callers},
+                "mixed": {
+                    "runs": args.runs,
+                    "steps": args.run_steps,
+                    "concurrency": args.mixed_concurrency,
+                    "callers": args.mixed_callers,
+                },
+                "event_remote": {"trials": args.event_trials, "gap": args.event_gap},
+                "two_workers": {
+                    "runs": args.runs,
+                    "steps": args.run_steps,
+                    "concurrency": args.workers_concurrency,
+                },
             },
             concurrency={s: override or CONCURRENCY[s] for s in SYSTEMS},
         )
@@ -202,6 +273,8 @@ class Plan:
         if measure in ("budget", "limited"):  # dataflows' own features
             return system == "dataflows"
         if backend == "sqlite":  # the SQLite figures asked for; Absurd is PostgreSQL-only
+            if system == "dataflows" and measure in SQLITE_DATAFLOWS:
+                return True
             return system in ("dataflows", "dbos") and measure in ("sequential", "throughput")
         # (Temporal and Restate use their own servers' stores; listed with PostgreSQL.)
         return measure != "webhook" or system == "dataflows"
@@ -211,11 +284,17 @@ class Plan:
         measure interleaved across systems."""
         for backend in self.backends:
             for measure in self.measures:
-                for rep in range(self.repeat):
+                for rep in range(self.repetitions(measure)):
                     for system in self.systems:
                         if self.applies(backend, system, measure):
                             for params in self.variants(system, measure):
                                 yield backend, measure, system, rep, params
+
+    def repetitions(self, measure: str) -> int:
+        """``repeat``, or at least SEQUENTIAL_MIN_REPEAT for the sequential measure."""
+        if measure == "sequential":
+            return max(self.repeat, SEQUENTIAL_MIN_REPEAT)
+        return self.repeat
 
     def variants(self, system: str, measure: str) -> list[dict[str, Any]]:
         """The parameter sets of one repetition (throughput: one per concurrency)."""
@@ -287,9 +366,21 @@ def stores(server_url: str) -> Iterator[Stores]:
         s.close()
 
 
-def run_child(system: str, measure: str, url: str, params: dict[str, Any]) -> dict[str, Any]:
+def run_child(
+    system: str, measure: str, url: str, params: dict[str, Any], baseline_url: str = ""
+) -> dict[str, Any]:
+    """One repetition in a fresh child. ``baseline_url``: where a measure bracketed by the bare
+    INSERT round trip (starts) times it when ``url`` is not a database of ours (Temporal,
+    Restate: the harness's PostgreSQL)."""
     with tempfile.NamedTemporaryFile(suffix=".json") as out:
-        spec = {"system": system, "measure": measure, "url": url, "params": params, "out": out.name}
+        spec = {
+            "system": system,
+            "measure": measure,
+            "url": url,
+            "params": params,
+            "out": out.name,
+            "baseline_url": baseline_url or url,
+        }
         try:
             done = subprocess.run(
                 [sys.executable, "-m", "bench.child", json.dumps(spec)],
@@ -307,9 +398,13 @@ def run_child(system: str, measure: str, url: str, params: dict[str, Any]) -> di
         return result
 
 
-def execute(plan: Plan, server_url: str, log: Any) -> tuple[dict[str, Any], list[dict[str, str]]]:
+def execute(
+    plan: Plan, server_url: str, log: Any
+) -> tuple[dict[str, Any], list[dict[str, str]], list[dict[str, str]]]:
+    """Run every job; returns the results, the errors, and the measures not applicable."""
     raws: dict[tuple[str, str, str, int], list[dict[str, Any]]] = {}
     errors: list[dict[str, str]] = []
+    skipped: list[dict[str, str]] = []  # NotImplementedError: not applicable, not a failure
     failed: set[tuple[str, str, str]] = set()  # a measure that failed once is not repeated
     missing = {s for s in plan.systems if s in PACKAGES and find_spec(PACKAGES[s]) is None}
     for system in sorted(missing):
@@ -335,15 +430,26 @@ def execute(plan: Plan, server_url: str, log: Any) -> tuple[dict[str, Any], list
             log(f"{backend} {system} {measure} rep {rep + 1} {params}")
             started = time.monotonic()
             try:
-                raw = run_child(system, measure, where.url(backend, system), params)
+                baseline = server_url if system in OWN_SERVER else ""
+                url = where.url(backend, system)
+                raw = run_child(system, measure, url, params, baseline)
             except Exception as exc:  # a peer that breaks must not stop the rest
                 failed.add(key)
                 errors.append(error(backend, system, measure, str(exc)))
                 log(f"  FAILED: {exc}")
                 continue
+            if "not_applicable" in raw:
+                failed.add(key)
+                skipped.append(error(backend, system, measure, raw["not_applicable"]))
+                log(f"  n/a: {raw['not_applicable']}")
+                continue
             log(f"  {time.monotonic() - started:.1f} s")
             raws.setdefault((*key, params.get("concurrency", -1)), []).append(raw)
-    return mark_failed(plan, collect(raws, failed), errors), errors
+    results = mark_failed(plan, collect(raws, failed), errors)
+    for s in skipped:
+        entry = results.setdefault(s["backend"], {}).setdefault(s["system"], {})
+        entry[s["measure"]] = {"not_applicable": s["message"]}
+    return results, errors, skipped
 
 
 def mark_failed(
@@ -411,6 +517,17 @@ def quick_verdict(document: dict[str, Any], max_ratio: float) -> tuple[bool, str
     )
 
 
+def insert_baseline(server_url: str, log: Any) -> float | None:
+    """The bare INSERT round trip on the harness's PostgreSQL, ms (None if it cannot be had)."""
+    try:
+        ms = insert_round_trip(server_url) * 1000
+    except Exception as exc:  # the run goes on; the figure is missing from the header
+        log(f"bare INSERT baseline FAILED: {exc}")
+        return None
+    log(f"bare INSERT round trip: {ms:.3f} ms")
+    return ms
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     plan = Plan.from_args(args)
@@ -419,22 +536,32 @@ def main(argv: list[str] | None = None) -> int:
     def log(text: str) -> None:
         print(f"[{time.time() - started:7.1f}s] {text}", file=sys.stderr, flush=True)
 
-    results, errors = execute(plan, args.pg_url, log)
+    before = insert_baseline(args.pg_url, log)
+    results, errors, skipped = execute(plan, args.pg_url, log)
+    after = insert_baseline(args.pg_url, log)
     document = {
         "options": {
             **{k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
             "systems": plan.systems,
             "concurrency": plan.concurrency,
+            "repetitions": {m: plan.repetitions(m) for m in plan.measures},
+        },
+        "baseline": {
+            "insert_ms_start": before,
+            "insert_ms_end": after,
+            "where": "the harness's PostgreSQL (--pg-url): single-row autocommit INSERT",
         },
         "machine": machine.describe(args.pg_url),
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
         "duration_s": round(time.time() - started, 1),
         "results": results,
         "errors": errors,
+        "not_applicable": skipped,
     }
     write_json(document, args.out)
     print_report(document)
     print(f"JSON: {args.out}")
+    print(f"chart: {write_chart(document, args.out)}")
     if args.quick:
         ok, message = quick_verdict(document, args.max_ratio)
         print(message)

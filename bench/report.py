@@ -1,7 +1,12 @@
-"""The results as one table in the terminal, and as JSON."""
+"""The results as one table in the terminal, as JSON, and as a chart (SVG, bench.chart).
+
+``python -m bench.report FILE.json`` prints the table of a results file again and (re)writes its
+chart next to it (``FILE.svg``); older results without the newer measures render too.
+"""
 
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
 from typing import Any
@@ -49,6 +54,21 @@ ROWS = [
     ("limited", "unlimited_steps_per_s", "throughput without a limit: steps/s", "{:,.0f}"),
     ("limited", "limited_steps_per_s", "  with Concurrency(10) over 100 keys", "{:,.0f}"),
     ("limited", "limited_ratio", "  limited ÷ unlimited", "{:.0%}"),
+    ("starts", "starts_per_s", "starts: runs started/s", "{:,.0f}"),
+    ("starts", "p50_ms", "  start call p50 ms", "{:.2f}"),
+    ("starts", "p99_ms", "  start call p99 ms", "{:.2f}"),
+    ("starts", "insert_ms", "  bare INSERT round trip, ms", "{:.3f}"),
+    ("starts", "ratio_to_insert_rate", "  starts/s ÷ INSERTs/s (1 / round trip)", "{:.2f}×"),
+    ("mixed", "mixed_steps_per_s", "mixed: steps/s while starting the runs", "{:,.0f}"),
+    ("mixed", "drain_steps_per_s", "  draining a full queue, steps/s", "{:,.0f}"),
+    ("mixed", "mixed_share", "  mixed ÷ drain", "{:.0%}"),
+    ("mixed", "start_p50_ms", "  start call p50 ms", "{:.2f}"),
+    ("mixed", "start_p99_ms", "  start call p99 ms", "{:.2f}"),
+    ("event_remote", "p50_ms", "event → resumed in another process: p50 ms", "{:.1f}"),
+    ("event_remote", "p99_ms", "  p99 ms", "{:.1f}"),
+    ("two_workers", "two_steps_per_s", "two worker processes: steps/s", "{:,.0f}"),
+    ("two_workers", "one_steps_per_s", "  one worker process: steps/s", "{:,.0f}"),
+    ("two_workers", "scale", "  two ÷ one", "{:.2f}×"),
 ]
 
 
@@ -72,20 +92,43 @@ def figure(results: dict[str, Any], backend: str, system: str, measure: str, key
 
 
 def failure(results: dict[str, Any], backend: str, system: str, measure: str) -> str:
+    """A failure ("failed: why") or a measure not applicable ("n/a: why"), shortened."""
     entry = results.get(backend, {}).get(system, {}).get(measure)
-    if not entry or "failed" not in entry:
+    if entry and "not_applicable" in entry:
+        text: str = f"n/a: {entry['not_applicable']}"
+    elif entry and "failed" in entry:
+        text = entry["failed"]
+        text = text if text.startswith("failed to start") else f"failed: {text}"
+    else:
         return ""
-    text: str = entry["failed"]
-    text = text if text.startswith("failed to start") else f"failed: {text}"
     return text if len(text) <= 70 else text[:67] + "..."
+
+
+def repetitions_title(document: dict[str, Any]) -> str:
+    """Like "3 repetitions (sequential: 5)" (older results: --repeat alone)."""
+    repeat = document["options"]["repeat"]
+    counts = document["options"].get("repetitions", {})
+    other = sorted({f"{m}: {n}" for m, n in counts.items() if n != repeat})
+    return f"{repeat} repetitions" + (f" ({', '.join(other)})" if other else "")
+
+
+def baseline_line(document: dict[str, Any]) -> str:
+    """The run's bare INSERT round trip at its start and end (absent from older results)."""
+    b = document.get("baseline")
+    if not b:
+        return ""
+    ends = [
+        f"{label} {b[key]:.3f} ms" if b.get(key) is not None else f"{label} n/a"
+        for label, key in (("start", "insert_ms_start"), ("end", "insert_ms_end"))
+    ]
+    return f"bare INSERT round trip on the harness's PostgreSQL: {', '.join(ends)}"
 
 
 def table(document: dict[str, Any]) -> Table:
     systems: list[str] = document["options"]["systems"]
     results = document["results"]
     grid = Table(
-        title="dataflows benchmark — median (min–max) of "
-        f"{document['options']['repeat']} repetitions",
+        title=f"dataflows benchmark — median (min–max) of {repetitions_title(document)}",
         show_lines=False,
     )
     grid.add_column("backend")
@@ -121,6 +164,8 @@ def _best(results: dict[str, Any], backend: str, system: str) -> str:
 
 def print_report(document: dict[str, Any]) -> None:
     console = Console(width=max(120, Console().width))
+    if line := baseline_line(document):
+        console.print(line, highlight=False)
     console.print(table(document))
     for error in document["errors"]:
         console.print(
@@ -129,8 +174,43 @@ def print_report(document: dict[str, Any]) -> None:
             markup=True,
             highlight=False,
         )
+    for skip in document.get("not_applicable", []):
+        console.print(
+            f"n/a {skip['backend']}/{skip['system']}/{skip['measure']}: {skip['message']}",
+            highlight=False,
+        )
 
 
 def write_json(document: dict[str, Any], path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(document, indent=2) + "\n")
+
+
+def write_chart(document: dict[str, Any], json_path: Path) -> Path:
+    """The chart of the results beside their JSON (``X.json`` → ``X.svg``); returns its path."""
+    from bench.chart import svg
+
+    path = json_path.with_suffix(".svg")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(svg(document))
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        prog="python -m bench.report",
+        description="Print a results file's table again and (re)write its chart (FILE.svg).",
+    )
+    p.add_argument("files", nargs="+", type=Path, help="results JSON written by bench/run")
+    p.add_argument("--no-table", action="store_true", help="only write the chart")
+    args = p.parse_args(argv)
+    for path in args.files:
+        document = json.loads(path.read_text())
+        if not args.no_table:
+            print_report(document)
+        print(f"chart: {write_chart(document, path)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
