@@ -427,3 +427,112 @@ def limited(
         "unlimited_seconds": unlimited_s,
         "limited_seconds": limited_s,
     }
+
+
+# -- starts -----------------------------------------------------------------------------------------
+
+
+def starts(url: str, starts: int, callers: int) -> dict[str, Any]:
+    """``starts`` runs started by ``callers`` concurrent ``app.start`` calls; no worker runs.
+
+    Timed from the first call to the last return (after one untimed start that opens the pool);
+    one latency per call.
+    """
+    app, schema = new_app(url)
+
+    @app.workflow("starts")
+    async def trivial(event: df.Event, step: df.Step) -> None:
+        return None
+
+    async def main() -> tuple[float, list[float]]:
+        latencies: list[float] = []
+        left = iter(range(starts))
+
+        async def caller() -> None:
+            for i in left:
+                began = time.perf_counter()
+                await app.start("starts", {"i": i})
+                latencies.append(time.perf_counter() - began)
+
+        async with app:
+            await app.start("starts", {"i": -1})  # opens the pool, untimed
+            began = time.perf_counter()
+            await asyncio.gather(*(caller() for _ in range(callers)))
+            return time.perf_counter() - began, latencies
+
+    try:
+        seconds, latencies = asyncio.run(main())
+    finally:
+        _cleanup(url, schema)
+    return {"starts": starts, "callers": callers, "seconds": seconds, "latencies": latencies}
+
+
+# -- two worker processes -----------------------------------------------------------------------------
+
+
+def two_workers(url: str, runs: int, steps: int, concurrency: int) -> dict[str, Any]:
+    """Throughput drained by one worker process (``python -m bench.apps.two_workers_dataflows``,
+    ``app.run_worker(concurrency)``), then on a fresh schema (SQLite: a fresh file) by two.
+
+    The processes are started first and waited for until registered (``app.store.list_workers()``);
+    then the runs are sent (``send_many``, 500 a transaction) and the clock runs from before the
+    first send to the moment no run is left unfinished (``app.store.run_counts()``, polled)."""
+    return {
+        "runs": runs,
+        "steps_per_run": steps,
+        "concurrency": concurrency,
+        "one_seconds": _drain_by_processes(url, runs, steps, concurrency, 1, "one"),
+        "two_seconds": _drain_by_processes(url, runs, steps, concurrency, 2, "two"),
+    }
+
+
+def _drain_by_processes(
+    url: str, runs: int, steps: int, concurrency: int, processes: int, tag: str
+) -> float:
+    from bench.apps.two_workers_dataflows import make_app
+
+    if url.startswith("sqlite:"):
+        url, schema = f"{url.removesuffix('.db')}_{tag}.db", None
+    else:
+        schema = f"bench_{secrets.token_hex(4)}"
+    app = make_app(url, schema or "dataflows")
+    argv = ["-m", "bench.apps.two_workers_dataflows", url, schema or "dataflows", str(concurrency)]
+    workers: list[subprocess.Popen[bytes]] = []
+
+    async def registered() -> bool:
+        return len(await app.store.list_workers()) >= processes
+
+    async def unfinished() -> int:
+        return sum(
+            n for workflow, _, n in await app.store.run_counts() if workflow == "two_workers"
+        )
+
+    async def main() -> float:
+        async with app:  # migrates before the workers start, so they find their tables
+            workers.extend(start_process(argv) for _ in range(processes))
+            await wait_until(registered, 120, 0.05)
+            began = time.perf_counter()
+            for first in range(0, runs, BATCH):
+                batch = range(first, min(first + BATCH, runs))
+                await app.send_many(
+                    [("bench/two_workers", {"i": i, "steps": steps}, None) for i in batch]
+                )
+            await wait_until(lambda: _none_left(unfinished), 3600, 0.01)
+            seconds = time.perf_counter() - began
+            completed = await app.list_runs(
+                workflow_id="two_workers", status="completed", limit=runs
+            )
+            if len(completed) != runs:
+                raise RuntimeError(f"{len(completed)} of {runs} runs completed")
+            return seconds
+
+    try:
+        return asyncio.run(main())
+    finally:
+        for proc in workers:
+            stop_process(proc)
+        _cleanup(url, schema)
+
+
+async def _none_left(unfinished: Callable[[], Awaitable[int]]) -> bool:
+    return await unfinished() == 0
