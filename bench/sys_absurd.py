@@ -7,16 +7,27 @@ connections runs ``n`` clients side by side in one event loop; throughput is tri
 ``n``. Worker settings are the SDK's defaults (``poll_interval=0.25``, ``claim_timeout=120``).
 Each measure uses a fresh queue (Absurd's tables per queue) in the database the harness prepared
 with ``absurdctl init``.
+
+Starts and mixed spawn from concurrent callers sharing ``SPAWN_CONNECTIONS`` clients (an
+application's pool; dataflows' holds 10). event_remote and two_workers run the tasks in worker
+processes (``python -m bench.apps.remote_absurd``) that connect, report ready, and start their
+loops on SIGUSR1.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import random
 import secrets
+import shutil
+import signal
+import subprocess
+import tempfile
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 from absurd_sdk import AsyncAbsurd, AsyncTaskContext
@@ -65,11 +76,25 @@ async def hold_task(params: dict[str, Any], ctx: AsyncTaskContext) -> None:
     await ctx.await_event(f"release.{params['i']}")
 
 
+async def remote_task(params: dict[str, Any], ctx: AsyncTaskContext) -> None:
+    """event_remote's task, in a worker process: the resume time goes to a marker file."""
+    await ctx.await_event(f"go.{params['i']}")
+    write_marker(Path(params["markers"]) / f"resumed-{params['i']}", repr(time.time()))
+
+
+def write_marker(path: Path, text: str) -> None:
+    """Write a marker whole (rename), so a reader never sees it half written."""
+    temp = path.with_name(f".{path.name}.{os.getpid()}")
+    temp.write_text(text)
+    temp.rename(path)
+
+
 TASKS: dict[str, Callable[[dict[str, Any], AsyncTaskContext], Awaitable[Any]]] = {
     "steps": steps_task,
     "event": event_task,
     "sleep": sleep_task,
     "hold": hold_task,
+    "remote": remote_task,
 }
 
 
@@ -240,3 +265,179 @@ def memory(url: str, count: int) -> dict[str, Any]:
 
     figures = asyncio.run(with_queue(url, body))
     return {"count": count, "all_resumed": figures["resumed"] == count, **figures}
+
+
+# -- starts and mixed: concurrent callers ---------------------------------------------------------
+
+#: Clients (connections) the concurrent callers of starts and mixed share, as an application
+#: shares a pool (dataflows' pool holds 10 connections).
+SPAWN_CONNECTIONS = 10
+
+
+async def spawn_by_callers(
+    url: str, queue: str, callers: int, count: int, task: str, **params: Any
+) -> tuple[float, list[float]]:
+    """``count`` spawns by ``callers`` concurrent callers taking a free client from a shared set of
+    ``SPAWN_CONNECTIONS``: (wall seconds, one latency per spawn, waiting for a client included)."""
+    free: asyncio.Queue[AsyncAbsurd] = asyncio.Queue()
+    clients = [client(url, queue) for _ in range(min(callers, SPAWN_CONNECTIONS))]
+    for c in clients:
+        await c._ensure_connected()
+        free.put_nowait(c)
+    latencies: list[float] = []
+    left = iter(range(count))
+
+    async def caller() -> None:
+        for i in left:
+            began = time.perf_counter()
+            c = await free.get()
+            try:
+                await c.spawn(task, {"i": i, **params})
+            finally:
+                free.put_nowait(c)
+            latencies.append(time.perf_counter() - began)
+
+    try:
+        began = time.perf_counter()
+        await asyncio.gather(*(caller() for _ in range(callers)))
+        return time.perf_counter() - began, latencies
+    finally:
+        for c in clients:
+            await c.close()
+
+
+def starts(url: str, starts: int, callers: int) -> dict[str, Any]:
+    """``starts`` spawns of a trivial task by ``callers`` concurrent callers; no worker runs."""
+
+    async def body(spawner: AsyncAbsurd, queue: str) -> tuple[float, list[float]]:
+        await spawner.spawn("steps", {"i": -1, "steps": 0})  # untimed: the queue's first spawn
+        return await spawn_by_callers(url, queue, callers, starts, "steps", steps=0)
+
+    seconds, latencies = asyncio.run(with_queue(url, body))
+    return {"starts": starts, "callers": callers, "seconds": seconds, "latencies": latencies}
+
+
+def mixed(url: str, runs: int, steps: int, concurrency: int, callers: int) -> dict[str, Any]:
+    """(a) the throughput measure with ``concurrency`` connections on a fresh queue; (b) on another
+    fresh queue, the same worker loops run in this event loop while ``callers`` concurrent callers
+    spawn the runs; timed from the first spawn until every task completed."""
+
+    async def drain(spawner: AsyncAbsurd, queue: str) -> float:
+        FINISHED.clear()
+        await spawn_all(spawner, "steps", runs, steps=steps)
+        async with Workers(url, queue, concurrency):
+            began = time.perf_counter()
+            await wait_until(lambda: len(FINISHED) >= runs, 3600, 0.005)
+            await wait_until(reach(count_tasks(url, queue, "completed"), runs), 600, 0.005)
+            return time.perf_counter() - began
+
+    async def both(spawner: AsyncAbsurd, queue: str) -> tuple[float, list[float]]:
+        FINISHED.clear()
+        async with Workers(url, queue, concurrency):
+            began = time.perf_counter()
+            _, latencies = await spawn_by_callers(url, queue, callers, runs, "steps", steps=steps)
+            await wait_until(lambda: len(FINISHED) >= runs, 3600, 0.005)
+            await wait_until(reach(count_tasks(url, queue, "completed"), runs), 600, 0.005)
+            return time.perf_counter() - began, latencies
+
+    drain_seconds = asyncio.run(with_queue(url, drain))
+    mixed_seconds, latencies = asyncio.run(with_queue(url, both))
+    return {
+        "runs": runs,
+        "steps_per_run": steps,
+        "concurrency": concurrency,
+        "drain_seconds": drain_seconds,
+        "mixed_seconds": mixed_seconds,
+        "start_latencies": latencies,
+    }
+
+
+# -- worker processes: event_remote and two_workers -------------------------------------------------
+
+
+class Remote:
+    """Worker processes (``python -m bench.apps.remote_absurd``) on ``queue``, connected and
+    waiting for the go (SIGUSR1)."""
+
+    def __init__(self, url: str, queue: str, processes: int, connections: int) -> None:
+        self.markers = Path(tempfile.mkdtemp(prefix="bench_absurd_"))
+        argv = ["-m", "bench.apps.remote_absurd", url, queue, str(connections), str(self.markers)]
+        self.workers: list[subprocess.Popen[bytes]] = [
+            start_process(argv) for _ in range(processes)
+        ]
+
+    async def ready(self) -> None:
+        def count() -> int:
+            for proc in self.workers:
+                if proc.poll() is not None:
+                    raise RuntimeError(f"Absurd worker process exited with {proc.returncode}")
+            return len(list(self.markers.glob("ready-*")))
+
+        await wait_until(lambda: count() >= len(self.workers), 120, 0.05)
+
+    def go(self) -> None:
+        for proc in self.workers:
+            os.kill(proc.pid, signal.SIGUSR1)
+
+    def close(self) -> None:
+        for proc in self.workers:
+            stop_process(proc)
+        shutil.rmtree(self.markers, ignore_errors=True)
+
+
+def event_remote(url: str, trials: int, gap: float) -> dict[str, Any]:
+    """Tasks in a worker process (one connection) wait in ``await_event``; this process emits each
+    event in turn; the worker writes ``time.time()`` when the code after the wait runs. Latency =
+    that - ``time.time()`` just before ``emit_event``."""
+
+    async def body(spawner: AsyncAbsurd, queue: str) -> list[float]:
+        remote = Remote(url, queue, 1, 1)
+        try:
+            await remote.ready()
+            for i in range(trials):
+                await spawner.spawn("remote", {"i": i, "markers": str(remote.markers)})
+            remote.go()
+            await wait_until(reach(count_tasks(url, queue, "sleeping"), trials), 600, 0.05)
+            latencies = []
+            for i in range(trials):
+                marker = remote.markers / f"resumed-{i}"
+                sent = time.time()
+                await spawner.emit_event(f"go.{i}", {"i": i})
+                await wait_until(marker.exists, 30, 0.001)
+                latencies.append(float(marker.read_text()) - sent)
+                await asyncio.sleep(random.uniform(0, 2 * gap))  # random phase against polling
+            return latencies
+        finally:
+            remote.close()
+
+    return {"latencies": asyncio.run(with_queue(url, body))}
+
+
+def two_workers(url: str, runs: int, steps: int, concurrency: int) -> dict[str, Any]:
+    """All runs spawned on a fresh queue, one worker process of ``concurrency`` connections started
+    and connected, then told to go (SIGUSR1); timed until every task completed. Then the same on
+    another fresh queue with two such processes."""
+
+    def drain(processes: int) -> float:
+        async def body(spawner: AsyncAbsurd, queue: str) -> float:
+            await spawn_all(spawner, "steps", runs, steps=steps)
+            remote = Remote(url, queue, processes, concurrency)
+            try:
+                await remote.ready()
+                began = time.perf_counter()
+                remote.go()
+                await wait_until(reach(count_tasks(url, queue, "completed"), runs), 3600, 0.01)
+                return time.perf_counter() - began
+            finally:
+                remote.close()
+
+        seconds: float = asyncio.run(with_queue(url, body))
+        return seconds
+
+    return {
+        "runs": runs,
+        "steps_per_run": steps,
+        "concurrency": concurrency,
+        "one_seconds": drain(1),
+        "two_seconds": drain(2),
+    }
