@@ -29,6 +29,8 @@ class Panel:
     fmt: str
     value: Callable[[dict[str, Any]], Value]
     note: str = ""
+    #: A value drawn as a dashed line (two_workers: 1× = the second process adds nothing).
+    reference: float | None = None
 
 
 def _figure(key: str) -> Callable[[dict[str, Any]], Value]:
@@ -73,6 +75,8 @@ PANELS = [
     Panel("sleep", "1 s sleep: lateness", "p99 ms", False, "{:.0f}", _figure("p99_ms")),
     Panel("memory", "memory per 1,000 suspended runs", "MiB", False, "{:.2f}", _memory_per_1k,
           "worker RSS growth (Temporal, Restate: + their server's whole RSS)"),
+    Panel("two_workers", "a second worker process", "steps/s two ÷ one", True, "{:.2f}×",
+          _figure("scale"), "1× (dashed): the second process adds nothing", 1.0),
     Panel("failover", "kill -9 → resumed elsewhere", "p50 ms", False, "{:,.0f}",
           _figure("p50_ms")),
 ]  # fmt: skip
@@ -87,21 +91,24 @@ def _backend(results: dict[str, Any]) -> str:
     return "postgres" if "postgres" in results or not results else next(iter(results))
 
 
-def _cell(entry: dict[str, Any] | None, panel: Panel) -> tuple[Value, str]:
-    """The system's value, or why there is none (failed, n/a, not measured)."""
+def _cell(entry: dict[str, Any] | None, panel: Panel) -> tuple[Value, str, str]:
+    """The system's value, or why there is none (failed, n/a, not measured) and the detail."""
     if entry is None:
-        return None, "not measured"
+        return None, "not measured", ""
     if "not_applicable" in entry:
-        return None, "n/a"
+        return None, "n/a", entry["not_applicable"]
     if "failed" in entry:
-        return None, "failed to start" if entry["failed"].startswith("failed to") else "failed"
+        short = "failed to start" if entry["failed"].startswith("failed to") else "failed"
+        return None, short, entry["failed"]
     value = panel.value(entry)
-    return value, "" if value is not None else "no figure"
+    return value, "" if value is not None else "no figure", ""
 
 
 def _panel(panel: Panel, systems: list[str], entries: dict[str, Any], x: float, y: float) -> str:
     cells = [(s, *_cell(entries.get(s, {}).get(panel.measure), panel)) for s in systems]
-    top = max((v[2] for _, v, _ in cells if v is not None), default=1.0) or 1.0
+    top = max((v[2] for _, v, _, _ in cells if v is not None), default=1.0) or 1.0
+    if panel.reference is not None:
+        top = max(top, panel.reference)
     better = "higher is better" if panel.higher_is_better else "lower is better"
     parts = [
         f'<g transform="translate({x:.0f},{y:.0f})">',
@@ -110,7 +117,13 @@ def _panel(panel: Panel, systems: list[str], entries: dict[str, Any], x: float, 
     ]
     if panel.note:
         parts.append(f'<text x="0" y="42" class="note">{escape(panel.note)}</text>')
-    for row, (system, value, why) in enumerate(cells):
+    if panel.reference is not None:
+        rx = LABEL_W + BAR_W * panel.reference / top
+        parts.append(
+            f'<path d="M{rx:.1f},{HEAD_H}V{HEAD_H + ROW_H * len(cells)}" stroke="#57606a" '
+            'stroke-dasharray="3,3" stroke-width="1"/>'
+        )
+    for row, (system, value, why, detail) in enumerate(cells):
         ry = HEAD_H + row * ROW_H
         cls = "sys hl" if system == HIGHLIGHT else "sys"
         parts.append(
@@ -118,7 +131,8 @@ def _panel(panel: Panel, systems: list[str], entries: dict[str, Any], x: float, 
             f"{escape(system)}</text>"
         )
         if value is None:
-            parts.append(f'<text x="{LABEL_W}" y="{ry + 14}" class="why">{escape(why)}</text>')
+            tip = f"<title>{escape(detail)}</title>" if detail else ""
+            parts.append(f'<text x="{LABEL_W}" y="{ry + 14}" class="why">{tip}{escape(why)}</text>')
             continue
         median, low, high = value
         width = max(1.0, BAR_W * median / top)
