@@ -36,6 +36,7 @@ from bench.dbs import DEFAULT_PG_URL, create_database, drop_database, insert_rou
 from bench.procs import ROOT
 from bench.report import print_report, write_chart, write_json
 from bench.servers import ServerStartError, restate_binary, temporal_binary
+from bench.stats import latency_summary
 
 SYSTEMS = ("dataflows", "dbos", "absurd", "temporal", "restate")
 #: Peers that bring a server of their own, started by each measure's child (bench.servers), and
@@ -490,7 +491,7 @@ def collect(
         if (backend, system, measure) in failed:
             continue
         entry = results.setdefault(backend, {}).setdefault(system, {}).setdefault(measure, {})
-        entry.setdefault("raw", {})[str(concurrency)] = reps
+        entry.setdefault("raw", {})[str(concurrency)] = [_compact(raw) for raw in reps]
         summary = figures.summarize(measure, reps)
         if measure == "throughput":
             entry.setdefault("by_concurrency", {})[concurrency] = summary
@@ -502,6 +503,22 @@ def collect(
                 t = measures["throughput"]
                 t["best_concurrency"], t["figures"] = figures.best_variant(t["by_concurrency"])
     return results
+
+
+#: Raw sample lists longer than this (the starts measure's latencies) are kept as a summary.
+RAW_SAMPLES_KEPT = 1000
+
+
+def _compact(raw: dict[str, Any]) -> dict[str, Any]:
+    """A repetition's raw result for the JSON, long sample lists summarized (after the figures
+    were taken from them): 10,000 start latencies per repetition would swell the file."""
+    out: dict[str, Any] = {}
+    for key, value in raw.items():
+        if isinstance(value, list) and len(value) > RAW_SAMPLES_KEPT:
+            out[key] = {"summarized": True, **latency_summary(value)}
+        else:
+            out[key] = value
+    return out
 
 
 def quick_verdict(document: dict[str, Any], max_ratio: float) -> tuple[bool, str]:
