@@ -578,7 +578,10 @@ def main(argv: list[str] | None = None) -> int:
     write_json(document, args.out)
     print_report(document)
     print(f"JSON: {args.out}")
-    print(f"chart: {write_chart(document, args.out)}")
+    try:
+        print(f"chart: {write_chart(document, args.out)}")
+    except Exception as exc:  # the JSON is written; `python -m bench.report` can retry the chart
+        print(f"chart not written: {exc!r}")
     if args.quick:
         ok, message = quick_verdict(document, args.max_ratio)
         print(message)
