@@ -93,6 +93,16 @@ TIMEOUTS = {
     "two_workers": 1800,
 }
 
+#: The sizes a slow peer's scale applies to, per measure: numbers of steps, runs or starts whose
+#: figures are rates or per-step times, so fewer of them measure the same thing in less time.
+SCALED_SIZES = {
+    "sequential": ("steps",),
+    "throughput": ("runs",),
+    "starts": ("starts",),
+    "mixed": ("runs",),
+    "two_workers": ("runs",),
+}
+
 QUICK_MEASURES = "sequential,throughput,event,sleep"
 
 #: Quick (CI) mode fails when dataflows' ms/step exceeds this multiple of the INSERT round trip.
@@ -198,6 +208,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--budget-calls", type=int, default=1000, help="calls in the budget measure")
     p.add_argument("--budget-limit", type=int, default=100, help="the budget's calls per second")
     p.add_argument(
+        "--temporal-scale",
+        type=float,
+        default=0.2,
+        help="Temporal's sequential steps and throughput/mixed/two_workers runs and starts are "
+        "this share of the others' (its dev server does ~100 steps/s: full sizes take minutes "
+        "per repetition; the figures are rates)",
+    )
+    p.add_argument(
         "--max-ratio",
         type=float,
         default=QUICK_MAX_RATIO,
@@ -220,6 +238,8 @@ class Plan:
     repeat: int
     params: dict[str, dict[str, Any]]
     concurrency: dict[str, list[int]] = field(default_factory=dict)
+    #: system -> factor applied to its work sizes (SCALED_SIZES); 1 for the others
+    scale: dict[str, float] = field(default_factory=dict)
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> Plan:
@@ -264,6 +284,7 @@ class Plan:
                 },
             },
             concurrency={s: override or CONCURRENCY[s] for s in SYSTEMS},
+            scale={"temporal": args.temporal_scale},
         )
 
     def applies(self, backend: str, system: str, measure: str) -> bool:
@@ -300,6 +321,10 @@ class Plan:
     def variants(self, system: str, measure: str) -> list[dict[str, Any]]:
         """The parameter sets of one repetition (throughput: one per concurrency)."""
         base = dict(self.params[measure])
+        scale = self.scale.get(system, 1.0)
+        if scale != 1.0:  # a slow peer does less of the same work: its figures are rates
+            for size in SCALED_SIZES.get(measure, ()):
+                base[size] = max(1, round(base[size] * scale))
         if measure == "memory":
             return [{"count": base["dataflows" if system == "dataflows" else "peers"]}]
         if measure == "throughput":
