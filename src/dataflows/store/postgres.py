@@ -376,6 +376,8 @@ class PostgresStore(SqlStore):
             "grace": _LIVENESS_GRACE_SECONDS,
             "lock_class_oid": self._lock_class & 0xFFFFFFFF,  # pg_locks shows it as an oid
         }
+        # Unless this look answers: a look that failed (an outage) is not to be retried at once.
+        self.reap_due_at = None
         rows = await self._on_liveness(now, Query("reap_workers", params, "all"), notify=_taken)
         taken = [row["id"] for row in rows if row["kind"] == "run"]
         pending = [row["free_since"] for row in rows if row["kind"] == "worker"]
