@@ -545,8 +545,12 @@ class Worker:
         """Look for workers whose process died (their liveness lock is free) and end the leases
         of their runs, so that a claim (ours or another worker's) resumes them within about a
         second, not a lease later. A paused worker keeps its lock: its runs wait out the lease."""
+        store = self.app.store
         while True:
-            await asyncio.sleep(self.options.failover_interval * (0.5 + random.random()))
+            pause = self.options.failover_interval * (0.5 + random.random())
+            if store.reap_due_at is not None:  # a lock seen free: look again once its grace ends
+                pause = min(pause, max(0.0, store.reap_due_at - self.app.clock.now()))
+            await asyncio.sleep(pause)
             try:
                 now = self.app.clock.now()
                 if not self._registered:

@@ -98,3 +98,32 @@ async def test_worker_survives_postgres_restart(
 
     worker.signal(signal.SIGTERM)
     assert await worker.wait_exit(15) == 0, worker.log_text()
+
+
+async def test_a_restart_takes_no_run_from_a_live_worker(
+    outage_faults: Faults, private_pg: PrivatePostgres
+) -> None:
+    """A restart ends every session, so every worker's liveness lock is free for a moment: each
+    live worker locks again as soon as the server answers, within the grace the others' looks
+    give a free lock, so the run a live worker holds is not taken over."""
+    faults = outage_faults
+    holder = faults.start_worker("holder", FAULTS_BLOCK=1, FAULTS_LEASE=30.0)
+    run_id = await faults.client.start("blocker", {})
+    await eventually(lambda: faults.pids("started", run_id), 15, "the step to start")
+    rescuer = faults.start_worker("rescuer", FAULTS_LEASE=30.0)
+
+    async def both_registered() -> bool:
+        return len(await faults.registered()) == 2
+
+    await eventually(both_registered, 15, "the rescuer to register")
+    private_pg.stop("fast")
+    await asyncio.sleep(1.0)
+    private_pg.start()
+    await asyncio.sleep(2.0)  # both back: the rescuer looks about ten times meanwhile
+    (faults.scratch / f"release-{run_id}").touch()
+
+    run = await finished(faults, run_id, 30)
+    assert run.status == "completed", (run.error, holder.log_text())
+    assert run.recoveries == 0
+    assert faults.pids("started", run_id) == [holder.pid]
+    assert "taken over" not in rescuer.log_text()

@@ -8,12 +8,17 @@ the lease, and the lease token fences it (tests/faults/test_fencing.py).
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import time
+from pathlib import Path
 
+import psycopg
 import pytest
 
-from tests.faults.conftest import Faults, assert_steps_unique, eventually
+from dataflows.store.postgres import worker_lock_class
+from tests.faults.conftest import Faults, assert_steps_unique, eventually, faults_on
+from tests.pg import DbTarget
 
 pytestmark = pytest.mark.crash
 
@@ -66,6 +71,41 @@ async def test_a_paused_worker_keeps_its_runs_until_its_lease_expires(faults: Fa
     assert run.status == "completed", run.error
     assert run.result["block"]["pid"] == rescuer.pid
     paused.signal(signal.SIGCONT)
+
+
+async def test_postgres_a_worker_whose_session_ends_keeps_its_run(
+    pg_url: DbTarget, scratch: Path
+) -> None:
+    """The server ends the session holding a live worker's lock (pg_terminate_backend here; a
+    database restart does the same): the worker locks again at once, well within the grace the
+    other worker's looks give a free lock, so its run is never taken over."""
+    async with faults_on(pg_url, scratch) as faults:
+        holder = faults.start_worker("holder", FAULTS_BLOCK=1, FAULTS_LEASE=LONG_LEASE)
+        run_id = await faults.client.start("blocker", {})
+        await eventually(lambda: faults.pids("started", run_id), 15, "the step to start")
+        rescuer = faults.start_worker("rescuer", FAULTS_LEASE=LONG_LEASE)
+        await eventually(lambda: _count(faults, 2), 15, "the rescuer to register")
+
+        schema = pg_url.schema or "dataflows"
+        with psycopg.connect(pg_url.url, autocommit=True) as admin:
+            ended = admin.execute(
+                "SELECT pg_terminate_backend(l.pid) FROM pg_locks l"
+                f" JOIN {schema}.workers w ON l.objid::bigint = w.lock_key AND w.id LIKE %s"
+                " WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2"
+                " AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+                " AND l.classid::bigint = %s",
+                [f"%:{holder.pid}:%", worker_lock_class(schema) & 0xFFFFFFFF],
+            ).fetchall()
+        assert ended == [(True,)]
+        await asyncio.sleep(2.0)  # ten graces, and the rescuer looks about ten times
+        (faults.scratch / f"release-{run_id}").touch()
+
+        run = await faults.wait_done(run_id)
+        assert run.status == "completed", run.error
+        assert run.recoveries == 0
+        assert faults.pids("started", run_id) == [holder.pid]
+        assert "taken over" not in rescuer.log_text()
+        assert await _count(faults, 2)
 
 
 async def _count(faults: Faults, n: int) -> bool:

@@ -9,6 +9,7 @@ before its runs are taken over, so a live worker whose connection broke can lock
 from __future__ import annotations
 
 import asyncio
+import time
 
 import psycopg
 
@@ -18,7 +19,7 @@ from tests.pg import DbTarget
 from tests.store.builders import LEASE, T0, new_run
 from tests.store.conftest import new_store
 
-GRACE = 0.5  # the PostgreSQL store's; SQLite needs none (a file lock is never lost while alive)
+GRACE = 0.2  # the PostgreSQL store's; SQLite needs none (a file lock is never lost while alive)
 
 
 async def held_by(store: Store, worker_id: str, *run_ids: str) -> None:
@@ -53,6 +54,40 @@ async def die(target: DbTarget, store: Store, worker_id: str) -> None:
             return
         await asyncio.sleep(0.02)
     raise AssertionError(f"the session of {worker_id} still holds its lock")
+
+
+def end_session_of(pg: DbTarget, worker_id: str) -> None:
+    """End the server session holding ``worker_id``'s lock, as a database restart or an
+    administrator's ``pg_terminate_backend`` does, while its process lives on."""
+    schema = pg.schema or "dataflows"
+    lock_class = worker_lock_class(schema) & 0xFFFFFFFF
+    with psycopg.connect(pg.url, autocommit=True) as admin:
+        # This schema's lock class and this database only: other tests' stores share the
+        # server and number their keys from 1 too.
+        ended = admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_locks"
+            " WHERE locktype = 'advisory' AND pid <> pg_backend_pid() AND objsubid = 2"
+            " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+            " AND classid::bigint = %s"
+            f" AND objid = (SELECT lock_key FROM {schema}.workers WHERE id = %s)",
+            [lock_class, worker_id],
+        ).fetchall()
+    assert ended == [(True,)]
+
+
+def lock_held(pg: DbTarget, worker_id: str) -> bool:
+    """Whether a session holds the lock ``worker_id`` is recorded under."""
+    schema = pg.schema or "dataflows"
+    with psycopg.connect(pg.url, autocommit=True) as admin:
+        row = admin.execute(
+            "SELECT count(*) FROM pg_locks l"
+            f" JOIN {schema}.workers w ON l.objid::bigint = w.lock_key AND w.id = %s"
+            " WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2"
+            " AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+            " AND l.classid::bigint = %s",
+            [worker_id, worker_lock_class(schema) & 0xFFFFFFFF],
+        ).fetchone()
+    return row is not None and row[0] == 1
 
 
 async def reaped(store: Store, now: float) -> list[str]:
@@ -126,21 +161,7 @@ async def test_postgres_a_worker_that_locks_again_within_the_grace_keeps_its_run
     try:
         await store.register_worker("blip", T0)
         await held_by(store, "blip", "r1")
-        lock_class = worker_lock_class(pg.schema or "dataflows") & 0xFFFFFFFF
-        with psycopg.connect(pg.url, autocommit=True) as admin:
-            # This schema's lock class and this database only: other tests' stores share the
-            # server and number their keys from 1 too.
-            ended = admin.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_locks"
-                " WHERE locktype = 'advisory' AND pid <> pg_backend_pid() AND objsubid = 2"
-                " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
-                " AND classid::bigint = %s"
-                " AND objid = (SELECT lock_key FROM {}.workers WHERE id = 'blip')".format(
-                    pg.schema or "dataflows"
-                ),
-                [lock_class],
-            ).fetchall()
-        assert ended == [(True,)]
+        end_session_of(pg, "blip")
         assert await reaper.reap_workers(T0 + 1) == []  # seen free: marked
         assert await store.reap_workers(T0 + 1.2) == []  # its own round trip locks again
         assert await reaper.reap_workers(T0 + 1 + GRACE) == []
@@ -148,6 +169,57 @@ async def test_postgres_a_worker_that_locks_again_within_the_grace_keeps_its_run
     finally:
         await reaper.close()
         await store.close()
+
+
+async def test_postgres_a_worker_whose_session_ends_locks_again_at_once_by_itself(
+    pg_url: DbTarget,
+) -> None:
+    """The server ending the liveness session (terminated, restarting) is noticed the moment it
+    happens, not at the worker's next look: the store reconnects and locks again well within the
+    grace, with no call from the worker, and a reaper looking at once and again after the grace
+    (in real time) takes nothing."""
+    pg = pg_url
+    store, reaper = new_store(pg), new_store(pg)
+    await store.open()
+    await reaper.open()
+    try:
+        await store.register_worker("blip", time.time())
+        await held_by(store, "blip", "r1")
+        end_session_of(pg, "blip")
+        ended_at = time.monotonic()
+        assert await reaper.reap_workers(time.time()) == []  # seen free (or locked again)
+        while not lock_held(pg, "blip"):
+            assert time.monotonic() - ended_at < GRACE, "not locked again within the grace"
+            await asyncio.sleep(0.005)
+        await asyncio.sleep(GRACE)
+        assert await reaper.reap_workers(time.time()) == []
+        assert reaper.reap_due_at is None  # nothing left seen free
+        assert [w for w, _ in await reaper.list_workers()] == ["blip"]
+        # Its run is still its own: nobody else can claim it.
+        assert await reaper.claim_runs("other", 10, LEASE, T0 + 1) == []
+    finally:
+        await reaper.close()
+        await store.close()
+
+
+async def test_postgres_a_reaper_learns_when_a_free_lock_s_grace_ends(pg_url: DbTarget) -> None:
+    dying, reaper = new_store(pg_url), new_store(pg_url)
+    await dying.open()
+    await reaper.open()
+    try:
+        await dying.register_worker("dead", T0)
+        await held_by(dying, "dead", "r1")
+        assert await reaper.reap_workers(T0 + 1) == []
+        assert reaper.reap_due_at is None  # every lock held
+        await die(pg_url, dying, "dead")
+        assert await reaper.reap_workers(T0 + 1) == []
+        assert reaper.reap_due_at == T0 + 1 + GRACE  # first seen free now
+        assert await reaper.reap_workers(T0 + 1.05) == []
+        assert reaper.reap_due_at == T0 + 1 + GRACE  # still counted from the first sight
+        assert await reaper.reap_workers(T0 + 1 + GRACE) == ["r1"]
+        assert reaper.reap_due_at is None
+    finally:
+        await reaper.close()
 
 
 async def test_postgres_a_free_lock_is_taken_over_only_after_the_grace(pg_url: DbTarget) -> None:

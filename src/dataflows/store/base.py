@@ -49,6 +49,10 @@ class Store(abc.ABC):
     #: Whether event intake can claim runs for a worker of the sending process in its own
     #: transaction (eager dispatch). A worker reserves slots for it only where it can.
     claims_at_intake: bool = False
+    #: When a worker lock that :meth:`reap_workers` saw free will have been free for the grace
+    #: the store gives a live worker to lock again (so the next look should come then); None
+    #: when none is pending or the store needs no grace.
+    reap_due_at: float | None = None
 
     def __init__(self) -> None:
         #: Each listener with the id of the worker it wakes, if it is a worker's.

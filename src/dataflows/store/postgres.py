@@ -76,10 +76,14 @@ _RECOVERY_POLL_SECONDS = 0.1
 _RECOVERY_CONNECT_SECONDS = 1.0
 _MAX_BACKOFF_SECONDS = 10.0
 #: Liveness: how long a worker's lock must stay free before its runs are taken over (time for a
-#: live worker whose connection broke, say in a database restart, to lock again), and how long a
-#: liveness round trip may take before its connection is given up (a frozen server).
-_LIVENESS_GRACE_SECONDS = 0.5
+#: live worker whose connection broke, say in a database restart, to lock again: it reconnects
+#: the moment the server ends its session, see ``_liveness_stirred``), and how long a liveness
+#: round trip may take before its connection is given up (a frozen server).
+_LIVENESS_GRACE_SECONDS = 0.2
 _LIVENESS_TIMEOUT_SECONDS = 2.0
+#: While a worker's lock is lost and the server does not answer yet (restarting), how often the
+#: store tries again to lock it: well within the grace, once the server is back.
+_RELOCK_RETRY_SECONDS = 0.05
 #: The liveness connection asks the server to notice a vanished client host (no reset) within
 #: about eight seconds and end the session, which releases the worker's lock.
 _LIVENESS_OPTIONS = (
@@ -136,6 +140,8 @@ class PostgresStore(SqlStore):
         self._alive: set[str] = set()
         self._locked: set[str] = set()  # of those, the ones locked on the current connection
         self._liveness_mutex = asyncio.Lock()
+        self._watched: int | None = None  # the liveness socket, watched between round trips
+        self._relock: asyncio.Task[None] | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
@@ -165,6 +171,10 @@ class PostgresStore(SqlStore):
 
     async def close(self) -> None:
         self._alive.clear()
+        if self._relock is not None:
+            self._relock.cancel()
+            await asyncio.gather(self._relock, return_exceptions=True)
+            self._relock = None
         await self._drop_liveness()
         if self._step_conn is not None:
             conn, self._step_conn = self._step_conn, None
@@ -366,45 +376,104 @@ class PostgresStore(SqlStore):
             "grace": _LIVENESS_GRACE_SECONDS,
             "lock_class_oid": self._lock_class & 0xFFFFFFFF,  # pg_locks shows it as an oid
         }
-        rows = await self._on_liveness(now, Query("reap_workers", params, "all"), notify=True)
-        if rows:
+        # Unless this look answers: a look that failed (an outage) is not to be retried at once.
+        self.reap_due_at = None
+        rows = await self._on_liveness(now, Query("reap_workers", params, "all"), notify=_taken)
+        taken = [row["id"] for row in rows if row["kind"] == "run"]
+        pending = [row["free_since"] for row in rows if row["kind"] == "worker"]
+        self.reap_due_at = min(pending) + _LIVENESS_GRACE_SECONDS if pending else None
+        if taken:
             self.notify_listeners()
-        return [row["id"] for row in rows or ()]
+        return taken
 
     async def list_workers(self) -> list[tuple[str, float]]:
         rows = await self._run_one(Query("list_workers", {}, "all"))
         return [(row["id"], row["registered_at"]) for row in rows]
 
     async def _on_liveness(
-        self, now: float | None, query: Query | None, *, notify: bool = False
+        self,
+        now: float | None,
+        query: Query | None,
+        *,
+        notify: Callable[[Any], bool] | None = None,
+        probe: bool = False,
     ) -> Any:
         """Run ``query`` on the liveness connection, (re)connecting and locking for every worker
         of this process first if that connection was lost; the connection is given up if the
-        server does not answer in time (frozen), so a fresh one locks again once it does."""
+        server does not answer in time (frozen), so a fresh one locks again once it does.
+        Between round trips the connection's socket is watched (``_liveness_stirred``)."""
         async with self._liveness_mutex:
-            # A connection that broke since its last use is noticed by the next round trip:
-            # then one more try, on a fresh connection, at once.
-            for retry in (self._liveness is not None, False):
-                try:
-                    async with asyncio.timeout(_LIVENESS_TIMEOUT_SECONDS):
-                        return await self._liveness_round_trip(now, query, notify)
-                except (TimeoutError, *_UNAVAILABLE) as exc:
-                    await self._drop_liveness()
-                    if not retry or isinstance(exc, TimeoutError):
-                        message = f"PostgreSQL ({self.schema}) unavailable while checking workers"
-                        raise StoreUnavailable(f"{message}: {exc!r}") from exc
+            self._unwatch()  # the driver waits on that socket itself during the round trip
+            try:
+                # A connection that broke since its last use is noticed by the next round trip:
+                # then one more try, on a fresh connection, at once.
+                for retry in (self._liveness is not None, False):
+                    try:
+                        async with asyncio.timeout(_LIVENESS_TIMEOUT_SECONDS):
+                            return await self._liveness_round_trip(now, query, notify, probe)
+                    except (TimeoutError, *_UNAVAILABLE) as exc:
+                        await self._drop_liveness()
+                        if not retry or isinstance(exc, TimeoutError):
+                            message = (
+                                f"PostgreSQL ({self.schema}) unavailable while checking workers"
+                            )
+                            raise StoreUnavailable(f"{message}: {exc!r}") from exc
+            finally:
+                self._watch()
         raise AssertionError("unreachable")
 
     async def _liveness_round_trip(
-        self, now: float | None, query: Query | None, notify: bool
+        self,
+        now: float | None,
+        query: Query | None,
+        notify: Callable[[Any], bool] | None,
+        probe: bool,
     ) -> Any:
         conn = await self._liveness_connection(now)
+        if probe:
+            await conn.execute("SELECT 1")
         if query is None:
             return None
         answer = await self._fetch(conn, query)
-        if notify and answer:  # rows changed: wake the workers of other processes
+        if notify is not None and notify(answer):  # wake the workers of other processes
             await conn.execute("SELECT pg_notify(%s, %s)", [self.channel, self._sender])
         return answer
+
+    def _watch(self) -> None:
+        """Between round trips nothing is asked of the liveness connection, so a readable socket
+        means the server spoke unasked: nearly always to end the session (terminated, shutting
+        down), which released this process's locks. See ``_liveness_stirred``."""
+        conn = self._liveness
+        if self._watched is not None or conn is None or conn.closed or conn.broken:
+            return
+        if not self._locked:
+            return
+        fd = conn.fileno()
+        asyncio.get_running_loop().add_reader(fd, self._liveness_stirred)
+        self._watched = fd
+
+    def _unwatch(self) -> None:
+        fd, self._watched = self._watched, None
+        if fd is not None:
+            asyncio.get_running_loop().remove_reader(fd)
+
+    def _liveness_stirred(self) -> None:
+        """Lock again at once, on a fresh connection, instead of at the next look for dead
+        workers: the others take a lock free for the grace as a death. If the server does not
+        answer yet (a restart), try again every moment until it does."""
+        self._unwatch()
+        if self._alive and (self._relock is None or self._relock.done()):
+            self._relock = asyncio.get_running_loop().create_task(
+                self._relock_soon(), name="dataflows-relock"
+            )
+
+    async def _relock_soon(self) -> None:
+        while self._alive:
+            try:
+                await self._on_liveness(None, None, probe=True)
+                return
+            except StoreUnavailable:
+                await asyncio.sleep(_RELOCK_RETRY_SECONDS)
 
     async def _liveness_connection(self, now: float | None) -> Connection:
         conn = self._liveness
@@ -427,6 +496,7 @@ class PostgresStore(SqlStore):
 
     async def _drop_liveness(self) -> None:
         """Close the liveness connection: the server releases its locks when the session ends."""
+        self._unwatch()
         conn, self._liveness = self._liveness, None
         self._locked.clear()
         if conn is not None:
@@ -558,6 +628,11 @@ class _Translate:
         if isinstance(exc, _UNAVAILABLE):
             self.on_unavailable()
             raise StoreUnavailable(f"{self.message}: {exc}") from exc
+
+
+def _taken(rows: list[dict[str, Any]]) -> bool:
+    """Whether a reap ended leases, which other processes' workers are woken to claim."""
+    return any(row["kind"] == "run" for row in rows)
 
 
 def worker_lock_class(schema: str) -> int:

@@ -474,6 +474,8 @@ SELECT id, registered_at FROM workers ORDER BY registered_at, id
 -- Seen free the first time, a worker is marked; still free `grace` seconds later (time enough
 -- for a live one to reconnect and lock again), it is removed and the leases of its running runs
 -- end now, for the next claim to take them over. Rows another reaper holds are skipped.
+-- Answers the runs taken over ('run') and the workers seen free still within the grace
+-- ('worker', with the time their lock was first seen free: the reaper looks again right then).
 WITH free AS (
     SELECT w.id, w.lock_free_since FROM workers w
     WHERE NOT EXISTS (
@@ -489,10 +491,15 @@ WITH free AS (
     DELETE FROM workers USING free
     WHERE workers.id = free.id AND free.lock_free_since <= %(now)s - %(grace)s
     RETURNING workers.id
+), taken AS (
+    UPDATE runs SET lease_expires_at = 0
+    FROM dead WHERE runs.lease_owner = dead.id AND runs.status = 'running'
+    RETURNING runs.id
 )
-UPDATE runs SET lease_expires_at = 0
-FROM dead WHERE runs.lease_owner = dead.id AND runs.status = 'running'
-RETURNING runs.id
+SELECT 'run' AS kind, id, NULL::double precision AS free_since FROM taken
+UNION ALL
+SELECT 'worker', id, coalesce(lock_free_since, %(now)s) FROM free
+WHERE lock_free_since IS NULL OR lock_free_since > %(now)s - %(grace)s
 
 -- name: lock_schedules
 -- Held while a worker writes the schedules of its code, so that workers starting together (with
