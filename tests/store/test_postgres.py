@@ -259,7 +259,7 @@ async def test_concurrent_steps_share_one_insert_each_fenced(store: PostgresStor
         store.record_step(stale, steps[2], T0),
         store.record_step(leases[0], steps[0], T0),  # the same step again: recorded once
     )
-    assert recorded == [True, True, False, True]
+    assert list(recorded) == [True, True, False, True]
     assert [r.output for r in await store.load_history(leases[0].run_id)] == [0]
     assert [r.output for r in await store.load_history(leases[1].run_id)] == [1]
     assert await store.load_history(leases[2].run_id) == []
