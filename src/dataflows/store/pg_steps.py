@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import asyncio
 import re
+import struct
+from collections.abc import Callable
 from typing import Any
 
 import psycopg
@@ -26,27 +28,30 @@ from dataflows.store.program import Query
 
 Connection = psycopg.AsyncConnection[TupleRow]
 
-#: The type of each parameter the step statements take (PostgreSQL type oids).
 _TEXT, _INT4, _INT8, _FLOAT8, _JSONB = 25, 23, 20, 701, 3802
-_TYPES = {
-    "run_id": _TEXT,
-    "lease_token": _INT8,
-    "key": _TEXT,
-    "kind": _TEXT,
-    "status": _TEXT,
-    "output": _TEXT,
-    "error": _TEXT,
-    "attempts": _INT4,
-    "event_id": _TEXT,
-    "started_at": _FLOAT8,
-    "now": _FLOAT8,
-    "steps": _JSONB,
+_BINARY, _AS_TEXT = 1, 0
+#: Each parameter the step statements take: its PostgreSQL type (oid), the format it is sent
+#: in, and how a (non-null) value is written: numbers in binary (no float formatting), text as
+#: UTF-8.
+_PARAMETERS: dict[str, tuple[int, int, Callable[[Any], bytes]]] = {
+    "run_id": (_TEXT, _AS_TEXT, str.encode),
+    "lease_token": (_INT8, _BINARY, struct.Struct(">q").pack),
+    "key": (_TEXT, _AS_TEXT, str.encode),
+    "kind": (_TEXT, _AS_TEXT, str.encode),
+    "status": (_TEXT, _AS_TEXT, str.encode),
+    "output": (_TEXT, _AS_TEXT, str.encode),
+    "error": (_TEXT, _AS_TEXT, str.encode),
+    "attempts": (_INT4, _BINARY, struct.Struct(">i").pack),
+    "event_id": (_TEXT, _AS_TEXT, str.encode),
+    "started_at": (_FLOAT8, _BINARY, struct.Struct(">d").pack),
+    "now": (_FLOAT8, _BINARY, struct.Struct(">d").pack),
+    "steps": (_JSONB, _AS_TEXT, str.encode),
 }
 _PLACEHOLDER = re.compile(r"%\((\w+)\)s")
 
 
 class Statement:
-    """A named query rewritten for libpq: ``$n`` placeholders and the parameter names in order."""
+    """A named query rewritten for libpq: ``$n`` placeholders, and its parameters in order."""
 
     def __init__(self, name: str, text: str) -> None:
         self.name = f"dataflows_{name}".encode()
@@ -58,21 +63,12 @@ class Statement:
             return f"${names.index(found[1]) + 1}"
 
         self.text = _PLACEHOLDER.sub(number, text).encode()
-        self.names = tuple(names)
-        self.types = [_TYPES[n] for n in names]
+        self.types = [_PARAMETERS[n][0] for n in names]
+        self.formats = [_PARAMETERS[n][1] for n in names]
+        self._writers = [(n, _PARAMETERS[n][2]) for n in names]
 
     def values(self, params: dict[str, Any]) -> list[bytes | None]:
-        return [_text(params[n]) for n in self.names]
-
-
-def _text(value: Any) -> bytes | None:
-    if value is None:
-        return None
-    if isinstance(value, str):
-        return value.encode()
-    if isinstance(value, float):
-        return repr(value).encode()
-    return str(int(value)).encode()
+        return [None if (v := params[n]) is None else write(v) for n, write in self._writers]
 
 
 class StepWriter:
@@ -99,7 +95,9 @@ class StepWriter:
                 self._pg.send_prepare(statement.name, statement.text, statement.types)
                 self._check(await self._results())
                 self._prepared.add(query.name)
-            self._pg.send_query_prepared(statement.name, statement.values(query.params))
+            self._pg.send_query_prepared(
+                statement.name, statement.values(query.params), statement.formats
+            )
             result = self._check(await self._results())
         except BaseException:
             await self.close()
