@@ -536,3 +536,80 @@ def _drain_by_processes(
 
 async def _none_left(unfinished: Callable[[], Awaitable[int]]) -> bool:
     return await unfinished() == 0
+
+
+# -- mixed: starts while the same process's worker executes -------------------------------------
+
+
+def mixed(url: str, runs: int, steps: int, concurrency: int, callers: int) -> dict[str, Any]:
+    """The throughput measure (all ``runs`` queued first, then drained), then on a fresh schema
+    the same runs started by ``callers`` concurrent ``app.start`` callers while the worker of
+    the same process, already running, executes them: timed from the first start to the last
+    run complete."""
+
+    def make() -> tuple[df.Dataflows, str | None, set[int]]:
+        app, schema = new_app(url)
+        finished: set[int] = set()
+
+        @app.workflow("mixed")
+        async def run_steps(event: df.Event, step: df.Step) -> int:
+            for i in range(steps):
+                await step.run("step", noop, i)
+            finished.add(event.data["i"])
+            return steps
+
+        return app, schema, finished
+
+    async def drain(app: df.Dataflows, finished: set[int]) -> float:
+        async with app:
+            for first in range(0, runs, BATCH):
+                await asyncio.gather(
+                    *(app.start("mixed", {"i": i}) for i in range(first, min(first + BATCH, runs)))
+                )
+            start = time.perf_counter()
+            async with app.worker(concurrency=concurrency):
+                await wait_until(lambda: len(finished) >= runs, 3600, 0.005)
+                await wait_until(runs_reach(app, "mixed", "completed", runs), 600, 0.005)
+                return time.perf_counter() - start
+
+    async def started_while_running(
+        app: df.Dataflows, finished: set[int], latencies: list[float]
+    ) -> float:
+        todo = iter(range(runs))
+
+        async def caller() -> None:
+            for i in todo:  # shared: each run is started by whichever caller is free
+                began = time.perf_counter()
+                await app.start("mixed", {"i": i})
+                latencies.append(time.perf_counter() - began)
+
+        async with app, app.worker(concurrency=concurrency):
+            await asyncio.sleep(0.5)  # the worker has registered and is polling
+            start = time.perf_counter()
+            await asyncio.gather(*(caller() for _ in range(callers)))
+            await wait_until(lambda: len(finished) >= runs, 3600, 0.005)
+            await wait_until(runs_reach(app, "mixed", "completed", runs), 600, 0.005)
+            return time.perf_counter() - start
+
+    app, schema, finished = make()
+    try:
+        drain_s = asyncio.run(drain(app, finished))
+    finally:
+        _cleanup(url, schema)
+    app, schema, finished = make()
+    latencies: list[float] = []
+    try:
+        mixed_s = asyncio.run(started_while_running(app, finished, latencies))
+    finally:
+        _cleanup(url, schema)
+    return {
+        "runs": runs,
+        "steps_per_run": steps,
+        "concurrency": concurrency,
+        "callers": callers,
+        "drain_seconds": drain_s,
+        "mixed_seconds": mixed_s,
+        "start_latencies": latencies,
+        "drain_steps_per_s": runs * steps / drain_s,
+        "mixed_steps_per_s": runs * steps / mixed_s,
+    }

@@ -16,8 +16,7 @@ import inspect
 import json
 import logging
 import traceback
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, NoReturn, TypeVar
 
@@ -49,6 +48,10 @@ from dataflows.store.base import Store
 from dataflows.workflow import Registry, Workflow
 
 T = TypeVar("T")
+
+#: Types whose values come back from a JSON round trip as themselves (exactly these types: a
+#: subclass, say an enum of str, comes back as its base).
+_SCALARS = frozenset({str, int, float, bool, type(None)})
 
 log = logging.getLogger("dataflows.execution")
 
@@ -301,13 +304,9 @@ class Execution:
         self.abandoned = True
         raise Suspend()
 
-    @asynccontextmanager
-    async def tracking(self) -> AsyncIterator[None]:
-        self._busy()
-        try:
-            yield
-        finally:
-            self._done()
+    def tracking(self) -> _Tracking:
+        """``async with``: a step (or wait) of this run is in flight; :meth:`drain` waits."""
+        return _Tracking(self)
 
     def _busy(self) -> None:
         self._inflight += 1
@@ -394,7 +393,8 @@ class Execution:
                     attempt += 1
                     continue
                 await self._record(key, "run", "completed", output, None, attempt, started)
-                return json.loads(output)
+                # What a replay returns: the JSON round trip (a scalar comes back as itself).
+                return value if type(value) in _SCALARS else json.loads(output)
 
     async def _take_unit(
         self, key: str, budget: str, budget_key: str, limit: int, period: float
@@ -717,6 +717,22 @@ class Execution:
         metrics.step_outcomes(self.workflow.id, "send", "completed").inc()
         metrics.runs_started([run.workflow_id for run in intake.runs])
         return intake.event.id
+
+
+class _Tracking:
+    """:meth:`Execution.tracking`: a plain context manager, not a generator (every step enters
+    one)."""
+
+    __slots__ = ("_x",)
+
+    def __init__(self, execution: Execution) -> None:
+        self._x = execution
+
+    async def __aenter__(self) -> None:
+        self._x._busy()
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._x._done()
 
 
 async def _with_timeout(pending: Awaitable[T], timeout: float | None) -> T:

@@ -14,12 +14,15 @@ from typing import Any
 from dataflows.errors import PayloadError, PayloadTooLarge
 
 DEFAULT_MAX_PAYLOAD = 4 * 1024 * 1024
+#: ``json.dumps(value, allow_nan=False, separators=(",", ":"))`` without building an encoder
+#: per call (every step result goes through it).
+_ENCODER = json.JSONEncoder(allow_nan=False, separators=(",", ":"))
 
 
 def dumps(value: Any, *, what: str, limit: int = DEFAULT_MAX_PAYLOAD) -> str:
     """Serialize ``value`` for storage, or raise :class:`PayloadError` saying why not."""
     try:
-        text = json.dumps(value, allow_nan=False, separators=(",", ":"))
+        text = _ENCODER.encode(value)
     except (TypeError, ValueError) as exc:
         raise PayloadError(f"{what} is not JSON-serializable: {exc}") from None
     except RecursionError:

@@ -218,3 +218,48 @@ async def test_a_claim_in_flight_fences_the_old_holders_write(
         await thief.commit()
     assert await write is False
     assert await store.load_history("r1") == []
+
+
+async def test_the_step_connection_is_replaced_when_it_dies(
+    pg_url: DbTarget, store: PostgresStore
+) -> None:
+    await store.start_run(new_run("r1"), T0)
+    [held] = await store.claim_runs("w1", 1, 10, T0)
+    lease = Lease("r1", held.lease_token)
+    assert await store.record_step(lease, NewStep("a", "run", "completed", "1", None, 1, T0), T0)
+    assert terminate_store_connections(pg_url.url) >= 1  # the step connection among them
+    step = NewStep("b", "run", "completed", '{"x": "é"}', None, 2, T0 + 0.25)
+    with pytest.raises(StoreUnavailable) as failed:
+        await store.record_step(lease, step, T0 + 1)
+    assert isinstance(failed.value.__cause__, psycopg.Error)
+    for _ in range(20):  # the pool's own connections may fail once more before they renew
+        try:
+            assert await store.record_step(lease, step, T0 + 1)
+            break
+        except StoreUnavailable:
+            await asyncio.sleep(0.05)
+    history = await store.load_history("r1")
+    assert [(r.key, r.output, r.attempts, r.started_at) for r in history] == [
+        ("a", 1, 1, T0),
+        ("b", {"x": "é"}, 2, T0 + 0.25),
+    ]
+
+
+async def test_concurrent_steps_share_one_insert_each_fenced(store: PostgresStore) -> None:
+    leases = []
+    for n in range(3):
+        await store.start_run(new_run(f"r{n}"), T0)
+        [held] = await store.claim_runs("w1", 1, 10, T0)
+        leases.append(Lease(held.id, held.lease_token))
+    stale = Lease(leases[2].run_id, leases[2].token + 1)
+    steps = [NewStep(f"s{n}", "run", "completed", str(n), None, 1, T0) for n in range(3)]
+    recorded = await asyncio.gather(
+        store.record_step(leases[0], steps[0], T0),
+        store.record_step(leases[1], steps[1], T0),
+        store.record_step(stale, steps[2], T0),
+        store.record_step(leases[0], steps[0], T0),  # the same step again: recorded once
+    )
+    assert list(recorded) == [True, True, False, True]
+    assert [r.output for r in await store.load_history(leases[0].run_id)] == [0]
+    assert [r.output for r in await store.load_history(leases[1].run_id)] == [1]
+    assert await store.load_history(leases[2].run_id) == []

@@ -42,6 +42,7 @@ from dataflows.store.events import (
     share_claimed,
 )
 from dataflows.store.pg_connect import address, connect_error, scrub
+from dataflows.store.pg_steps import Statement, StepWriter
 from dataflows.store.program import NOTIFY, Program, Query
 from dataflows.store.queries import load_migrations, load_queries
 from dataflows.store.rows import claimed_runs
@@ -130,7 +131,10 @@ class PostgresStore(SqlStore):
         )
         self._pool: AsyncConnectionPool[Connection] | None = None
         self._recovery: asyncio.Task[None] | None = None
-        self._step_conn: Connection | None = None
+        self._step_writer: StepWriter | None = None
+        self._step_statements = {
+            name: Statement(name, self._queries[name]) for name in ("record_step", "record_steps")
+        }
         self._listener: asyncio.Task[None] | None = None
         self._sweeper: asyncio.Task[None] | None = None
         # Liveness: the workers of this process, each holding an advisory lock (the store's
@@ -176,9 +180,9 @@ class PostgresStore(SqlStore):
             await asyncio.gather(self._relock, return_exceptions=True)
             self._relock = None
         await self._drop_liveness()
-        if self._step_conn is not None:
-            conn, self._step_conn = self._step_conn, None
-            await conn.close()
+        if self._step_writer is not None:
+            writer, self._step_writer = self._step_writer, None
+            await writer.close()
         if self._listener is not None:
             self._listener.cancel()
             await asyncio.gather(self._listener, return_exceptions=True)
@@ -275,20 +279,15 @@ class PostgresStore(SqlStore):
 
     async def _record_batch(self, queries: Sequence[Query]) -> list[int]:
         """New steps on a connection of their own: the batcher writes one batch at a time, so
-        the hot path skips the pool (one round trip, nothing else)."""
+        the hot path skips the pool and psycopg's cursors (see :mod:`.pg_steps`): one round
+        trip of a prepared statement, nothing else."""
         query = queries[0] if len(queries) == 1 else record_steps_query(queries)
         async with self._translate("recording steps"):
-            conn = self._step_conn
-            if conn is None or conn.closed or conn.broken:
-                conn = self._step_conn = await Connection.connect(
-                    self.url, **self._connect_kwargs()
-                )
-            try:
-                answer = await self._fetch(conn, query)
-            except _UNAVAILABLE:
-                self._step_conn = None
-                await conn.close()
-                raise
+            writer = self._step_writer
+            if writer is None or writer.closed:
+                conn = await Connection.connect(self.url, **self._connect_kwargs())
+                writer = self._step_writer = StepWriter(conn, self._step_statements)
+            answer = await writer.fetch(query)  # a failure closes the writer
         if len(queries) == 1:
             return [int(answer)]
         return record_steps_counts(queries, answer)

@@ -1,0 +1,164 @@
+"""The connection new step results are written on, speaking libpq directly.
+
+Recording a step is the hot path of every run: one fenced ``INSERT`` before the workflow's next
+line runs. Through psycopg's cursors each such round trip costs more client CPU than the
+database spends on it (query conversion, the prepared-statement cache, registering and
+unregistering the socket with the event loop for every wait). This writer sends the same
+statements, prepared once per connection, with their parameters in text form, and keeps its
+socket registered with the event loop for as long as it lives: a round trip is a send, one
+wake-up and the result. It is used by one writer at a time (the step batcher's).
+
+Any failure (connection lost, server error, cancellation mid-way) closes the connection: the
+next write opens a fresh one, and its statements are prepared again there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import struct
+from collections.abc import Callable
+from typing import Any
+
+import psycopg
+from psycopg import errors, pq
+from psycopg.rows import TupleRow
+
+from dataflows.store.program import Query
+
+Connection = psycopg.AsyncConnection[TupleRow]
+
+_TEXT, _INT4, _INT8, _FLOAT8, _JSONB = 25, 23, 20, 701, 3802
+_BINARY, _AS_TEXT = 1, 0
+#: Each parameter the step statements take: its PostgreSQL type (oid), the format it is sent
+#: in, and how a (non-null) value is written: numbers in binary (no float formatting), text as
+#: UTF-8.
+_PARAMETERS: dict[str, tuple[int, int, Callable[[Any], bytes]]] = {
+    "run_id": (_TEXT, _AS_TEXT, str.encode),
+    "lease_token": (_INT8, _BINARY, struct.Struct(">q").pack),
+    "key": (_TEXT, _AS_TEXT, str.encode),
+    "kind": (_TEXT, _AS_TEXT, str.encode),
+    "status": (_TEXT, _AS_TEXT, str.encode),
+    "output": (_TEXT, _AS_TEXT, str.encode),
+    "error": (_TEXT, _AS_TEXT, str.encode),
+    "attempts": (_INT4, _BINARY, struct.Struct(">i").pack),
+    "event_id": (_TEXT, _AS_TEXT, str.encode),
+    "started_at": (_FLOAT8, _BINARY, struct.Struct(">d").pack),
+    "now": (_FLOAT8, _BINARY, struct.Struct(">d").pack),
+    "steps": (_JSONB, _AS_TEXT, str.encode),
+}
+_PLACEHOLDER = re.compile(r"%\((\w+)\)s")
+
+
+class Statement:
+    """A named query rewritten for libpq: ``$n`` placeholders, and its parameters in order."""
+
+    def __init__(self, name: str, text: str) -> None:
+        self.name = f"dataflows_{name}".encode()
+        names: list[str] = []
+
+        def number(found: re.Match[str]) -> str:
+            if found[1] not in names:
+                names.append(found[1])
+            return f"${names.index(found[1]) + 1}"
+
+        self.text = _PLACEHOLDER.sub(number, text).encode()
+        self.types = [_PARAMETERS[n][0] for n in names]
+        self.formats = [_PARAMETERS[n][1] for n in names]
+        self._writers = [(n, _PARAMETERS[n][2]) for n in names]
+
+    def values(self, params: dict[str, Any]) -> list[bytes | None]:
+        return [None if (v := params[n]) is None else write(v) for n, write in self._writers]
+
+
+class StepWriter:
+    """One connection and its prepared step statements; :meth:`fetch` answers as
+    ``PostgresStore._fetch`` does (a row count, or the rows as dicts)."""
+
+    def __init__(self, conn: Connection, statements: dict[str, Statement]) -> None:
+        self._conn = conn
+        self._pg = conn.pgconn
+        self._pg.nonblocking = 1
+        self._statements = statements
+        self._prepared: set[str] = set()
+        self._loop = asyncio.get_running_loop()
+        self._fd = self._pg.socket
+        self._waiter: asyncio.Future[None] | None = None
+        self._failure: BaseException | None = None
+        self.closed = False
+        self._loop.add_reader(self._fd, self._readable)
+
+    async def fetch(self, query: Query) -> Any:
+        statement = self._statements[query.name]
+        try:
+            if query.name not in self._prepared:
+                self._pg.send_prepare(statement.name, statement.text, statement.types)
+                self._check(await self._results())
+                self._prepared.add(query.name)
+            self._pg.send_query_prepared(
+                statement.name, statement.values(query.params), statement.formats
+            )
+            result = self._check(await self._results())
+        except BaseException:
+            await self.close()
+            raise
+        if query.fetch == "rowcount":
+            return result.command_tuples
+        columns = [result.fname(c).decode() for c in range(result.nfields)]  # type: ignore[union-attr]
+        return [
+            {
+                name: None if (value := result.get_value(row, c)) is None else value.decode()
+                for c, name in enumerate(columns)
+            }
+            for row in range(result.ntuples)
+        ]
+
+    async def _results(self) -> pq.abc.PGresult:
+        """Send what is buffered, wait until the answer is complete, and read it."""
+        while self._pg.flush():  # the socket's buffer is full: rare, for a small statement
+            writable: asyncio.Future[None] = self._loop.create_future()
+            self._loop.add_writer(self._fd, writable.set_result, None)
+            try:
+                await writable
+            finally:
+                self._loop.remove_writer(self._fd)
+        while self._pg.is_busy():
+            if self._failure is not None:
+                raise self._failure
+            self._waiter = self._loop.create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        result = self._pg.get_result()
+        while self._pg.get_result() is not None:  # the end of the answer
+            pass
+        if result is None:
+            raise psycopg.OperationalError("the step connection returned no result")
+        return result
+
+    def _readable(self) -> None:
+        try:
+            self._pg.consume_input()
+        except Exception as exc:  # the connection is lost: fail the write waiting, if any
+            self._failure = exc
+            self._loop.remove_reader(self._fd)
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            if self._failure is not None:
+                waiter.set_exception(self._failure)
+            elif not self._pg.is_busy():
+                waiter.set_result(None)
+
+    def _check(self, result: pq.abc.PGresult) -> pq.abc.PGresult:
+        if result.status in (pq.ExecStatus.COMMAND_OK, pq.ExecStatus.TUPLES_OK):
+            return result
+        raise errors.error_from_result(result, encoding=self._conn.info.encoding)
+
+    async def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        if self._failure is None:
+            self._loop.remove_reader(self._fd)
+        await self._conn.close()
