@@ -5,7 +5,8 @@ its own (bench.apps.restate_app), registered with a single-node ``restate-server
 Invocations go through the server's HTTP ingress, as a client would call them. A step is
 ``ctx.run``; the event is a workflow's durable promise resolved by its shared ``release``
 handler; the sleep is ``ctx.sleep``. Server and SDK run with their defaults, except in the memory
-measure (see ``memory``). The harness's ``url`` (PostgreSQL) is not used: Restate keeps its state
+measure (see ``memory``) and the mixed and two_workers measures, where the server's invoker
+concurrency limit stands for a worker's concurrency (see ``invoker_limit``). The harness's ``url`` (PostgreSQL) is not used: Restate keeps its state
 in its own server.
 """
 
@@ -548,10 +549,12 @@ def two_workers(url: str, runs: int, steps: int, concurrency: int) -> dict[str, 
     as one deployment behind the TCP round-robin ``Balancer`` (a deployment is one URL; the
     balancer is in front in both halves), the server's invoker limited to ``concurrency`` per
     process. The processes are up and registered before the runs are sent (delayed to one due
-    time); timed from that moment to the last completed_at."""
+    time); timed from that moment to the last completed_at. The balancer is a Python asyncio
+    proxy in this process, so it takes CPU from the same two cores: ``one_direct_seconds`` is a
+    third drain by one process registered without it, for scale."""
     from bench.servers import process_cpu_seconds
 
-    async def half(processes: int) -> tuple[float, list[float]]:
+    async def half(processes: int, balanced: bool = True) -> tuple[float, list[float]]:
         balancer = Balancer()
         front = await balancer.start()
         procs = []
@@ -565,9 +568,8 @@ def two_workers(url: str, runs: int, steps: int, concurrency: int) -> dict[str, 
                     wait_port(port, proc, "restate service (hypercorn)")
                     balancer.backends.append(port)
                 async with httpx.AsyncClient(timeout=TIMEOUT, limits=limits) as http:
-                    resp = await http.post(
-                        server.admin + "/deployments", json={"uri": f"http://127.0.0.1:{front}"}
-                    )
+                    uri = f"http://127.0.0.1:{front if balanced else balancer.backends[0]}"
+                    resp = await http.post(server.admin + "/deployments", json={"uri": uri})
                     if resp.status_code >= 300:
                         raise ServerStartError(
                             "restate", f"registration: {resp.status_code} {resp.text}"
@@ -586,6 +588,7 @@ def two_workers(url: str, runs: int, steps: int, concurrency: int) -> dict[str, 
 
     one, one_cpu = asyncio.run(half(1))
     two, two_cpu = asyncio.run(half(2))
+    direct, _ = asyncio.run(half(1, balanced=False))
     return {
         "runs": runs,
         "steps_per_run": steps,
@@ -594,4 +597,5 @@ def two_workers(url: str, runs: int, steps: int, concurrency: int) -> dict[str, 
         "two_seconds": two,
         "one_service_cpu_seconds": one_cpu,
         "two_service_cpu_seconds": two_cpu,
+        "one_direct_seconds": direct,
     }

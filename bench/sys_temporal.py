@@ -3,10 +3,11 @@ start-dev`` with its state in a SQLite file (bench.servers.TemporalServer), star
 measure and stopped after it.
 
 A step is a regular activity; the sequential measure also times the same workflow with local
-activities (``local_ms_per_step``). The worker runs in the measuring process (the memory measure's
-in a process of its own), with the SDK's defaults (sandboxed workflows, sticky cache of 1000)
-except the throughput measure's ``concurrency``: ``max_concurrent_activities`` and
-``max_concurrent_workflow_tasks``. The harness's ``url`` (PostgreSQL) is not used: Temporal keeps
+activities (``local_ms_per_step``). The worker runs in the measuring process (the memory,
+failover, event_remote and two_workers measures' in processes of their own), with the SDK's
+defaults (sandboxed workflows, sticky cache of 1000) except the throughput, mixed and two_workers
+measures' ``concurrency``: ``max_concurrent_activities`` and ``max_concurrent_workflow_tasks``.
+Runs are started with ``client.start_workflow`` from concurrent asyncio tasks sharing one Client. The harness's ``url`` (PostgreSQL) is not used: Temporal keeps
 its state in its own server.
 """
 
