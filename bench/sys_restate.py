@@ -5,7 +5,8 @@ its own (bench.apps.restate_app), registered with a single-node ``restate-server
 Invocations go through the server's HTTP ingress, as a client would call them. A step is
 ``ctx.run``; the event is a workflow's durable promise resolved by its shared ``release``
 handler; the sleep is ``ctx.sleep``. Server and SDK run with their defaults, except in the memory
-measure (see ``memory``). The harness's ``url`` (PostgreSQL) is not used: Restate keeps its state
+measure (see ``memory``) and the mixed and two_workers measures, where the server's invoker
+concurrency limit stands for a worker's concurrency (see ``invoker_limit``). The harness's ``url`` (PostgreSQL) is not used: Restate keeps its state
 in its own server.
 """
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import random
 import time
 from collections.abc import AsyncIterator
@@ -149,7 +151,7 @@ def event(url: str, trials: int, gap: float) -> dict[str, Any]:
             for i in range(trials):
                 sent = time.perf_counter()
                 await r.call(f"/Waiter/e{i}/release")
-                latencies.append(await r.attach(f"e{i}") - sent)
+                latencies.append((await r.attach(f"e{i}"))["perf_counter"] - sent)
                 await asyncio.sleep(random.uniform(0, 2 * gap))  # random phase against polling
             return latencies
 
@@ -324,3 +326,276 @@ def failover(url: str, kills: int) -> dict[str, Any]:
                 stop_process(proc, grace=5)
 
     return {"seconds": asyncio.run(main())}
+
+
+# -- starts, mixed, event_remote, two_workers ---------------------------------------------------
+
+
+def invoker_limit(concurrency: int) -> dict[str, str]:
+    """The server setting that bounds how many invocations it runs at the service at once (its
+    default is 1,000): the counterpart of a worker's concurrency, since a Restate service takes
+    every invocation the server pushes to it."""
+    return {"RESTATE_WORKER__INVOKER__CONCURRENT_INVOCATIONS_LIMIT": str(concurrency)}
+
+
+async def callers_do(n: int, callers: int, call: Any) -> tuple[float, list[float], list[Any]]:
+    """``n`` awaited ``call(i)`` by ``callers`` concurrent callers: (wall seconds, one latency
+    per call, the results by ``i``)."""
+    latencies: list[float] = []
+    results: list[Any] = [None] * n
+    left = iter(range(n))
+
+    async def caller() -> None:
+        for i in left:
+            start = time.perf_counter()
+            results[i] = await call(i)
+            latencies.append(time.perf_counter() - start)
+
+    start = time.perf_counter()
+    await asyncio.gather(*(caller() for _ in range(callers)))
+    return time.perf_counter() - start, latencies, results
+
+
+class Ingress:
+    """A pool of ``size`` keep-alive HTTP/1.1 connections to the ingress, for the starts and
+    mixed measures' sends. httpx's pool (used for everything else here) was the bottleneck with
+    many concurrent callers: 70-160 sends/s from 64 callers against about 2,000/s through plain
+    keep-alive connections on the same server, so these sends go through this minimal client."""
+
+    def __init__(self, port: int, size: int) -> None:
+        self.port = port
+        self.size = size
+        self.idle: asyncio.Queue[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = (
+            asyncio.Queue()
+        )
+        self.opened: list[asyncio.StreamWriter] = []
+
+    async def post(self, path: str, body: Any) -> bytes:
+        if self.idle.empty() and len(self.opened) < self.size:
+            conn = await asyncio.open_connection("127.0.0.1", self.port)
+            self.opened.append(conn[1])
+        else:
+            conn = await self.idle.get()
+        reader, writer = conn
+        data = json.dumps(body).encode()
+        writer.write(
+            f"POST {path} HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\n"
+            f"content-length: {len(data)}\r\n\r\n".encode()
+            + data
+        )
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = 0
+        for line in head.split(b"\r\n")[1:]:
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"content-length":
+                length = int(value)
+            elif name.strip().lower() == b"transfer-encoding":
+                raise RuntimeError("chunked ingress responses are not handled here")
+        answer = await reader.readexactly(length)
+        self.idle.put_nowait(conn)
+        if not head.startswith(b"HTTP/1.1 2"):
+            raise RuntimeError(f"ingress: {head.splitlines()[0]!r} {answer[:200]!r}")
+        return answer
+
+    async def send(self, path: str, body: Any) -> None:
+        await self.post(path + "/send", body)
+
+    def close(self) -> None:
+        for writer in self.opened:
+            writer.close()
+
+
+async def query(r: Restate, sql: str) -> list[dict[str, Any]]:
+    """Rows of the admin SQL API."""
+    resp = await r.http.post(
+        r.server.admin + "/query", json={"query": sql}, headers={"accept": "application/json"}
+    )
+    resp.raise_for_status()
+    rows: list[dict[str, Any]] = resp.json()["rows"]
+    return rows
+
+
+STEPS_RUNS = "target_service_name = 'Bench' AND target_handler_name = 'steps'"
+
+
+async def steps_done_at(r: Restate, runs: int, timeout: float = 3600) -> float:
+    """Waits until ``runs`` invocations of Bench/steps completed; returns when the last did
+    (the server's completed_at, a wall-clock time on this machine, as time.time())."""
+    from datetime import datetime
+
+    deadline = time.monotonic() + timeout
+    while True:
+        rows = await query(
+            r,
+            f"SELECT count(*) AS n, max(completed_at) AS last FROM sys_invocation "
+            f"WHERE {STEPS_RUNS} AND status = 'completed'",
+        )
+        if rows[0]["n"] >= runs:
+            return datetime.fromisoformat(rows[0]["last"].replace("Z", "+00:00")).timestamp()
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{runs} runs not completed within {timeout}s")
+        await asyncio.sleep(0.2)
+
+
+async def queue_steps(r: Restate, runs: int, steps: int, callers: int) -> float:
+    """Sends ``runs`` invocations of Bench/steps (``/send?delay=``), all due at one moment a
+    few seconds ahead, so every one is durably queued in the server (status "scheduled") before
+    any runs; sleeps until that moment and returns it (time.time())."""
+    due = time.time() + 3.0 + runs * 0.003
+
+    ingress = Ingress(r.server.ingress_port, callers)
+
+    async def send(i: int) -> None:
+        delay_ms = int((due - time.time()) * 1000)
+        if delay_ms <= 50:
+            raise RuntimeError("runs not all queued before they were due: raise the margin")
+        await ingress.post(f"/Bench/steps/send?delay={delay_ms}ms", steps)
+
+    try:
+        await callers_do(runs, callers, send)
+    finally:
+        ingress.close()
+    await asyncio.sleep(due - time.time())
+    return due
+
+
+#: Concurrent callers that queue the runs of the drain and two_workers measures (not timed).
+STARTERS = 64
+
+
+def starts(url: str, starts: int, callers: int) -> dict[str, Any]:
+    """``starts`` ingress ``/send`` invocations of a handler without steps (Bench/trivial) from
+    ``callers`` concurrent callers on one pooled httpx client (``callers`` connections); a send
+    returns once the server accepted the invocation. The server runs each at the service as it
+    comes in (it pushes invocations to the deployment: there is no worker to leave out)."""
+
+    async def main() -> tuple[float, list[float]]:
+        async with restate() as r:
+            ingress = Ingress(r.server.ingress_port, callers)
+            try:
+                seconds, latencies, _ = await callers_do(
+                    starts, callers, lambda i: ingress.send("/Bench/trivial", i)
+                )
+            finally:
+                ingress.close()
+            return seconds, latencies
+
+    seconds, latencies = asyncio.run(main())
+    return {"starts": starts, "callers": callers, "seconds": seconds, "latencies": latencies}
+
+
+def mixed(url: str, runs: int, steps: int, concurrency: int, callers: int) -> dict[str, Any]:
+    """Each half on a fresh server whose invoker runs at most ``concurrency`` invocations at the
+    service at once (``invoker_limit``). Drain: the runs are sent first, all delayed to one due
+    time (``queue_steps``), timed from that moment to the last completed_at. Mixed: ``callers``
+    concurrent callers send the runs (``/send``) while the service executes them, timed from the
+    first send to the last completed_at. The service is always a process of its own (Hypercorn),
+    as Restate deploys it: the process that starts runs is never the one that executes them."""
+
+    async def drain() -> float:
+        async with restate(server_env=invoker_limit(concurrency)) as r:
+            due = await queue_steps(r, runs, steps, STARTERS)
+            return await steps_done_at(r, runs) - due
+
+    async def mix() -> tuple[float, list[float]]:
+        async with restate(server_env=invoker_limit(concurrency)) as r:
+            ingress = Ingress(r.server.ingress_port, callers)
+            try:
+                start = time.time()
+                _, latencies, _ = await callers_do(
+                    runs, callers, lambda i: ingress.send("/Bench/steps", steps)
+                )
+            finally:
+                ingress.close()
+            return await steps_done_at(r, runs) - start, latencies
+
+    drain_seconds = asyncio.run(drain())
+    mixed_seconds, latencies = asyncio.run(mix())
+    return {
+        "runs": runs,
+        "steps_per_run": steps,
+        "concurrency": concurrency,
+        "callers": callers,
+        "drain_seconds": drain_seconds,
+        "mixed_seconds": mixed_seconds,
+        "start_latencies": latencies,
+    }
+
+
+def event_remote(url: str, trials: int, gap: float) -> dict[str, Any]:
+    """As ``event`` (whose service already runs in a process of its own), timed across the
+    processes with time.time(): from just before the ingress call of ``release`` to the
+    time.time() the workflow returns when its code went on after the promise."""
+
+    async def main() -> list[float]:
+        async with restate() as r:
+            for i in range(trials):
+                await r.send(f"/Waiter/e{i}/run")
+            await wait_for(lambda: r.count("running"), trials, 600, 0.1)
+            await asyncio.sleep(1.0)  # each has reached its promise
+            latencies = []
+            for i in range(trials):
+                sent = time.time()
+                await r.call(f"/Waiter/e{i}/release")
+                latencies.append((await r.attach(f"e{i}"))["time"] - sent)
+                await asyncio.sleep(random.uniform(0, 2 * gap))  # random phase against polling
+            return latencies
+
+    return {"latencies": asyncio.run(main())}
+
+
+def two_workers(url: str, runs: int, steps: int, concurrency: int) -> dict[str, Any]:
+    """The drain of ``mixed`` by one, then (on a fresh server) two service processes, registered
+    as one deployment behind the TCP round-robin ``Balancer`` (a deployment is one URL; the
+    balancer is in front in both halves), the server's invoker limited to ``concurrency`` per
+    process. The processes are up and registered before the runs are sent (delayed to one due
+    time); timed from that moment to the last completed_at. The balancer is a Python asyncio
+    proxy in this process, so it takes CPU from the same two cores: ``one_direct_seconds`` is a
+    third drain by one process registered without it, for scale."""
+    from bench.servers import process_cpu_seconds
+
+    async def half(processes: int, balanced: bool = True) -> tuple[float, list[float]]:
+        balancer = Balancer()
+        front = await balancer.start()
+        procs = []
+        limits = httpx.Limits(max_connections=STARTERS, max_keepalive_connections=STARTERS)
+        try:
+            with RestateServer(env=invoker_limit(concurrency * processes)) as server:
+                for _ in range(processes):
+                    port = free_port()
+                    proc = start_process(["-m", "bench.apps.restate_app", str(port)])
+                    procs.append(proc)
+                    wait_port(port, proc, "restate service (hypercorn)")
+                    balancer.backends.append(port)
+                async with httpx.AsyncClient(timeout=TIMEOUT, limits=limits) as http:
+                    uri = f"http://127.0.0.1:{front if balanced else balancer.backends[0]}"
+                    resp = await http.post(server.admin + "/deployments", json={"uri": uri})
+                    if resp.status_code >= 300:
+                        raise ServerStartError(
+                            "restate", f"registration: {resp.status_code} {resp.text}"
+                        )
+                    r = Restate(server, procs[0].pid, http)
+                    cpu = [process_cpu_seconds(p.pid) for p in procs]
+                    due = await queue_steps(r, runs, steps, STARTERS)
+                    seconds = await steps_done_at(r, runs) - due
+                    return seconds, [
+                        process_cpu_seconds(p.pid) - c for p, c in zip(procs, cpu, strict=True)
+                    ]
+        finally:
+            balancer.close()
+            for proc in procs:
+                stop_process(proc, grace=5)
+
+    one, one_cpu = asyncio.run(half(1))
+    two, two_cpu = asyncio.run(half(2))
+    direct, _ = asyncio.run(half(1, balanced=False))
+    return {
+        "runs": runs,
+        "steps_per_run": steps,
+        "concurrency": concurrency,
+        "one_seconds": one,
+        "two_seconds": two,
+        "one_service_cpu_seconds": one_cpu,
+        "two_service_cpu_seconds": two_cpu,
+        "one_direct_seconds": direct,
+    }

@@ -3,10 +3,11 @@ start-dev`` with its state in a SQLite file (bench.servers.TemporalServer), star
 measure and stopped after it.
 
 A step is a regular activity; the sequential measure also times the same workflow with local
-activities (``local_ms_per_step``). The worker runs in the measuring process (the memory measure's
-in a process of its own), with the SDK's defaults (sandboxed workflows, sticky cache of 1000)
-except the throughput measure's ``concurrency``: ``max_concurrent_activities`` and
-``max_concurrent_workflow_tasks``. The harness's ``url`` (PostgreSQL) is not used: Temporal keeps
+activities (``local_ms_per_step``). The worker runs in the measuring process (the memory,
+failover, event_remote and two_workers measures' in processes of their own), with the SDK's
+defaults (sandboxed workflows, sticky cache of 1000) except the throughput, mixed and two_workers
+measures' ``concurrency``: ``max_concurrent_activities`` and ``max_concurrent_workflow_tasks``.
+Runs are started with ``client.start_workflow`` from concurrent asyncio tasks sharing one Client. The harness's ``url`` (PostgreSQL) is not used: Temporal keeps
 its state in its own server.
 """
 
@@ -266,3 +267,195 @@ def failover(url: str, kills: int) -> dict[str, Any]:
                     stop_process(proc, grace=5)
 
     return {"seconds": asyncio.run(main())}
+
+
+# -- starts, mixed, event_remote, two_workers ---------------------------------------------------
+
+#: Concurrent callers that queue the runs of the drain and two_workers measures (not timed).
+STARTERS = 64
+
+
+async def callers_do(
+    n: int, callers: int, call: Callable[[int], Any]
+) -> tuple[float, list[float], list[Any]]:
+    """``n`` awaited ``call(i)`` by ``callers`` concurrent callers: (wall seconds, one latency
+    per call, the results by ``i``)."""
+    latencies: list[float] = []
+    results: list[Any] = [None] * n
+    left = iter(range(n))
+
+    async def caller() -> None:
+        for i in left:
+            start = time.perf_counter()
+            results[i] = await call(i)
+            latencies.append(time.perf_counter() - start)
+
+    start = time.perf_counter()
+    await asyncio.gather(*(caller() for _ in range(callers)))
+    return time.perf_counter() - start, latencies, results
+
+
+def start_steps(client: Client, queue: str, steps: int) -> Callable[[int], Any]:
+    def call(i: int) -> Any:
+        return client.start_workflow(
+            Steps.run, args=[steps, False], id=f"{queue}-{i}", task_queue=queue
+        )
+
+    return call
+
+
+def starts(url: str, starts: int, callers: int) -> dict[str, Any]:
+    """``client.start_workflow`` of a one-step workflow by ``callers`` asyncio tasks sharing one
+    Client; no worker polls the queue."""
+
+    async def main() -> tuple[float, list[float]]:
+        async with temporal() as (_, client):
+            seconds, latencies, _ = await callers_do(
+                starts, callers, start_steps(client, new_queue(), 1)
+            )
+            return seconds, latencies
+
+    seconds, latencies = asyncio.run(main())
+    return {"starts": starts, "callers": callers, "seconds": seconds, "latencies": latencies}
+
+
+def mixed(url: str, runs: int, steps: int, concurrency: int, callers: int) -> dict[str, Any]:
+    """Each half on a fresh server. Drain: the runs are started (64 callers, not timed), then a
+    worker of ``concurrency`` (``max_concurrent_activities`` = ``max_concurrent_workflow_tasks``)
+    in this process is timed until all completed. Mixed: the same worker runs in this process
+    first; ``callers`` asyncio tasks on the same Client start the runs while it executes them,
+    timed from the first start to the last result."""
+
+    async def drain() -> float:
+        async with temporal() as (_, client):
+            queue = new_queue()
+            _, _, handles = await callers_do(runs, STARTERS, start_steps(client, queue, steps))
+            async with worker(client, queue, concurrency):
+                start = time.perf_counter()
+                await asyncio.gather(*(h.result() for h in handles))
+                return time.perf_counter() - start
+
+    async def mix() -> tuple[float, list[float]]:
+        async with temporal() as (_, client):
+            queue = new_queue()
+            call = start_steps(client, queue, steps)
+            results: list[asyncio.Task[Any]] = []
+
+            async def start_and_follow(i: int) -> None:
+                handle = await call(i)
+                results.append(asyncio.create_task(handle.result()))
+
+            async with worker(client, queue, concurrency):
+                start = time.perf_counter()
+                _, latencies, _ = await callers_do(runs, callers, start_and_follow)
+                await asyncio.gather(*results)
+                return time.perf_counter() - start, latencies
+
+    drain_seconds = asyncio.run(drain())
+    mixed_seconds, latencies = asyncio.run(mix())
+    return {
+        "runs": runs,
+        "steps_per_run": steps,
+        "concurrency": concurrency,
+        "callers": callers,
+        "drain_seconds": drain_seconds,
+        "mixed_seconds": mixed_seconds,
+        "start_latencies": latencies,
+    }
+
+
+def spawn_worker(
+    server: TemporalServer, queue: str, concurrency: int, name: str, hold: bool
+) -> tuple[Any, Path]:
+    """A worker process (bench.apps.worker_temporal) and its status file."""
+    status = server.dir / f"worker-{name}"
+    argv = ["-m", "bench.apps.worker_temporal", server.address, queue, str(concurrency)]
+    proc = start_process([*argv, str(status), *(["--hold"] if hold else [])])
+    return proc, status
+
+
+def alive(*procs: Any) -> bool:
+    """True, or RuntimeError if a worker process died."""
+    for proc in procs:
+        if proc.poll() is not None:
+            raise RuntimeError(f"worker process exited with {proc.returncode}")
+    return True
+
+
+def event_remote(url: str, trials: int, gap: float) -> dict[str, Any]:
+    """As ``event``, with the worker (SDK defaults) in a process of its own
+    (bench.apps.worker_temporal): the signal is sent from this process's client, the workflow
+    returns the time.time() at which its code went on after the wait."""
+
+    async def main() -> list[float]:
+        async with temporal() as (server, client):
+            queue = new_queue()
+            proc, status = spawn_worker(server, queue, 0, "event", hold=False)
+            try:
+                handles = [
+                    await client.start_workflow(Waiter.run, i, id=f"{queue}-{i}", task_queue=queue)
+                    for i in range(trials)
+                ]
+                await wait_until(lambda: alive(proc) and _counts(status)[0] >= trials, 600, 0.05)
+                await asyncio.sleep(1.0)
+                latencies = []
+                for handle in handles:
+                    sent = time.time()
+                    await handle.signal(Waiter.release)
+                    resumed_at: float = await handle.result()
+                    latencies.append(resumed_at - sent)
+                    await asyncio.sleep(random.uniform(0, 2 * gap))  # random phase against polling
+                return latencies
+            finally:
+                stop_process(proc, grace=5)
+
+    return {"latencies": asyncio.run(main())}
+
+
+def two_workers(url: str, runs: int, steps: int, concurrency: int) -> dict[str, Any]:
+    """The drain of ``mixed`` by one, then (on a fresh server) two worker processes
+    (bench.apps.worker_temporal) of ``concurrency`` each. The processes are started and connected
+    first and hold; the runs are started (64 callers, not timed); the clock starts when the
+    processes are told to go (SIGUSR1) and stops when every result is in."""
+    import os
+    import signal
+
+    from bench.servers import process_cpu_seconds
+
+    async def half(processes: int) -> tuple[float, list[float]]:
+        async with temporal() as (server, client):
+            queue = new_queue()
+            workers = [
+                spawn_worker(server, queue, concurrency, str(n), hold=True)
+                for n in range(processes)
+            ]
+            procs = [proc for proc, _ in workers]
+            try:
+                await wait_until(
+                    lambda: alive(*procs) and all(s.exists() for _, s in workers), 120, 0.05
+                )
+                _, _, handles = await callers_do(runs, STARTERS, start_steps(client, queue, steps))
+                cpu = [process_cpu_seconds(p.pid) for p in procs]
+                start = time.perf_counter()
+                for proc in procs:
+                    os.kill(proc.pid, signal.SIGUSR1)
+                await asyncio.gather(*(h.result() for h in handles))
+                seconds = time.perf_counter() - start
+                return seconds, [
+                    process_cpu_seconds(p.pid) - c for p, c in zip(procs, cpu, strict=True)
+                ]
+            finally:
+                for proc in procs:
+                    stop_process(proc, grace=5)
+
+    one, one_cpu = asyncio.run(half(1))
+    two, two_cpu = asyncio.run(half(2))
+    return {
+        "runs": runs,
+        "steps_per_run": steps,
+        "concurrency": concurrency,
+        "one_seconds": one,
+        "two_seconds": two,
+        "one_worker_cpu_seconds": one_cpu,
+        "two_worker_cpu_seconds": two_cpu,
+    }

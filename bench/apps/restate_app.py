@@ -36,6 +36,12 @@ async def steps(ctx: Context, n: int) -> int:
 
 
 @bench.handler()
+async def trivial(ctx: Context, i: int) -> int:
+    """The starts measure's invocation: no step."""
+    return i
+
+
+@bench.handler()
 async def nap(ctx: Context, i: int) -> dict[str, Any]:
     intended = await ctx.run_typed("intended", in_one_second, RunOptions())
     await ctx.sleep(timedelta(seconds=1))
@@ -62,10 +68,11 @@ async def hold(ctx: Context, marker: str) -> dict[str, float]:
 
 
 @waiter.main()
-async def run(ctx: WorkflowContext) -> float:
-    """Waits for the durable promise ``go``; returns when it went on (time.perf_counter())."""
+async def run(ctx: WorkflowContext) -> dict[str, float]:
+    """Waits for the durable promise ``go``; returns when it went on (time.perf_counter() and
+    time.time())."""
     await ctx.promise("go").value()
-    return time.perf_counter()
+    return {"perf_counter": time.perf_counter(), "time": time.time()}
 
 
 @waiter.handler()

@@ -51,13 +51,17 @@ class Waiter:
         self.go = True
 
     @workflow.run
-    async def run(self, i: int) -> None:
+    async def run(self, i: int) -> float:
+        """Returns when it went on (time.time(), read outside the sandbox: the event_remote
+        measure compares it with the sender's clock in another process)."""
         with workflow.unsafe.sandbox_unrestricted():
             marks.READY.add(workflow.info().workflow_id)
         await workflow.wait_condition(lambda: self.go)
         with workflow.unsafe.sandbox_unrestricted():
+            resumed_at = time.time()
             marks.resumed(i)
             marks.DONE.add(workflow.info().workflow_id)
+        return resumed_at
 
 
 @workflow.defn
