@@ -124,14 +124,18 @@ def throughput(url: str, runs: int, steps: int, concurrency: int) -> dict[str, A
     async def main() -> float:
         async with restate(connections=concurrency) as r:
             todo = iter(range(runs))
+            ingress = Ingress(r.server.ingress_port, concurrency)  # httpx's pool was the limit
 
             async def caller() -> None:
                 for _ in todo:
-                    await r.call("/Bench/steps", steps)
+                    await ingress.post("/Bench/steps", steps)
 
-            start = time.perf_counter()
-            await asyncio.gather(*(caller() for _ in range(concurrency)))
-            return time.perf_counter() - start
+            try:
+                start = time.perf_counter()
+                await asyncio.gather(*(caller() for _ in range(concurrency)))
+                return time.perf_counter() - start
+            finally:
+                ingress.close()
 
     seconds = asyncio.run(main())
     return {"runs": runs, "steps_per_run": steps, "concurrency": concurrency, "seconds": seconds}
