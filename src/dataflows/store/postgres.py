@@ -345,14 +345,19 @@ class PostgresStore(SqlStore):
         """The connection kept for ``purpose`` (event intake, claims): the latency-bound
         statements of one writer at a time skip the pool, and their session's plans stay ready
         (a pooled session is taken in turn, so each plans every statement afresh at first).
-        While it is in use, or after it failed, a pooled connection serves."""
-        conn = self._own.get(purpose)
-        if purpose in self._own_busy or (conn is not None and (conn.closed or conn.broken)):
+        While it is in use, a pooled connection serves; a lost one is replaced on next use."""
+        if purpose in self._own_busy:
             async with self._open_pool().connection() as pooled:
                 yield pooled
             return
         self._own_busy.add(purpose)
         try:
+            conn = self._own.get(purpose)
+            if conn is not None and (conn.closed or conn.broken):
+                del self._own[purpose]
+                with contextlib.suppress(Exception):
+                    await conn.close()
+                conn = None
             if conn is None:
                 self._open_pool()  # the store is open
                 conn = await Connection.connect(self.url, **self._connect_kwargs())
