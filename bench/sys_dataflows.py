@@ -613,3 +613,68 @@ def mixed(url: str, runs: int, steps: int, concurrency: int, callers: int) -> di
         "drain_steps_per_s": runs * steps / drain_s,
         "mixed_steps_per_s": runs * steps / mixed_s,
     }
+
+
+# -- event sent -> run resumed in a worker of another process ----------------------------------------
+
+
+def event_remote(url: str, trials: int, gap: float) -> dict[str, Any]:
+    """The event measure with the worker in another process (``bench.apps.event_dataflows``):
+    this process is a plain client (no worker) that sends each event with ``app.send``; the code
+    after the wait, in the worker, writes its ``time.time()`` to a FIFO this process reads.
+    latency = resumed_at - sent_at (``time.time()`` just before the send)."""
+    from bench.apps.event_dataflows import make_app
+
+    schema = None if url.startswith("sqlite:") else f"bench_{secrets.token_hex(4)}"
+    app = make_app(url, schema or "dataflows")
+    workdir = Path(tempfile.mkdtemp(prefix="bench_event_"))
+    fifo_path = workdir / "resumed"
+    os.mkfifo(fifo_path)
+    reader = os.open(fifo_path, os.O_RDONLY | os.O_NONBLOCK)  # before the worker opens it
+    lines: asyncio.Queue[tuple[int, float]] = asyncio.Queue()
+    pending = b""
+
+    def readable() -> None:
+        nonlocal pending
+        with contextlib.suppress(BlockingIOError):
+            pending += os.read(reader, 65536)
+        *complete, pending = pending.split(b"\n")
+        for line in complete:
+            i, resumed = line.split()
+            lines.put_nowait((int(i), float(resumed)))
+
+    async def waiting() -> bool:
+        runs = await app.list_runs(workflow_id="event_remote", status="waiting", limit=trials)
+        return len(runs) >= trials
+
+    async def main() -> list[float]:
+        asyncio.get_running_loop().add_reader(reader, readable)
+        async with app:
+            await enqueue(app, "bench/wait", trials)
+            await wait_until(waiting, 600, 0.05)
+            await asyncio.sleep(0.5)  # the worker settles (its suspends and claim rounds end)
+            latencies = []
+            for i in range(trials):
+                sent = time.time()
+                await app.send("bench/go", {"i": i})
+                got, resumed = await asyncio.wait_for(lines.get(), 30)
+                assert got == i, (got, i)
+                latencies.append(resumed - sent)
+                await asyncio.sleep(random.uniform(0, 2 * gap))  # random phase against polling
+            return latencies
+
+    async def migrate() -> None:  # before the worker starts, so it finds its tables
+        async with app:
+            pass
+
+    asyncio.run(migrate())
+    argv = ["-m", "bench.apps.event_dataflows", url, schema or "dataflows", str(fifo_path)]
+    worker = start_process(argv)
+    try:
+        latencies = asyncio.run(main())
+    finally:
+        stop_process(worker)
+        os.close(reader)
+        shutil.rmtree(workdir, ignore_errors=True)
+        _cleanup(url, schema)
+    return {"latencies": latencies}

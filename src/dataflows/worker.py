@@ -314,6 +314,8 @@ class Worker:
                 self._spawn(run)
             if claimed and len(claimed) == free:
                 continue  # more may be waiting; slots free up as runs finish
+            if claimed:
+                await asyncio.sleep(0)  # the claimed runs begin before the next timer is read
             await self._idle(await self._until_next_timer())
 
     # -- eager dispatch --------------------------------------------------------------------------------

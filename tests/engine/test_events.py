@@ -6,7 +6,8 @@ import asyncio
 from typing import Any
 
 import dataflows as df
-from tests.engine.conftest import wait_status
+from dataflows.store.sql_store import SqlStore
+from tests.engine.conftest import wait_status, worker
 
 HOUR = 3600.0
 
@@ -298,3 +299,60 @@ async def test_send_event_is_received_by_a_waiting_run(app: df.Dataflows) -> Non
     assert pinger_run.result == ["custom-0", "custom-1"]
     assert sorted(s.key for s in pinger_run.steps) == ["ping", "ping#2"]
     assert listened.result == "custom-0"
+
+
+async def test_concurrent_send_events_share_transactions_and_arrive_once(
+    app: df.Dataflows,
+) -> None:
+    senders = 40
+    gate = asyncio.Event()
+    entered: set[int] = set()
+    all_in = asyncio.Event()
+
+    @app.workflow("sender")
+    async def sender(event: df.Event, step: df.Step) -> str:
+        n: int = event.data["n"]
+        entered.add(n)
+        if len(entered) == senders:
+            all_in.set()
+        await gate.wait()  # every run calls send_event in the same moment
+        sent: str = await step.send_event("tell", "told", {"n": n})
+        return sent
+
+    @app.workflow("started", trigger=df.on_event("told"))
+    async def started(event: df.Event, step: df.Step) -> int:
+        n: int = event.data["n"]
+        return n
+
+    @app.workflow("waiter")
+    async def waiter(event: df.Event, step: df.Step) -> Any:
+        got = await step.wait_for_event("told", "told", match="data.n", timeout=None)
+        return event_json(got)
+
+    await app.open()
+    store = app.store
+    assert isinstance(store, SqlStore)
+    async with worker(app, concurrency=senders + 8):
+        waiters = [await app.start("waiter", {"n": n}) for n in range(senders)]
+        for run_id in waiters:
+            await wait_status(app, run_id, "waiting")
+        ids = [await app.start("sender", {"n": n}) for n in range(senders)]
+        await asyncio.wait_for(all_in.wait(), 30)
+        before = store.sending_batches
+        gate.set()
+        runs = [await app.wait_for_run(run_id, timeout=30) for run_id in ids]
+        batches = store.sending_batches - before
+        woken = [await app.wait_for_run(run_id, timeout=30) for run_id in waiters]
+        # Their events were committed before the senders finished: the runs they started exist.
+        started_runs = await app.list_runs("started", limit=100)
+        for run in started_runs:
+            await app.wait_for_run(run.id, timeout=30)
+    assert 1 <= batches < senders / 2, f"{batches} transactions for {senders} send_event calls"
+    assert [run.result for run in runs] == [f"{run_id}:tell" for run_id in ids]
+    # Each event stored once, started its run once and woke the run waiting for it.
+    assert [run.result for run in woken] == [
+        {"id": f"{ids[n]}:tell", "name": "told", "data": {"n": n}} for n in range(senders)
+    ]
+    assert sorted(run.event.id for run in started_runs) == sorted(f"{i}:tell" for i in ids)
+    for run_id in ids:
+        assert (await app.store.get_event(f"{run_id}:tell")) is not None

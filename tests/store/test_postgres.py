@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import secrets
 import time
@@ -13,7 +14,7 @@ import pytest
 from psycopg import sql
 
 from dataflows.errors import StoreError, StoreUnavailable
-from dataflows.records import Lease, NewEvent, NewRun, NewStep
+from dataflows.records import EventIntake, Lease, NewEvent, NewRun, NewStep
 from dataflows.store.postgres import PostgresStore
 from tests.pg import DbTarget
 
@@ -263,3 +264,47 @@ async def test_concurrent_steps_share_one_insert_each_fenced(store: PostgresStor
     assert [r.output for r in await store.load_history(leases[0].run_id)] == [0]
     assert [r.output for r in await store.load_history(leases[1].run_id)] == [1]
     assert await store.load_history(leases[2].run_id) == []
+
+
+async def test_intake_and_claims_keep_a_session_each_and_replace_a_lost_one(
+    store: PostgresStore, pg_url: DbTarget
+) -> None:
+    async def sessions() -> set[int]:
+        """The sessions the next intake and claim run on (their backend pids)."""
+        pids: set[int] = set()
+        for purpose in ("intake", "claim"):
+            async with store._own_connection(purpose) as conn:
+                cursor = await conn.execute("SELECT pg_backend_pid()")
+                row = await cursor.fetchone()
+                assert row is not None
+                pids.add(row[0])
+        return pids
+
+    def intake(n: int) -> EventIntake:
+        return EventIntake(NewEvent(f"e{n}", "go", "{}", T0), (new_run(f"r{n}"),))
+
+    await store.send_events([intake(0)], T0)
+    assert [r.id for r in await store.claim_runs("w", 10, 30.0, T0)] == ["r0"]
+    kept = await sessions()
+    assert len(kept) == 2
+    for n in range(1, 4):  # the same sessions every time, however the pool turns
+        await store.send_events([intake(n)], T0)
+        assert [r.id for r in await store.claim_runs("w", 10, 30.0, T0)] == [f"r{n}"]
+        assert await sessions() == kept
+
+    terminate_store_connections(pg_url.url)
+    for n in range(4, 8):  # a call on the lost session fails; the next one gets a fresh one
+        with contextlib.suppress(StoreUnavailable):
+            await store.send_events([intake(n)], T0)
+        with contextlib.suppress(StoreUnavailable):
+            await store.claim_runs("w", 10, 30.0, T0)
+    fresh = await sessions()
+    assert fresh.isdisjoint(kept) and len(fresh) == 2
+    await store.send_events([intake(8)], T0)
+    claimed = {r.id for r in await store.claim_runs("w", 10, 30.0, T0)}
+    assert "r8" in claimed
+
+    # While the kept session is busy, a pooled one serves: both calls go through.
+    async with store._own_connection("intake"):
+        await store.send_events([intake(9)], T0)
+    assert "r9" in {r.id for r in await store.claim_runs("w", 10, 30.0, T0)}

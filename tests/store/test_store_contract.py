@@ -7,6 +7,7 @@ and lease expiry here is exact.
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 
@@ -22,6 +23,7 @@ from dataflows.records import (
     WaitMatch,
 )
 from dataflows.store import Store
+from dataflows.store.sql_store import SqlStore
 from tests.pg import DbTarget
 from tests.store.builders import LEASE, T0, event, new_run, running, send, status, step, wait_for
 from tests.store.conftest import new_store
@@ -546,3 +548,35 @@ async def test_run_status_reads_the_status_alone(store: Store) -> None:
     assert await store.run_status("r1") == "running" == await status(store, "r1")
     assert await store.complete_run(Lease("r1", run.lease_token), "1", T0 + 1)
     assert await store.run_status("r1") == "completed" == await status(store, "r1")
+
+
+async def test_concurrent_sending_steps_share_a_transaction_and_a_fenced_one_sends_nothing(
+    store: Store,
+) -> None:
+    runs = await running(store, "r1", "r2", "r3", "r4")
+    tokens = {run.id: run.lease_token for run in runs}
+    assert isinstance(store, SqlStore)
+    before = store.sending_batches
+
+    def sending(run_id: str, token: int) -> Any:
+        sent = event(f"sent-{run_id}", "order/shipped")
+        intake = EventIntake(sent, (NewRun(f"child-{run_id}", "shipper", sent),))
+        return store.record_step(
+            Lease(run_id, token), step("send", kind="send", sends=(intake,)), T0
+        )
+
+    # r3's lease is stale: its step and its event are refused, the others' go in together.
+    recorded = await asyncio.gather(
+        *(sending(r, tokens[r] + (99 if r == "r3" else 0)) for r in ("r1", "r2", "r3", "r4"))
+    )
+    assert recorded == [True, True, False, True]
+    assert 1 <= store.sending_batches - before <= 2  # the first alone, the rest together
+    for run_id in ("r1", "r2", "r4"):
+        assert await status(store, f"child-{run_id}") == "queued"
+        assert await store.get_event(f"sent-{run_id}") is not None
+    assert await store.get_run("child-r3") is None
+    assert await store.get_event("sent-r3") is None
+    # Recorded once: the same step again changes nothing and sends nothing more.
+    again = await asyncio.gather(*(sending(r, tokens[r]) for r in ("r1", "r2")))
+    assert again == [True, True]
+    assert len(await store.runs_of_event("sent-r1", 10)) == 1

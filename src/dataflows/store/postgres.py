@@ -16,7 +16,7 @@ import logging
 import re
 import secrets
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 import psycopg
@@ -32,7 +32,8 @@ from dataflows.errors import (
     StoreError,
     StoreUnavailable,
 )
-from dataflows.records import SentEvents
+from dataflows.records import ClaimedRun, SentEvents
+from dataflows.store import leases
 from dataflows.store.events import (
     PostgresIntake,
     Sending,
@@ -135,6 +136,9 @@ class PostgresStore(SqlStore):
         self._step_statements = {
             name: Statement(name, self._queries[name]) for name in ("record_step", "record_steps")
         }
+        # Connections of their own for event intake and for claims (see _own_connection).
+        self._own: dict[str, Connection] = {}
+        self._own_busy: set[str] = set()
         self._listener: asyncio.Task[None] | None = None
         self._sweeper: asyncio.Task[None] | None = None
         # Liveness: the workers of this process, each holding an advisory lock (the store's
@@ -183,6 +187,10 @@ class PostgresStore(SqlStore):
         if self._step_writer is not None:
             writer, self._step_writer = self._step_writer, None
             await writer.close()
+        own, self._own = self._own, {}
+        for conn in own.values():
+            with contextlib.suppress(Exception):
+                await conn.close()
         if self._listener is not None:
             self._listener.cancel()
             await asyncio.gather(self._listener, return_exceptions=True)
@@ -313,7 +321,7 @@ class PostgresStore(SqlStore):
                 }
             ),
         }
-        async with self._translate("storing events"), self._open_pool().connection() as conn:
+        async with self._translate("storing events"), self._own_connection("intake") as conn:
             row = await self._fetch(conn, Query("intake_events", params, "one"))
         answer: dict[str, Any] = row["answer"]
         if answer["work"]:
@@ -324,6 +332,55 @@ class PostgresStore(SqlStore):
             self.notify_listeners(skip_worker=skip)
         results = intake_results(items, answer["results"])
         return share_claimed(items, results, claimed_runs(answer.get("claimed", ())), claim)
+
+    async def claim_runs(
+        self, worker_id: str, limit: int, lease_seconds: float, now: float
+    ) -> list[ClaimedRun]:
+        """A worker's claim, on the connection kept for claims: a claim a notification asked
+        for is one round trip on a session whose plans are ready, with no pool in the way."""
+        program = leases.claim_runs(worker_id, limit, lease_seconds, now)
+        query = next(program)
+        async with self._translate("claiming runs"), self._own_connection("claim") as conn:
+            answer = await self._fetch(conn, query)
+        try:
+            program.send(answer)
+        except StopIteration as stop:
+            claimed: list[ClaimedRun] = stop.value
+            return claimed
+        raise RuntimeError("claim_runs sent more than one statement")
+
+    @contextlib.asynccontextmanager
+    async def _own_connection(self, purpose: str) -> AsyncIterator[Connection]:
+        """The connection kept for ``purpose`` (event intake, claims): the latency-bound
+        statements of one writer at a time skip the pool, and their session's plans stay ready
+        (a pooled session is taken in turn, so each plans every statement afresh at first).
+        While it is in use, a pooled connection serves; a lost one is replaced on next use."""
+        if purpose in self._own_busy:
+            async with self._open_pool().connection() as pooled:
+                yield pooled
+            return
+        self._own_busy.add(purpose)
+        try:
+            conn = self._own.get(purpose)
+            if conn is not None and (conn.closed or conn.broken):
+                del self._own[purpose]
+                with contextlib.suppress(Exception):
+                    await conn.close()
+                conn = None
+            if conn is None:
+                self._open_pool()  # the store is open
+                conn = await Connection.connect(self.url, **self._connect_kwargs())
+                self._own[purpose] = conn
+            try:
+                yield conn
+            except BaseException:
+                if conn.broken or conn.info.transaction_status != TransactionStatus.IDLE:
+                    self._own.pop(purpose, None)
+                    with contextlib.suppress(Exception):
+                        await conn.close()
+                raise
+        finally:
+            self._own_busy.discard(purpose)
 
     async def _run_one(self, query: Query) -> Any:
         """One statement in autocommit: no BEGIN and COMMIT, one round trip."""

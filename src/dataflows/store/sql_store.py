@@ -53,6 +53,11 @@ class SqlStore(Store):
         super().__init__()
         self._steps: Batcher[Query, int] = Batcher(self._record_batch)
         self._intake_batcher: Batcher[Sending, SentEvents] = Batcher(self._intake_batch)
+        self._sending_steps: Batcher[tuple[Lease, NewStep, float], bool] = Batcher(
+            self._sending_batch
+        )
+        #: Transactions that recorded steps sending events (batches; tests read it).
+        self.sending_batches = 0
         self._starts: Batcher[tuple[NewRun, float], tuple[str, bool] | Exception] = Batcher(
             self._start_batch
         )
@@ -149,8 +154,8 @@ class SqlStore(Store):
 
     async def record_step(self, lease: Lease, step: NewStep, now: float) -> bool:
         if step.sends:
-            program = steps.record_step_sending(lease, step, now, self.intake)
-            return bool(await self._run(program))
+            # Concurrent steps that send events (step.send_event) share one transaction.
+            return await self._sending_steps.submit((lease, step, now))
         # The hot path: a new step result is one fenced INSERT, one round trip (the steps of
         # concurrent runs share it).
         query = steps.record_step_query(lease, step, now)
@@ -159,6 +164,11 @@ class SqlStore(Store):
         # Nothing inserted: fenced, or a retry of a record whose answer was lost. The program
         # below tells the two apart (rare, so its extra round trips do not matter).
         return bool(await self._run(steps.record_step(lease, step, now)))
+
+    async def _sending_batch(self, items: Sequence[tuple[Lease, NewStep, float]]) -> list[bool]:
+        self.sending_batches += 1
+        recorded: list[bool] = await self._run(steps.record_steps_sending(items, self.intake))
+        return recorded
 
     async def record_attempt(self, lease: Lease, attempt: FailedAttempt, now: float) -> bool:
         return bool(await self._run(steps.record_attempt(lease, attempt, now)))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from typing import Any
 
 from dataflows.records import FailedAttempt, Lease, NewStep
 from dataflows.store.events import Intake, Sending
@@ -37,6 +38,37 @@ def record_step_sending(lease: Lease, step: NewStep, now: float, intake: Intake)
         return (yield from holds_lease(lease))
     yield from intake.store([Sending(sent, now) for sent in step.sends], keys)
     return True
+
+
+def record_steps_sending(items: Sequence[tuple[Lease, NewStep, float]], intake: Intake) -> Program:
+    """Several steps that send events (``step.send_event`` of concurrent runs), each as
+    :func:`record_step_sending` would record it, in one transaction (group commit): intake's
+    locks for all their events, one fenced multi-row insert of the steps, then the events of
+    the steps recorded; per item, ``False`` when fenced (its events are not stored)."""
+    if len(items) == 1:
+        return [(yield from record_step_sending(*items[0], intake))]
+    events = [sent.event for _, step, _ in items for sent in step.sends]
+    keys = yield from intake.keys(events)
+    queries = [record_step_query(lease, step, now) for lease, step, now in items]
+    # In run id order, as every writer of several runs rows locks them.
+    rows = yield record_steps_query(sorted(queries, key=lambda q: str(q.params["run_id"])))
+    counts = record_steps_counts(queries, rows)
+    sending: list[Sending] = []
+    sending_keys: list[Any] = []
+    first = 0
+    for (_, step, now), count in zip(items, counts, strict=True):
+        last = first + len(step.sends)
+        if count:
+            sending += [Sending(sent, now) for sent in step.sends]
+            sending_keys += keys[first:last]
+        first = last
+    if sending:
+        yield from intake.store(sending, sending_keys)
+    recorded = []
+    for (lease, _, _), count in zip(items, counts, strict=True):
+        # Nothing inserted: fenced, or recorded already by this holder (an answer lost).
+        recorded.append(bool(count) or (yield from holds_lease(lease)))
+    return recorded
 
 
 def record_step_query(lease: Lease, step: NewStep, now: float) -> Query:
