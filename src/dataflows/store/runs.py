@@ -59,11 +59,7 @@ def start_runs(items: Sequence[tuple[NewRun, float]]) -> Program:
     for run, now in ordered:
         if run.idempotency_window is not None:
             yield expire_idempotency_key(run, now)
-    rows = yield Query(
-        "insert_runs",
-        {"runs": json.dumps([insert_run(run, now).params for run, now in ordered])},
-        "all",
-    )
+    rows = yield Query("insert_runs", {"runs": _run_rows(ordered)}, "all")
     created = {row["id"] for row in rows}
     results: list[tuple[str, bool] | Exception] = []
     for run, _ in items:
@@ -77,6 +73,33 @@ def start_runs(items: Sequence[tuple[NewRun, float]]) -> Program:
     if created:
         yield NOTIFY
     return results
+
+
+def _run_rows(items: Sequence[tuple[NewRun, float]]) -> str:
+    """The rows of ``insert_runs``: one JSON array of the columns it reads per run, by position
+    (cheaper to build and to parse than an object per run)."""
+    return json.dumps(
+        [
+            (
+                run.id,
+                run.workflow_id,
+                run.event.id,
+                run.event.name,
+                run.event.data_json,
+                run.event.ts,
+                run.idempotency_key,
+                run.parent_run_id,
+                run.parent_step_key,
+                run.concurrency_key,
+                run.priority,
+                run.start_timeout,
+                run.rate_key,
+                now,
+            )
+            for run, now in items
+        ],
+        separators=(",", ":"),
+    )
 
 
 def _existing_run(run: NewRun) -> Program:

@@ -49,19 +49,17 @@ ON CONFLICT DO NOTHING
 
 -- name: insert_runs
 -- Group commit of app.start: the insert_run rows of many calls at once, in the callers' order (a
--- key or id repeated in the batch goes to its first caller); answers the ids created.
+-- key or id repeated in the batch goes to its first caller); answers the ids created. Each run is
+-- a JSON array of its columns, by position (runs._run_rows).
 INSERT INTO runs (id, workflow_id, status, event_id, event_name, event_data, event_ts,
                   idempotency_key, parent_run_id, parent_step_key, created_at, updated_at,
                   concurrency_key, priority, start_by, rate_key)
-SELECT v.id, v.workflow_id, 'queued', v.event_id, v.event_name, v.event_data, v.event_ts,
-       v.idempotency_key, v.parent_run_id, v.parent_step_key, v.now, v.now, v.concurrency_key,
-       v.priority, v.now + v.start_timeout, v.rate_key
-FROM ROWS FROM (jsonb_to_recordset(%(runs)s::jsonb) AS (
-         id text, workflow_id text, event_id text, event_name text, event_data text,
-         event_ts double precision, idempotency_key text, parent_run_id text,
-         parent_step_key text, concurrency_key text, priority int,
-         start_timeout double precision, rate_key text, now double precision))
-     WITH ORDINALITY AS v
+SELECT v.r ->> 0, v.r ->> 1, 'queued', v.r ->> 2, v.r ->> 3, v.r ->> 4,
+       (v.r ->> 5)::double precision, v.r ->> 6, v.r ->> 7, v.r ->> 8,
+       (v.r ->> 13)::double precision, (v.r ->> 13)::double precision, v.r ->> 9,
+       (v.r ->> 10)::int, (v.r ->> 13)::double precision + (v.r ->> 11)::double precision,
+       v.r ->> 12
+FROM jsonb_array_elements(%(runs)s::jsonb) WITH ORDINALITY AS v(r, ordinality)
 ORDER BY v.ordinality
 ON CONFLICT DO NOTHING
 RETURNING id

@@ -76,16 +76,15 @@ ON CONFLICT DO NOTHING
 
 -- name: insert_runs
 -- Group commit of app.start: the insert_run rows of many calls at once, in the callers' order (a
--- key or id repeated in the batch goes to its first caller); answers the ids created.
+-- key or id repeated in the batch goes to its first caller); answers the ids created. Each run is
+-- a JSON array of its columns, by position (runs._run_rows).
 INSERT INTO runs (id, workflow_id, status, event_id, event_name, event_data, event_ts,
                   idempotency_key, parent_run_id, parent_step_key, created_at, updated_at,
                   concurrency_key, priority, start_by, rate_key)
-SELECT value ->> '$.id', value ->> '$.workflow_id', 'queued', value ->> '$.event_id',
-       value ->> '$.event_name', value ->> '$.event_data', value ->> '$.event_ts',
-       value ->> '$.idempotency_key', value ->> '$.parent_run_id',
-       value ->> '$.parent_step_key', value ->> '$.now', value ->> '$.now',
-       value ->> '$.concurrency_key', value ->> '$.priority',
-       (value ->> '$.now') + (value ->> '$.start_timeout'), value ->> '$.rate_key'
+SELECT value ->> '$[0]', value ->> '$[1]', 'queued', value ->> '$[2]', value ->> '$[3]',
+       value ->> '$[4]', value ->> '$[5]', value ->> '$[6]', value ->> '$[7]',
+       value ->> '$[8]', value ->> '$[13]', value ->> '$[13]', value ->> '$[9]',
+       value ->> '$[10]', (value ->> '$[13]') + (value ->> '$[11]'), value ->> '$[12]'
 FROM json_each(:runs)
 WHERE true
 ORDER BY key
