@@ -3,6 +3,12 @@
 One connection per store, used from one dedicated thread so the event loop never blocks on the
 file lock. Every program runs in a ``BEGIN IMMEDIATE`` transaction, which serialises writers across
 processes; WAL lets readers go on meanwhile.
+
+While a listener (a worker) is registered, the store watches the file for commits made by other
+connections (other processes, other stores on the same file) with ``PRAGMA data_version`` every
+:data:`WATCH_INTERVAL` seconds on its own connection, and wakes its listeners when one happened:
+work written elsewhere is picked up within milliseconds instead of at the next poll. Its own
+commits do not change that value, so they wake nobody twice.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from urllib.parse import unquote, urlsplit
 
 from dataflows.errors import InvalidDatabaseURL, StoreError, StoreUnavailable
 from dataflows.store import leases
+from dataflows.store.base import Listener
 from dataflows.store.events import SqliteIntake
 from dataflows.store.keys import canonical_json
 from dataflows.store.program import NOTIFY, Program, Query
@@ -28,6 +35,8 @@ from dataflows.store.queries import load_migrations, load_queries
 from dataflows.store.sql_store import SqlStore
 
 DEFAULT_PATH = ".dataflows/dataflows.db"
+#: Seconds between looks for commits by other connections while a worker listens.
+WATCH_INTERVAL = 0.01
 
 
 def sqlite_path(url: str) -> str:
@@ -71,6 +80,8 @@ class SQLiteStore(SqlStore):
         self._conn: sqlite3.Connection | None = None
         #: Liveness: the open, locked file of each worker of this process.
         self._lock_files: dict[str, int] = {}
+        #: Watches for other connections' commits while listeners are registered.
+        self._watcher: asyncio.Task[None] | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
@@ -95,12 +106,55 @@ class SQLiteStore(SqlStore):
         self._conn = conn
 
     async def close(self) -> None:
+        await self._stop_watching()
         for worker_id in list(self._lock_files):
             _unlock(self._lock_files.pop(worker_id), self._lock_file(worker_id))
         if self._conn is not None:
             await self._call(self._conn.close)
             self._conn = None
         self._thread.shutdown(wait=True)
+
+    # -- wake-ups from other processes -------------------------------------------------------------
+
+    def add_listener(self, listener: Listener, *, worker_id: str | None = None) -> None:
+        super().add_listener(listener, worker_id=worker_id)
+        if self._watcher is None and self.path != ":memory:":
+            self._watcher = asyncio.get_running_loop().create_task(
+                self._watch(), name="dataflows-sqlite-watch"
+            )
+
+    def remove_listener(self, listener: Listener) -> None:
+        super().remove_listener(listener)
+        if not self._listeners and self._watcher is not None:
+            self._watcher.cancel()
+            self._watcher = None
+
+    async def _stop_watching(self) -> None:
+        watcher, self._watcher = self._watcher, None
+        if watcher is not None:
+            watcher.cancel()
+            await asyncio.gather(watcher, return_exceptions=True)
+
+    async def _watch(self) -> None:
+        """Wake the listeners when another connection has committed to the file.
+
+        ``PRAGMA data_version`` on the store's own connection changes exactly when another
+        connection committed since it was last asked; a busy or locked file only skips a look.
+        """
+        version: int | None = None
+        while True:
+            await asyncio.sleep(WATCH_INTERVAL)
+            try:
+                current = await self._call(self._data_version)
+            except (StoreError, sqlite3.Error):
+                continue  # busy, locked or closing: look again next time
+            if version is not None and current != version:
+                self.notify_listeners()
+            version = current
+
+    def _data_version(self) -> int:
+        row = self._connection().execute("PRAGMA data_version").fetchone()
+        return int(row[0])
 
     async def migrate(self) -> list[str]:
         applied: list[str] = await self._call(self._migrate)
