@@ -69,14 +69,14 @@ async def test_the_watch_runs_only_while_a_worker_listens(tmp_path: Path) -> Non
     store = SQLiteStore(str(tmp_path / "idle.db"))
     await store.open()
     try:
-        assert store._watcher is None
+        assert store._watch_handle is None
         woken: list[float] = []
 
         def listener() -> None:
             woken.append(time.time())
 
         store.add_listener(listener, worker_id="w")
-        assert store._watcher is not None
+        assert store._watch_handle is not None
         await asyncio.sleep(0.05)
         await store.ping()
         await store.list_workers()  # this store's own reads and commits wake nobody
@@ -84,6 +84,6 @@ async def test_the_watch_runs_only_while_a_worker_listens(tmp_path: Path) -> Non
         await asyncio.sleep(0.05)
         assert woken == []
         store.remove_listener(listener)
-        assert store._watcher is None
+        assert store._watch_handle is None
     finally:
         await store.close()
