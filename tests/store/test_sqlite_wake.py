@@ -87,3 +87,13 @@ async def test_the_watch_runs_only_while_a_worker_listens(tmp_path: Path) -> Non
         assert store._watch_handle is None
     finally:
         await store.close()
+
+
+async def test_a_listener_of_no_worker_starts_no_watch(tmp_path: Path) -> None:
+    store = SQLiteStore(str(tmp_path / "client.db"))
+    await store.open()
+    try:
+        store.add_listener(lambda: None)
+        assert store._watch_handle is None
+    finally:
+        await store.close()

@@ -124,7 +124,8 @@ class SQLiteStore(SqlStore):
 
     def add_listener(self, listener: Listener, *, worker_id: str | None = None) -> None:
         super().add_listener(listener, worker_id=worker_id)
-        if self._watch_conn is None and self.path != ":memory:":
+        # Only a worker's listener needs work written elsewhere (it is added in its loop).
+        if worker_id is not None and self._watch_conn is None and self.path != ":memory:":
             self._watch_conn = sqlite3.connect(self.path, timeout=0, isolation_level=None)
             self._watch_version = None
             self._own_version = None
@@ -133,7 +134,7 @@ class SQLiteStore(SqlStore):
 
     def remove_listener(self, listener: Listener) -> None:
         super().remove_listener(listener)
-        if not self._listeners:
+        if all(worker_id is None for worker_id in self._listeners.values()):
             self._stop_watching()
 
     def _stop_watching(self) -> list[asyncio.Task[None]]:
