@@ -3,6 +3,11 @@
 One connection per store, used from one dedicated thread so the event loop never blocks on the
 file lock. Every program runs in a ``BEGIN IMMEDIATE`` transaction, which serialises writers across
 processes; WAL lets readers go on meanwhile.
+
+While a listener (a worker) is registered, the store watches the file for commits made by other
+connections (other processes, other stores on the same file) with ``PRAGMA data_version`` every
+:data:`WATCH_INTERVAL` seconds, and wakes its listeners when one happened: work written elsewhere
+is picked up within milliseconds instead of at the next poll. Its own commits wake nobody twice.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from urllib.parse import unquote, urlsplit
 
 from dataflows.errors import InvalidDatabaseURL, StoreError, StoreUnavailable
 from dataflows.store import leases
+from dataflows.store.base import Listener
 from dataflows.store.events import SqliteIntake
 from dataflows.store.keys import canonical_json
 from dataflows.store.program import NOTIFY, Program, Query
@@ -28,6 +34,8 @@ from dataflows.store.queries import load_migrations, load_queries
 from dataflows.store.sql_store import SqlStore
 
 DEFAULT_PATH = ".dataflows/dataflows.db"
+#: Seconds between looks for commits by other connections while a worker listens.
+WATCH_INTERVAL = 0.01
 
 
 def sqlite_path(url: str) -> str:
@@ -71,6 +79,15 @@ class SQLiteStore(SqlStore):
         self._conn: sqlite3.Connection | None = None
         #: Liveness: the open, locked file of each worker of this process.
         self._lock_files: dict[str, int] = {}
+        #: While listeners are registered: a connection that looks for commits to the file every
+        #: WATCH_INTERVAL, the next look, the last value it saw, the last value the store's own
+        #: connection saw, and the check of that value under way (with another one asked for).
+        self._watch_conn: sqlite3.Connection | None = None
+        self._watch_handle: asyncio.TimerHandle | None = None
+        self._watch_version: int | None = None
+        self._own_version: int | None = None
+        self._checking: asyncio.Task[None] | None = None
+        self._recheck = False
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
@@ -95,12 +112,93 @@ class SQLiteStore(SqlStore):
         self._conn = conn
 
     async def close(self) -> None:
+        await asyncio.gather(*self._stop_watching(), return_exceptions=True)
         for worker_id in list(self._lock_files):
             _unlock(self._lock_files.pop(worker_id), self._lock_file(worker_id))
         if self._conn is not None:
             await self._call(self._conn.close)
             self._conn = None
         self._thread.shutdown(wait=True)
+
+    # -- wake-ups from other processes -------------------------------------------------------------
+
+    def add_listener(self, listener: Listener, *, worker_id: str | None = None) -> None:
+        super().add_listener(listener, worker_id=worker_id)
+        # Only a worker's listener needs work written elsewhere (it is added in its loop).
+        if worker_id is not None and self._watch_conn is None and self.path != ":memory:":
+            self._watch_conn = sqlite3.connect(self.path, timeout=0, isolation_level=None)
+            self._watch_version = None
+            self._own_version = None
+            self._check_own()  # the own connection's starting value
+            self._watch_handle = asyncio.get_running_loop().call_later(WATCH_INTERVAL, self._tick)
+
+    def remove_listener(self, listener: Listener) -> None:
+        super().remove_listener(listener)
+        if all(worker_id is None for worker_id in self._listeners.values()):
+            self._stop_watching()
+
+    def _stop_watching(self) -> list[asyncio.Task[None]]:
+        if self._watch_handle is not None:
+            self._watch_handle.cancel()
+            self._watch_handle = None
+        if self._watch_conn is not None:
+            self._watch_conn.close()
+            self._watch_conn = None
+        checking, self._checking = self._checking, None
+        if checking is None:
+            return []
+        checking.cancel()
+        return [checking]
+
+    def _tick(self) -> None:
+        """Look whether any connection committed to the file since the last look.
+
+        ``PRAGMA data_version`` on a connection changes exactly when another connection committed
+        since it was last asked. The look runs on the event loop on a connection of its own (a
+        few microseconds; it never waits for a lock, a busy file only skips a look), so it also
+        sees this store's commits: a change is checked on the store's connection, which counts
+        only the others'.
+        """
+        if self._watch_conn is None:
+            return
+        try:
+            version = self._watch_conn.execute("PRAGMA data_version").fetchone()[0]
+        except sqlite3.Error:
+            pass  # busy or locked: look again next time
+        else:
+            if self._watch_version is not None and version != self._watch_version:
+                self._check_own()
+            self._watch_version = version
+        self._watch_handle = asyncio.get_running_loop().call_later(WATCH_INTERVAL, self._tick)
+
+    def _check_own(self) -> None:
+        if self._checking is not None:
+            self._recheck = True
+        else:
+            self._checking = asyncio.get_running_loop().create_task(
+                self._check_others(), name="dataflows-sqlite-watch"
+            )
+
+    async def _check_others(self) -> None:
+        """Wake the listeners if another connection committed (not only this store)."""
+        try:
+            self._recheck = True
+            while self._recheck:
+                self._recheck = False
+                try:
+                    version = await self._call(self._data_version)
+                except (StoreError, sqlite3.Error):
+                    continue  # busy, locked or closing: the next change or poll will do
+                if self._own_version is not None and version != self._own_version:
+                    self.notify_listeners()
+                self._own_version = version
+        finally:
+            if self._checking is asyncio.current_task():
+                self._checking = None
+
+    def _data_version(self) -> int:
+        row = self._connection().execute("PRAGMA data_version").fetchone()
+        return int(row[0])
 
     async def migrate(self) -> list[str]:
         applied: list[str] = await self._call(self._migrate)
