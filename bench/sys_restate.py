@@ -17,12 +17,13 @@ import contextlib
 import json
 import random
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
 
+from bench.callers import callers_do
 from bench.cpu import server_cpu_between, server_cpu_ticks
 from bench.procs import RssSampler, rss_mb, start_process, stop_process
 from bench.servers import RestateServer, ServerStartError, free_port, process_cpu_seconds, wait_port
@@ -144,22 +145,27 @@ def throughput(url: str, runs: int, steps: int, concurrency: int) -> dict[str, A
 def event(url: str, trials: int, gap: float) -> dict[str, Any]:
     """Workflows wait on a durable promise; each is released in turn and timed until its code
     went on (the workflow returns its time.perf_counter(), the same clock on this machine)."""
+    return {"latencies": asyncio.run(_released(trials, gap, time.perf_counter, "perf_counter"))}
 
-    async def main() -> list[float]:
-        async with restate() as r:
-            for i in range(trials):
-                await r.send(f"/Waiter/e{i}/run")
-            await wait_for(lambda: r.count("running"), trials, 600, 0.1)
-            await asyncio.sleep(1.0)  # each has reached its promise
-            latencies = []
-            for i in range(trials):
-                sent = time.perf_counter()
-                await r.call(f"/Waiter/e{i}/release")
-                latencies.append((await r.attach(f"e{i}"))["perf_counter"] - sent)
-                await asyncio.sleep(random.uniform(0, 2 * gap))  # random phase against polling
-            return latencies
 
-    return {"latencies": asyncio.run(main())}
+async def _released(
+    trials: int, gap: float, clock: Callable[[], float], returned: str
+) -> list[float]:
+    """``trials`` Waiter workflows at their promise, released one at a time: from just before
+    the ingress call of ``release`` (``clock()``) to the workflow's own reading of the same clock
+    after the promise (its result's ``returned`` key), with a random pause between trials."""
+    async with restate() as r:
+        for i in range(trials):
+            await r.send(f"/Waiter/e{i}/run")
+        await wait_for(lambda: r.count("running"), trials, 600, 0.1)
+        await asyncio.sleep(1.0)  # each has reached its promise
+        latencies = []
+        for i in range(trials):
+            sent = clock()
+            await r.call(f"/Waiter/e{i}/release")
+            latencies.append((await r.attach(f"e{i}"))[returned] - sent)
+            await asyncio.sleep(random.uniform(0, 2 * gap))  # random phase against polling
+        return latencies
 
 
 def sleep(url: str, trials: int, gap: float) -> dict[str, Any]:
@@ -342,24 +348,6 @@ def invoker_limit(concurrency: int) -> dict[str, str]:
     return {"RESTATE_WORKER__INVOKER__CONCURRENT_INVOCATIONS_LIMIT": str(concurrency)}
 
 
-async def callers_do(n: int, callers: int, call: Any) -> tuple[float, list[float], list[Any]]:
-    """``n`` awaited ``call(i)`` by ``callers`` concurrent callers: (wall seconds, one latency
-    per call, the results by ``i``)."""
-    latencies: list[float] = []
-    results: list[Any] = [None] * n
-    left = iter(range(n))
-
-    async def caller() -> None:
-        for i in left:
-            start = time.perf_counter()
-            results[i] = await call(i)
-            latencies.append(time.perf_counter() - start)
-
-    start = time.perf_counter()
-    await asyncio.gather(*(caller() for _ in range(callers)))
-    return time.perf_counter() - start, latencies, results
-
-
 class Ingress:
     """A pool of ``size`` keep-alive HTTP/1.1 connections to the ingress, for the starts and
     mixed measures' sends. httpx's pool (used for everything else here) was the bottleneck with
@@ -530,22 +518,7 @@ def event_remote(url: str, trials: int, gap: float) -> dict[str, Any]:
     """As ``event`` (whose service already runs in a process of its own), timed across the
     processes with time.time(): from just before the ingress call of ``release`` to the
     time.time() the workflow returns when its code went on after the promise."""
-
-    async def main() -> list[float]:
-        async with restate() as r:
-            for i in range(trials):
-                await r.send(f"/Waiter/e{i}/run")
-            await wait_for(lambda: r.count("running"), trials, 600, 0.1)
-            await asyncio.sleep(1.0)  # each has reached its promise
-            latencies = []
-            for i in range(trials):
-                sent = time.time()
-                await r.call(f"/Waiter/e{i}/release")
-                latencies.append((await r.attach(f"e{i}"))["time"] - sent)
-                await asyncio.sleep(random.uniform(0, 2 * gap))  # random phase against polling
-            return latencies
-
-    return {"latencies": asyncio.run(main())}
+    return {"latencies": asyncio.run(_released(trials, gap, time.time, "time"))}
 
 
 def two_workers(url: str, runs: int, steps: int, concurrency: int) -> dict[str, Any]:

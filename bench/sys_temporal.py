@@ -27,6 +27,7 @@ from temporalio.worker import Worker
 
 from bench import marks
 from bench.apps.temporal_flows import ACTIVITIES, RUNNER, WORKFLOWS, Sleeper, Steps, Waiter
+from bench.callers import callers_do
 from bench.cpu import Stretch
 from bench.procs import RssSampler, rss_mb, start_process, stop_process, wait_alive
 from bench.servers import ServerStartError, TemporalServer
@@ -273,26 +274,6 @@ def failover(url: str, kills: int) -> dict[str, Any]:
 
 #: Concurrent callers that queue the runs of the drain and two_workers measures (not timed).
 STARTERS = 64
-
-
-async def callers_do(
-    n: int, callers: int, call: Callable[[int], Any]
-) -> tuple[float, list[float], list[Any]]:
-    """``n`` awaited ``call(i)`` by ``callers`` concurrent callers: (wall seconds, one latency
-    per call, the results by ``i``)."""
-    latencies: list[float] = []
-    results: list[Any] = [None] * n
-    left = iter(range(n))
-
-    async def caller() -> None:
-        for i in left:
-            start = time.perf_counter()
-            results[i] = await call(i)
-            latencies.append(time.perf_counter() - start)
-
-    start = time.perf_counter()
-    await asyncio.gather(*(caller() for _ in range(callers)))
-    return time.perf_counter() - start, latencies, results
 
 
 def start_steps(client: Client, queue: str, steps: int) -> Callable[[int], Any]:
