@@ -59,6 +59,10 @@ log = logging.getLogger("dataflows.execution")
 #: recorded steps still unreached has settled (see :meth:`Execution.begin_new`).
 SETTLE_TURNS = 20
 
+#: Seconds before a sleep held in memory is due at which its end is written (fenced), so that
+#: the write's round trip does not add to the sleep (see :meth:`Execution._sleep_until`).
+SLEEP_WRITE_LEAD = 0.01
+
 
 @dataclass(frozen=True, slots=True)
 class Runtime:
@@ -557,16 +561,22 @@ class Execution:
         ):
             self.suspend(wake_at, reason)
         async with self.tracking():  # an unwinding run waits for this branch's suspension
-            held = await self._hold(wake_at)
+            held = await self._hold(wake_at - SLEEP_WRITE_LEAD)
             if not held:
                 self.suspensions.append((wake_at, reason))
         if not held:
             raise Suspend()
         # Recorded, fenced, before the code after the sleep runs: a run cancelled (or taken
-        # over) during the sleep is refused here and starts no further step.
+        # over) during the sleep is refused here and starts no further step. The write starts
+        # SLEEP_WRITE_LEAD before the wake time, so that its round trip (slow after an idle
+        # wait) does not make the sleep late; it records the wake time as the sleep's end, so
+        # a replay after a crash in between never ends the sleep early. A cancel arriving in
+        # that last moment counts as arriving just after the sleep.
         step = NewStep(key, "sleep", "completed", "null", None, 1, started)
         async with self.tracking():
-            await self._record_elapsed(step)
+            await self._record_elapsed(step, ended=wake_at)
+            if (left := wake_at - self.rt.clock.now()) > 0:
+                await self.rt.clock.sleep(left)
         self.check_live()
 
     async def _hold(self, wake_at: float) -> bool:
@@ -589,9 +599,9 @@ class Execution:
                 interrupted.cancel()
         return not self._interrupted.is_set()
 
-    async def _record_elapsed(self, step: NewStep) -> None:
+    async def _record_elapsed(self, step: NewStep, ended: float = 0.0) -> None:
         recorded = await retry_unavailable(
-            lambda: self.rt.store.record_step(self.run.lease, step, self.rt.clock.now())
+            lambda: self.rt.store.record_step(self.run.lease, step, max(self.rt.clock.now(), ended))
         )
         if not recorded:
             self.abandoned = True  # the next step, or the outcome, is fenced too

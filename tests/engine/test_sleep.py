@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 
 import dataflows as df
+from dataflows.execution import SLEEP_WRITE_LEAD
 from tests.engine.conftest import ManualClock, eventually, step_named, wait_status
 
 HOUR = 3600.0
@@ -236,6 +237,36 @@ async def test_short_sleep_is_held_in_the_worker_with_its_wake_time_recorded(
     assert (run.status, run.result) == ("completed", "up")
     assert after == [t0 + 1.5]
     assert (step_named(run, "nap").kind, step_named(run, "nap").status) == ("sleep", "completed")
+
+
+async def test_held_sleep_writes_its_end_just_before_it_is_due_and_never_early(
+    clock_app: df.Dataflows, clock: ManualClock
+) -> None:
+    """The fenced write of a held sleep's end starts SLEEP_WRITE_LEAD before the wake time so
+    its round trip does not make the sleep late; it records the wake time itself as the end, and
+    the code after the sleep still waits for the wake time."""
+    after: list[float] = []
+
+    @clock_app.workflow("nap")
+    async def nap(event: df.Event, step: df.Step) -> str:
+        await step.sleep("nap", "1s")
+        after.append(clock.now())
+        return "up"
+
+    t0 = clock.now()
+    async with clock_app.worker():
+        run_id = await clock_app.start("nap")
+        await eventually(lambda: clock.sleepers == 1)
+        clock.set(t0 + 1 - SLEEP_WRITE_LEAD / 2)
+        await eventually(lambda: _step_status(clock_app, run_id, "nap", "completed"))
+        run = await clock_app.get_run(run_id)
+        assert step_named(run, "nap").completed_at == datetime.fromtimestamp(t0 + 1, UTC)
+        await asyncio.sleep(0.05)
+        assert after == [] and run.status == "running"
+        clock.set(t0 + 1)
+        run = await clock_app.wait_for_run(run_id, timeout=10)
+    assert (run.status, run.result) == ("completed", "up")
+    assert after == [t0 + 1]
 
 
 async def test_sleep_over_the_limit_suspends_the_run(
