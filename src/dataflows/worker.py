@@ -119,6 +119,7 @@ class Worker:
         self._tasks: list[asyncio.Task[None]] = []
         self._tokens: dict[str, int] = {}
         self._reserved = 0  # slots held for runs event intake may claim for us
+        self._offered = 0  # free slots offered to intake in other processes, as we last knew
         self._deferred = False  # the claim loop found every free slot reserved
         self._handing_back: set[asyncio.Task[None]] = set()
         self._renewed_at = time.monotonic()
@@ -157,6 +158,7 @@ class Worker:
     async def start(self) -> None:
         await self.app.open()
         self.app.store.add_listener(self.wake, worker_id=self.id)
+        self.app.store.add_assignee(self.id, self.assigned)
         if self.app.eager_worker is None:  # one per process: the first worker
             self.app.eager_worker = self
         add_clock_listener = getattr(self.app.clock, "add_listener", None)
@@ -247,6 +249,7 @@ class Worker:
         claim_loop = self._tasks[0] if self._tasks else None
         if claim_loop is not None:
             await asyncio.gather(claim_loop, return_exceptions=True)
+        await self._offer(0)  # runs claimed for us until then are given back (assigned)
         pending = [task for task, _ in self._active.values()]
         for _, execution in self._active.values():
             if execution is not None:
@@ -267,6 +270,7 @@ class Worker:
         with contextlib.suppress(StoreUnavailable):
             await self.app.store.unregister_worker(self.id)
         self.app.store.remove_listener(self.wake)
+        self.app.store.remove_assignee(self.id)
         if self.app.eager_worker is self:
             self.app.eager_worker = None
         remove_clock_listener = getattr(self.app.clock, "remove_listener", None)
@@ -313,12 +317,51 @@ class Worker:
             for run in claimed:
                 self._spawn(run)
             if claimed and len(claimed) == free:
+                await self._offer(0)
                 continue  # more may be waiting; slots free up as runs finish
             if claimed:
                 await asyncio.sleep(0)  # the claimed runs begin before the next timer is read
+                await self._offer(0)
+            elif self.idle and not self._wake.is_set():
+                await self._offer(free)
             await self._idle(await self._until_next_timer())
 
     # -- eager dispatch --------------------------------------------------------------------------------
+
+    async def _offer(self, slots: int) -> None:
+        """Offer ``slots`` free slots to event intake in other processes, or withdraw the offer
+        (0), if that changes what the store has. An idle worker offers all its free slots; one
+        that claims work withdraws, so that intake wakes a worker with room. An offer that is
+        out of date costs only a run given back (:meth:`assigned`)."""
+        if not self.app.store.assigns_remotely or slots == self._offered:
+            return
+        with contextlib.suppress(StoreUnavailable):  # the offer is a latency hint only
+            await self.app.store.offer_slots(self.id, slots, self.options.lease_seconds)
+            self._offered = slots
+
+    def assigned(self, runs: list[ClaimedRun], more: bool) -> None:
+        """Runs event intake in another process claimed for us from our offer, handed over
+        with its notification: begun at once, as if claimed here, up to the free slots; the
+        rest go back to the queue."""
+        self._offered = max(0, self._offered - len({run.id for run in runs}))
+        free = self.options.concurrency - len(self._active) - self._reserved
+        for run in runs:
+            if self._stopping.is_set() or free <= 0 or run.id in self._active:
+                self._give_back(run.lease)
+            else:
+                self._spawn(run)
+                free -= 1
+        if more:
+            self.wake()
+
+    def _give_back(self, lease: Lease) -> None:
+        task = asyncio.get_running_loop().create_task(self._hand_back_lease(lease))
+        self._handing_back.add(task)
+        task.add_done_callback(self._handing_back.discard)
+
+    async def _hand_back_lease(self, lease: Lease) -> None:
+        with contextlib.suppress(StoreUnavailable):
+            await self.app.store.release_run(lease, self.app.clock.now())
 
     async def send_events(self, intakes: Sequence[EventIntake], now: float) -> list[IntakeResult]:
         """Store events, the store claiming for this worker's free slots the runs they start or
@@ -356,8 +399,7 @@ class Worker:
                 self._spawn(run)
 
     async def _hand_back(self, run: ClaimedRun) -> None:
-        with contextlib.suppress(StoreUnavailable):
-            await self.app.store.release_run(run.lease, self.app.clock.now())
+        await self._hand_back_lease(run.lease)
 
     async def _cancel_unstarted(self) -> None:
         """Cancel the runs never started by their ``start_timeout`` (at most once a poll)."""

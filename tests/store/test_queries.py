@@ -6,9 +6,10 @@ from dataflows.store.queries import load_fragments, load_migrations, load_querie
 
 #: Queries of one dialect only: event intake, which SQLite runs statement by statement and
 #: PostgreSQL in its functions (in one round trip, or in two parts inside a program), and the
-#: NOTIFY PostgreSQL sends with a COMMIT. Every other operation is one query name on both.
+#: NOTIFY PostgreSQL sends with a COMMIT, and a worker's offer of its slots to intake in other
+#: processes (PostgreSQL only). Every other operation is one query name on both.
 ONLY_IN = {
-    "postgres": {"intake_events", "lock_intake", "store_events", "notify_work"},
+    "postgres": {"intake_events", "lock_intake", "store_events", "notify_work", "offer_slots"},
     "sqlite": {
         "wait_shapes",
         "body_event",

@@ -54,6 +54,7 @@ async def test_migrations_apply_once(db: DbTarget) -> None:
             "0016_run_versions",
             "0017_lean_claim_intake",
             "0018_webhook_rejections",
+            "0019_worker_offers",
         ]
         assert await first.migrate() == []
     finally:
@@ -95,6 +96,7 @@ async def test_concurrent_migrations_apply_once(db: DbTarget) -> None:
         "0016_run_versions",
         "0017_lean_claim_intake",
         "0018_webhook_rejections",
+        "0019_worker_offers",
     ]
 
 

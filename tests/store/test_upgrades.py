@@ -119,6 +119,7 @@ async def test_waits_pending_at_the_upgrade_are_resolved(db: DbTarget) -> None:
             "0016_run_versions",
             "0017_lean_claim_intake",
             "0018_webhook_rejections",
+            "0019_worker_offers",
         ]
         before = await s.get_run("r1")
         assert before is not None and before.status == "waiting"
@@ -198,6 +199,7 @@ async def test_waits_pending_at_the_upgrade_to_keys_made_in_sql_are_resolved(
             "0016_run_versions",
             "0017_lean_claim_intake",
             "0018_webhook_rejections",
+            "0019_worker_offers",
         ]
         [late] = await running(s, "late", now=T0 + 2)
         same_as_float = WaitMatch("approval/decided", (("data.n", 1),))

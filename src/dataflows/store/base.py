@@ -40,6 +40,10 @@ from dataflows.records import (
 )
 
 Listener = Callable[[], None]
+#: Called with runs event intake in another process claimed for a worker (see
+#: :meth:`Store.add_assignee`): the runs to begin, and whether to look for more work as after a
+#: plain wake-up.
+Assignee = Callable[[list[ClaimedRun], bool], None]
 
 
 class Store(abc.ABC):
@@ -49,6 +53,10 @@ class Store(abc.ABC):
     #: Whether event intake can claim runs for a worker of the sending process in its own
     #: transaction (eager dispatch). A worker reserves slots for it only where it can.
     claims_at_intake: bool = False
+    #: Whether event intake in another process can claim runs for a worker that offered its
+    #: free slots (:meth:`offer_slots`) and hand them over with the wake-up (remote eager
+    #: dispatch): such a worker begins a woken run without a claim round trip.
+    assigns_remotely: bool = False
     #: When a worker lock that :meth:`reap_workers` saw free will have been free for the grace
     #: the store gives a live worker to lock again (so the next look should come then); None
     #: when none is pending or the store needs no grace.
@@ -57,6 +65,8 @@ class Store(abc.ABC):
     def __init__(self) -> None:
         #: Each listener with the id of the worker it wakes, if it is a worker's.
         self._listeners: dict[Listener, str | None] = {}
+        #: The workers of this process that take runs claimed for them elsewhere, by id.
+        self._assignees: dict[str, Assignee] = {}
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -96,6 +106,21 @@ class Store(abc.ABC):
         for listener, worker_id in list(self._listeners.items()):
             if skip_worker is None or worker_id != skip_worker:
                 listener()
+
+    def add_assignee(self, worker_id: str, assignee: Assignee) -> None:
+        """Call ``assignee`` (from the event loop) with the runs event intake in any process
+        claimed for ``worker_id`` from its offer (:meth:`offer_slots`)."""
+        self._assignees[worker_id] = assignee
+
+    def remove_assignee(self, worker_id: str) -> None:
+        self._assignees.pop(worker_id, None)
+
+    async def offer_slots(self, worker_id: str, slots: int, lease_seconds: float) -> None:
+        """Offer ``slots`` free slots of an idle worker to event intake in other processes (0:
+        withdraw the offer). Intake claims the runs an event makes runnable for it, up to the
+        offer, under a lease of ``lease_seconds``, and sends them with its wake-up; the worker
+        gives back what it cannot take. A no-op where :attr:`assigns_remotely` is false."""
+        return None
 
     # -- intake ------------------------------------------------------------------------------------
 

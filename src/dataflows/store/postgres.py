@@ -97,6 +97,7 @@ _LIVENESS_OPTIONS = (
 class PostgresStore(SqlStore):
     dialect = "postgres"
     claims_at_intake = True
+    assigns_remotely = True
     intake = PostgresIntake()
 
     def __init__(
@@ -348,6 +349,13 @@ class PostgresStore(SqlStore):
             claimed: list[ClaimedRun] = stop.value
             return claimed
         raise RuntimeError("claim_runs sent more than one statement")
+
+    async def offer_slots(self, worker_id: str, slots: int, lease_seconds: float) -> None:
+        """One statement on the connection kept for claims (the worker's claim loop makes both,
+        one after the other)."""
+        params = {"worker_id": worker_id, "offered": slots, "lease_seconds": lease_seconds}
+        async with self._translate("offering slots"), self._own_connection("claim") as conn:
+            await self._fetch(conn, Query("offer_slots", params, "rowcount"))
 
     @contextlib.asynccontextmanager
     async def _own_connection(self, purpose: str) -> AsyncIterator[Connection]:
@@ -662,10 +670,33 @@ class PostgresStore(SqlStore):
             self.notify_listeners()  # whatever was sent while we were not listening
             while True:
                 async for notify in conn.notifies(timeout=_LISTEN_CHECK_SECONDS):
-                    if notify.payload != self._sender:
-                        self.notify_listeners()
+                    self._notified(notify.payload)
                 # Quiet for a while: make sure the connection is still alive.
                 await asyncio.wait_for(conn.execute("SELECT 1"), _LISTEN_CHECK_SECONDS)
+
+    def _notified(self, payload: str) -> None:
+        """A notification: a plain one (its payload the sending store's mark) wakes the
+        listeners unless this store sent it (it woke them itself); one that hands runs to a
+        worker (see ``intake_events``) goes to that worker if it is here, and wakes the others
+        only when it says there may be more."""
+        if not payload.startswith("{"):
+            if payload != self._sender:
+                self.notify_listeners()
+            return
+        try:
+            message = json.loads(payload)
+            target = str(message["w"])
+            runs = claimed_runs(message["runs"])
+        except (ValueError, KeyError, TypeError) as exc:  # not ours to read: wake everyone
+            logger.debug("unreadable notification on %s: %r", self.channel, exc)
+            self.notify_listeners()
+            return
+        more = bool(message.get("more"))
+        assignee = self._assignees.get(target)
+        if assignee is not None:
+            assignee(runs, more)
+        if more and message.get("s") != self._sender:
+            self.notify_listeners(skip_worker=target)
 
 
 class _Translate:

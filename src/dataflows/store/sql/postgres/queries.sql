@@ -460,9 +460,20 @@ ON CONFLICT (id) DO UPDATE SET lock_key = excluded.lock_key, lock_free_since = N
 RETURNING lock_key
 
 -- name: unregister_worker
--- A worker stopping: its row goes, and (on the liveness connection) its lock.
-WITH gone AS (DELETE FROM workers WHERE id = %(worker_id)s RETURNING lock_key)
+-- A worker stopping: its row goes, and (on the liveness connection) its lock. It has finished or
+-- given back every run it began, so a run still leased to it was claimed for it by an intake
+-- whose notification it never read: that run goes back to the queue.
+WITH gone AS (DELETE FROM workers WHERE id = %(worker_id)s RETURNING lock_key),
+strays AS (
+    UPDATE runs SET status = 'queued', lease_owner = NULL, lease_expires_at = NULL
+    WHERE lease_owner = %(worker_id)s AND status = 'running'
+)
 SELECT pg_advisory_unlock(%(lock_class)s, lock_key) FROM gone
+
+-- name: offer_slots
+-- An idle worker offers its free slots to event intake in other processes (0: withdrawn).
+UPDATE workers SET offered = %(offered)s, lease_seconds = %(lease_seconds)s
+WHERE id = %(worker_id)s
 
 -- name: list_workers
 SELECT id, registered_at FROM workers ORDER BY registered_at, id

@@ -77,13 +77,17 @@ CREATE INDEX runs_unfinished ON runs (id) WHERE status IN ('queued', 'running', 
 
 -- The workers alive now: each holds the advisory lock (the store's namespace, lock_key) on a
 -- session of its own while its process lives. A worker whose lock is free (lock_free_since) a
--- moment later is removed, and the leases of its running runs end at once.
+-- moment later is removed, and the leases of its running runs end at once. A worker with
+-- nothing to do offers its free slots (offered, and the lease it takes runs under) to event
+-- intake in other processes, which claims woken runs for it and sends them in its NOTIFY.
 CREATE SEQUENCE worker_lock_keys AS integer MINVALUE 1 CYCLE;
 CREATE TABLE workers (
     id              text PRIMARY KEY,
     lock_key        integer NOT NULL,
     registered_at   double precision NOT NULL,
-    lock_free_since double precision
+    lock_free_since double precision,
+    offered         integer NOT NULL DEFAULT 0,
+    lease_seconds   double precision NOT NULL DEFAULT 30
 );
 
 -- A step's final outcome. One row per (run, key), never updated: guarantee 1.
@@ -953,28 +957,74 @@ END
 $$;
 
 -- Intake in one round trip: lock_intake, then store_events; if that started, resumed or cancelled
--- some, a NOTIFY on p_channel (payload p_sender) and, given p_claim ({worker, limit,
--- lease_until, now}), a claim for that worker as claim_runs makes, in the same transaction,
--- returned under "claimed" (claim_runs' rows as objects).
+-- some: given p_claim ({worker, limit, lease_until, now}), a claim for that worker as claim_runs
+-- makes, returned under "claimed" (claim_runs' rows as objects), and a NOTIFY on p_channel
+-- (payload p_sender); else, for an intake of at most 4 events, a claim of at most 8 runs for a
+-- worker of another process that offered slots, sent in the NOTIFY's payload ({"s": sender,
+-- "w": worker, "runs": rows, "more": bool}; undone if too large for a payload), or a plain NOTIFY.
 CREATE FUNCTION intake_events(p_events jsonb, p_channel text, p_sender text, p_claim jsonb)
 RETURNS jsonb
 LANGUAGE plpgsql VOLATILE AS $$
 DECLARE
     keys jsonb;
     answer jsonb;
+    target record;
+    claimed jsonb;
+    taken integer;
+    payload text;
+    v_now double precision;
+    v_class integer;
 BEGIN
     keys := lock_intake(p_events);
     answer := store_events(p_events, keys);
-    IF (answer ->> 'work')::boolean THEN
+    IF NOT (answer ->> 'work')::boolean THEN
+        RETURN answer;
+    END IF;
+    IF p_claim IS NOT NULL THEN
         PERFORM pg_notify(p_channel, p_sender);
-        IF p_claim IS NOT NULL THEN
-            answer := answer || jsonb_build_object('claimed', (
-                SELECT coalesce(jsonb_agg(to_jsonb(c)), '[]')
-                FROM claim_runs(p_claim ->> 'worker', (p_claim ->> 'limit')::integer,
-                                (p_claim ->> 'lease_until')::double precision,
-                                (p_claim ->> 'now')::double precision) AS c));
+        RETURN answer || jsonb_build_object('claimed', (
+            SELECT coalesce(jsonb_agg(to_jsonb(c)), '[]')
+            FROM claim_runs(p_claim ->> 'worker', (p_claim ->> 'limit')::integer,
+                            (p_claim ->> 'lease_until')::double precision,
+                            (p_claim ->> 'now')::double precision) AS c));
+    END IF;
+    IF jsonb_array_length(p_events) <= 4 THEN
+        -- A worker whose liveness lock this transaction can take has died (its process held it).
+        v_class := ('x' || left(encode(sha256(convert_to('dataflows.workers/' || current_schema(),
+                                                         'UTF8')), 'hex'), 8))::bit(32)::integer;
+        SELECT w.id, least(w.offered, 8) AS slots, w.lease_seconds INTO target
+        FROM workers w
+        WHERE w.offered > 0 AND w.lock_free_since IS NULL
+          AND NOT pg_try_advisory_xact_lock(v_class, w.lock_key)
+        ORDER BY random()
+        LIMIT 1
+        FOR UPDATE SKIP LOCKED;
+        IF FOUND THEN
+            v_now := (p_events -> -1 ->> 'now')::double precision;
+            BEGIN
+                SELECT coalesce(jsonb_agg(to_jsonb(c)), '[]') INTO claimed
+                FROM claim_runs(target.id, target.slots, v_now + target.lease_seconds, v_now) AS c;
+                SELECT count(DISTINCT r ->> 'id') INTO taken FROM jsonb_array_elements(claimed) AS r;
+                IF taken > 0 THEN
+                    -- "more": the claim used all it could take (others may be runnable still)
+                    -- or runs were cancelled (a worker may hold one in a sleep): every listener
+                    -- is woken as by a plain notification.
+                    payload := jsonb_build_object(
+                        's', p_sender, 'w', target.id, 'runs', claimed,
+                        'more', taken >= target.slots OR (answer ->> 'cancels')::boolean)::text;
+                    IF octet_length(payload) > 7900 THEN
+                        RAISE EXCEPTION USING ERRCODE = 'DFTOO';  -- undoes the claim
+                    END IF;
+                    UPDATE workers SET offered = greatest(offered - taken, 0) WHERE id = target.id;
+                    PERFORM pg_notify(p_channel, payload);
+                    RETURN answer;
+                END IF;
+            EXCEPTION WHEN SQLSTATE 'DFTOO' THEN
+                NULL;  -- claimed as usual, after the plain notification below
+            END;
         END IF;
     END IF;
+    PERFORM pg_notify(p_channel, p_sender);
     RETURN answer;
 END
 $$;

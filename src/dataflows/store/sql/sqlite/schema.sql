@@ -74,12 +74,15 @@ CREATE INDEX runs_unfinished ON runs (id) WHERE status IN ('queued', 'running', 
 
 -- The workers alive now: each holds an exclusive lock on a file of its own beside the database
 -- while its process lives. A worker whose file another can lock is removed, and the leases of its
--- running runs end at once. (lock_key and lock_free_since serve PostgreSQL; 0 and NULL here.)
+-- running runs end at once. (lock_key, lock_free_since, offered and lease_seconds serve
+-- PostgreSQL; 0, NULL, 0 and 30 here.)
 CREATE TABLE workers (
     id              TEXT PRIMARY KEY,
     lock_key        INTEGER NOT NULL,
     registered_at   REAL NOT NULL,
-    lock_free_since REAL
+    lock_free_since REAL,
+    offered         INTEGER NOT NULL DEFAULT 0,
+    lease_seconds   REAL NOT NULL DEFAULT 30
 );
 
 -- A step's final outcome. One row per (run, key), never updated: guarantee 1.
