@@ -120,6 +120,8 @@ class Worker:
         self._tokens: dict[str, int] = {}
         self._reserved = 0  # slots held for runs event intake may claim for us
         self._offered = 0  # free slots offered to intake in other processes, as we last knew
+        self._offer_lock = asyncio.Lock()  # one offer write at a time, in order
+        self._withdrawing: asyncio.Task[None] | None = None
         self._deferred = False  # the claim loop found every free slot reserved
         self._handing_back: set[asyncio.Task[None]] = set()
         self._renewed_at = time.monotonic()
@@ -250,6 +252,8 @@ class Worker:
         if claim_loop is not None:
             await asyncio.gather(claim_loop, return_exceptions=True)
         await self._offer(0)  # runs claimed for us until then are given back (assigned)
+        if self._withdrawing is not None:
+            await asyncio.gather(self._withdrawing, return_exceptions=True)
         pending = [task for task, _ in self._active.values()]
         for _, execution in self._active.values():
             if execution is not None:
@@ -317,11 +321,9 @@ class Worker:
             for run in claimed:
                 self._spawn(run)
             if claimed and len(claimed) == free:
-                await self._offer(0)
                 continue  # more may be waiting; slots free up as runs finish
             if claimed:
                 await asyncio.sleep(0)  # the claimed runs begin before the next timer is read
-                await self._offer(0)
             elif self.idle and not self._wake.is_set():
                 await self._offer(free)
             await self._idle(await self._until_next_timer())
@@ -330,14 +332,31 @@ class Worker:
 
     async def _offer(self, slots: int) -> None:
         """Offer ``slots`` free slots to event intake in other processes, or withdraw the offer
-        (0), if that changes what the store has. An idle worker offers all its free slots; one
-        that claims work withdraws, so that intake wakes a worker with room. An offer that is
-        out of date costs only a run given back (:meth:`assigned`)."""
-        if not self.app.store.assigns_remotely or slots == self._offered:
+        (0), if that changes what the store has. A worker that goes idle offers all its slots;
+        one that fills up withdraws (:meth:`_spawn`), so that intake hands runs to a worker with
+        room. An offer out of date costs only a run given back (:meth:`assigned`)."""
+        if not self.app.store.assigns_remotely:
             return
-        with contextlib.suppress(StoreUnavailable):  # the offer is a latency hint only
-            await self.app.store.offer_slots(self.id, slots, self.options.lease_seconds)
-            self._offered = slots
+        async with self._offer_lock:
+            if slots == self._offered:
+                return
+            with contextlib.suppress(StoreUnavailable):  # the offer is a latency hint only
+                await self.app.store.offer_slots(self.id, slots, self.options.lease_seconds)
+                self._offered = slots
+
+    def _withdraw_if_full(self) -> None:
+        if (
+            self._offered
+            and len(self._active) >= self.options.concurrency
+            and self._withdrawing is None
+        ):
+            self._withdrawing = asyncio.get_running_loop().create_task(self._withdraw())
+
+    async def _withdraw(self) -> None:
+        try:
+            await self._offer(0)
+        finally:
+            self._withdrawing = None
 
     def assigned(self, runs: list[ClaimedRun], more: bool) -> None:
         """Runs event intake in another process claimed for us from our offer, handed over
@@ -457,6 +476,7 @@ class Worker:
         task = asyncio.create_task(self._execute(run), name=f"dataflows-run-{run.id}")
         self._active[run.id] = (task, None)
         task.add_done_callback(functools.partial(self._finished, run.id))
+        self._withdraw_if_full()
 
     def _finished(self, run_id: str, task: asyncio.Task[None]) -> None:
         entry = self._active.get(run_id)

@@ -131,9 +131,11 @@ async def test_a_worker_with_no_free_slot_gives_a_handed_run_back_to_the_queue(
     async with worker(own, concurrency=1) as w:
         run_id = await own.start("waiter", {"k": 1})
         await wait_status(own, run_id, "waiting")
+        await eventually(lambda: offered(pg_url, w.id) == 1)
         busy_id = await own.start("busy")
         await wait_status(own, busy_id, "running")
-        await own.store.offer_slots(w.id, 1, 30.0)  # stale: the one slot is taken
+        await eventually(lambda: offered(pg_url, w.id) == 0)  # full: the offer is withdrawn
+        await own.store.offer_slots(w.id, 1, 30.0)  # an offer out of date: the slot is taken
         handed = record_handovers(own, w)
         await client.send("go", {"k": 1})
         await eventually(lambda: handed == [[run_id]])
