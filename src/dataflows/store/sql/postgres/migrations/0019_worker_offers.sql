@@ -5,7 +5,7 @@
 
 -- A worker with nothing to do offers its free slots (`offered`, with the lease it takes runs
 -- under); an intake that claims runs for it takes them from the offer. A worker withdraws the
--- offer when it claims work itself and when it stops.
+-- offer when it fills up and when it stops.
 ALTER TABLE workers
     ADD COLUMN offered integer NOT NULL DEFAULT 0,
     ADD COLUMN lease_seconds double precision NOT NULL DEFAULT 30;
