@@ -365,11 +365,12 @@ class Worker:
         self._offered = max(0, self._offered - len({run.id for run in runs}))
         free = self.options.concurrency - len(self._active) - self._reserved
         for run in runs:
-            if self._stopping.is_set() or free <= 0 or run.id in self._active:
+            here = run.id in self._active  # its execution here is ending: _spawn supersedes it
+            if self._stopping.is_set() or (free <= 0 and not here):
                 self._give_back(run.lease)
             else:
                 self._spawn(run)
-                free -= 1
+                free -= 0 if here else 1
         if more:
             self.wake()
 
