@@ -11,7 +11,7 @@ import pytest
 import dataflows as df
 from dataflows.errors import StoreUnavailable
 from dataflows.store.sql_store import SqlStore
-from tests.engine.conftest import MakeApp, worker
+from tests.engine.conftest import MakeApp, ManualClock, worker
 
 
 def _store(app: df.Dataflows) -> SqlStore:
@@ -109,11 +109,10 @@ async def test_a_store_outage_fails_every_start_of_the_batch(
     await app.open()
     store = _store(app)
 
-    async def down(program: Any) -> Any:
-        program.close()
+    async def down(items: Any) -> Any:
         raise StoreUnavailable("the store is down")
 
-    monkeypatch.setattr(store, "_run", down)
+    monkeypatch.setattr(store, "_write_starts", down)
     results = await asyncio.gather(
         *(app.start("doomed", {"n": n}) for n in range(10)), return_exceptions=True
     )
@@ -175,3 +174,29 @@ async def test_two_apps_starting_the_same_keys_in_opposite_orders(make_app: Make
         )
         assert first == list(reversed(second)), "each key has one run, whoever started it"
     assert len(await apps[0].list_runs(workflow_id="shared", limit=500)) == len(keys)
+
+
+async def test_a_batch_gives_up_keys_past_their_window(
+    clock_app: df.Dataflows, clock: ManualClock
+) -> None:
+    @clock_app.workflow("daily", idempotency="data.order")
+    async def daily(event: df.Event, step: df.Step) -> None:
+        return None
+
+    await clock_app.open()
+    old = await clock_app.start("daily", {"order": 1, "n": 0})
+    clock.advance(24 * 3600)
+    store = _store(clock_app)
+    before = store.start_batches
+    # The first call is written alone; the five of order 1 share the next batch, which gives the
+    # day-old run's key up and creates one run for them, its first caller's.
+    ids = await asyncio.gather(
+        clock_app.start("daily", {"order": 2, "n": 9}),
+        *(clock_app.start("daily", {"order": 1, "n": n}) for n in range(1, 6)),
+    )
+    assert store.start_batches - before == 2
+    [fresh] = set(ids[1:])
+    assert fresh not in (old, ids[0])
+    assert (await clock_app.get_run(fresh)).event.data == {"order": 1, "n": 1}
+    assert (await clock_app.get_run(old)).event.data == {"order": 1, "n": 0}
+    assert len(await clock_app.list_runs(workflow_id="daily")) == 3

@@ -179,7 +179,7 @@ async def test_terminated_connections_are_replaced(pg_url: DbTarget, store: Post
     failures = 0
     for _ in range(20):
         try:
-            await store.start_run(new_run(f"r{failures}"), T0)
+            assert await store.get_run("r0") is None  # a program on a pooled connection
             break
         except StoreUnavailable as exc:
             assert isinstance(exc.__cause__, psycopg.Error)
@@ -189,6 +189,7 @@ async def test_terminated_connections_are_replaced(pg_url: DbTarget, store: Post
         pytest.fail("the store did not recover")
     assert failures <= 2  # the dead siblings are swept, not handed out one by one
     await store.ping()
+    assert await store.start_run(new_run("r0"), T0) == ("r0", True)
 
     # The listener reconnects by itself and hears other stores again.
     await until_heard(store, pg_url.url, woke)
@@ -244,6 +245,24 @@ async def test_the_step_connection_is_replaced_when_it_dies(
         ("a", 1, 1, T0),
         ("b", {"x": "é"}, 2, T0 + 0.25),
     ]
+
+
+async def test_the_start_connection_is_replaced_when_it_dies(
+    pg_url: DbTarget, store: PostgresStore
+) -> None:
+    woke = await listening(store, pg_url.url)
+    assert await store.start_run(new_run("r1"), T0) == ("r1", True)
+    assert terminate_store_connections(pg_url.url) >= 1  # the start connection among them
+    with pytest.raises(StoreUnavailable) as failed:
+        await store.start_run(new_run("r2"), T0)
+    assert isinstance(failed.value.__cause__, psycopg.Error)
+    woke.clear()
+    # The next batch opens a fresh connection: its runs are created, and the workers woken.
+    answers = await asyncio.gather(*(store.start_run(new_run(f"s{n}"), T0) for n in range(5)))
+    assert answers == [(f"s{n}", True) for n in range(5)]
+    assert woke.is_set()
+    assert await store.get_run("r2") is None
+    assert await store.start_run(new_run("r1"), T0) == ("r1", False)
 
 
 async def test_concurrent_steps_share_one_insert_each_fenced(store: PostgresStore) -> None:

@@ -4,13 +4,25 @@ from __future__ import annotations
 
 from dataflows.store.queries import load_fragments, load_migrations, load_queries
 
-#: Queries of one dialect only: event intake, which SQLite runs statement by statement and
-#: PostgreSQL in its functions (in one round trip, or in two parts inside a program), and the
-#: NOTIFY PostgreSQL sends with a COMMIT, and a worker's offer of its slots to intake in other
-#: processes (PostgreSQL only). Every other operation is one query name on both.
+#: Queries of one dialect only: event intake and app.start's batches, which SQLite runs
+#: statement by statement and PostgreSQL in its functions (in one round trip, or in two parts
+#: inside a program), the NOTIFY PostgreSQL sends with a COMMIT, and a worker's offer of its
+#: slots to intake in other processes (PostgreSQL only). Every other operation is one query name
+#: on both.
 ONLY_IN = {
-    "postgres": {"intake_events", "lock_intake", "store_events", "notify_work", "offer_slots"},
+    "postgres": {
+        "intake_events",
+        "lock_intake",
+        "store_events",
+        "notify_work",
+        "offer_slots",
+        "start_runs",
+    },
     "sqlite": {
+        "insert_run",
+        "insert_runs",
+        "expire_idempotency_key",
+        "run_by_idempotency_key",
         "wait_shapes",
         "body_event",
         "remember_body",

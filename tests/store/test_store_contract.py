@@ -55,6 +55,7 @@ async def test_migrations_apply_once(db: DbTarget) -> None:
             "0017_lean_claim_intake",
             "0018_webhook_rejections",
             "0019_worker_offers",
+            "0020_start_function",
         ]
         assert await first.migrate() == []
     finally:
@@ -97,6 +98,7 @@ async def test_concurrent_migrations_apply_once(db: DbTarget) -> None:
         "0017_lean_claim_intake",
         "0018_webhook_rejections",
         "0019_worker_offers",
+        "0020_start_function",
     ]
 
 
@@ -163,6 +165,37 @@ async def test_start_run_idempotency_key(store: Store) -> None:
     assert await store.start_run(new_run("r5"), T0) == ("r5", True)
     # The same run again (a retry whose first answer was lost): found, not created twice.
     assert await store.start_run(new_run("r5"), T0 + 1) == ("r5", False)
+
+
+async def test_starts_sharing_a_batch_are_answered_each(store: Store) -> None:
+    assert isinstance(store, SqlStore)
+    assert await store.start_run(new_run("old"), T0) == ("old", True)
+    before = store.start_batches
+    answers = await asyncio.gather(
+        store.start_run(new_run("a", idempotency_key="k"), T0),  # alone: the first batch
+        store.start_run(new_run("b", idempotency_key="k"), T0),  # the others share the next
+        store.start_run(new_run("c"), T0),
+        store.start_run(new_run("old"), T0 + 1),  # a retry whose first answer was lost
+        store.start_run(new_run("d", "other", idempotency_key="k"), T0),
+        store.start_run(new_run("e", "other", idempotency_key="k"), T0),
+        store.start_run(new_run("f", idempotency_key="j"), T0),
+        store.start_run(new_run("g", idempotency_key="j"), T0),
+    )
+    assert store.start_batches - before == 2
+    assert answers == [
+        ("a", True),
+        ("a", False),
+        ("c", True),
+        ("old", False),
+        ("d", True),
+        ("d", False),
+        ("f", True),
+        ("f", False),
+    ]
+    for run_id in ("b", "e", "g"):
+        assert await store.get_run(run_id) is None
+    row = await store.get_run("old")
+    assert row is not None and row.created_at == T0
 
 
 async def test_batches_in_opposite_orders_do_not_deadlock(store: Store, other: Store) -> None:

@@ -120,6 +120,7 @@ async def test_waits_pending_at_the_upgrade_are_resolved(db: DbTarget) -> None:
             "0017_lean_claim_intake",
             "0018_webhook_rejections",
             "0019_worker_offers",
+            "0020_start_function",
         ]
         before = await s.get_run("r1")
         assert before is not None and before.status == "waiting"
@@ -200,6 +201,7 @@ async def test_waits_pending_at_the_upgrade_to_keys_made_in_sql_are_resolved(
             "0017_lean_claim_intake",
             "0018_webhook_rejections",
             "0019_worker_offers",
+            "0020_start_function",
         ]
         [late] = await running(s, "late", now=T0 + 2)
         same_as_float = WaitMatch("approval/decided", (("data.n", 1),))

@@ -6,7 +6,8 @@ database spends on it (query conversion, the prepared-statement cache, registeri
 unregistering the socket with the event loop for every wait). This writer sends the same
 statements, prepared once per connection, with their parameters in text form, and keeps its
 socket registered with the event loop for as long as it lives: a round trip is a send, one
-wake-up and the result. It is used by one writer at a time (the step batcher's).
+wake-up and the result. It is used by one writer at a time (the step batcher's). The batches of
+``app.start`` go through a writer of their own, on a connection of their own, the same way.
 
 Any failure (connection lost, server error, cancellation mid-way) closes the connection: the
 next write opens a fresh one, and its statements are prepared again there.
@@ -46,6 +47,10 @@ _PARAMETERS: dict[str, tuple[int, int, Callable[[Any], bytes]]] = {
     "started_at": (_FLOAT8, _BINARY, struct.Struct(">d").pack),
     "now": (_FLOAT8, _BINARY, struct.Struct(">d").pack),
     "steps": (_JSONB, _AS_TEXT, str.encode),
+    "runs": (_JSONB, _AS_TEXT, str.encode),
+    "expire": (_JSONB, _AS_TEXT, str.encode),
+    "channel": (_TEXT, _AS_TEXT, str.encode),
+    "sender": (_TEXT, _AS_TEXT, str.encode),
 }
 _PLACEHOLDER = re.compile(r"%\((\w+)\)s")
 

@@ -32,8 +32,8 @@ from dataflows.errors import (
     StoreError,
     StoreUnavailable,
 )
-from dataflows.records import ClaimedRun, SentEvents
-from dataflows.store import leases
+from dataflows.records import ClaimedRun, NewRun, SentEvents
+from dataflows.store import leases, runs
 from dataflows.store.events import (
     PostgresIntake,
     Sending,
@@ -137,6 +137,10 @@ class PostgresStore(SqlStore):
         self._step_statements = {
             name: Statement(name, self._queries[name]) for name in ("record_step", "record_steps")
         }
+        self._start_writer: StepWriter | None = None
+        self._start_statements = {
+            "start_runs": Statement("start_runs", self._queries["start_runs"])
+        }
         # Connections of their own for event intake and for claims (see _own_connection).
         self._own: dict[str, Connection] = {}
         self._own_busy: set[str] = set()
@@ -185,9 +189,11 @@ class PostgresStore(SqlStore):
             await asyncio.gather(self._relock, return_exceptions=True)
             self._relock = None
         await self._drop_liveness()
-        if self._step_writer is not None:
-            writer, self._step_writer = self._step_writer, None
-            await writer.close()
+        writers = (self._step_writer, self._start_writer)
+        self._step_writer = self._start_writer = None
+        for writer in writers:
+            if writer is not None:
+                await writer.close()
         own, self._own = self._own, {}
         for conn in own.values():
             with contextlib.suppress(Exception):
@@ -300,6 +306,30 @@ class PostgresStore(SqlStore):
         if len(queries) == 1:
             return [int(answer)]
         return record_steps_counts(queries, answer)
+
+    async def _write_starts(
+        self, items: Sequence[tuple[NewRun, float]]
+    ) -> list[tuple[str, bool] | Exception]:
+        """A batch of starts in one round trip, on a connection of its own as new steps are:
+        the ``start_runs`` function, in autocommit, inserts the runs and wakes the workers, and
+        answers only the runs it did not create (an idempotency key or an id already taken)."""
+        order = runs.write_order(items)
+        ordered = [items[n] for n in order]
+        params = {
+            "runs": runs.run_rows(ordered),
+            "expire": runs.expired_keys(ordered),
+            "channel": self.channel,
+            "sender": self._sender,
+        }
+        async with self._translate("starting runs"):
+            writer = self._start_writer
+            if writer is None or writer.closed:
+                conn = await Connection.connect(self.url, **self._connect_kwargs())
+                writer = self._start_writer = StepWriter(conn, self._start_statements)
+            missed = await writer.fetch(Query("start_runs", params, "all"))
+        if len(missed) < len(items):
+            self.notify_listeners()  # runs were created: wake this process's workers too
+        return runs.started(items, order, missed)
 
     async def _intake_batch(self, items: Sequence[Sending]) -> list[SentEvents]:
         """Events in one round trip: the ``intake_events`` function takes its locks, computes

@@ -50,16 +50,13 @@ def start_run(run: NewRun, now: float) -> Program:
 
 def start_runs(items: Sequence[tuple[NewRun, float]]) -> Program:
     """Several :func:`start_run` calls in one transaction (group commit of ``app.start``): one
-    multi-row insert, in the callers' order, so a key repeated in the batch goes to its first
-    caller. Per item, ``(run_id, created)`` or the exception that item alone raised.
-
-    Rows are written in ``(workflow, idempotency key)`` order, callers' order within a key, so
-    two processes' batches wait on each other's keys in one order and cannot deadlock."""
-    ordered = sorted(items, key=lambda item: (item[0].workflow_id, item[0].idempotency_key or ""))
+    multi-row insert, in :func:`write_order`. Per item, ``(run_id, created)`` or the exception
+    that item alone raised."""
+    ordered = [items[n] for n in write_order(items)]
     for run, now in ordered:
         if run.idempotency_window is not None:
             yield expire_idempotency_key(run, now)
-    rows = yield Query("insert_runs", {"runs": _run_rows(ordered)}, "all")
+    rows = yield Query("insert_runs", {"runs": run_rows(ordered)}, "all")
     created = {row["id"] for row in rows}
     results: list[tuple[str, bool] | Exception] = []
     for run, _ in items:
@@ -75,10 +72,21 @@ def start_runs(items: Sequence[tuple[NewRun, float]]) -> Program:
     return results
 
 
-def _run_rows(items: Sequence[tuple[NewRun, float]]) -> str:
-    """The rows of ``insert_runs``: one JSON array of the columns it reads per run, by position
-    (cheaper to build and to parse than an object per run)."""
-    return json.dumps(
+def write_order(items: Sequence[tuple[NewRun, float]]) -> list[int]:
+    """The positions of a batch's starts in the order their rows are written: by (workflow,
+    idempotency key), callers' order within a key, so a key repeated in the batch goes to its
+    first caller, and two processes' batches wait on each other's keys in one order and cannot
+    deadlock."""
+    return sorted(
+        range(len(items)),
+        key=lambda n: (items[n][0].workflow_id, items[n][0].idempotency_key or ""),
+    )
+
+
+def run_rows(items: Sequence[tuple[NewRun, float]]) -> str:
+    """The rows of a batch of starts: one JSON array of the columns a run is created with per
+    run, by position (cheaper to build and to parse than an object per run)."""
+    return _ROWS_ENCODER.encode(
         [
             (
                 run.id,
@@ -97,9 +105,41 @@ def _run_rows(items: Sequence[tuple[NewRun, float]]) -> str:
                 now,
             )
             for run, now in items
-        ],
-        separators=(",", ":"),
+        ]
     )
+
+
+_ROWS_ENCODER = json.JSONEncoder(separators=(",", ":"))
+
+
+def expired_keys(items: Sequence[tuple[NewRun, float]]) -> str | None:
+    """The idempotency keys a batch gives up before its insert (each past its run's window), in
+    write order, as JSON ``[workflow, key, created at or before]``; ``None`` if none."""
+    expire = [
+        (run.workflow_id, run.idempotency_key, now - run.idempotency_window)
+        for run, now in items
+        if run.idempotency_window is not None
+    ]
+    return _ROWS_ENCODER.encode(expire) if expire else None
+
+
+def started(
+    items: Sequence[tuple[NewRun, float]], order: Sequence[int], missed: Sequence[Any]
+) -> list[tuple[str, bool] | Exception]:
+    """Per item (callers' order), ``(run_id, created)`` or the exception it alone raised, from
+    the runs a batch written in ``order`` did not create: rows of their position in that order
+    (1-based, ``n``) and the run holding their key or id (``id``, ``None`` if there is none)."""
+    results: list[tuple[str, bool] | Exception] = [(run.id, True) for run, _ in items]
+    for row in missed:
+        n = order[int(row["n"]) - 1]
+        run = items[n][0]
+        found = row["id"]
+        results[n] = (
+            RuntimeError(f"run {run.id!r} could not be created")
+            if found is None
+            else (found, False)
+        )
+    return results
 
 
 def _existing_run(run: NewRun) -> Program:

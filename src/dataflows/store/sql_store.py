@@ -121,8 +121,15 @@ class SqlStore(Store):
     async def _start_batch(
         self, items: Sequence[tuple[NewRun, float]]
     ) -> list[tuple[str, bool] | Exception]:
-        """Start ``items`` in one transaction; a lone start runs the one-run program."""
+        """Start ``items`` in one transaction."""
         self.start_batches += 1
+        return await self._write_starts(items)
+
+    async def _write_starts(
+        self, items: Sequence[tuple[NewRun, float]]
+    ) -> list[tuple[str, bool] | Exception]:
+        """Per item, ``(run_id, created)`` or the exception it alone raised; a lone start runs
+        the one-run program."""
         if len(items) == 1:
             run, now = items[0]
             try:

@@ -37,35 +37,11 @@ CASE WHEN runs.status = 'queued' AND runs.concurrency_key IS NOT NULL
           || CASE WHEN runs.concurrency_key = '' THEN '' ELSE '/' || runs.concurrency_key END
      ELSE runs.wait_reason END
 
--- name: insert_run
-INSERT INTO runs (id, workflow_id, status, event_id, event_name, event_data, event_ts,
-                  idempotency_key, parent_run_id, parent_step_key, created_at, updated_at,
-                  concurrency_key, priority, start_by, rate_key)
-VALUES (%(id)s, %(workflow_id)s, 'queued', %(event_id)s, %(event_name)s, %(event_data)s,
-        %(event_ts)s, %(idempotency_key)s::text, %(parent_run_id)s::text,
-        %(parent_step_key)s::text, %(now)s, %(now)s, %(concurrency_key)s::text, %(priority)s,
-        %(now)s + %(start_timeout)s::double precision, %(rate_key)s::text)
-ON CONFLICT DO NOTHING
-
--- name: insert_runs
--- Group commit of app.start: the insert_run rows of many calls at once, in the callers' order (a
--- key or id repeated in the batch goes to its first caller); answers the ids created. Each run is
--- a JSON array of its columns, by position (runs._run_rows).
-INSERT INTO runs (id, workflow_id, status, event_id, event_name, event_data, event_ts,
-                  idempotency_key, parent_run_id, parent_step_key, created_at, updated_at,
-                  concurrency_key, priority, start_by, rate_key)
-SELECT v.r ->> 0, v.r ->> 1, 'queued', v.r ->> 2, v.r ->> 3, v.r ->> 4,
-       (v.r ->> 5)::double precision, v.r ->> 6, v.r ->> 7, v.r ->> 8,
-       (v.r ->> 13)::double precision, (v.r ->> 13)::double precision, v.r ->> 9,
-       (v.r ->> 10)::int, (v.r ->> 13)::double precision + (v.r ->> 11)::double precision,
-       v.r ->> 12
-FROM jsonb_array_elements(%(runs)s::jsonb) WITH ORDINALITY AS v(r, ordinality)
-ORDER BY v.ordinality
-ON CONFLICT DO NOTHING
-RETURNING id
-
--- name: run_by_idempotency_key
-SELECT id FROM runs WHERE workflow_id = %(workflow_id)s AND idempotency_key = %(idempotency_key)s
+-- name: start_runs
+-- A batch of app.start (group commit) in one round trip, in autocommit: the function (migration
+-- 0020) gives up expired idempotency keys, inserts the runs and wakes the workers; it answers
+-- the runs it did not create, with the run that holds each one's key or id.
+SELECT n, id FROM start_runs(%(runs)s, %(expire)s, %(channel)s, %(sender)s)
 
 -- name: claim_runs
 -- The function (migration 0004) leases runnable runs for this worker and returns each with its
@@ -650,12 +626,6 @@ FROM flow_limits ORDER BY workflow_id
 SELECT id FROM runs
 WHERE status = 'queued' AND start_by IS NOT NULL AND start_by <= %(now)s
 ORDER BY start_by LIMIT %(batch)s
-
--- name: expire_idempotency_key
--- A run's idempotency key past its window is given up, so a new run may take it.
-UPDATE runs SET idempotency_key = NULL
-WHERE workflow_id = %(workflow_id)s AND idempotency_key = %(idempotency_key)s
-  AND created_at <= %(before)s
 
 -- name: rate_limited
 -- Whether a rate-limited run may not be created: its key started its limit of runs within the

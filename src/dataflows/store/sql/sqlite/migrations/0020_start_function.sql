@@ -1,0 +1,3 @@
+-- dataflows schema, version 20 (SQLite): nothing changes. On PostgreSQL this version adds the
+-- function that starts a batch of app.start's runs in one round trip; SQLite runs in-process,
+-- where round trips cost nothing, and starts them with the statements of queries.sql.
