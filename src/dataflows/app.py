@@ -246,6 +246,14 @@ class Dataflows:
 
     async def open(self) -> None:
         """Open the store (and migrate it unless ``auto_migrate=False``). Safe to call again."""
+        opened = self._opened
+        if (
+            opened is not None
+            and opened.done()
+            and not opened.cancelled()
+            and opened.exception() is None
+        ):
+            return  # open already: every call of the client API comes through here
         if self._opened is None:
             self._opened = asyncio.ensure_future(self._open())
         try:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import uuid
+import os
 from typing import Any
 
 from dataflows.names import check_event_id, check_sent_event_name
@@ -17,7 +17,9 @@ CRON_EVENT = "dataflows/cron"
 
 
 def new_id() -> str:
-    return uuid.uuid4().hex
+    """A new event or run id: 32 hex digits, 128 random bits from the operating system's
+    CSPRNG (the size of a trace id; ``uuid4().hex`` has 122, and costs four times as much)."""
+    return os.urandom(16).hex()
 
 
 def start_event(run_id: str, data: Any, *, now: float, limit: int) -> NewEvent:

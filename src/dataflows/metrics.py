@@ -41,7 +41,14 @@ WEBHOOKS_REJECTED = Counter(
 
 def runs_started(workflow_ids: list[str]) -> None:
     for workflow_id in workflow_ids:
-        RUNS_STARTED.labels(workflow_id).inc()
+        _started(workflow_id).inc()
+
+
+@functools.cache
+def _started(workflow: str) -> Counter:
+    """The ``dataflows_runs_started`` child for a workflow (looked up once: starts are a hot
+    path)."""
+    return RUNS_STARTED.labels(workflow)
 
 
 @functools.cache

@@ -29,19 +29,20 @@ TRACER_NAME = "dataflows"
 
 _unset: Any = object()
 _tracer: Any = _unset  # Tracer | None once looked up
+_api: Any = None  # the ``opentelemetry.trace`` module, once the tracer was found
 
 
 def tracer() -> Tracer | None:
     """The ``dataflows`` tracer, or ``None`` without ``opentelemetry-api`` (looked up once; the
     API's proxy tracer follows a provider configured later)."""
-    global _tracer
+    global _tracer, _api
     if _tracer is _unset:
         try:
             from opentelemetry import trace
         except ImportError:
             _tracer = None
         else:
-            _tracer = trace.get_tracer(TRACER_NAME)
+            _tracer, _api = trace.get_tracer(TRACER_NAME), trace
     result: Tracer | None = _tracer
     return result
 
@@ -76,12 +77,9 @@ def _digest(run_id: str) -> bytes:
 def link_current_span(run_ids: Iterable[str]) -> None:
     """Link the current span (the request that sent an event or started a run) to each run's
     trace. Nothing happens without a recording span."""
-    otel = tracer()
-    if otel is None:
+    if tracer() is None:
         return
-    from opentelemetry import trace
-
-    span = trace.get_current_span()
+    span = _api.get_current_span()  # called on every start: the module is looked up once
     if not span.is_recording():
         return
     for run_id in dict.fromkeys(run_ids):
