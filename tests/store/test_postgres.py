@@ -265,6 +265,23 @@ async def test_the_start_connection_is_replaced_when_it_dies(
     assert await store.start_run(new_run("r1"), T0) == ("r1", False)
 
 
+async def test_a_start_connection_lost_while_idle_is_replaced_before_the_next_start(
+    pg_url: DbTarget, store: PostgresStore
+) -> None:
+    assert await store.start_run(new_run("r1"), T0) == ("r1", True)
+    writer = store._start_writer
+    assert writer is not None
+    assert terminate_store_connections(pg_url.url) >= 1  # as a restart or a failover would
+    for _ in range(100):  # the writer hears its session end while nothing is being written
+        if writer.closed:
+            break
+        await asyncio.sleep(0.05)
+    assert writer.closed
+    # So the next start is not refused: it opens a fresh connection.
+    assert await store.start_run(new_run("r2"), T0) == ("r2", True)
+    assert store._start_writer is not writer
+
+
 async def test_concurrent_steps_share_one_insert_each_fenced(store: PostgresStore) -> None:
     leases = []
     for n in range(3):

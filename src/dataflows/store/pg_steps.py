@@ -90,11 +90,13 @@ class StepWriter:
         self._fd = self._pg.socket
         self._waiter: asyncio.Future[None] | None = None
         self._failure: BaseException | None = None
+        self._in_use = False  # a write is under way
         self.closed = False
         self._loop.add_reader(self._fd, self._readable)
 
     async def fetch(self, query: Query) -> Any:
         statement = self._statements[query.name]
+        self._in_use = True
         try:
             if query.name not in self._prepared:
                 self._pg.send_prepare(statement.name, statement.text, statement.types)
@@ -107,6 +109,8 @@ class StepWriter:
         except BaseException:
             await self.close()
             raise
+        finally:
+            self._in_use = False
         if query.fetch == "rowcount":
             return result.command_tuples
         columns = [result.fname(c).decode() for c in range(result.nfields)]  # type: ignore[union-attr]
@@ -154,6 +158,12 @@ class StepWriter:
                 waiter.set_exception(self._failure)
             elif not self._pg.is_busy():
                 waiter.set_result(None)
+        elif not self._in_use and self._failure is not None:
+            # Lost between writes (the server ended the session: a restart, a failover, an
+            # administrator): closed now, so the next write opens a fresh connection instead of
+            # failing on this one.
+            self.closed = True
+            self._pg.finish()
 
     def _check(self, result: pq.abc.PGresult) -> pq.abc.PGresult:
         if result.status in (pq.ExecStatus.COMMAND_OK, pq.ExecStatus.TUPLES_OK):
