@@ -55,7 +55,7 @@ async def _finish(
     if await retry_unavailable(
         lambda: finish(run.lease, payload, clock.now(), has_parent=run.parent_run_id is not None)
     ):
-        metrics.RUNS_FINISHED.labels(run.workflow_id, status).inc()
+        metrics.run_finished(run.workflow_id, status)
         if status == "failed":
             _log_failed(run, json.loads(payload))
     else:  # fenced: the run was taken over (or cancelled) while this worker held it

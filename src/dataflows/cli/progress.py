@@ -15,10 +15,8 @@ log = logging.getLogger("dataflows.cli")
 def finished_by_status() -> Counter[str]:
     """Runs this process's workers completed or failed so far, from the engine's metrics."""
     counts: Counter[str] = Counter()
-    for family in metrics.RUNS_FINISHED.collect():
-        for sample in family.samples:
-            if sample.name.endswith("_total"):
-                counts[sample.labels["status"]] += int(sample.value)
+    for (_, status), value in metrics.counts("RUNS_FINISHED").items():
+        counts[status] += int(value)
     return counts
 
 

@@ -134,10 +134,10 @@ def _verify(source: Source, name: str, hook: WebhookRequest, now: float) -> None
     try:
         source.verify(hook, now)
     except WebhookUnauthorized:
-        metrics.WEBHOOKS_REJECTED.labels(name).inc()
+        metrics.webhook_rejected(name)
         raise
     except _SOURCE_INPUT_ERRORS as exc:
-        metrics.WEBHOOKS_REJECTED.labels(name).inc()
+        metrics.webhook_rejected(name)
         logger.warning("webhook source %r failed verifying a request: %r", name, exc)
         raise WebhookUnauthorized(f"the {name} request could not be verified") from exc
 
