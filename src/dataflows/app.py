@@ -8,18 +8,9 @@ import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dataflows import metrics, runner, tracing
-from dataflows.approvals import (
-    DECIDED_EVENT,
-    Approval,
-    ApprovalLinks,
-    ApprovalRequest,
-    ApprovalState,
-    decision_event_id,
-)
-from dataflows.blocking import BlockingClient
 from dataflows.budgets import Budget, make_budget
 from dataflows.clock import Clock, SystemClock
 from dataflows.durations import Duration, parse_duration
@@ -44,11 +35,8 @@ from dataflows.models import Run, Schedule, SendResult
 from dataflows.names import check_workflow_id
 from dataflows.outage import watch_pool_logs
 from dataflows.records import FINISHED_STATUSES, BodyKey
-from dataflows.replay import export_row
 from dataflows.retry import RetryPolicy
-from dataflows.schedules import CronSchedule
 from dataflows.serialization import DEFAULT_MAX_PAYLOAD, check_event_data
-from dataflows.sources.base import Source
 from dataflows.step import WorkflowFn
 from dataflows.store import Store, create_store
 from dataflows.versions import check_version, code_version
@@ -61,6 +49,13 @@ from dataflows.workflow import (
     Workflow,
     check_cancel_on,
 )
+
+# Approvals, the blocking client, exports, webhook sources and cron expressions are imported
+# where they are used: a worker process needs none of them until its code does.
+if TYPE_CHECKING:
+    from dataflows.approvals import ApprovalLinks, ApprovalRequest, ApprovalState
+    from dataflows.blocking import BlockingClient
+    from dataflows.sources.base import Source
 
 
 class Dataflows:
@@ -420,6 +415,8 @@ class Dataflows:
 
     def approval_links(self) -> ApprovalLinks:
         """The signer of approval links; :class:`MissingSetting` without a secret key."""
+        from dataflows.approvals import ApprovalLinks
+
         return ApprovalLinks(self.secret_key, self.public_url)
 
     async def decide_approval(
@@ -441,6 +438,8 @@ class Dataflows:
         """
         if not isinstance(approval_id, str) or not approval_id:
             raise ValueError("decide_approval needs an approval id")
+        from dataflows.approvals import DECIDED_EVENT, decision_event_id
+
         await self.open()
         now = self.clock.now()
         data = {
@@ -468,6 +467,8 @@ class Dataflows:
     async def get_approval(self, run_id: str, approval_id: str) -> ApprovalState | None:
         """The request ``approval_id`` of run ``run_id`` with its run's status and its decision
         so far, or ``None`` if there is no such request."""
+        from dataflows.approvals import Approval, ApprovalRequest, ApprovalState, decision_event_id
+
         await self.open()
         row = await self.store.get_run(run_id)
         if row is None:
@@ -483,6 +484,8 @@ class Dataflows:
     async def pending_approvals(self, limit: int = 100) -> list[ApprovalRequest]:
         """Approvals that runs are waiting for now (``step.wait_for_approval``), oldest first
         (up to ``limit``; those past their expiry are left out)."""
+        from dataflows.approvals import DECIDED_EVENT, ApprovalRequest
+
         await self.open()
         now = self.clock.now()
         pending = []
@@ -528,6 +531,8 @@ class Dataflows:
         """The run's history as JSON data (``format``, ``run``, ``event``, ``steps`` as
         recorded, the engine's own rows included): what ``dataflows runs export`` writes and
         :func:`dataflows.replay.replay` replays against code."""
+        from dataflows.replay import export_row
+
         await self.open()
         row = await self.store.get_run(run_id)
         if row is None:
@@ -648,6 +653,8 @@ class Dataflows:
     async def resume_schedule(self, schedule_id: str) -> Schedule:
         """Fire the schedule again from its next tick (the ticks it missed while paused stay
         skipped). Resuming a schedule that is not paused changes nothing."""
+        from dataflows.schedules import CronSchedule
+
         await self.open()
         row = await self.store.get_schedule(schedule_id)
         if row is None:
@@ -687,6 +694,8 @@ class Dataflows:
     def blocking(self) -> BlockingClient:
         """The client calls for synchronous code: ``app.blocking.start(...)`` and so on."""
         if self._blocking is None:
+            from dataflows.blocking import BlockingClient
+
             self._blocking = BlockingClient(self._twin)
         return self._blocking
 

@@ -18,10 +18,9 @@ import logging
 import traceback
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
-from typing import Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 from dataflows import metrics, serialization, tracing
-from dataflows.approvals import ApprovalLinks
 from dataflows.budgets import wait_reason
 from dataflows.clock import Clock
 from dataflows.context import StepContext, _current, log_fields
@@ -46,6 +45,9 @@ from dataflows.records import (
 from dataflows.retry import RetryPolicy, retry_delay
 from dataflows.store.base import Store
 from dataflows.workflow import Registry, Workflow
+
+if TYPE_CHECKING:
+    from dataflows.approvals import ApprovalLinks
 
 T = TypeVar("T")
 

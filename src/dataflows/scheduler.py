@@ -18,17 +18,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from dataflows import metrics
 from dataflows.clock import Clock
 from dataflows.errors import StoreUnavailable
 from dataflows.intake import CRON_EVENT, new_id
 from dataflows.records import EventIntake, NewEvent, NewSchedule, ScheduleRow
-from dataflows.schedules import CatchUp, CronSchedule, check_catch_up, utc_iso
 from dataflows.serialization import check_event_data
 from dataflows.store.base import Store
 from dataflows.workflow import Registry, Workflow
+
+if TYPE_CHECKING:  # imported when a schedule is due: a worker without any never loads it
+    from dataflows.schedules import CatchUp, CronSchedule
 
 log = logging.getLogger("dataflows.scheduler")
 
@@ -84,6 +86,8 @@ def plan(
 
 def tick_id(schedule_id: str, tick: float) -> str:
     """The id of a tick's event: the same for every worker that fires it."""
+    from dataflows.schedules import utc_iso
+
     return f"cron:{schedule_id}:{utc_iso(tick)}"
 
 
@@ -121,6 +125,8 @@ class Scheduler:
 
     async def fire_due(self) -> list[str]:
         """Fire the ticks due now, once; the ids of the runs started."""
+        from dataflows.schedules import CronSchedule, check_catch_up
+
         store, now = self.app.store, self.app.clock.now()
         started: list[str] = []
         self._skipped = False

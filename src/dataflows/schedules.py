@@ -21,7 +21,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Literal, get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from croniter import CroniterBadCronError, CroniterBadDateError, CroniterError, croniter
+# croniter (with dateutil) is imported where an expression is read: a process whose code and
+# store have no schedules never loads it.
 
 CatchUp = Literal["latest", "none", "all"]
 CATCH_UP_MODES: tuple[str, ...] = get_args(CatchUp)
@@ -59,6 +60,8 @@ def cron_fields(expr: str) -> str:
             f"{expr!r} is not a cron expression: five fields (minute hour day-of-month month "
             "day-of-week) or a shorthand such as @hourly"
         )
+    from croniter import croniter
+
     if not croniter.is_valid(text):
         raise ValueError(f"{expr!r} is not a valid cron expression")
     return text
@@ -94,6 +97,8 @@ class CronSchedule:
         # An hour field of "*" or "*/n" follows elapsed time across DST changes (see above).
         self.wildcard_hour = self.fields.split(" ")[1].startswith("*")
         self._margin = timedelta(minutes=1) if tz in _UTC_NAMES else _MARGIN
+        from croniter import CroniterBadCronError, CroniterBadDateError, CroniterError, croniter
+
         try:
             croniter(self.fields, datetime(2000, 1, 1)).get_next(datetime)
         except (CroniterBadDateError, CroniterBadCronError, CroniterError):
@@ -152,6 +157,8 @@ class CronSchedule:
 
     def _walls(self, start: datetime, *, forward: bool) -> Iterator[datetime]:
         """The wall-clock times the fields match, strictly after (or before) ``start``."""
+        from croniter import croniter
+
         it = croniter(self.fields, start)
         while True:
             wall = it.get_next(datetime) if forward else it.get_prev(datetime)

@@ -7,20 +7,12 @@ every replay. The returned coroutine does the work.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dataflows import serialization
-from dataflows.approvals import (
-    DECIDED_EVENT,
-    Approval,
-    ApprovalRequest,
-    MissingSetting,
-)
 from dataflows.budgets import RateLimit, parse_rate_limit
-from dataflows.child_runs import invoke
 from dataflows.durations import Duration, parse_duration, to_timestamp
 from dataflows.errors import NonDeterminismError
 from dataflows.execution import Execution, wait_event_value
@@ -28,6 +20,11 @@ from dataflows.models import Event
 from dataflows.names import check_event_name, check_step_name
 from dataflows.records import WaitMatch, lookup
 from dataflows.retry import RetryPolicy
+
+# Approvals and child runs are imported by the steps that use them: a worker whose workflows
+# never ask loads neither.
+if TYPE_CHECKING:
+    from dataflows.approvals import Approval, ApprovalRequest
 
 
 class Step:
@@ -138,6 +135,10 @@ class Step:
         signed in. Needs the app's secret key and public URL (``DATAFLOWS_SECRET_KEY``,
         ``DATAFLOWS_PUBLIC_URL``).
         """
+        import uuid
+
+        from dataflows.approvals import ApprovalRequest, MissingSetting
+
         if not isinstance(title, str) or not title.strip():
             raise ValueError("request_approval needs a non-empty title")
         if timeout is None:
@@ -171,6 +172,8 @@ class Step:
     async def _request(
         self, key: str, make: Callable[[], Awaitable[dict[str, Any]]]
     ) -> ApprovalRequest:
+        from dataflows.approvals import ApprovalRequest
+
         output = await self._x.run_step(key, make, (), RetryPolicy.coerce(0, RetryPolicy()), None)
         request = ApprovalRequest.from_json(output)
         if request is None:
@@ -183,6 +186,8 @@ class Step:
         """Wait for the decision on ``request``: an :class:`Approval`, or ``None`` when the
         request expires undecided. The step is named ``"{request step}:decision"`` unless
         ``name`` is given."""
+        from dataflows.approvals import DECIDED_EVENT, ApprovalRequest
+
         if not isinstance(request, ApprovalRequest):
             raise TypeError("wait_for_approval takes what step.request_approval returned")
         key = self._key(name if name is not None else f"{request.key}:decision")
@@ -190,6 +195,8 @@ class Step:
         return self._decision(key, match, request.expires_at)
 
     async def _decision(self, key: str, match: WaitMatch, deadline: float) -> Approval | None:
+        from dataflows.approvals import Approval
+
         stored = await self._x.wait_step(key, match, deadline)
         return None if stored is None else Approval.from_event_data(stored["data"])
 
@@ -208,6 +215,8 @@ class Step:
         timeout: Duration | None = None,
     ) -> Coroutine[Any, Any, Any]:
         """Start a child run of ``workflow_id`` and return its result (``StepFailed`` if it fails)."""
+        from dataflows.child_runs import invoke
+
         self._x.rt.registry.get(workflow_id)
         seconds = None if timeout is None else parse_duration(timeout)
         return invoke(self._x, self._key(name), workflow_id, dict(data), seconds)

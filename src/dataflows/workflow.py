@@ -6,7 +6,7 @@ import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dataflows.budgets import Budget
 from dataflows.errors import DuplicateWorkflow, UnknownWorkflow
@@ -26,7 +26,9 @@ from dataflows.models import Event
 from dataflows.names import INTERNAL_PREFIX
 from dataflows.records import FlowLimit, NewEvent, NewRun
 from dataflows.retry import RetryPolicy
-from dataflows.schedules import CatchUp, CronSchedule, check_catch_up
+
+if TYPE_CHECKING:  # cron triggers import dataflows.schedules when they are checked or read
+    from dataflows.schedules import CatchUp, CronSchedule
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,10 +74,14 @@ class CronTrigger:
         return False
 
     def schedule(self) -> CronSchedule:
+        from dataflows.schedules import CronSchedule
+
         return CronSchedule(self.expr, self.tz)
 
     def check(self, workflow_id: str) -> None:
         """Raise ``ValueError`` naming the workflow and the option at fault."""
+        from dataflows.schedules import CronSchedule, check_catch_up
+
         for option, value, checker in (
             ("expr", self.expr, lambda: CronSchedule(self.expr)),
             ("tz", self.tz, lambda: CronSchedule("* * * * *", self.tz)),
