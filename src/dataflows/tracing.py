@@ -13,7 +13,8 @@ reading the database: intake links the request span that started or resumed a ru
 
 from __future__ import annotations
 
-import hashlib
+import os
+import sys
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import TYPE_CHECKING, Any
@@ -26,6 +27,8 @@ if TYPE_CHECKING:
 __all__ = ["RunTrace", "link_current_span", "run_root", "start_run"]
 
 TRACER_NAME = "dataflows"
+#: The environment variable that has the OpenTelemetry API load a tracer provider by itself.
+PROVIDER_ENV = "OTEL_PYTHON_TRACER_PROVIDER"
 
 _unset: Any = object()
 _tracer: Any = _unset  # Tracer | None once looked up
@@ -34,9 +37,16 @@ _api: Any = None  # the ``opentelemetry.trace`` module, once the tracer was foun
 
 def tracer() -> Tracer | None:
     """The ``dataflows`` tracer, or ``None`` without ``opentelemetry-api`` (looked up once; the
-    API's proxy tracer follows a provider configured later)."""
+    API's proxy tracer follows a provider configured later).
+
+    Until something has imported ``opentelemetry.trace`` (which configuring a provider does) or
+    the environment names a provider, nothing in the process can record spans: then this is
+    ``None`` without importing the API (half a MiB in every process), and asks again next time.
+    """
     global _tracer, _api
     if _tracer is _unset:
+        if "opentelemetry.trace" not in sys.modules and PROVIDER_ENV not in os.environ:
+            return None
         try:
             from opentelemetry import trace
         except ImportError:
@@ -71,6 +81,8 @@ def run_root(run_id: str) -> SpanContext:
 
 
 def _digest(run_id: str) -> bytes:
+    import hashlib
+
     return hashlib.sha256(b"dataflows.run:" + run_id.encode("utf-8", "surrogatepass")).digest()
 
 

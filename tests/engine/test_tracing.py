@@ -255,3 +255,47 @@ print("ok")
         [sys.executable, "-c", program], capture_output=True, text=True, timeout=60
     )
     assert done.stdout.strip() == "ok", done.stderr
+
+
+def test_a_provider_configured_after_the_worker_started_records(tmp_path: Any) -> None:
+    """Until something imports ``opentelemetry.trace`` the engine does not load it (nothing can
+    record spans); a provider configured later records the runs after it."""
+    program = f"""
+import sys
+import dataflows as df
+
+app = df.Dataflows("sqlite:///{tmp_path}/db.sqlite")
+
+@app.workflow("plain")
+async def plain(event, step):
+    return await step.run("one", lambda: 1)
+
+async def main():
+    async with app.worker(poll_interval=0.02):
+        first = await app.wait_for_run(await app.start("plain"), timeout=10)
+        assert first.status == "completed", first.error
+        assert not any(m.startswith("opentelemetry") for m in sys.modules)
+
+        from opentelemetry import trace
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+        from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+        exporter = InMemorySpanExporter()
+        provider = TracerProvider()
+        provider.add_span_processor(SimpleSpanProcessor(exporter))
+        trace.set_tracer_provider(provider)
+        second = await app.wait_for_run(await app.start("plain"), timeout=10)
+    await app.close()
+    names = sorted(span.name for span in exporter.get_finished_spans())
+    assert names == ["run plain", "step.run one"], names
+    assert dict(exporter.get_finished_spans()[-1].attributes)["dataflows.run_id"] == second.id
+
+import asyncio
+asyncio.run(main())
+print("ok")
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", program], capture_output=True, text=True, timeout=60
+    )
+    assert done.stdout.strip() == "ok", done.stderr
