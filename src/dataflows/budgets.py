@@ -9,7 +9,6 @@ comes from the triggering event: a dotted path into it (``"data.token"``) or a c
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 from collections.abc import Callable
@@ -118,6 +117,8 @@ def _key_text(value: object, budget: str) -> str:
             f"rate_limit {budget!r}: the key must be a string, a number or nothing, got {value!r}"
         )
     if len(text) > MAX_NAME_LENGTH:  # a long token: its digest keys it as well
+        import hashlib
+
         return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
     return text
 

@@ -12,10 +12,25 @@ may change with the Python version (whose bytecode differs).
 
 from __future__ import annotations
 
-import hashlib
 import types
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from hashlib import sha256
+else:
+    # CPython's own SHA-256, the one hashlib falls back to: the same digests, without hashlib
+    # loading OpenSSL's (0.6 MiB a worker process otherwise never needs). The store hashes with
+    # it too.
+    try:
+        from _sha2 import sha256  # Python 3.12+
+    except ImportError:
+        try:
+            from _sha256 import sha256
+        except ImportError:
+            from hashlib import sha256
+
+__all__ = ["check_version", "code_version", "sha256"]
 
 
 def check_version(workflow_id: str, version: object) -> str | None:
@@ -33,7 +48,7 @@ def check_version(workflow_id: str, version: object) -> str | None:
 def code_version(fn: Callable[..., Any]) -> str:
     """The fingerprint of ``fn``'s code (see the module's text)."""
     code = getattr(fn, "__code__", None)
-    digest = hashlib.sha256()
+    digest = sha256()
     if isinstance(code, types.CodeType):
         _feed(digest, code)
     else:  # not a plain function (a callable object): its qualified name stands in

@@ -17,7 +17,6 @@ import random
 import socket
 import threading
 import time
-import uuid
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -29,6 +28,7 @@ from dataflows.context import log_fields
 from dataflows.durations import Duration
 from dataflows.errors import StoreUnavailable, Suspend, UnknownWorkflow
 from dataflows.execution import Execution, Runtime, error_json, retry_unavailable
+from dataflows.intake import new_id
 from dataflows.models import Event
 from dataflows.outage import STORE_OUTAGE
 from dataflows.records import ClaimedRun, ClaimRequest, EventIntake, IntakeResult, Lease
@@ -109,7 +109,7 @@ class Worker:
     def __init__(self, app: WorkerApp, options: WorkerOptions) -> None:
         self.app = app
         self.options = options
-        self.id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.id = f"{socket.gethostname()}:{os.getpid()}:{new_id()[:8]}"
         self._executor = ThreadPoolExecutor(
             max_workers=max(4, options.concurrency), thread_name_prefix=STEP_THREAD_PREFIX
         )

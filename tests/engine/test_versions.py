@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
 import sys
@@ -11,7 +12,7 @@ from typing import Any
 import pytest
 
 import dataflows as df
-from dataflows.versions import code_version
+from dataflows.versions import code_version, sha256
 from tests.engine.conftest import MakeApp, wait_status, worker
 
 
@@ -106,3 +107,14 @@ def test_the_fingerprint_sees_nested_functions_and_not_line_numbers() -> None:
     assert code_version(make("1")) == code_version(make("1", blank_lines=5))
     assert code_version(make("1")) != code_version(make("2"))  # the lambda's constant
     assert code_version(make("x.y")) != code_version(make("x.z"))  # the names it uses
+
+
+@pytest.mark.parametrize("data", [b"", b"dataflows.workers/dataflows", bytes(range(256)) * 41])
+def test_the_digest_without_openssl_is_sha256(data: bytes) -> None:
+    """The fingerprint (and the store's lock and channel names) hash with CPython's own SHA-256,
+    which must give hashlib's digests: a deploy must not change them."""
+    assert sha256(data).hexdigest() == hashlib.sha256(data).hexdigest()
+    digest = sha256()
+    digest.update(data[:7])
+    digest.update(data[7:])
+    assert digest.digest() == hashlib.sha256(data).digest()

@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import json
 import logging
+import os
 import re
-import secrets
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
@@ -50,6 +49,7 @@ from dataflows.store.rows import claimed_runs
 from dataflows.store.sql_store import SqlStore
 from dataflows.store.steps import record_steps_counts, record_steps_query
 from dataflows.store.urls import redact_password
+from dataflows.versions import sha256
 
 __all__ = ["PostgresStore"]
 
@@ -127,7 +127,7 @@ class PostgresStore(SqlStore):
         self.timeout = timeout
         self.connect_timeout = connect_timeout
         self._queries = load_queries("postgres")
-        self._sender = secrets.token_hex(8)  # marks our own notifications
+        self._sender = os.urandom(8).hex()  # marks our own notifications
         self._commit_notify = sql.SQL(self._queries["notify_work"]).format(
             channel=sql.Literal(self.channel), sender=sql.Literal(self._sender)
         )
@@ -755,7 +755,7 @@ def _taken(rows: list[dict[str, Any]]) -> bool:
 def worker_lock_class(schema: str) -> int:
     """The first key of the schema's worker locks: a signed 32-bit hash of its name, so that
     stores in other schemas of the same database do not share locks."""
-    digest = hashlib.sha256(f"dataflows.workers/{schema}".encode()).digest()
+    digest = sha256(f"dataflows.workers/{schema}".encode()).digest()
     return int.from_bytes(digest[:4], "big", signed=True)
 
 
@@ -763,5 +763,5 @@ def _channel(schema: str) -> str:
     """``dataflows_<schema>``; hashed if that would pass PostgreSQL's 63-byte name limit."""
     channel = f"dataflows_{schema}"
     if len(channel) > 63:
-        channel = "dataflows_" + hashlib.sha256(schema.encode()).hexdigest()[:32]
+        channel = "dataflows_" + sha256(schema.encode()).hexdigest()[:32]
     return channel
