@@ -19,12 +19,23 @@ class StepContext:
         return f"{self.run_id}:{self.step_key}"
 
 
-_current: ContextVar[StepContext | None] = ContextVar("dataflows_current_step", default=None)
+#: The step being executed, as ``(run_id, step_key, attempt, workflow_id)``: a tuple, made for
+#: every attempt at a step whether or not its function asks (a :class:`StepContext` is made when
+#: it does).
+_current: ContextVar[tuple[str, str, int, str] | None] = ContextVar(
+    "dataflows_current_step", default=None
+)
+
+
+def step_context() -> StepContext | None:
+    """The step being executed, or ``None`` outside a step function."""
+    current = _current.get()
+    return None if current is None else StepContext(*current)
 
 
 def current_step() -> StepContext:
     """The step being executed; raises ``RuntimeError`` outside a step function."""
-    ctx = _current.get()
+    ctx = step_context()
     if ctx is None:
         raise RuntimeError("df.current_step() is only available inside a step function")
     return ctx

@@ -18,12 +18,14 @@ import logging
 import traceback
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
+from inspect import CO_COROUTINE
+from types import FunctionType
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 from dataflows import metrics, serialization, tracing
 from dataflows.budgets import wait_reason
 from dataflows.clock import Clock
-from dataflows.context import StepContext, _current, log_fields
+from dataflows.context import _current, log_fields
 from dataflows.errors import NonDeterminismError, StepFailed, StoreUnavailable, Suspend
 from dataflows.intake import event_intake
 from dataflows.models import Event, error_line
@@ -56,6 +58,9 @@ T = TypeVar("T")
 _SCALARS = frozenset({str, int, float, bool, type(None)})
 
 log = logging.getLogger("dataflows.execution")
+
+#: Seconds before a store operation that found the database unreachable is tried again.
+_FIRST_RETRY = 0.05
 
 #: Turns of the event loop in a row without a recorded step reached after which a replay with
 #: recorded steps still unreached has settled (see :meth:`Execution.begin_new`).
@@ -98,13 +103,13 @@ def error_json(exc: BaseException) -> str:
     return json.dumps(info)
 
 
-async def retry_unavailable(op: Callable[[], Awaitable[T]]) -> T:
+async def retry_unavailable(op: Callable[[], Awaitable[T]], delay: float = _FIRST_RETRY) -> T:
     """Call the store until it answers: workers wait out a database outage, never exit or spin.
 
     Retrying a write is safe because every write is idempotent or fenced by the run's lease. The
     outage is logged in a few lines for the whole process (:data:`~dataflows.outage.STORE_OUTAGE`).
+    ``delay``: the pause after the first failure (doubling after each further one, to 5 s).
     """
-    delay = 0.05
     while True:
         try:
             result = await op()
@@ -151,6 +156,8 @@ class Execution:
         self._background: set[asyncio.Task[None]] = set()
         #: This attempt's spans, when spans are recorded (see :mod:`dataflows.tracing`).
         self.trace: tracing.RunTrace | None = None
+        #: The metrics a completed ``step.run`` updates (looked up at the first).
+        self._run_metrics: tuple[metrics.Series, metrics.Series] | None = None
         #: The run holds one of its workflow's concurrency slots: it never sleeps or backs off
         #: in memory (a suspended run holds no slot).
         self.holds_slot = workflow.concurrency is not None
@@ -172,6 +179,13 @@ class Execution:
         self._interrupted.set()
 
     # -- keys and replay checks --------------------------------------------------------------------
+
+    def step_key(self, name: object) -> str:
+        """:meth:`next_key` of a step name, checked first (the first time it is used: a name
+        used before has passed)."""
+        if type(name) is not str or name not in self._uses:
+            name = check_step_name(name)
+        return self.next_key(name)
 
     def next_key(self, name: str) -> str:
         """``name`` on first use, then ``name#2``, ``name#3`` … skipping keys already taken in
@@ -367,20 +381,18 @@ class Execution:
             attempt = row.attempts + 1
             if row.wake_at is not None and row.wake_at > self.rt.clock.now():
                 self.suspend(row.wake_at, f"retry {key}")
-        async with self.tracking():
+        # In flight until it returns (``tracking``, written out: every step passes here).
+        self._busy()
+        try:
             while True:
                 grant = None if unit is None else await self._take_unit(key, *unit)
                 started = self.rt.clock.now()
                 try:
-                    with tracing.step_span(self.trace, "step.run", key, attempt):
-                        try:
-                            value = await self._call(key, attempt, fn, args, timeout)
-                        finally:
-                            if grant is not None:
-                                self._return_unit(*grant)
-                        output = serialization.dumps(
-                            value, what=f"the result of step {key!r}", limit=self.rt.max_payload
-                        )
+                    if grant is None and self.trace is None:  # no unit to give back, no span
+                        value = await self._call(key, attempt, fn, args, timeout)
+                        output = serialization.dumps_result(value, key, self.rt.max_payload)
+                    else:
+                        value, output = await self._attempt(key, attempt, fn, args, timeout, grant)
                 except Exception as exc:
                     retry_at = await self._attempt_failed(key, exc, attempt, started, policy)
                     # Held as a short sleep is: a cancel notification (the run no longer ours)
@@ -398,9 +410,30 @@ class Execution:
                         self.lost()
                     attempt += 1
                     continue
-                await self._record(key, "run", "completed", output, None, attempt, started)
+                await self._record_completed(key, output, attempt, started)
                 # What a replay returns: the JSON round trip (a scalar comes back as itself).
                 return value if type(value) in _SCALARS else json.loads(output)
+        finally:
+            self._done()
+
+    async def _attempt(
+        self,
+        key: str,
+        attempt: int,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        timeout: float | None,
+        grant: tuple[int, float] | None,
+    ) -> tuple[Any, str]:
+        """An attempt in its span, giving back its budget unit once ``fn`` returns: its value
+        and that value's JSON."""
+        with tracing.step_span(self.trace, "step.run", key, attempt):
+            try:
+                value = await self._call(key, attempt, fn, args, timeout)
+            finally:
+                if grant is not None:
+                    self._return_unit(*grant)
+            return value, serialization.dumps_result(value, key, self.rt.max_payload)
 
     async def _take_unit(
         self, key: str, budget: str, budget_key: str, limit: int, period: float
@@ -487,16 +520,17 @@ class Execution:
         args: tuple[Any, ...],
         timeout: float | None,
     ) -> Any:
-        token = _current.set(StepContext(self.run.id, key, attempt, self.workflow.id))
+        token = _current.set((self.run.id, key, attempt, self.workflow.id))
         try:
-            if inspect.iscoroutinefunction(fn):
+            if _is_coroutine_function(fn):
                 pending: Awaitable[Any] = fn(*args)
             else:
                 loop = asyncio.get_running_loop()
                 ctx = contextvars.copy_context()
                 pending = loop.run_in_executor(self.rt.executor, ctx.run, fn, *args)
-            value = await _with_timeout(pending, timeout)
-            if inspect.isawaitable(value):  # a sync callable that returned a coroutine
+            value = await (pending if timeout is None else asyncio.wait_for(pending, timeout))
+            if type(value) not in _SCALARS and inspect.isawaitable(value):
+                # a sync callable that returned a coroutine
                 value = await _with_timeout(value, timeout)
             return value
         finally:
@@ -520,6 +554,32 @@ class Execution:
         metrics.step_outcomes(self.workflow.id, kind, status).inc()
         if status == "completed":
             metrics.step_durations(self.workflow.id).observe(self.rt.clock.now() - started)
+
+    async def _record_completed(self, key: str, output: str, attempts: int, started: float) -> None:
+        """:meth:`_record` of a ``step.run`` that returned: the hot path of every run, so the
+        store is called directly, and only an outage goes through :func:`retry_unavailable`."""
+        step = NewStep(key, "run", "completed", output, None, attempts, started)
+        store, clock = self.rt.store, self.rt.clock
+        try:
+            recorded = await store.record_step(self.run.lease, step, clock.now())
+        except StoreUnavailable as exc:
+            STORE_OUTAGE.unavailable(exc)
+            await asyncio.sleep(_FIRST_RETRY)
+            recorded = await retry_unavailable(
+                lambda: store.record_step(self.run.lease, step, clock.now()), 2 * _FIRST_RETRY
+            )
+        else:
+            STORE_OUTAGE.available()
+        if not recorded:
+            self.lost()
+        if self._run_metrics is None:
+            self._run_metrics = (
+                metrics.step_outcomes(self.workflow.id, "run", "completed"),
+                metrics.step_durations(self.workflow.id),
+            )
+        completed, durations = self._run_metrics
+        completed.inc()
+        durations.observe(clock.now() - started)
 
     # -- sleeps and waits ------------------------------------------------------------------------------
 
@@ -745,6 +805,13 @@ class _Tracking:
 
     async def __aexit__(self, *exc: object) -> None:
         self._x._done()
+
+
+def _is_coroutine_function(fn: Callable[..., Any]) -> bool:
+    """``inspect.iscoroutinefunction``, answered at once for a plain function."""
+    if type(fn) is FunctionType:
+        return bool(fn.__code__.co_flags & CO_COROUTINE)
+    return inspect.iscoroutinefunction(fn)
 
 
 async def _with_timeout(pending: Awaitable[T], timeout: float | None) -> T:

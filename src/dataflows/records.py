@@ -169,11 +169,11 @@ class ClaimedRun:
     parent_run_id: str | None
     #: What was recorded when it was claimed (sleeps found due were recorded by the claim).
     history: tuple[StepRow, ...] = ()
+    #: The lease this claim holds: what every write for the run is fenced by.
+    lease: Lease = field(init=False, repr=False, compare=False)
 
-    @property
-    def lease(self) -> Lease:
-        """The lease this claim holds: what every write for the run is fenced by."""
-        return Lease(self.id, self.lease_token)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "lease", Lease(self.id, self.lease_token))
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,6 +17,8 @@ DEFAULT_MAX_PAYLOAD = 4 * 1024 * 1024
 #: ``json.dumps(value, allow_nan=False, separators=(",", ":"))`` without building an encoder
 #: per call (every step result goes through it).
 _ENCODER = json.JSONEncoder(allow_nan=False, separators=(",", ":"))
+#: How the encoder writes a string (``ensure_ascii``).
+_encode_ascii = json.encoder.encode_basestring_ascii
 
 
 def dumps(value: Any, *, what: str, limit: int = DEFAULT_MAX_PAYLOAD) -> str:
@@ -29,6 +31,25 @@ def dumps(value: Any, *, what: str, limit: int = DEFAULT_MAX_PAYLOAD) -> str:
         raise PayloadError(f"{what} is nested too deeply to serialize") from None
     if len(text) > limit:
         raise PayloadTooLarge(what, len(text), limit)
+    return text
+
+
+def dumps_result(value: Any, key: str, limit: int = DEFAULT_MAX_PAYLOAD) -> str:
+    """:func:`dumps` of a step's result: the same text, written directly for the scalars most
+    steps return (an exact ``int``, ``str``, ``bool`` or ``None``) without the encoder."""
+    kind = type(value)
+    if kind is int:
+        text = int.__repr__(value)
+    elif kind is str:
+        text = _encode_ascii(value)
+    elif value is None:
+        text = "null"
+    elif kind is bool:
+        text = "true" if value else "false"
+    else:
+        return dumps(value, what=f"the result of step {key!r}", limit=limit)
+    if len(text) > limit:
+        raise PayloadTooLarge(f"the result of step {key!r}", len(text), limit)
     return text
 
 

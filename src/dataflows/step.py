@@ -42,7 +42,7 @@ class Step:
         return self._x.workflow.id
 
     def _key(self, name: object) -> str:
-        return self._x.next_key(check_step_name(name))
+        return self._x.step_key(name)
 
     def run(
         self,

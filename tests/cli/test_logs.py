@@ -6,7 +6,7 @@ import json
 import logging
 
 from dataflows.cli.logs import JsonFormatter
-from dataflows.context import StepContext, _current, log_fields
+from dataflows.context import _current, log_fields
 
 
 def record(message: str, **extra: object) -> logging.LogRecord:
@@ -33,7 +33,7 @@ def test_a_line_about_a_run_carries_its_fields() -> None:
 
 
 def test_a_line_logged_in_a_step_function_names_the_step() -> None:
-    token = _current.set(StepContext("r1", "charge", 3, "order"))
+    token = _current.set(("r1", "charge", 3, "order"))
     try:
         line = json.loads(JsonFormatter().format(record("calling the API")))
     finally:

@@ -19,7 +19,7 @@ import click
 from rich.logging import RichHandler
 
 from dataflows.cli.common import stderr
-from dataflows.context import LOG_FIELDS, _current, log_fields
+from dataflows.context import LOG_FIELDS, log_fields, step_context
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -87,7 +87,7 @@ class JsonFormatter(logging.Formatter):
 def _run_fields(record: logging.LogRecord) -> dict[str, Any]:
     fields = {name: getattr(record, name) for name in LOG_FIELDS if hasattr(record, name)}
     if not fields:
-        step = _current.get()  # a line logged by a step function: the step it runs in
+        step = step_context()  # a line logged by a step function: the step it runs in
         if step is not None:
             fields = log_fields(step.run_id, step.workflow_id, step.step_key, step.attempt)
     return fields
