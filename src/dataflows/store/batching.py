@@ -36,6 +36,8 @@ class Batcher(Generic[T, R]):
 
     async def submit(self, item: T) -> R:
         """Write ``item`` (with whatever else is waiting); its result once committed."""
+        if not self._writing and not self._waiting:
+            return await self._write_alone(item)
         future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
         self._waiting.append((item, future))
         if not self._writing:
@@ -47,6 +49,27 @@ class Batcher(Generic[T, R]):
                 if self._waiting:  # the writer was interrupted: hand over to a fresh one
                     asyncio.get_running_loop().create_task(self._resume())
         return await future
+
+    async def _write_alone(self, item: T) -> R:
+        """:meth:`submit` when nothing is waiting and no write is under way: ``item`` is
+        written at once, its result awaited directly (no future). As any writer, this one then
+        writes whatever came meanwhile before it returns."""
+        self._writing = True
+        failure: Exception | None = None
+        try:
+            try:
+                (result,) = await self._flush((item,))
+            except Exception as exc:
+                failure = exc
+            if self._waiting:
+                await self._write_all(None)
+        finally:
+            self._writing = False
+            if self._waiting:  # the writer was interrupted: hand over to a fresh one
+                asyncio.get_running_loop().create_task(self._resume())
+        if failure is not None:
+            raise failure
+        return result
 
     async def _resume(self) -> None:
         if self._writing or not self._waiting:
