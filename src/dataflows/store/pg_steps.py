@@ -6,8 +6,10 @@ database spends on it (query conversion, the prepared-statement cache, registeri
 unregistering the socket with the event loop for every wait). This writer sends the same
 statements, prepared once per connection, with their parameters in text form, and keeps its
 socket registered with the event loop for as long as it lives: a round trip is a send, one
-wake-up and the result. It is used by one writer at a time (the step batcher's). The batches of
-``app.start`` go through a writer of their own, on a connection of their own, the same way.
+wake-up and the result. The wake-up resumes the waiting write at once, in the turn of the event
+loop that found the answer (see :class:`Answer`). It is used by one writer at a time (the step
+batcher's). The batches of ``app.start`` go through a writer of their own, on a connection of
+their own, the same way.
 
 Any failure (connection lost, server error, cancellation mid-way) closes the connection: the
 next write opens a fresh one, and its statements are prepared again there.
@@ -16,9 +18,10 @@ next write opens a fresh one, and its statements are prepared again there.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import re
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from typing import Any
 
 import psycopg
@@ -88,7 +91,7 @@ class StepWriter:
         self._prepared: set[str] = set()
         self._loop = asyncio.get_running_loop()
         self._fd = self._pg.socket
-        self._waiter: asyncio.Future[None] | None = None
+        self._waiter: Answer | None = None
         self._failure: BaseException | None = None
         self._in_use = False  # a write is under way
         self.closed = False
@@ -134,7 +137,7 @@ class StepWriter:
         while self._pg.is_busy():
             if self._failure is not None:
                 raise self._failure
-            self._waiter = self._loop.create_future()
+            self._waiter = Answer(self._loop)
             try:
                 await self._waiter
             finally:
@@ -153,11 +156,10 @@ class StepWriter:
             self._failure = exc
             self._loop.remove_reader(self._fd)
         waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            if self._failure is not None:
-                waiter.set_exception(self._failure)
-            elif not self._pg.is_busy():
-                waiter.set_result(None)
+        if waiter is not None:
+            if self._failure is not None or not self._pg.is_busy():
+                self._waiter = None
+                waiter.resolve(self._failure)  # the write goes on now, before this returns
         elif not self._in_use and self._failure is not None:
             # Lost between writes (the server ended the session: a restart, a failover, an
             # administrator): closed now, so the next write opens a fresh connection instead of
@@ -177,3 +179,94 @@ class StepWriter:
         if self._failure is None:
             self._loop.remove_reader(self._fd)
         await self._conn.close()
+
+
+class Answer:
+    """What a write awaits: its answer, complete. An awaitable that a task waits on as on a
+    future, except that whoever resolves it (the socket's reader callback) resumes the task at
+    once instead of scheduling it for the event loop's next turn, which would cost every step
+    a further turn and ``epoll_wait``.
+
+    Tasks accept any object that behaves as a future (``_asyncio_future_blocking``,
+    ``get_loop``, ``add_done_callback``, ``result``, ``cancel``); cancelling the task cancels
+    this, and the task is then woken through the loop as for a future.
+    """
+
+    __slots__ = ("_asyncio_future_blocking", "_loop", "_callback", "_context", "_done", "_error")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._asyncio_future_blocking = False
+        self._loop = loop
+        self._callback: Callable[[Answer], object] | None = None
+        self._context: contextvars.Context | None = None
+        self._done = False
+        self._error: BaseException | None = None
+
+    def __await__(self) -> Generator[Answer, None, None]:
+        if not self._done:
+            self._asyncio_future_blocking = True
+            yield self  # the task calls add_done_callback
+        self.result()
+
+    def get_loop(self) -> asyncio.AbstractEventLoop:
+        return self._loop
+
+    def done(self) -> bool:
+        return self._done
+
+    def cancelled(self) -> bool:
+        return isinstance(self._error, asyncio.CancelledError)
+
+    def add_done_callback(
+        self, callback: Callable[[Answer], object], *, context: contextvars.Context | None = None
+    ) -> None:
+        if self._done:
+            self._loop.call_soon(callback, self, context=context)
+        else:  # one awaiting task, as for the futures asyncio's own primitives wait on
+            self._callback, self._context = callback, context
+
+    def remove_done_callback(self, callback: Callable[[Answer], object]) -> int:
+        if self._callback is not callback:
+            return 0
+        self._callback = self._context = None
+        return 1
+
+    def result(self) -> None:
+        if self._error is not None:
+            raise self._error
+
+    def exception(self) -> BaseException | None:
+        return self._error
+
+    def cancel(self, msg: Any = None) -> bool:
+        if self._done:
+            return False
+        self._done = True
+        self._error = asyncio.CancelledError() if msg is None else asyncio.CancelledError(msg)
+        callback, context = self._callback, self._context
+        self._callback = self._context = None
+        if callback is not None:
+            self._loop.call_soon(callback, self, context=context)
+        return True
+
+    def resolve(self, error: BaseException | None = None) -> None:
+        """The answer is complete (or failed with ``error``): run the waiting task now."""
+        if self._done:
+            return
+        self._done = True
+        self._error = error
+        callback, context = self._callback, self._context
+        self._callback = self._context = None
+        if callback is None:
+            return
+        try:
+            if context is None:
+                callback(self)
+            else:
+                context.run(callback, self)
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:  # as the event loop reports a failing callback
+            self._loop.call_exception_handler(
+                {"message": "exception in the step writer's wake-up", "exception": exc}
+            )

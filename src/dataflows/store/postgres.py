@@ -297,12 +297,17 @@ class PostgresStore(SqlStore):
         the hot path skips the pool and psycopg's cursors (see :mod:`.pg_steps`): one round
         trip of a prepared statement, nothing else."""
         query = queries[0] if len(queries) == 1 else record_steps_query(queries)
-        async with self._translate("recording steps"):
-            writer = self._step_writer
+        writer = self._step_writer
+        try:  # as ``_translate`` does, written out: this is every step's path
             if writer is None or writer.closed:
                 conn = await Connection.connect(self.url, **self._connect_kwargs())
                 writer = self._step_writer = StepWriter(conn, self._step_statements)
             answer = await writer.fetch(query)  # a failure closes the writer
+        except _UNAVAILABLE as exc:
+            self._outage()
+            raise StoreUnavailable(
+                f"PostgreSQL ({self.schema}) unavailable while recording steps: {exc}"
+            ) from exc
         if len(queries) == 1:
             return [int(answer)]
         return record_steps_counts(queries, answer)
