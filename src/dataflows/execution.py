@@ -146,8 +146,8 @@ class Execution:
         self._abandoned = False
         self.fatal: NonDeterminismError | None = None
         self._inflight = 0
-        self._idle = asyncio.Event()
-        self._idle.set()
+        #: What :meth:`drain` waits on while steps are in flight (made when it is called).
+        self._drained: asyncio.Future[None] | None = None
         #: Sleeps, budget waits and retry backoffs held in memory give up at once.
         self._interrupted = asyncio.Event()
         #: How many sleeps (budget waits, retry backoffs) this run holds in memory right now (a
@@ -328,14 +328,18 @@ class Execution:
         """``async with``: a step (or wait) of this run is in flight; :meth:`drain` waits."""
         return _Tracking(self)
 
+    @property
+    def idle(self) -> bool:
+        """No step (or wait) of this run is in flight."""
+        return self._inflight == 0
+
     def _busy(self) -> None:
         self._inflight += 1
-        self._idle.clear()
 
     def _done(self, _: object = None) -> None:
         self._inflight -= 1
-        if self._inflight == 0:
-            self._idle.set()
+        if self._inflight == 0 and self._drained is not None and not self._drained.done():
+            self._drained.set_result(None)
 
     def in_background(self, op: Callable[[], Coroutine[Any, Any, None]]) -> None:
         """Run ``op`` alongside the workflow; :meth:`drain` waits for it as for a step."""
@@ -349,7 +353,10 @@ class Execution:
         """Stop new steps and wait for those in flight to record their outcome."""
         self.closing = True
         self._interrupted.set()
-        await self._idle.wait()
+        if self._inflight:
+            if self._drained is None or self._drained.done():
+                self._drained = asyncio.get_running_loop().create_future()
+            await asyncio.shield(self._drained)
 
     async def write(self, op: Callable[[], Awaitable[bool]]) -> None:
         if not await retry_unavailable(op):

@@ -91,12 +91,8 @@ class DryExecution(Execution):
         recorded step reached for :data:`SETTLE_TURNS` turns of the event loop. Once every
         recorded step is reached and no step waits, nothing can diverge any more."""
         seen, idle = -1, 0
-        while (
-            idle < SETTLE_TURNS
-            and self.fatal is None
-            and (self._unreached or not self._idle.is_set())
-        ):
-            if self._reached != seen or not self._idle.is_set():
+        while idle < SETTLE_TURNS and self.fatal is None and (self._unreached or not self.idle):
+            if self._reached != seen or not self.idle:
                 seen, idle = self._reached, 0
             else:
                 idle += 1

@@ -35,25 +35,13 @@ class Batcher(Generic[T, R]):
         return not self._writing and not self._waiting
 
     async def submit(self, item: T) -> R:
-        """Write ``item`` (with whatever else is waiting); its result once committed."""
-        if not self._writing and not self._waiting:
-            return await self._write_alone(item)
-        future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
-        self._waiting.append((item, future))
-        if not self._writing:
-            self._writing = True
-            try:
-                await self._write_all(future)
-            finally:
-                self._writing = False
-                if self._waiting:  # the writer was interrupted: hand over to a fresh one
-                    asyncio.get_running_loop().create_task(self._resume())
-        return await future
+        """Write ``item`` (with whatever else is waiting); its result once committed.
 
-    async def _write_alone(self, item: T) -> R:
-        """:meth:`submit` when nothing is waiting and no write is under way: ``item`` is
-        written at once, its result awaited directly (no future). As any writer, this one then
-        writes whatever came meanwhile before it returns."""
+        When nothing waits and no write is under way, ``item`` is written at once and its
+        result awaited directly (no future); as any writer, this one then writes whatever came
+        meanwhile before it returns (and raises the failure of its own write after that)."""
+        if self._writing or self._waiting:
+            return await self._join(item)
         self._writing = True
         failure: Exception | None = None
         try:
@@ -70,6 +58,20 @@ class Batcher(Generic[T, R]):
         if failure is not None:
             raise failure
         return result
+
+    async def _join(self, item: T) -> R:
+        """Wait to be written with the others (writing them, if no write is under way)."""
+        future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
+        self._waiting.append((item, future))
+        if not self._writing:
+            self._writing = True
+            try:
+                await self._write_all(future)
+            finally:
+                self._writing = False
+                if self._waiting:  # the writer was interrupted: hand over to a fresh one
+                    asyncio.get_running_loop().create_task(self._resume())
+        return await future
 
     async def _resume(self) -> None:
         if self._writing or not self._waiting:

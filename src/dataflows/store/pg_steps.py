@@ -99,16 +99,24 @@ class StepWriter:
 
     async def fetch(self, query: Query) -> Any:
         statement = self._statements[query.name]
+        pg = self._pg
         self._in_use = True
         try:
             if query.name not in self._prepared:
-                self._pg.send_prepare(statement.name, statement.text, statement.types)
-                self._check(await self._results())
+                pg.send_prepare(statement.name, statement.text, statement.types)
+                await self._sent()
+                while pg.is_busy():
+                    await self._more()
+                self._check(self._result())
                 self._prepared.add(query.name)
-            self._pg.send_query_prepared(
+            pg.send_query_prepared(
                 statement.name, statement.values(query.params), statement.formats
             )
-            result = self._check(await self._results())
+            if pg.flush():  # the socket's buffer is full: rare, for a small statement
+                await self._sent()
+            while pg.is_busy():
+                await self._more()
+            result = self._check(self._result())
         except BaseException:
             await self.close()
             raise
@@ -125,23 +133,25 @@ class StepWriter:
             for row in range(result.ntuples)
         ]
 
-    async def _results(self) -> pq.abc.PGresult:
-        """Send what is buffered, wait until the answer is complete, and read it."""
-        while self._pg.flush():  # the socket's buffer is full: rare, for a small statement
+    async def _sent(self) -> None:
+        """Wait until what is buffered is sent."""
+        while self._pg.flush():
             writable: asyncio.Future[None] = self._loop.create_future()
             self._loop.add_writer(self._fd, writable.set_result, None)
             try:
                 await writable
             finally:
                 self._loop.remove_writer(self._fd)
-        while self._pg.is_busy():
-            if self._failure is not None:
-                raise self._failure
-            self._waiter = Answer(self._loop)
-            try:
-                await self._waiter
-            finally:
-                self._waiter = None
+
+    def _more(self) -> Answer:
+        """What to await for more of the answer (the reader callback resolves it)."""
+        if self._failure is not None:
+            raise self._failure
+        self._waiter = Answer(self._loop)
+        return self._waiter
+
+    def _result(self) -> pq.abc.PGresult:
+        """The answer, complete, read to its end."""
         result = self._pg.get_result()
         while self._pg.get_result() is not None:  # the end of the answer
             pass
