@@ -56,6 +56,8 @@ _PARAMETERS: dict[str, tuple[int, int, Callable[[Any], bytes]]] = {
     "sender": (_TEXT, _AS_TEXT, str.encode),
 }
 _PLACEHOLDER = re.compile(r"%\((\w+)\)s")
+#: The statuses of a statement that succeeded.
+_SUCCEEDED = frozenset({pq.ExecStatus.COMMAND_OK, pq.ExecStatus.TUPLES_OK})
 
 
 class Statement:
@@ -178,7 +180,7 @@ class StepWriter:
             self._pg.finish()
 
     def _check(self, result: pq.abc.PGresult) -> pq.abc.PGresult:
-        if result.status in (pq.ExecStatus.COMMAND_OK, pq.ExecStatus.TUPLES_OK):
+        if result.status in _SUCCEEDED:
             return result
         raise errors.error_from_result(result, encoding=self._conn.info.encoding)
 
