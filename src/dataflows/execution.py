@@ -123,6 +123,10 @@ async def retry_unavailable(op: Callable[[], Awaitable[T]], delay: float = _FIRS
 
 
 class Execution:
+    #: Every new step goes through :meth:`begin_new`, even with no recorded step unreached (a
+    #: dry replay stops there).
+    stops_at_new_steps = False
+
     def __init__(
         self, rt: Runtime, claimed: ClaimedRun, workflow: Workflow, history: list[StepRow]
     ) -> None:
@@ -378,7 +382,8 @@ class Execution:
         row = self.recorded(key, "run")
         attempt = 1
         if row is None:
-            await self.begin_new(key)
+            if self._unreached or self.stops_at_new_steps:  # else begin_new has nothing to do
+                await self.begin_new(key)
         else:
             if row.status == "completed":
                 return row.output

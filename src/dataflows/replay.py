@@ -76,6 +76,8 @@ class _NoStore:
 class DryExecution(Execution):
     """An execution that stops each branch where the real run would do something."""
 
+    stops_at_new_steps = True
+
     async def begin_new(self, key: str) -> None:
         await super().begin_new(key)  # NonDeterminismError when divergent
         raise ReplayEnd()
