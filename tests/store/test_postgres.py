@@ -282,6 +282,31 @@ async def test_a_start_connection_lost_while_idle_is_replaced_before_the_next_st
     assert store._start_writer is not writer
 
 
+async def test_a_write_cancelled_while_it_waits_leaves_the_next_one_working(
+    pg_url: DbTarget, store: PostgresStore
+) -> None:
+    await store.start_run(new_run("r1"), T0)
+    [held] = await store.claim_runs("w1", 1, 10, T0)
+    lease = Lease("r1", held.lease_token)
+    runs = sql.Identifier(pg_url.schema or "x", "runs")
+    async with await psycopg.AsyncConnection.connect(pg_url.url) as other:
+        await other.execute(
+            sql.SQL("SELECT 1 FROM {} WHERE id = 'r1' FOR UPDATE").format(runs)
+        )  # the step's insert waits for this lock
+        step = NewStep("a", "run", "completed", "1", None, 1, T0)
+        write = asyncio.create_task(store.record_step(lease, step, T0 + 1))
+        await asyncio.sleep(0.2)
+        assert not write.done()
+        write.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await write
+        await other.rollback()
+    step = NewStep("b", "run", "completed", "2", None, 1, T0)
+    assert await store.record_step(lease, step, T0 + 2)
+    keys = [r.key for r in await store.load_history("r1")]
+    assert "b" in keys and keys.count("a") <= 1  # the cancelled one: committed or not, once
+
+
 async def test_concurrent_steps_share_one_insert_each_fenced(store: PostgresStore) -> None:
     leases = []
     for n in range(3):
