@@ -75,10 +75,23 @@ class Statement:
         self.text = _PLACEHOLDER.sub(number, text).encode()
         self.types = [_PARAMETERS[n][0] for n in names]
         self.formats = [_PARAMETERS[n][1] for n in names]
-        self._writers = [(n, _PARAMETERS[n][2]) for n in names]
+        #: ``values(params)``: each parameter written, in order (``None`` for a null).
+        self.values = _values_function(names)
 
-    def values(self, params: dict[str, Any]) -> list[bytes | None]:
-        return [None if (v := params[n]) is None else write(v) for n, write in self._writers]
+
+def _values_function(names: list[str]) -> Callable[[dict[str, Any]], list[bytes | None]]:
+    """A function writing these parameters, one expression each (written out rather than
+    looped over: it runs for every step, and the loop cost more than the writing)."""
+    scope: dict[str, Any] = {}
+    items = []
+    for i, name in enumerate(names):
+        if not name.isidentifier():
+            raise ValueError(f"invalid parameter name {name!r}")
+        scope[f"write{i}"] = _PARAMETERS[name][2]
+        items.append(f"None if (v{i} := params[{name!r}]) is None else write{i}(v{i})")
+    exec(f"def values(params):\n    return [{', '.join(items)}]\n", scope)  # noqa: S102
+    function: Callable[[dict[str, Any]], list[bytes | None]] = scope["values"]
+    return function
 
 
 class StepWriter:
