@@ -51,6 +51,13 @@ def waiter(app: df.Dataflows, calls: dict[str, int], big: int = 0) -> None:
         return await step.run("after", after)
 
 
+async def waiting(app: df.Dataflows, k: int) -> str:
+    """A run of ``waiter`` started and suspended in its wait for ``go`` with ``data.k == k``."""
+    run_id = await app.start("waiter", {"k": k})
+    await wait_status(app, run_id, "waiting")
+    return run_id
+
+
 def record_handovers(app: df.Dataflows, w: Worker) -> Handed:
     """Wrap the worker's assignee to note the run ids each notification handed it."""
     handed: Handed = []
@@ -79,8 +86,7 @@ async def test_an_event_sent_elsewhere_hands_the_woken_run_to_the_idle_worker(
     calls: dict[str, int] = {}
     waiter(own, calls)
     async with worker(own, concurrency=4) as w:
-        run_id = await own.start("waiter", {"k": 7})
-        await wait_status(own, run_id, "waiting")
+        run_id = await waiting(own, 7)
         await eventually(lambda: offered(pg_url, w.id) == 4)  # idle: all its slots
         handed = record_handovers(own, w)
         await client.send("go", {"k": 7})
@@ -129,8 +135,7 @@ async def test_a_worker_with_no_free_slot_gives_a_handed_run_back_to_the_queue(
         return str(await step.run("hold", hold))
 
     async with worker(own, concurrency=1) as w:
-        run_id = await own.start("waiter", {"k": 1})
-        await wait_status(own, run_id, "waiting")
+        run_id = await waiting(own, 1)
         await eventually(lambda: offered(pg_url, w.id) == 1)
         busy_id = await own.start("busy")
         await wait_status(own, busy_id, "running")
@@ -154,8 +159,7 @@ async def test_a_run_whose_history_is_too_large_to_send_is_claimed_as_usual(
     calls: dict[str, int] = {}
     waiter(own, calls, big=10_000)  # a NOTIFY payload holds under 8,000 bytes
     async with worker(own, concurrency=2) as w:
-        run_id = await own.start("waiter", {"k": 3})
-        await wait_status(own, run_id, "waiting")
+        run_id = await waiting(own, 3)
         await eventually(lambda: offered(pg_url, w.id) == 2)
         handed = record_handovers(own, w)
         await client.send("go", {"k": 3})
@@ -172,8 +176,7 @@ async def test_the_offer_of_a_worker_whose_process_died_is_not_taken(
     calls: dict[str, int] = {}
     waiter(own, calls)
     async with worker(own, concurrency=1):
-        run_id = await own.start("waiter", {"k": 2})
-        await wait_status(own, run_id, "waiting")
+        run_id = await waiting(own, 2)
     # A worker recorded with an offer but no process holding its lock (it died a moment ago).
     with psycopg.connect(pg_url.url, autocommit=True) as conn:
         conn.execute(
@@ -195,8 +198,7 @@ async def test_a_stopping_worker_withdraws_its_offer_and_leaves_no_run_leased_to
     calls: dict[str, int] = {}
     waiter(own, calls)
     async with worker(own, concurrency=2) as w:
-        run_id = await own.start("waiter", {"k": 5})
-        await wait_status(own, run_id, "waiting")
+        run_id = await waiting(own, 5)
         await eventually(lambda: offered(pg_url, w.id) == 2)
         own.store.remove_assignee(w.id)  # as if its notification never arrived
         await client.send("go", {"k": 5})
