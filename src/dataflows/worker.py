@@ -412,14 +412,9 @@ class Worker:
             self._wake.set()
         for run in runs:
             if self._stopping.is_set():  # stopping meanwhile: hand it back at once
-                task = asyncio.get_running_loop().create_task(self._hand_back(run))
-                self._handing_back.add(task)
-                task.add_done_callback(self._handing_back.discard)
+                self._give_back(run.lease)
             else:
                 self._spawn(run)
-
-    async def _hand_back(self, run: ClaimedRun) -> None:
-        await self._hand_back_lease(run.lease)
 
     async def _cancel_unstarted(self) -> None:
         """Cancel the runs never started by their ``start_timeout`` (at most once a poll)."""
